@@ -1,0 +1,48 @@
+"""Values that cross channels on the hot path: frame batches in, Kafka records out.
+
+They are msgspec Structs (frozen, no GC tracking) because thousands are made per second.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class Market(enum.Enum):
+    SPOT = "spot"
+    USDM = "usdm"
+
+
+class FrameBatch(msgspec.Struct, frozen=True, gc=False):
+    """Text frames read from one WebSocket connection, in arrival order.
+
+    ``received_ns[i]`` is the wall-clock time (``time.time_ns()``) frame ``i`` was read.
+    Only data frames of combined streams (``{"stream":..,"data":..}``) travel here;
+    control frames (acks, pings, ``serverShutdown``) are handled by the connection.
+    """
+
+    market: Market
+    connection: str
+    frames: list[str]
+    received_ns: list[int]
+
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One Kafka message ready to publish, plus what the pipeline needs to route it.
+
+    ``kind`` is the event type (``trade``, ``aggTrade``, ``depthUpdate``, ...);
+    ``seq`` is the exchange's sequence id used for gap detection (trade id ``t``,
+    aggregate trade id ``a``, depth final update id ``u``) or 0 where there is none.
+    """
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    received_ns: int
+    market: Market
+    kind: str
+    symbol: str
+    seq: int = 0
