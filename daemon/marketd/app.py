@@ -1,0 +1,348 @@
+"""The daemon: one trio nursery supervising the pipeline, in dependency order.
+
+    feeds ──FrameBatch──► normalizer ──list[Record]──► sink (Kafka publisher | memory bus)
+
+Start order: HTTP → sink → normalizer → feeds. Stop (SIGINT/SIGTERM): cancel the feeds
+(stop intake); each stage then sees its input closed, drains, and closes its output;
+the sink flushes; all of it bounded by ``shutdown.grace_s``. Then HTTP stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import prometheus_client
+import structlog
+import trio
+from prometheus_client.core import Metric
+
+from marketd import __version__
+from marketd.backfill import Backfiller
+from marketd.backoff import BackoffPolicy
+from marketd.bus import MemoryBus
+from marketd.codec import Codec
+from marketd.config import BackoffSettings, Settings
+from marketd.feed.connection import Feed
+from marketd.feed.streams import plan_connections
+from marketd.kafka_sink import KafkaPublisher
+from marketd.metrics import StatisticsCollector, counter, gauge
+from marketd.pipeline import Normalizer
+from marketd.records import FrameBatch, Market, Record
+from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
+from marketd.web import create_app, serve_http
+
+log = structlog.get_logger(__name__)
+
+
+def backoff_policy(s: BackoffSettings) -> BackoffPolicy:
+    return BackoffPolicy(
+        initial=s.initial_s,
+        cap=s.max_s,
+        multiplier=s.multiplier,
+        jitter=s.jitter,
+        reset_after=s.reset_after_s,
+    )
+
+
+class Daemon:
+    """Owns the components of one ``marketd run`` and wires their channels."""
+
+    def __init__(
+        self, settings: Settings, registry: prometheus_client.CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.codec = Codec(settings.kafka.topics)
+        backfiller = None
+        if settings.pipeline.backfill_trades:
+            backfiller = Backfiller(
+                encoder=self.codec,
+                rest_urls={
+                    Market.SPOT: settings.binance.spot_rest_url,
+                    Market.USDM: settings.binance.futures_rest_url,
+                },
+                max_trades=settings.pipeline.backfill_max_trades,
+                timeout=settings.binance.rest_timeout_s,
+            )
+        self.normalizer = Normalizer(self.codec, backfiller)
+        self.bus = MemoryBus()
+        self.publisher = KafkaPublisher(settings.kafka) if settings.kafka.enabled else None
+        self.feeds = [Feed(plan, settings.binance) for plan in plan_connections(settings)]
+        self.children: dict[str, ChildState] = {
+            name: ChildState(name) for name in ("sink", "normalizer")
+        }
+        self.frames_send, self.frames_recv = trio.open_memory_channel[FrameBatch](
+            settings.pipeline.channel_capacity
+        )
+        self.records_send, self.records_recv = trio.open_memory_channel[list[Record]](
+            settings.pipeline.channel_capacity
+        )
+        self.http_binds: list[str] = []
+        self.collector = StatisticsCollector()
+        self.collector.add(self._metrics)
+        self.registry = registry or prometheus_client.REGISTRY
+        self.registry.register(self.collector)
+
+    def close(self) -> None:
+        with contextlib.suppress(KeyError):
+            self.registry.unregister(self.collector)
+
+    # -- readiness and metrics ------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        not_ready: list[str] = []
+        if not self.children["sink"].running:
+            not_ready.append("sink")
+        if self.publisher is not None and not self.publisher.statistics().connected:
+            not_ready.append("kafka")
+        stale_after = self.settings.binance.stale_after_s
+        for feed in self.feeds:
+            st = feed.statistics()
+            if not st.connected or st.last_frame_age_s > stale_after:
+                not_ready.append(f"feed:{st.connection}")
+        return not not_ready, {"not_ready": not_ready}
+
+    def _metrics(self) -> Iterable[Metric]:
+        norm = self.normalizer.statistics()
+        yield counter(
+            "marketd_events_total",
+            "Market events decoded and accepted, by market and event kind.",
+            ("market", "kind"),
+            {k: v for k, v in norm.events.items()},
+        )
+        errors: dict[tuple[str, ...], int] = {}
+        for market, n in norm.malformed.items():
+            errors[(market, "malformed")] = n
+        for market, n in norm.unknown.items():
+            errors[(market, "unknown")] = n
+        yield counter(
+            "marketd_parse_errors_total",
+            "Frames skipped: malformed (bad JSON, types, fields) or unknown (event/stream).",
+            ("market", "reason"),
+            errors,
+        )
+        yield counter(
+            "marketd_frames_decoded_total", "Frames handed to the codec.", (), {(): norm.frames}
+        )
+        yield counter(
+            "marketd_trade_duplicates_total",
+            "Trades dropped because their id was already published (reconnect overlap).",
+            (),
+            {(): norm.duplicates},
+        )
+        yield counter(
+            "marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps}
+        )
+        yield counter(
+            "marketd_trades_backfilled_total",
+            "Trades fetched from REST history to fill gaps.",
+            (),
+            {(): norm.backfilled},
+        )
+        yield counter(
+            "marketd_trades_unfilled_total",
+            "Missed trades that REST could not supply (lost, and counted).",
+            (),
+            {(): norm.unfilled},
+        )
+        bus = self.bus.statistics()
+        yield counter(
+            "marketd_bus_records_total",
+            "Records delivered on the embedded bus (no Kafka), by topic.",
+            ("topic",),
+            {(t,): n for t, n in bus.by_topic.items()},
+        )
+        queued: dict[tuple[str, ...], float] = {
+            ("frames",): self.frames_send.statistics().current_buffer_used,
+            ("records",): self.records_send.statistics().current_buffer_used,
+        }
+        yield gauge(
+            "marketd_channel_queued_batches",
+            "Batches waiting in each bounded pipeline channel.",
+            ("channel",),
+            queued,
+        )
+        yield gauge(
+            "marketd_channel_capacity_batches",
+            "Capacity of each bounded pipeline channel.",
+            ("channel",),
+            {(c,): float(self.settings.pipeline.channel_capacity) for (c,) in queued},
+        )
+        yield counter(
+            "marketd_child_restarts_total",
+            "Supervised children restarted after a failure.",
+            ("child",),
+            {(n,): s.failures for n, s in self.children.items()},
+        )
+        for family in self._feed_metrics():
+            yield family
+        if self.publisher is not None:
+            yield from self.publisher.metrics()
+        info = gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
+        yield info
+
+    def _feed_metrics(self) -> Iterable[Metric]:
+        stats = [f.statistics() for f in self.feeds]
+        yield gauge(
+            "marketd_feed_connected",
+            "1 when the feed connection is subscribed and reading.",
+            ("connection",),
+            {(s.connection,): float(s.connected) for s in stats},
+        )
+        yield counter(
+            "marketd_feed_frames_total",
+            "Frames received on each feed connection.",
+            ("connection",),
+            {(s.connection,): s.frames for s in stats},
+        )
+        yield counter(
+            "marketd_feed_reconnects_total",
+            "Feed reconnects by reason.",
+            ("connection", "reason"),
+            {(s.connection, r): n for s in stats for r, n in s.reconnects.items()},
+        )
+        yield gauge(
+            "marketd_feed_last_frame_age_seconds",
+            "Seconds since the last frame on each feed connection.",
+            ("connection",),
+            {(s.connection,): s.last_frame_age_s for s in stats},
+        )
+
+    def log_statistics(self) -> None:
+        norm = self.normalizer.statistics()
+        published = (
+            self.publisher.statistics().acknowledged
+            if self.publisher is not None
+            else self.bus.statistics().records
+        )
+        log.info(
+            "statistics",
+            frames=norm.frames,
+            records=norm.records,
+            delivered=published,
+            sink="kafka" if self.publisher else "memory-bus",
+            malformed=sum(norm.malformed.values()),
+            unknown=sum(norm.unknown.values()),
+            duplicates=norm.duplicates,
+            backfilled=norm.backfilled,
+            feeds_connected=sum(f.statistics().connected for f in self.feeds),
+            feeds=len(self.feeds),
+        )
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        stop: trio.Event,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> bool:
+        """Run until ``stop`` is set, then drain. Return True if everything was flushed."""
+        http_shutdown = trio.Event()
+        drained = True
+        async with trio.open_nursery() as root:
+            self.http_binds = await root.start(
+                serve_http,
+                create_app(self.readiness, self.registry),
+                self.settings.http.listen,
+                http_shutdown,
+            )
+            root.start_soon(self._log_periodically)
+            with trio.CancelScope() as pipeline_scope:
+                async with trio.open_nursery() as pipeline:
+                    await pipeline.start(self._serve_sink)
+                    await pipeline.start(self._serve_normalizer)
+                    feeds_scope = trio.CancelScope()
+                    pipeline.start_soon(self._serve_feeds, feeds_scope)
+                    log.info(
+                        "marketd running",
+                        http=self.http_binds,
+                        feeds=len(self.feeds),
+                        sink="kafka" if self.publisher else "memory-bus",
+                    )
+                    task_status.started(self.http_binds)
+                    await stop.wait()
+                    log.info("stopping intake; draining", grace_s=self.settings.shutdown.grace_s)
+                    feeds_scope.cancel()
+                    pipeline_scope.deadline = (
+                        trio.current_time() + self.settings.shutdown.grace_s
+                    )
+            if pipeline_scope.cancelled_caught:
+                drained = False
+                log.error("grace period expired before the pipeline drained")
+            self.log_statistics()
+            http_shutdown.set()
+            root.cancel_scope.cancel()
+        return drained
+
+    async def _log_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.settings.log.stats_interval_s)
+            self.log_statistics()
+
+    async def _serve_sink(self, *, task_status: trio.TaskStatus[None]) -> None:
+        policy = backoff_policy(self.settings.supervisor.restart)
+        recv = self.records_recv
+        if self.publisher is not None:
+            publisher = self.publisher
+
+            async def child(*, task_status: trio.TaskStatus[None]) -> None:
+                await publisher.serve(recv.clone(), task_status=task_status)
+        else:
+            bus = self.bus
+
+            async def child(*, task_status: trio.TaskStatus[None]) -> None:
+                await bus.serve(recv.clone(), task_status=task_status)
+
+        async with recv:
+            await serve_restarting(
+                "sink", child, policy, self.children["sink"], task_status=task_status
+            )
+
+    async def _serve_normalizer(self, *, task_status: trio.TaskStatus[None]) -> None:
+        policy = backoff_policy(self.settings.supervisor.restart)
+        frames_recv, records_send = self.frames_recv, self.records_send
+        child = functools.partial(self._normalizer_child, frames_recv, records_send)
+        async with frames_recv, records_send:
+            await serve_restarting(
+                "normalizer", child, policy, self.children["normalizer"], task_status=task_status
+            )
+
+    async def _normalizer_child(
+        self,
+        frames_recv: trio.MemoryReceiveChannel[FrameBatch],
+        records_send: trio.MemorySendChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        await self.normalizer.serve(
+            frames_recv.clone(), records_send.clone(), task_status=task_status
+        )
+
+    async def _serve_feeds(self, scope: trio.CancelScope) -> None:
+        async with self.frames_send:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    for feed in self.feeds:
+                        nursery.start_soon(self._feed_child, feed)
+
+    async def _feed_child(self, feed: Feed) -> None:
+        async with self.frames_send.clone() as out:
+            await feed.serve(out)
+
+
+async def run_daemon(settings: Settings) -> int:
+    """Run the daemon until SIGINT/SIGTERM. Return the process exit code."""
+    stop = trio.Event()
+    daemon = Daemon(settings)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_signal, stop)
+            drained = await daemon.run(stop)
+            nursery.cancel_scope.cancel()
+    finally:
+        daemon.close()
+    log.info("marketd stopped", drained=drained)
+    return 0 if drained else 1

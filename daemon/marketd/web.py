@@ -1,0 +1,101 @@
+"""The HTTP surface: Quart-Trio app on Hypercorn's trio worker, inside the supervisor.
+
+Serves ``/metrics`` (Prometheus), ``/healthz`` (liveness: the event loop answers) and
+``/readyz`` (200 only when every required component is ready, else 503 with JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+import prometheus_client
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Response
+from quart_trio import QuartTrio
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def create_app(
+    readiness: Readiness, registry: prometheus_client.CollectorRegistry | None = None
+) -> QuartTrio:
+    app = QuartTrio("marketd")
+    reg = registry or prometheus_client.REGISTRY
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = prometheus_client.generate_latest(reg)
+        return Response(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', content_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready, detail = readiness()
+        body = orjson.dumps({"ready": ready, **detail}, default=str)
+        return Response(body, status=200 if ready else 503, content_type="application/json")
+
+    return app
+
+
+class ShieldFinalSend:
+    """ASGI middleware for hypercorn issue 330 (STACK.md pitfall 1).
+
+    Quart-Trio cancels the handler when the client half-closes, which interrupts
+    Hypercorn while it sends the last body chunk of a ``Connection: close`` response;
+    shielding that final send (for at most a few seconds) lets the response complete.
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float = 5.0) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def shielded_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with trio.move_on_after(self.timeout) as scope_:
+                    scope_.shield = True
+                    await send(message)
+                return
+            await send(message)
+
+        await self.app(scope, receive, shielded_send)
+
+
+async def serve_http(
+    app: QuartTrio,
+    listen: str,
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``listen`` (host:port) until ``shutdown`` is set.
+
+    ``task_status.started`` receives the bound addresses (useful with port 0).
+    """
+    config = HypercornConfig()
+    config.bind = [listen]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    await hypercorn_serve(
+        ShieldFinalSend(app),  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown.wait,
+        task_status=task_status,
+    )
