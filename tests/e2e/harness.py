@@ -1,0 +1,196 @@
+"""Real processes for end-to-end tests: the fake exchange and ``marketd run``.
+
+Both run as subprocesses on loopback ports, exactly as a user would run them; tests
+talk to them over HTTP (the fake's control API, the daemon's /metrics and /readyz).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_json(url: str, body: Any = None, *, timeout: float = 5.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        exc.close()
+        return exc.code, json.loads(payload or b"null")
+
+
+def http_text(url: str, *, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def wait_until(predicate: Any, *, timeout: float, interval: float = 0.1, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+class Process:
+    """A subprocess with its stderr in a file (shown when a test fails)."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+class FakeExchange(Process):
+    """``python -m marketd.fakex`` on free ports; ``urls`` from its first stdout line."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        super().__init__(
+            [sys.executable, "-m", "marketd.fakex", *args], tmp / "fake-exchange.log"
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise AssertionError("fake exchange did not start:\n" + self.log_tail())
+        self.urls: dict[str, str] = json.loads(line)
+
+    def control(self, action: str, body: Any = None) -> Any:
+        status, payload = http_json(f"{self.urls['control_url']}/{action}", body)
+        assert status == 200, (action, status, payload)
+        return payload
+
+    def state(self) -> Any:
+        return self.control("state")
+
+    def rest(self, market: str, path: str) -> Any:
+        base = self.urls["spot_rest_url" if market == "spot" else "futures_rest_url"]
+        status, payload = http_json(base + path)
+        assert status == 200, (path, status, payload)
+        return payload
+
+    def __enter__(self) -> FakeExchange:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.signal(signal.SIGTERM)
+        try:
+            self.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.close()
+
+
+class Daemon(Process):
+    """``python -m marketd run --config FILE`` with the given settings and environment."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None):
+        self.port = free_port()
+        config = {**config, "http": {"listen": f"127.0.0.1:{self.port}"}}
+        path = tmp / "marketd.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            [sys.executable, "-m", "marketd", "run", "--config", str(path)],
+            tmp / "marketd.log",
+            env,
+        )
+
+    def metrics(self) -> str:
+        return http_text(self.base + "/metrics")
+
+    def ready(self) -> tuple[int, Any]:
+        try:
+            return http_json(self.base + "/readyz")
+        except OSError:
+            return 0, None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def is_ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError("marketd exited early:\n" + self.log_tail())
+            return self.ready()[0] == 200
+
+        wait_until(is_ready, timeout=timeout, what="marketd /readyz 200")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is not None:
+            sys.stderr.write("---- marketd log ----\n" + self.log_tail(120) + "\n")
+        self.close()

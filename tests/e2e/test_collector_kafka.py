@@ -1,0 +1,140 @@
+"""End to end: fake exchange → ``marketd run`` → real Kafka → consume and decode.
+
+Every trade the exchange generated while marketd was subscribed must reach Kafka exactly
+once, in per-symbol order, with the exchange's exact prices and ids — across injected
+connection drops, a ``serverShutdown``, and malformed and unknown frames.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.v1.market_data_pb2 import Market, MarketEvent
+from tests.conftest import Consume
+from tests.e2e.harness import Daemon, FakeExchange, metric_value, wait_until
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def daemon_config(fx: FakeExchange, bootstrap: str, raw: str, depth: str) -> dict[str, Any]:
+    return {
+        "binance": {
+            "spot_ws_url": fx.urls["spot_ws_url"],
+            "spot_rest_url": fx.urls["spot_rest_url"],
+            "futures_ws_url": fx.urls["futures_ws_url"],
+            "futures_rest_url": fx.urls["futures_rest_url"],
+            "stale_after_s": 5.0,
+            "reconnect": {"initial_s": 0.05, "max_s": 0.5},
+        },
+        "subscriptions": [
+            {"market": "spot", "symbols": SYMBOLS, "channels": ["trade", "depth@100ms"]},
+            {"market": "usdm", "symbols": SYMBOLS, "channels": ["aggTrade"],
+             "streams": ["!miniTicker@arr"]},
+        ],
+        "kafka": {"bootstrap_servers": bootstrap, "topics": {"raw": raw, "depth": depth}},
+        "log": {"format": "json", "stats_interval_s": 1.0},
+        "shutdown": {"grace_s": 20.0},
+    }
+
+
+def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for rec in records:
+        event = MarketEvent.FromString(rec.value)
+        if event.WhichOneof("payload") == kind:
+            assert rec.key == event.symbol.encode()
+            out[event.symbol].append((event, getattr(event, kind)))
+    return out
+
+
+def history(fx: FakeExchange, market: str, path: str, symbol: str, first: int, last: int
+            ) -> dict[int, dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    next_id = first
+    while next_id <= last:
+        page = fx.rest(market, f"{path}?symbol={symbol}&fromId={next_id}&limit=1000")
+        assert page, f"no history from {next_id}"
+        for row in page:
+            rows[row["id"] if "id" in row else row["a"]] = row
+        next_id = max(rows) + 1
+    return rows
+
+
+async def test_every_trade_reaches_kafka_exactly_once_in_order(
+    tmp_path: Path,
+    kafka_broker: KafkaBroker,
+    kafka_topic: Callable[[str], str],
+    consume_kafka: Consume,
+) -> None:
+    raw, depth = kafka_topic("raw"), kafka_topic("depth")
+    with FakeExchange(tmp_path, "--symbols", "3", "--seed", "11", "--rate", "600") as fx:
+        config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
+        with Daemon(tmp_path, config) as daemon:
+            daemon.wait_ready()
+            wait_until(lambda: metric_value(daemon.metrics(), "marketd_kafka_acknowledged_total") > 300,
+                       timeout=20, what="records acknowledged")
+            # Faults while trading goes on: drops, a serverShutdown, broken frames.
+            fx.control("fault", {"kind": "malformed", "market": "spot", "count": 5})
+            fx.control("fault", {"kind": "unknown_event", "market": "usdm", "count": 3})
+            for kind in ("drop", "server_shutdown", "drop"):
+                fx.control("fault", {"kind": kind})
+                wait_until(lambda: daemon.ready()[0] == 200, timeout=15, what="reconnected")
+                before = metric_value(daemon.metrics(), "marketd_events_total")
+                wait_until(
+                    lambda b=before: metric_value(daemon.metrics(), "marketd_events_total") > b + 100,
+                    timeout=15,
+                    what="events flowing again",
+                )
+            fx.control("pause")
+            state = fx.state()
+            spot_last = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
+            usdm_last = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+
+            def complete(records: list[ConsumedRecord]) -> bool:
+                spot = trades_by_symbol(records, "trade")
+                usdm = trades_by_symbol(records, "agg_trade")
+                return all(
+                    spot[s] and spot[s][-1][1].trade_id == spot_last[s]
+                    and usdm[s] and usdm[s][-1][1].agg_trade_id == usdm_last[s]
+                    for s in SYMBOLS
+                )
+
+            records = await consume_kafka([raw], until=complete, timeout=60)
+            exposition = daemon.metrics()
+            assert daemon.stop() == 0, daemon.log_tail()
+
+    spot = trades_by_symbol(records, "trade")
+    usdm = trades_by_symbol(records, "agg_trade")
+    for symbol in SYMBOLS:
+        ids = [t.trade_id for _, t in spot[symbol]]
+        assert ids == list(range(ids[0], spot_last[symbol] + 1)), f"spot {symbol} not exact"
+        truth = history(fx, "spot", "/api/v3/historicalTrades", symbol, ids[0], ids[-1])
+        for event, trade in spot[symbol]:
+            row = truth[trade.trade_id]
+            assert (trade.price, trade.quantity) == (row["price"], row["qty"])
+            assert trade.trade_time_ms == row["time"]
+            assert trade.buyer_is_maker == row["isBuyerMaker"]
+            assert event.market == Market.MARKET_SPOT
+        agg_ids = [a.agg_trade_id for _, a in usdm[symbol]]
+        assert agg_ids == list(range(agg_ids[0], usdm_last[symbol] + 1)), f"usdm {symbol}"
+        agg_truth = history(fx, "usdm", "/fapi/v1/aggTrades", symbol, agg_ids[0], agg_ids[-1])
+        for event, agg in usdm[symbol]:
+            row = agg_truth[agg.agg_trade_id]
+            assert (agg.price, agg.quantity) == (row["p"], row["q"])
+            assert (agg.first_trade_id, agg.last_trade_id) == (row["f"], row["l"])
+            assert event.market == Market.MARKET_USDM
+
+    # The drops really cost trades that were then backfilled from REST, and none was lost.
+    assert metric_value(exposition, "marketd_trades_backfilled_total") > 0
+    assert metric_value(exposition, "marketd_trades_unfilled_total") == 0
+    assert metric_value(exposition, "marketd_parse_errors_total", reason="malformed") == 5
+    assert metric_value(exposition, "marketd_parse_errors_total", reason="unknown") == 3
+    assert metric_value(exposition, "marketd_feed_reconnects_total") >= 3
