@@ -69,7 +69,10 @@ class Daemon:
         self.normalizer = Normalizer(self.codec, backfiller)
         self.bus = MemoryBus()
         self.publisher = KafkaPublisher(settings.kafka) if settings.kafka.enabled else None
-        self.feeds = [Feed(plan, settings.binance) for plan in plan_connections(settings)]
+        self.feeds = [
+            Feed(plan, settings.binance)
+            for plan in plan_connections(settings.subscriptions, settings.binance)
+        ]
         self.children: dict[str, ChildState] = {
             name: ChildState(name) for name in ("sink", "normalizer")
         }
@@ -100,8 +103,9 @@ class Daemon:
         stale_after = self.settings.binance.stale_after_s
         for feed in self.feeds:
             st = feed.statistics()
-            if not st.connected or st.last_frame_age_s > stale_after:
-                not_ready.append(f"feed:{st.connection}")
+            age = st.last_frame_age_s
+            if not st.subscribed or age is None or age > stale_after:
+                not_ready.append(f"feed:{st.connection_id}")
         return not not_ready, {"not_ready": not_ready}
 
     def _metrics(self) -> Iterable[Metric]:
@@ -189,25 +193,29 @@ class Daemon:
             "marketd_feed_connected",
             "1 when the feed connection is subscribed and reading.",
             ("connection",),
-            {(s.connection,): float(s.connected) for s in stats},
+            {(s.connection_id,): float(s.subscribed) for s in stats},
         )
         yield counter(
             "marketd_feed_frames_total",
             "Frames received on each feed connection.",
             ("connection",),
-            {(s.connection,): s.frames for s in stats},
+            {(s.connection_id,): s.frames_received for s in stats},
         )
         yield counter(
             "marketd_feed_reconnects_total",
             "Feed reconnects by reason.",
             ("connection", "reason"),
-            {(s.connection, r): n for s in stats for r, n in s.reconnects.items()},
+            {(s.connection_id, r): n for s in stats for r, n in s.reconnects.items()},
         )
         yield gauge(
             "marketd_feed_last_frame_age_seconds",
             "Seconds since the last frame on each feed connection.",
             ("connection",),
-            {(s.connection,): s.last_frame_age_s for s in stats},
+            {
+                (s.connection_id,): s.last_frame_age_s
+                for s in stats
+                if s.last_frame_age_s is not None
+            },
         )
 
     def log_statistics(self) -> None:
@@ -227,7 +235,7 @@ class Daemon:
             unknown=sum(norm.unknown.values()),
             duplicates=norm.duplicates,
             backfilled=norm.backfilled,
-            feeds_connected=sum(f.statistics().connected for f in self.feeds),
+            feeds_connected=sum(f.statistics().subscribed for f in self.feeds),
             feeds=len(self.feeds),
         )
 
@@ -329,8 +337,7 @@ class Daemon:
                         nursery.start_soon(self._feed_child, feed)
 
     async def _feed_child(self, feed: Feed) -> None:
-        async with self.frames_send.clone() as out:
-            await feed.serve(out)
+        await feed.serve(self.frames_send.clone())
 
 
 async def run_daemon(settings: Settings) -> int:

@@ -7,9 +7,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from marketd import __version__
 from marketd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from marketd.config import Settings
 
 EXIT_CONFIG = 2
 
@@ -19,26 +23,28 @@ def _config_path(args: argparse.Namespace) -> Path | None:
     return Path(raw) if raw else None
 
 
+def _load(args: argparse.Namespace) -> Settings:
+    """Load and validate the configuration, then set up logging from it."""
+    from marketd.config_load import load_settings
+    from marketd.logs import configure_logging
+
+    settings = load_settings(_config_path(args), os.environ)
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
     from marketd.app import run_daemon
-    from marketd.config_load import load_settings
-    from marketd.logs import configure_logging
 
-    try:
-        settings = load_settings(_config_path(args), os.environ)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging(settings.log.level, settings.log.format)
-    return trio.run(run_daemon, settings)
+    return trio.run(run_daemon, _load(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from marketd.demo import run_demo
 
-    return run_demo(args)
+    return run_demo(_load(args), args)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -85,5 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return code

@@ -1,0 +1,30 @@
+"""Binance WebSocket feeds: plan connections, keep them alive, hand on frame batches."""
+
+from __future__ import annotations
+
+from marketd.feed.connection import Feed, StaleFeed, serve_feed
+from marketd.feed.service import FeedSet
+from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
+from marketd.feed.streams import (
+    ConnectionPlan,
+    Route,
+    SubscribeMessage,
+    plan_connections,
+    plan_subscribe_messages,
+    stream_names,
+)
+
+__all__ = [
+    "RECONNECT_REASONS",
+    "ConnectionPlan",
+    "Feed",
+    "FeedSet",
+    "FeedStatistics",
+    "Route",
+    "StaleFeed",
+    "SubscribeMessage",
+    "plan_connections",
+    "plan_subscribe_messages",
+    "serve_feed",
+    "stream_names",
+]
