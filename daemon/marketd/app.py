@@ -114,7 +114,7 @@ class Daemon:
             "marketd_events_total",
             "Market events decoded and accepted, by market and event kind.",
             ("market", "kind"),
-            {k: v for k, v in norm.events.items()},
+            dict(norm.events),
         )
         errors: dict[tuple[str, ...], int] = {}
         for market, n in norm.malformed.items():
@@ -136,9 +136,7 @@ class Daemon:
             (),
             {(): norm.duplicates},
         )
-        yield counter(
-            "marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps}
-        )
+        yield counter("marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps})
         yield counter(
             "marketd_trades_backfilled_total",
             "Trades fetched from REST history to fill gaps.",
@@ -180,8 +178,7 @@ class Daemon:
             ("child",),
             {(n,): s.failures for n, s in self.children.items()},
         )
-        for family in self._feed_metrics():
-            yield family
+        yield from self._feed_metrics()
         if self.publisher is not None:
             yield from self.publisher.metrics()
         info = gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
@@ -274,9 +271,7 @@ class Daemon:
                     await stop.wait()
                     log.info("stopping intake; draining", grace_s=self.settings.shutdown.grace_s)
                     feeds_scope.cancel()
-                    pipeline_scope.deadline = (
-                        trio.current_time() + self.settings.shutdown.grace_s
-                    )
+                    pipeline_scope.deadline = trio.current_time() + self.settings.shutdown.grace_s
             if pipeline_scope.cancelled_caught:
                 drained = False
                 log.error("grace period expired before the pipeline drained")

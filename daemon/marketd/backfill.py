@@ -88,15 +88,15 @@ class Backfiller:
             self.requests += 1
             try:
                 resp = await http_get(
-                    self.rest_urls[gap.market], path, params, timeout=self.timeout
+                    self.rest_urls[gap.market], path, params, time_limit=self.timeout
                 )
-            except RestError as exc:
-                self.last_error = str(exc)
-            else:
                 if resp.status == 200:
                     return self.encoder.encode_rest_trades(
                         gap.market, gap.symbol, gap.kind, resp.body, time.time_ns()
                     )
+            except RestError as exc:
+                self.last_error = str(exc)
+            else:
                 self.last_error = f"HTTP {resp.status}: {resp.body[:200]!r}"
                 if resp.status in (418, 429):
                     # Banned or over the weight budget: do not hammer; give up this gap.

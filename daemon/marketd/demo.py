@@ -15,6 +15,7 @@ import trio
 from marketd.config import Settings, Subscription
 from marketd.records import Market
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML configuration file (default: $MARKETD_CONFIG)")
     parser.add_argument("--symbols", type=int, default=5, help="symbols per market (default 5)")

@@ -29,16 +29,18 @@ class StatisticsCollector(Collector):
             yield from source()
 
 
-def counter(name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], int]
-            ) -> CounterMetricFamily:
+def counter(
+    name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], int]
+) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=list(labels))
     for key, value in sorted(values.items()):
         family.add_metric(list(key), value)
     return family
 
 
-def gauge(name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]
-          ) -> GaugeMetricFamily:
+def gauge(
+    name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]
+) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=list(labels))
     for key, value in sorted(values.items()):
         family.add_metric(list(key), value)

@@ -133,5 +133,3 @@ class Normalizer:
         for record in filled:
             self.events[(record.market.value, record.kind)] += 1
         return filled
-
-

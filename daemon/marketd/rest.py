@@ -36,7 +36,7 @@ async def http_get(
     path: str,
     params: Mapping[str, str | int] | None = None,
     *,
-    timeout: float = 10.0,
+    time_limit: float = 10.0,
 ) -> RestResponse:
     """GET ``base_url + path?params``; raise :class:`RestError` on network errors or timeout.
 
@@ -51,10 +51,10 @@ async def http_get(
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = parts.path + ("?" + parts.query if parts.query else "")
     try:
-        with trio.fail_after(timeout):
+        with trio.fail_after(time_limit):
             return await _get(parts.scheme, parts.hostname, port, target, parts.netloc)
     except trio.TooSlowError:
-        raise RestError(f"GET {url} timed out after {timeout} s") from None
+        raise RestError(f"GET {url} timed out after {time_limit} s") from None
     except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
         raise RestError(f"GET {url} failed: {exc!r}") from exc
 
@@ -82,7 +82,7 @@ async def _get(scheme: str, host: str, port: int, target: str, netloc: str) -> R
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 data = await stream.receive_some(65536)
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code

@@ -38,7 +38,7 @@ class TradeSequencer:
     duplicates: int = 0
     gaps: int = 0
 
-    def check(self, record: Record) -> Gap | None | bool:
+    def check(self, record: Record) -> bool | Gap:
         """Classify ``record``: ``True`` to publish, ``False`` to drop (duplicate),
         or the :class:`Gap` that must be filled before it is published.
 

@@ -6,6 +6,7 @@ talk to them over HTTP (the fake's control API, the daemon's /metrics and /ready
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,9 +112,7 @@ class FakeExchange(Process):
     """``python -m marketd.fakex`` on free ports; ``urls`` from its first stdout line."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
-        super().__init__(
-            [sys.executable, "-m", "marketd.fakex", *args], tmp / "fake-exchange.log"
-        )
+        super().__init__([sys.executable, "-m", "marketd.fakex", *args], tmp / "fake-exchange.log")
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -142,10 +141,8 @@ class FakeExchange(Process):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         self.close()
 
 

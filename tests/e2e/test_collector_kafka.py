@@ -36,8 +36,12 @@ def daemon_config(fx: FakeExchange, bootstrap: str, raw: str, depth: str) -> dic
         },
         "subscriptions": [
             {"market": "spot", "symbols": SYMBOLS, "channels": ["trade", "depth@100ms"]},
-            {"market": "usdm", "symbols": SYMBOLS, "channels": ["aggTrade"],
-             "streams": ["!miniTicker@arr"]},
+            {
+                "market": "usdm",
+                "symbols": SYMBOLS,
+                "channels": ["aggTrade"],
+                "streams": ["!miniTicker@arr"],
+            },
         ],
         "kafka": {"bootstrap_servers": bootstrap, "topics": {"raw": raw, "depth": depth}},
         "log": {"format": "json", "stats_interval_s": 1.0},
@@ -55,8 +59,9 @@ def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list
     return out
 
 
-def history(fx: FakeExchange, market: str, path: str, symbol: str, first: int, last: int
-            ) -> dict[int, dict[str, Any]]:
+def history(
+    fx: FakeExchange, market: str, path: str, symbol: str, first: int, last: int
+) -> dict[int, dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     next_id = first
     while next_id <= last:
@@ -79,8 +84,11 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
         config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
         with Daemon(tmp_path, config) as daemon:
             daemon.wait_ready()
-            wait_until(lambda: metric_value(daemon.metrics(), "marketd_kafka_acknowledged_total") > 300,
-                       timeout=20, what="records acknowledged")
+            wait_until(
+                lambda: metric_value(daemon.metrics(), "marketd_kafka_acknowledged_total") > 300,
+                timeout=20,
+                what="records acknowledged",
+            )
             # Faults while trading goes on: drops, a serverShutdown, broken frames.
             fx.control("fault", {"kind": "malformed", "market": "spot", "count": 5})
             fx.control("fault", {"kind": "unknown_event", "market": "usdm", "count": 3})
@@ -89,21 +97,27 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
                 wait_until(lambda: daemon.ready()[0] == 200, timeout=15, what="reconnected")
                 before = metric_value(daemon.metrics(), "marketd_events_total")
                 wait_until(
-                    lambda b=before: metric_value(daemon.metrics(), "marketd_events_total") > b + 100,
+                    lambda b=before: (
+                        metric_value(daemon.metrics(), "marketd_events_total") > b + 100
+                    ),
                     timeout=15,
                     what="events flowing again",
                 )
             fx.control("pause")
             state = fx.state()
-            spot_last = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
+            spot_last = {
+                s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS
+            }
             usdm_last = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
 
             def complete(records: list[ConsumedRecord]) -> bool:
                 spot = trades_by_symbol(records, "trade")
                 usdm = trades_by_symbol(records, "agg_trade")
                 return all(
-                    spot[s] and spot[s][-1][1].trade_id == spot_last[s]
-                    and usdm[s] and usdm[s][-1][1].agg_trade_id == usdm_last[s]
+                    spot[s]
+                    and spot[s][-1][1].trade_id == spot_last[s]
+                    and usdm[s]
+                    and usdm[s][-1][1].agg_trade_id == usdm_last[s]
                     for s in SYMBOLS
                 )
 

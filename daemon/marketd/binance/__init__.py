@@ -1,0 +1,37 @@
+"""Typed Binance payloads (msgspec Structs): WebSocket stream events and REST history rows.
+
+Field names are descriptive; each maps to Binance's key with ``msgspec.field(name=...)``.
+Unknown keys are ignored (Binance adds fields without notice). Prices and quantities stay
+the exchange's decimal strings; ids and times are integers (ms).
+"""
+
+from marketd.binance.rest import HistoricalTrade, RestAggTrade
+from marketd.binance.streams import (
+    AggTrade,
+    BookTicker,
+    DepthUpdate,
+    FuturesBookTicker,
+    FuturesDepthUpdate,
+    FuturesTicker,
+    MarkPriceUpdate,
+    MiniTicker,
+    SpotTicker,
+    StreamFrame,
+    Trade,
+)
+
+__all__ = [
+    "AggTrade",
+    "BookTicker",
+    "DepthUpdate",
+    "FuturesBookTicker",
+    "FuturesDepthUpdate",
+    "FuturesTicker",
+    "HistoricalTrade",
+    "MarkPriceUpdate",
+    "MiniTicker",
+    "RestAggTrade",
+    "SpotTicker",
+    "StreamFrame",
+    "Trade",
+]

@@ -1,0 +1,188 @@
+"""The codec: Binance JSON frames → ``marketd.v1.MarketEvent`` Protobuf records (pure).
+
+The hot path. Per frame: one msgspec decode of the combined-stream envelope (``data`` kept
+raw), one dict lookup of the stream name to its cached handler
+(:mod:`marketd.stream_handlers`), one typed msgspec decode of ``data``, one Protobuf fill +
+serialize. Nothing here blocks or imports trio.
+
+Frames that cannot be used are counted, never raised: ``malformed`` (invalid JSON, not a
+combined-stream envelope, wrong types, missing fields, a payload whose ``e`` contradicts its
+stream, ids outside int64) and ``unknown`` (a valid envelope on a stream this codec does not
+handle, e.g. ``btcusdt@kline_1m``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from marketd.binance import HistoricalTrade, RestAggTrade, StreamFrame
+from marketd.config import TopicSettings
+from marketd.errors import RestError
+from marketd.records import FrameBatch, Market, Record
+from marketd.stream_handlers import HEADERS, PB_MARKET, Handler, MarketHandlers
+from marketd.v1.market_data_pb2 import MarketEvent
+
+# Longest error text kept for the caller's rate-limited log line.
+MAX_ERROR_CHARS = 300
+
+_REST_KINDS = frozenset({"trade", "aggTrade"})
+_H_TRADE = HEADERS["trade"]
+_H_AGG_TRADE = HEADERS["aggTrade"]
+
+_decode_frame = msgspec.json.Decoder(StreamFrame).decode
+_decode_historical_trades = msgspec.json.Decoder(list[HistoricalTrade]).decode
+_decode_rest_agg_trades = msgspec.json.Decoder(list[RestAggTrade]).decode
+
+
+def _unresolved(raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    raise AssertionError("a sentinel, never called")
+
+
+# Marks a stream name not yet in the handler cache (None there means "unknown stream").
+_UNRESOLVED: Handler = _unresolved
+
+
+class DecodeResult(msgspec.Struct, frozen=True, gc=False):
+    """What one frame batch decoded to.
+
+    ``records`` are in frame order (array streams: one per item, in item order).
+    ``error`` is the text of the last malformed or unknown frame ("" when none), for the
+    caller to log at a bounded rate.
+    """
+
+    records: list[Record]
+    malformed: int = 0
+    unknown: int = 0
+    error: str = ""
+
+
+class Codec:
+    """Turns frame batches (and REST trade history) into Kafka records.
+
+    Depth diffs go to ``topics.depth``, every other event to ``topics.raw``; each value is a
+    serialized ``MarketEvent``, keyed by symbol. One instance serves every connection of
+    both markets; it holds only caches and reused messages, so it is not thread-safe: call
+    it from one thread (the trio thread).
+    """
+
+    def __init__(self, topics: TopicSettings) -> None:
+        self.topics = topics
+        self._markets = {market: MarketHandlers(market, topics) for market in Market}
+
+    def decode_batch(self, batch: FrameBatch) -> DecodeResult:
+        """Decode every frame of ``batch``; never raises for bad input, counts it instead."""
+        mc = self._markets[batch.market]
+        handlers = mc.handlers
+        records: list[Record] = []
+        malformed = unknown = 0
+        error = ""
+        for frame, received_ns in zip(batch.frames, batch.received_ns, strict=True):
+            try:
+                envelope = _decode_frame(frame)
+            except msgspec.DecodeError as exc:
+                malformed += 1
+                error = f"malformed frame: {exc}: {frame[:100]!r}"
+                continue
+            stream = envelope.stream
+            handler = handlers.get(stream, _UNRESOLVED)
+            if handler is _UNRESOLVED:
+                handler = mc.resolve(stream)
+            if handler is None:
+                unknown += 1
+                error = f"unknown stream {stream[:100]!r}"
+                continue
+            try:
+                handler(envelope.data, received_ns, records)
+            except ValueError as exc:  # msgspec.DecodeError, Protobuf range/UTF-8 errors
+                malformed += 1
+                error = f"malformed {stream[:100]!r} payload: {exc}"
+        return DecodeResult(records, malformed, unknown, error[:MAX_ERROR_CHARS])
+
+    def encode_rest_trades(
+        self, market: Market, symbol: str, kind: str, body: bytes, received_ns: int
+    ) -> list[Record]:
+        """Records for a REST trade-history response body, in row order, marked ``backfilled``.
+
+        ``kind`` is ``"trade"`` for ``historicalTrades`` rows, ``"aggTrade"`` for
+        ``aggTrades`` rows. The event time is the trade time (REST sends no event time).
+        A body that is not a JSON array of such rows raises :class:`RestError` (nothing
+        of it is used); any other ``kind`` is a programming error (:class:`ValueError`).
+        """
+        if kind not in _REST_KINDS:
+            raise ValueError(f"no REST trade history for kind {kind!r}: use 'trade' or 'aggTrade'")
+        symbol = symbol.upper()
+        try:
+            if kind == "trade":
+                return self._rest_trades(market, symbol, body, received_ns)
+            return self._rest_agg_trades(market, symbol, body, received_ns)
+        except ValueError as exc:  # msgspec.DecodeError, Protobuf range/UTF-8 errors
+            raise RestError(
+                f"malformed {kind} history for {market.value} {symbol} from Binance REST: "
+                f"{exc}; body starts {body[:100]!r}"
+            ) from exc
+
+    def _rest_trades(
+        self, market: Market, symbol: str, body: bytes, received_ns: int
+    ) -> list[Record]:
+        key = symbol.encode()
+        pb_market = PB_MARKET[market]
+        topic = self.topics.raw
+        out: list[Record] = []
+        for row in _decode_historical_trades(body):
+            ev = MarketEvent(
+                market=pb_market, symbol=symbol, event_time_ms=row.time, received_ns=received_ns
+            )
+            t = ev.trade
+            t.trade_id = row.trade_id
+            t.price = row.price
+            t.quantity = row.quantity
+            t.trade_time_ms = row.time
+            t.buyer_is_maker = row.buyer_is_maker
+            t.backfilled = True
+            value = ev.SerializeToString()
+            out.append(
+                Record(
+                    topic, key, value, _H_TRADE, received_ns, market, "trade", symbol, row.trade_id
+                )
+            )
+        return out
+
+    def _rest_agg_trades(
+        self, market: Market, symbol: str, body: bytes, received_ns: int
+    ) -> list[Record]:
+        key = symbol.encode()
+        pb_market = PB_MARKET[market]
+        topic = self.topics.raw
+        out: list[Record] = []
+        for row in _decode_rest_agg_trades(body):
+            ev = MarketEvent(
+                market=pb_market,
+                symbol=symbol,
+                event_time_ms=row.trade_time,
+                received_ns=received_ns,
+            )
+            a = ev.agg_trade
+            a.agg_trade_id = row.agg_trade_id
+            a.price = row.price
+            a.quantity = row.quantity
+            a.first_trade_id = row.first_trade_id
+            a.last_trade_id = row.last_trade_id
+            a.trade_time_ms = row.trade_time
+            a.buyer_is_maker = row.buyer_is_maker
+            a.normal_quantity = row.normal_quantity
+            a.backfilled = True
+            value = ev.SerializeToString()
+            out.append(
+                Record(
+                    topic,
+                    key,
+                    value,
+                    _H_AGG_TRADE,
+                    received_ns,
+                    market,
+                    "aggTrade",
+                    symbol,
+                    row.agg_trade_id,
+                )
+            )
+        return out

@@ -1,0 +1,1 @@
+"""Generated Protobuf code for the ``marketd.v1`` schema (see ``schemas/``)."""

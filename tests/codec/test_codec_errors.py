@@ -1,0 +1,161 @@
+"""Bad input is counted (malformed / unknown) and skipped; nothing raises."""
+
+from __future__ import annotations
+
+import pytest
+from binance_examples import (
+    SPOT_BOOK_TICKER,
+    SPOT_DEPTH_UPDATE,
+    SPOT_TRADE,
+    USDM_DEPTH_UPDATE,
+    USDM_MARK_PRICE,
+    USDM_MINI_TICKER,
+    frame,
+)
+
+from marketd import stream_handlers
+from marketd.codec import Codec
+from marketd.config import TopicSettings
+from marketd.records import FrameBatch, Market
+
+GOOD = frame("bnbbtc@trade", SPOT_TRADE)
+
+
+def decode(market: Market, frames: list[str]) -> tuple[list[int], int, int, str]:
+    """Decode ``frames`` between good trades; return the good trades' seqs and the counts."""
+    sandwiched = [GOOD]
+    for f in frames:
+        sandwiched += [f, GOOD]
+    result = Codec(TopicSettings()).decode_batch(
+        FrameBatch(market, "c", sandwiched, list(range(len(sandwiched))))
+    )
+    return [r.seq for r in result.records], result.malformed, result.unknown, result.error
+
+
+MALFORMED_SPOT = {
+    "invalid json": '{"stream":"bnbbtc@trade","data":{"e":"trade",',
+    "not json at all": "hello",
+    "empty frame": "",
+    "not an object": "[1,2,3]",
+    "non-combined frame (raw stream payload)": SPOT_TRADE,
+    "stream not a string": '{"stream":7,"data":{}}',
+    "data missing": '{"stream":"bnbbtc@trade"}',
+    "data not an object": frame("bnbbtc@trade", '"trade"'),
+    "data null": frame("bnbbtc@trade", "null"),
+    "data an array on a single stream": frame("bnbbtc@trade", "[" + SPOT_TRADE + "]"),
+    "missing field": frame("bnbbtc@trade", SPOT_TRADE.replace('"t":12345,', "")),
+    "price as a number": frame("bnbbtc@trade", SPOT_TRADE.replace('"p":"0.001"', '"p":0.001')),
+    "id as a string": frame("bnbbtc@trade", SPOT_TRADE.replace('"t":12345', '"t":"12345"')),
+    "id as a float": frame("bnbbtc@trade", SPOT_TRADE.replace('"t":12345', '"t":12345.5')),
+    "maker flag as a string": frame("bnbbtc@trade", SPOT_TRADE.replace('"m":true', '"m":"true"')),
+    "id beyond int64": frame(
+        "bnbbtc@trade", SPOT_TRADE.replace('"t":12345', '"t":9223372036854775808')
+    ),
+    "event type contradicts the stream": frame(
+        "bnbbtc@trade", SPOT_TRADE.replace('"e":"trade"', '"e":"aggTrade"')
+    ),
+    "depth level of three strings": frame(
+        "bnbbtc@depth", SPOT_DEPTH_UPDATE.replace('["0.0024","10"]', '["0.0024","10","x"]')
+    ),
+    "depth level of numbers": frame(
+        "bnbbtc@depth", SPOT_DEPTH_UPDATE.replace('["0.0024","10"]', "[0.0024,10]")
+    ),
+    "array stream not an array": frame("!miniTicker@arr", USDM_MINI_TICKER),
+    "array stream with one bad item": frame(
+        "!miniTicker@arr", "[" + USDM_MINI_TICKER + "," + USDM_MINI_TICKER[:-30] + "}]"
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", MALFORMED_SPOT.values(), ids=MALFORMED_SPOT.keys())
+def test_malformed_frames_are_counted_and_skipped(bad: str) -> None:
+    seqs, malformed, unknown, error = decode(Market.SPOT, [bad])
+    assert seqs == [12345, 12345]
+    assert (malformed, unknown) == (1, 0)
+    assert error.startswith("malformed")
+
+
+def test_usdm_depth_without_pu_is_malformed() -> None:
+    spot_shaped = frame("btcusdt@depth", SPOT_DEPTH_UPDATE)
+    seqs, malformed, unknown, _ = decode(Market.USDM, [spot_shaped])
+    assert (len(seqs), malformed, unknown) == (2, 1, 0)
+
+
+def test_spot_depth_with_pu_is_accepted() -> None:
+    seqs, malformed, unknown, _ = decode(Market.SPOT, [frame("btcusdt@depth", USDM_DEPTH_UPDATE)])
+    assert (seqs, malformed, unknown) == ([12345, 160, 12345], 0, 0)
+
+
+UNKNOWN = {
+    Market.SPOT: [
+        frame("bnbbtc@kline_1m", '{"e":"kline","E":1,"s":"BNBBTC","k":{}}'),
+        frame("bnbbtc@depth20@100ms", '{"lastUpdateId":160,"bids":[],"asks":[]}'),
+        frame("bnbbtc@depth@250ms", SPOT_DEPTH_UPDATE),  # not a spot speed
+        frame("btcusdt@markPrice", USDM_MARK_PRICE),  # futures only
+        frame("!ticker@arr", "[]"),  # retired on spot
+        frame("!bookTicker", SPOT_BOOK_TICKER),  # futures only
+        frame("@trade", SPOT_TRADE),  # no symbol
+        frame("bnbbtc", SPOT_TRADE),  # no channel
+        frame("", SPOT_TRADE),
+        frame("bnbbtc@TRADE", SPOT_TRADE),
+        frame("!serverShutdown", '{"e":"serverShutdown","E":1}'),
+    ],
+    Market.USDM: [
+        frame("btcusdt@forceOrder", '{"e":"forceOrder","E":1,"o":{}}'),
+        frame("btcusdt@kline_1m", '{"e":"kline","E":1,"s":"BTCUSDT","k":{}}'),
+        frame("btcusdt@markPrice@3s", USDM_MARK_PRICE),
+        frame("!forceOrder@arr", "[]"),
+        frame("btcusdt@depth5@100ms", USDM_DEPTH_UPDATE),  # partial book, not a diff
+    ],
+}
+
+
+@pytest.mark.parametrize("market", [Market.SPOT, Market.USDM])
+def test_unknown_streams_are_counted_and_skipped(market: Market) -> None:
+    frames = UNKNOWN[market]
+    seqs, malformed, unknown, error = decode(market, frames)
+    assert seqs == [12345] * (len(frames) + 1)
+    assert (malformed, unknown) == (0, len(frames))
+    assert error.startswith("unknown stream")
+
+
+def test_counts_and_last_error_over_a_mixed_batch() -> None:
+    frames = [
+        GOOD,
+        "{",
+        frame("bnbbtc@kline_1m", "{}"),
+        frame("bnbbtc@kline_1m", "{}"),
+        GOOD,
+        frame("bnbbtc@trade", "{}"),
+    ]
+    result = Codec(TopicSettings()).decode_batch(
+        FrameBatch(Market.SPOT, "c", frames, [0] * len(frames))
+    )
+    assert len(result.records) == 2
+    assert (result.malformed, result.unknown) == (2, 2)
+    assert "bnbbtc@trade" in result.error
+    assert "missing required field" in result.error
+
+
+def test_error_text_is_bounded() -> None:
+    huge = frame("x" * 10_000 + "@kline_1m", "{}")
+    result = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [huge], [0]))
+    assert result.unknown == 1
+    assert len(result.error) < 400
+
+
+def test_clean_batch_has_no_error() -> None:
+    result = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [GOOD], [0]))
+    assert (result.malformed, result.unknown, result.error) == (0, 0, "")
+    empty = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [], []))
+    assert (empty.records, empty.malformed, empty.unknown) == ([], 0, 0)
+
+
+def test_stream_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_handlers, "MAX_CACHED_STREAMS", 8)
+    codec = Codec(TopicSettings())
+    frames = [frame(f"sym{i}@kline_1m", "{}") for i in range(50)] + [GOOD]
+    result = codec.decode_batch(FrameBatch(Market.SPOT, "c", frames, [0] * len(frames)))
+    assert (len(result.records), result.unknown) == (1, 50)
+    # Reach into the cache only to prove the bound; behaviour is covered above.
+    assert len(codec._markets[Market.SPOT].handlers) <= 8
