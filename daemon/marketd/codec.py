@@ -42,6 +42,36 @@ def _unresolved(raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
 _UNRESOLVED: Handler = _unresolved
 
 
+# Event types (``e``) the codec decodes. A payload with another ``e`` on a known stream is
+# a new or unknown event (counted as unknown); a known ``e`` that fails to decode is malformed.
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "trade",
+        "aggTrade",
+        "depthUpdate",
+        "bookTicker",
+        "24hrMiniTicker",
+        "24hrTicker",
+        "markPriceUpdate",
+    }
+)
+
+
+class _EventType(msgspec.Struct):
+    e: str | None = None
+
+
+_decode_event_type = msgspec.json.Decoder(_EventType).decode
+
+
+def _event_type(raw: msgspec.Raw) -> str | None:
+    """The ``e`` of a payload that failed to decode (slow path, errors only)."""
+    try:
+        return _decode_event_type(raw).e
+    except msgspec.DecodeError:
+        return None
+
+
 class DecodeResult(msgspec.Struct, frozen=True, gc=False):
     """What one frame batch decoded to.
 
@@ -94,8 +124,13 @@ class Codec:
             try:
                 handler(envelope.data, received_ns, records)
             except ValueError as exc:  # msgspec.DecodeError, Protobuf range/UTF-8 errors
-                malformed += 1
-                error = f"malformed {stream[:100]!r} payload: {exc}"
+                event_type = _event_type(envelope.data)
+                if event_type is not None and event_type not in KNOWN_EVENT_TYPES:
+                    unknown += 1
+                    error = f"unknown event {event_type[:60]!r} on {stream[:100]!r}"
+                else:
+                    malformed += 1
+                    error = f"malformed {stream[:100]!r} payload: {exc}"
         return DecodeResult(records, malformed, unknown, error[:MAX_ERROR_CHARS])
 
     def encode_rest_trades(

@@ -40,7 +40,7 @@ class NormalizerStatistics:
     records: int
     malformed: dict[str, int]
     unknown: dict[str, int]
-    events: dict[tuple[str, str], int]
+    events: dict[tuple[str, ...], int]
     duplicates: int
     gaps: int
     backfilled: int
@@ -56,7 +56,7 @@ class Normalizer:
     records: int = 0
     malformed: Counter[str] = attrs.field(factory=Counter)
     unknown: Counter[str] = attrs.field(factory=Counter)
-    events: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller

@@ -121,6 +121,9 @@ class FakeExchange(Process):
         self.urls: dict[str, str] = json.loads(line)
 
     def control(self, action: str, body: Any = None) -> Any:
+        """POST ``body`` (default ``{}``) to a control action; ``state`` is a GET."""
+        if action != "state" and body is None:
+            body = {}
         status, payload = http_json(f"{self.urls['control_url']}/{action}", body)
         assert status == 200, (action, status, payload)
         return payload

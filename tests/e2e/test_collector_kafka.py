@@ -8,16 +8,15 @@ connection drops, a ``serverShutdown``, and malformed and unknown frames.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Daemon, FakeExchange, metric_value, wait_until
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.v1.market_data_pb2 import Market, MarketEvent
-from tests.conftest import Consume
-from tests.e2e.harness import Daemon, FakeExchange, metric_value, wait_until
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 
@@ -53,7 +52,7 @@ def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list
     out: dict[str, list[Any]] = defaultdict(list)
     for rec in records:
         event = MarketEvent.FromString(rec.value)
-        if event.WhichOneof("payload") == kind:
+        if event.WhichOneof("event") == kind:
             assert rec.key == event.symbol.encode()
             out[event.symbol].append((event, getattr(event, kind)))
     return out
@@ -73,11 +72,40 @@ def history(
     return rows
 
 
+def verify_against_exchange(
+    fx: FakeExchange,
+    records: list[ConsumedRecord],
+    spot_last: dict[str, int],
+    usdm_last: dict[str, int],
+) -> None:
+    """Per symbol: consecutive ids up to the exchange's last, each equal to its history."""
+    spot = trades_by_symbol(records, "trade")
+    usdm = trades_by_symbol(records, "agg_trade")
+    for symbol in SYMBOLS:
+        ids = [t.trade_id for _, t in spot[symbol]]
+        assert ids == list(range(ids[0], spot_last[symbol] + 1)), f"spot {symbol} not exact"
+        truth = history(fx, "spot", "/api/v3/historicalTrades", symbol, ids[0], ids[-1])
+        for event, trade in spot[symbol]:
+            row = truth[trade.trade_id]
+            assert (trade.price, trade.quantity) == (row["price"], row["qty"])
+            assert trade.trade_time_ms == row["time"]
+            assert trade.buyer_is_maker == row["isBuyerMaker"]
+            assert event.market == Market.MARKET_SPOT
+        agg_ids = [a.agg_trade_id for _, a in usdm[symbol]]
+        assert agg_ids == list(range(agg_ids[0], usdm_last[symbol] + 1)), f"usdm {symbol}"
+        agg_truth = history(fx, "usdm", "/fapi/v1/aggTrades", symbol, agg_ids[0], agg_ids[-1])
+        for event, agg in usdm[symbol]:
+            row = agg_truth[agg.agg_trade_id]
+            assert (agg.price, agg.quantity) == (row["p"], row["q"])
+            assert (agg.first_trade_id, agg.last_trade_id) == (row["f"], row["l"])
+            assert event.market == Market.MARKET_USDM
+
+
 async def test_every_trade_reaches_kafka_exactly_once_in_order(
     tmp_path: Path,
     kafka_broker: KafkaBroker,
     kafka_topic: Callable[[str], str],
-    consume_kafka: Consume,
+    consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
 ) -> None:
     raw, depth = kafka_topic("raw"), kafka_topic("depth")
     with FakeExchange(tmp_path, "--symbols", "3", "--seed", "11", "--rate", "600") as fx:
@@ -85,7 +113,7 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
         with Daemon(tmp_path, config) as daemon:
             daemon.wait_ready()
             wait_until(
-                lambda: metric_value(daemon.metrics(), "marketd_kafka_acknowledged_total") > 300,
+                lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 300,
                 timeout=20,
                 what="records acknowledged",
             )
@@ -121,30 +149,10 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
                     for s in SYMBOLS
                 )
 
-            records = await consume_kafka([raw], until=complete, timeout=60)
+            records = await consume_kafka([raw], until=complete, wait_s=60)
             exposition = daemon.metrics()
             assert daemon.stop() == 0, daemon.log_tail()
-
-    spot = trades_by_symbol(records, "trade")
-    usdm = trades_by_symbol(records, "agg_trade")
-    for symbol in SYMBOLS:
-        ids = [t.trade_id for _, t in spot[symbol]]
-        assert ids == list(range(ids[0], spot_last[symbol] + 1)), f"spot {symbol} not exact"
-        truth = history(fx, "spot", "/api/v3/historicalTrades", symbol, ids[0], ids[-1])
-        for event, trade in spot[symbol]:
-            row = truth[trade.trade_id]
-            assert (trade.price, trade.quantity) == (row["price"], row["qty"])
-            assert trade.trade_time_ms == row["time"]
-            assert trade.buyer_is_maker == row["isBuyerMaker"]
-            assert event.market == Market.MARKET_SPOT
-        agg_ids = [a.agg_trade_id for _, a in usdm[symbol]]
-        assert agg_ids == list(range(agg_ids[0], usdm_last[symbol] + 1)), f"usdm {symbol}"
-        agg_truth = history(fx, "usdm", "/fapi/v1/aggTrades", symbol, agg_ids[0], agg_ids[-1])
-        for event, agg in usdm[symbol]:
-            row = agg_truth[agg.agg_trade_id]
-            assert (agg.price, agg.quantity) == (row["p"], row["q"])
-            assert (agg.first_trade_id, agg.last_trade_id) == (row["f"], row["l"])
-            assert event.market == Market.MARKET_USDM
+        verify_against_exchange(fx, records, spot_last, usdm_last)
 
     # The drops really cost trades that were then backfilled from REST, and none was lost.
     assert metric_value(exposition, "marketd_trades_backfilled_total") > 0
