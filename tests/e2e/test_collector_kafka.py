@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Daemon, FakeExchange, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.v1.market_data_pb2 import Market, MarketEvent

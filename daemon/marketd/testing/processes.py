@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: the fake exchange and ``marketd run``.
+"""Real processes for end-to-end tests and benchmarks: the fake exchange and ``marketd run``.
 
 Both run as subprocesses on loopback ports, exactly as a user would run them; tests
 talk to them over HTTP (the fake's control API, the daemon's /metrics and /readyz).
@@ -194,3 +194,55 @@ class Daemon(Process):
         if et is not None:
             sys.stderr.write("---- marketd log ----\n" + self.log_tail(120) + "\n")
         self.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident set size (VmHWM) of process ``pid`` in bytes (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def histogram_quantile(exposition: str, name: str, q: float, before: str | None = None) -> float:
+    """Quantile ``q`` of histogram ``name`` (summed over labels), linearly interpolated
+    inside its bucket as Prometheus' ``histogram_quantile`` does. With ``before``, only the
+    observations made since that earlier exposition count."""
+
+    def buckets(text: str) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for line in text.splitlines():
+            if not line.startswith(name + "_bucket{"):
+                continue
+            head, _, value = line.rpartition(" ")
+            le = head.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            out[bound] = out.get(bound, 0.0) + float(value)
+        return out
+
+    now = buckets(exposition)
+    if before is not None:
+        earlier = buckets(before)
+        now = {b: c - earlier.get(b, 0.0) for b, c in now.items()}
+    bounds = sorted(now)
+    total = now[bounds[-1]] if bounds else 0.0
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = now[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return lower + (bound - lower) * share
+        lower, below = bound, count
+    return lower

@@ -1,0 +1,123 @@
+"""Benchmark: fake exchange → ``marketd run`` → a real Kafka broker.
+
+For each scenario (a fixed rate, and flat out) it reports the sustained rate of records
+acknowledged by Kafka, the latency from frame receipt to Kafka ack (p50/p99, from the
+daemon's own histogram), the daemon's CPU use and its peak RSS — as a table and as one
+JSON line per scenario. Figures only: nothing here asserts on timings.
+
+    python bench/bench_pipeline.py [--rates 5000,0] [--duration 20] [--symbols 20]
+
+A rate of 0 means flat out: the fake exchange sends as fast as marketd reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from marketd.devkafka import running_broker
+from marketd.testing.processes import (
+    Daemon,
+    FakeExchange,
+    cpu_seconds,
+    histogram_quantile,
+    metric_value,
+    peak_rss_bytes,
+)
+
+ACKED = "marketd_kafka_records_acked_total"
+LATENCY = "marketd_publish_latency_seconds"
+
+
+def run_scenario(
+    tmp: Path, bootstrap: str, rate: float, duration: float, warmup: float, symbols: int
+) -> dict[str, Any]:
+    with FakeExchange(tmp, "--symbols", str(symbols), "--seed", "7", "--rate", str(rate)) as fx:
+        names = [s for s in fx.state()["markets"]["spot"]["symbols"]]
+        config = {
+            "binance": {
+                "spot_ws_url": fx.urls["spot_ws_url"],
+                "spot_rest_url": fx.urls["spot_rest_url"],
+                "futures_ws_url": fx.urls["futures_ws_url"],
+                "futures_rest_url": fx.urls["futures_rest_url"],
+            },
+            "subscriptions": [
+                {"market": "spot", "symbols": names, "channels": ["trade", "depth@100ms"]}
+            ],
+            "kafka": {"bootstrap_servers": bootstrap},
+            "log": {"format": "json", "stats_interval_s": 5.0},
+        }
+        with Daemon(tmp, config) as daemon:
+            daemon.wait_ready(timeout=60)
+            time.sleep(warmup)
+            pid = daemon.proc.pid
+            before = daemon.metrics()
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(duration)
+            after = daemon.metrics()
+            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            rss = peak_rss_bytes(pid)
+            acked = metric_value(after, ACKED) - metric_value(before, ACKED)
+            wall = t1 - t0
+            result = {
+                "scenario": "flat-out" if rate == 0 else f"rate {rate:g}/s",
+                "offered_rate": rate,
+                "symbols": symbols,
+                "duration_s": round(wall, 2),
+                "acked_msgs_per_s": round(acked / wall),
+                "latency_p50_ms": round(histogram_quantile(after, LATENCY, 0.5, before) * 1e3, 2),
+                "latency_p99_ms": round(histogram_quantile(after, LATENCY, 0.99, before) * 1e3, 2),
+                "cpu_cores": round((cpu1 - cpu0) / wall, 2),
+                "peak_rss_mib": round(rss / 2**20, 1),
+                "parse_errors": metric_value(after, "marketd_parse_errors_total"),
+                "retried": metric_value(after, "marketd_kafka_records_retried_total"),
+            }
+            exit_code = daemon.stop(timeout=60)
+            result["clean_exit"] = exit_code == 0
+            return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="5000,0", help="comma-separated; 0 = flat out")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
+    parser.add_argument("--symbols", type=int, default=20)
+    args = parser.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="marketd-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        with running_broker(tmp / "kafka") as broker:
+            for i, rate in enumerate(float(r) for r in args.rates.split(",")):
+                run_dir = tmp / f"run{i}"
+                run_dir.mkdir()
+                results.append(
+                    run_scenario(
+                        run_dir, broker.bootstrap, rate, args.duration, args.warmup, args.symbols
+                    )
+                )
+    cols = [
+        ("scenario", "scenario"),
+        ("acked_msgs_per_s", "acked msg/s"),
+        ("latency_p50_ms", "p50 ms"),
+        ("latency_p99_ms", "p99 ms"),
+        ("cpu_cores", "CPU cores"),
+        ("peak_rss_mib", "peak RSS MiB"),
+        ("clean_exit", "clean exit"),
+    ]
+    print("| " + " | ".join(title for _, title in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in results:
+        print("| " + " | ".join(str(r[key]) for key, _ in cols) + " |")
+    for r in results:
+        print(json.dumps({"bench": "pipeline", **r}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
