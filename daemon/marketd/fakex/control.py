@@ -1,0 +1,104 @@
+"""The fake's control API on the REST port, under ``/_fake`` (JSON in, JSON out).
+
+* ``GET  /_fake/state``  → ``FakeExchange.state()``
+* ``POST /_fake/pause``, ``POST /_fake/resume``
+* ``POST /_fake/fault`` ``{"kind": "drop", "market": "spot"|"usdm"|null, "count": 1, "seconds": 0}``
+* ``POST /_fake/jump``  ``{"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0}``
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from marketd.fakex.config import Fault, FaultKind
+from marketd.fakex.http11 import HttpRequest, HttpResponse
+from marketd.records import Market
+
+if TYPE_CHECKING:
+    from marketd.fakex.server import FakeExchange
+
+
+class BadControl(ValueError):
+    pass
+
+
+def _json(status: int, body: Any) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(body))
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise BadControl(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadControl("body must be a JSON object")
+    return body
+
+
+def _market(value: Any, *, required: bool) -> Market | None:
+    if value is None and not required:
+        return None
+    try:
+        return Market(value)
+    except ValueError:
+        raise BadControl(f"market must be 'spot' or 'usdm', not {value!r}") from None
+
+
+def parse_fault(body: dict[str, Any]) -> Fault:
+    try:
+        kind = FaultKind(body.get("kind"))
+    except ValueError:
+        kinds = ", ".join(k.value for k in FaultKind)
+        raise BadControl(f"kind must be one of {kinds}") from None
+    count, seconds = body.get("count", 1), body.get("seconds", 0.0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise BadControl("count must be an integer >= 1")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise BadControl("seconds must be a number >= 0")
+    return Fault(kind, _market(body.get("market"), required=False), count, float(seconds))
+
+
+def _parse_jump(body: dict[str, Any]) -> tuple[Market, str, float]:
+    market = _market(body.get("market"), required=True)
+    percent, symbol = body.get("percent"), body.get("symbol")
+    if not isinstance(percent, int | float) or isinstance(percent, bool):
+        raise BadControl("percent must be a number")
+    if not isinstance(symbol, str) or market is None:
+        raise BadControl("symbol must be a string")
+    return market, symbol, float(percent)
+
+
+def handle(fx: FakeExchange, request: HttpRequest) -> HttpResponse:
+    action = request.path.removeprefix("/_fake/")
+    try:
+        if action == "state" and request.method == "GET":
+            return _json(200, fx.state())
+        if request.method != "POST":
+            return _json(
+                405 if action in ("pause", "resume", "fault", "jump") else 404,
+                {"error": "no such control"},
+            )
+        if action == "pause":
+            fx.pause()
+            return _json(200, {"paused": True})
+        if action == "resume":
+            fx.resume()
+            return _json(200, {"paused": False})
+        if action == "fault":
+            fault = parse_fault(_body(request))
+            return _json(200, {"kind": fault.kind.value, "connections": fx.inject_fault(fault)})
+        if action == "jump":
+            market, symbol, percent = _parse_jump(_body(request))
+            try:
+                price = fx.jump(market, symbol, float(percent))
+            except KeyError as exc:
+                raise BadControl(str(exc)) from None
+            return _json(200, {"symbol": symbol.upper(), "price": price})
+        return _json(404, {"error": f"no such control {action!r}"})
+    except BadControl as exc:
+        return _json(400, {"error": str(exc)})

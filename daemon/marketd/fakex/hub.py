@@ -1,0 +1,177 @@
+"""Who is subscribed to what, and the fan-out of one market's events (pure, no trio).
+
+The index is a list per channel indexed by symbol, each slot a dict from the combined-frame
+prefix (``None`` for raw ``/ws`` connections) to the subscribers. A payload is formatted
+only when a slot has subscribers, and once per event; a combined frame once per stream name.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from marketd.fakex.frames import SymbolFrames, array_payload, combined_prefix
+from marketd.fakex.market import DepthEvent, MarketModel, TradeEvent
+from marketd.fakex.protocol import GLOBAL_CHANNELS, Channel, StreamRef
+
+
+class Subscriber(Protocol):
+    def push(self, frame: str) -> None:
+        """Queue one frame for sending."""
+
+    def push_seq(self, frame: str) -> None:
+        """Queue one sequenced frame (trade, aggTrade, depth): a ``gap`` fault may skip it."""
+
+
+Group = dict[str | None, list[Subscriber]]
+
+
+class MarketHub:
+    """One market: its model, its formatters, its subscription index and its counters."""
+
+    def __init__(self, model: MarketModel) -> None:
+        self.model = model
+        self.market = model.market
+        self.frames = [SymbolFrames(m) for m in model.symbols]
+        self.symbol_index = {m.spec.stream_symbol: i for i, m in enumerate(model.symbols)}
+        n = len(model.symbols)
+        self._slots: dict[Channel, list[Group | None]] = {
+            c: [None] * (1 if c in GLOBAL_CHANNELS else n) for c in Channel
+        }
+        self.frames_sent = [0] * n
+        self.global_frames_sent = 0
+        self.events = 0
+        self.seconds = 0
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def add(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None:
+        slot = self._slots[ref.channel]
+        i = max(ref.symbol, 0)
+        group = slot[i]
+        if group is None:
+            group = slot[i] = {}
+        group.setdefault(combined_prefix(ref.name) if combined else None, []).append(sub)
+
+    def remove(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None:
+        slot = self._slots[ref.channel]
+        i = max(ref.symbol, 0)
+        group = slot[i]
+        key = combined_prefix(ref.name) if combined else None
+        if group is None or key not in group:
+            return
+        subs = group[key]
+        if sub in subs:
+            subs.remove(sub)
+        if not subs:
+            del group[key]
+        if not group:
+            slot[i] = None
+
+    def subscribers(self) -> int:
+        """How many (subscriber, stream) pairs are registered (for tests)."""
+        return sum(len(s) for slot in self._slots.values() for g in slot if g for s in g.values())
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    @staticmethod
+    def _send(group: Group, payload: str, seq: bool) -> int:
+        n = 0
+        for prefix, subs in group.items():
+            frame = payload if prefix is None else prefix + payload + "}"
+            for s in subs:
+                if seq:
+                    s.push_seq(frame)
+                else:
+                    s.push(frame)
+            n += len(subs)
+        return n
+
+    def run_steps(self, n: int, now_ms: int) -> None:
+        """Generate ``n`` events and send them to their subscribers."""
+        slots = self._slots
+        trade_slot, agg_slot = slots[Channel.TRADE], slots[Channel.AGG_TRADE]
+        depth_slot, bt_slot = slots[Channel.DEPTH], slots[Channel.BOOK_TICKER]
+        symbols = self.model.symbols
+        for idx in self.model.schedule(n):
+            trade, diff = symbols[idx].step(now_ms)
+            if trade is not None:
+                self._publish_trade(idx, trade, now_ms, trade_slot[idx], agg_slot[idx])
+            self._publish_depth(idx, diff, now_ms, depth_slot[idx], bt_slot[idx])
+        self.events += n
+
+    def _publish_trade(
+        self, idx: int, ev: TradeEvent, now_ms: int, trades: Group | None, aggs: Group | None
+    ) -> None:
+        if trades is None and aggs is None:
+            return
+        fr, sent = self.frames[idx], 0
+        if trades is not None:
+            for payload in fr.trades(ev, now_ms):
+                sent += self._send(trades, payload, True)
+        if aggs is not None:
+            sent += self._send(aggs, fr.agg_trade(ev, now_ms), True)
+        self.frames_sent[idx] += sent
+
+    def _publish_depth(
+        self, idx: int, ev: DepthEvent, now_ms: int, depth: Group | None, bt: Group | None
+    ) -> None:
+        sent = 0
+        if depth is not None:
+            sent += self._send(depth, self.frames[idx].depth(ev, now_ms), True)
+        if bt is not None and ev.best_changed:
+            sent += self._send(bt, self.frames[idx].book_ticker(ev.last_id, now_ms), False)
+        if sent:
+            self.frames_sent[idx] += sent
+
+    def publish(self, idx: int, trade: TradeEvent | None, diff: DepthEvent, now_ms: int) -> None:
+        """Send events made outside ``run_steps`` (a price jump)."""
+        s = self._slots
+        if trade is not None:
+            self._publish_trade(
+                idx, trade, now_ms, s[Channel.TRADE][idx], s[Channel.AGG_TRADE][idx]
+            )
+        self._publish_depth(idx, diff, now_ms, s[Channel.DEPTH][idx], s[Channel.BOOK_TICKER][idx])
+
+    def tick_second(self, now_ms: int) -> None:
+        """Once a second: mini tickers and tickers of changed symbols, mark prices."""
+        slots = self._slots
+        mini_slot, ticker_slot = slots[Channel.MINI_TICKER], slots[Channel.TICKER]
+        all_minis = slots[Channel.ALL_MINI_TICKERS][0]
+        items: list[str] = []
+        for idx in self.model.take_changed():
+            mini_g, ticker_g = mini_slot[idx], ticker_slot[idx]
+            if mini_g is None and ticker_g is None and all_minis is None:
+                continue
+            fr, sent = self.frames[idx], 0
+            if mini_g is not None or all_minis is not None:
+                mini = fr.mini_ticker(now_ms)
+                if all_minis is not None:
+                    items.append(mini)
+                if mini_g is not None:
+                    sent += self._send(mini_g, mini, False)
+            if ticker_g is not None:
+                sent += self._send(ticker_g, fr.ticker(now_ms), False)
+            self.frames_sent[idx] += sent
+        if all_minis is not None and items:
+            self.global_frames_sent += self._send(all_minis, array_payload(items), False)
+        self.seconds += 1
+        self._mark_prices(now_ms, Channel.MARK_PRICE_1S, Channel.ALL_MARK_PRICES_1S)
+        if self.seconds % 3 == 0:
+            self._mark_prices(now_ms, Channel.MARK_PRICE, Channel.ALL_MARK_PRICES)
+
+    def _mark_prices(self, now_ms: int, each: Channel, every: Channel) -> None:
+        slot, all_g = self._slots[each], self._slots[every][0]
+        if all_g is None and not any(slot):
+            return
+        items: list[str] = []
+        for idx, fr in enumerate(self.frames):
+            g = slot[idx]
+            if g is None and all_g is None:
+                continue
+            payload = fr.mark_price(now_ms)
+            if g is not None:
+                self.frames_sent[idx] += self._send(g, payload, False)
+            if all_g is not None:
+                items.append(payload)
+        if all_g is not None:
+            self.global_frames_sent += self._send(all_g, array_payload(items), False)

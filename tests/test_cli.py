@@ -1,0 +1,91 @@
+"""The ``marketd`` command as a user runs it (subprocesses, loopback only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import marketd
+from marketd.testing.processes import free_port, http_json, http_text, metric_value, wait_until
+
+
+def marketd_cmd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "marketd", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = marketd_cmd("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"marketd {marketd.__version__}"
+
+
+def test_run_refuses_a_bad_configuration_with_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("kafka:\n  linger_ms: -1\n  bootstrap_server: x\n")
+    result = marketd_cmd("run", "--config", str(config), env={"MARKETD_HTTP__LISTEN": "no-port"})
+    assert result.returncode == 2
+    assert "kafka.linger_ms" in result.stderr
+    assert "kafka.bootstrap_server: unknown key" in result.stderr
+    assert "http.listen" in result.stderr
+    assert "MARKETD_HTTP__LISTEN" in result.stderr
+
+
+def test_check_config_prints_effective_configuration_with_secrets_masked() -> None:
+    result = marketd_cmd(
+        "check-config",
+        env={
+            "MARKETD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+            "MARKETD_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "MARKETD_KAFKA__SASL_MECHANISM": "PLAIN",
+            "MARKETD_KAFKA__SASL_USERNAME": "marketd",
+            "MARKETD_KAFKA__SASL_PASSWORD": "hunter2",
+        },
+    )
+    assert result.returncode == 0, result.stdout
+    assert "bootstrap_servers: 127.0.0.1:9092" in result.stdout
+    assert "hunter2" not in result.stdout
+    assert "sasl_password: '***'" in result.stdout
+
+
+def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "demo.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketd", "demo", "--duration", "6",
+         "--listen", f"127.0.0.1:{port}", "--rate", "200"],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def events() -> float:
+            try:
+                return metric_value(http_text(base + "/metrics"), "marketd_bus_records_total")
+            except OSError:
+                return 0.0
+
+        wait_until(lambda: events() > 50, timeout=20, what="demo events on the bus")
+        assert http_json(base + "/healthz") == (200, {"status": "ok"})
+        status, body = http_json(base + "/readyz")
+        assert status == 200, body
+        text = http_text(base + "/metrics")
+        assert metric_value(text, "marketd_events_total", market="spot", kind="trade") > 0
+        assert metric_value(text, "marketd_events_total", market="usdm", kind="aggTrade") > 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert "statistics" in (tmp_path / "demo.log").read_text()
