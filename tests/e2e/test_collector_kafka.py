@@ -7,15 +7,16 @@ connection drops, a ``serverShutdown``, and malformed and unknown frames.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 from marketd.v1.market_data_pb2 import Market, MarketEvent
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -160,3 +161,38 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
     assert metric_value(exposition, "marketd_parse_errors_total", reason="malformed") == 5
     assert metric_value(exposition, "marketd_parse_errors_total", reason="unknown") == 3
     assert metric_value(exposition, "marketd_feed_reconnects_total") >= 3
+
+
+def final_statistics(log_text: str) -> dict[str, Any]:
+    lines = [json.loads(x) for x in log_text.splitlines() if x.startswith("{")]
+    stats = [x for x in lines if x.get("event") == "statistics"]
+    assert stats, "no statistics line in the log"
+    return stats[-1]
+
+
+async def test_sigterm_under_load_flushes_everything_received(
+    tmp_path: Path,
+    kafka_broker: KafkaBroker,
+    kafka_topic: Callable[[str], str],
+    consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
+) -> None:
+    raw, depth = kafka_topic("raw"), kafka_topic("depth")
+    with FakeExchange(tmp_path, "--symbols", "3", "--seed", "12", "--rate", "2000") as fx:
+        config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
+        with Daemon(tmp_path, config) as daemon:
+            daemon.wait_ready()
+            wait_until(
+                lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 3000,
+                timeout=30,
+                what="load",
+            )
+            assert daemon.stop(timeout=30) == 0, daemon.log_tail()
+            stats = final_statistics(daemon.log_path.read_text())
+    # Everything the normalizer accepted was acknowledged by Kafka before exit ...
+    assert stats["records"] == stats["delivered"] > 3000
+    records = await consume_kafka([raw, depth], until=lambda rs: len(rs) >= stats["delivered"])
+    assert len(records) == stats["delivered"]
+    # ... and what reached Kafka has no holes: consecutive ids per symbol up to the end.
+    for symbol, trades in trades_by_symbol(records, "trade").items():
+        ids = [t.trade_id for _, t in trades]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), symbol
