@@ -286,6 +286,9 @@ class KafkaBroker:
         _running.add(self)
         try:
             wait_until_ready(self.bootstrap, timeout=timeout, alive=lambda: self.running)
+        except DevKafkaError as exc:
+            self.kill()
+            raise DevKafkaError(f"{exc}; the end of its log:\n{self.log_tail()}") from None
         except BaseException:
             self.kill()
             raise

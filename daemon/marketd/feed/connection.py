@@ -237,8 +237,9 @@ class Feed:
         while len(self._buffer):
             frames, received_ns = await self._buffer.take(limit)
             try:
-                await out.send(FrameBatch(self.plan.market, self.plan.connection_id, frames,
-                                          received_ns))
+                await out.send(
+                    FrameBatch(self.plan.market, self.plan.connection_id, frames, received_ns)
+                )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             self._batches_sent += 1

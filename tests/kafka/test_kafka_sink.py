@@ -1,0 +1,313 @@
+"""The Kafka publisher against a real broker: content, order, throughput, outages."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import pytest
+import trio
+
+from marketd.config import BackoffSettings, KafkaSettings
+from marketd.devkafka import ConsumedRecord, KafkaBroker, create_topics
+from marketd.kafka_sink import KafkaDeliveryError, KafkaPublisher, serve_kafka_publisher
+from marketd.records import Market, Record
+
+pytestmark = pytest.mark.kafka
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT")
+
+
+def settings_for(bootstrap: str, **overrides: object) -> KafkaSettings:
+    values: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "request_timeout_ms": 5000,
+        "retry": BackoffSettings(initial_s=0.05, max_s=1.0),
+    }
+    values.update(overrides)
+    return KafkaSettings(**values)  # type: ignore[arg-type]
+
+
+def make_record(topic: str, symbol: str, seq: int, pad: int = 0) -> Record:
+    value = f"{symbol}:{seq}:".encode() + b"x" * pad
+    return Record(
+        topic=topic,
+        key=symbol.encode(),
+        value=value,
+        headers=(("type", b"trade"),),
+        received_ns=time.time_ns(),
+        market=Market.SPOT,
+        kind="trade",
+        symbol=symbol,
+        seq=seq,
+    )
+
+
+class Source:
+    """Records numbered per (topic, symbol) so order and completeness can be checked."""
+
+    def __init__(self, topics: Sequence[str], pad: int = 0) -> None:
+        self.topics, self.pad = topics, pad
+        self.next_seq: dict[tuple[str, str], int] = defaultdict(int)
+        self.count = 0
+
+    def batch(self, size: int) -> list[Record]:
+        out = []
+        for _ in range(size):
+            topic = self.topics[self.count % len(self.topics)]
+            symbol = SYMBOLS[(self.count // len(self.topics)) % len(SYMBOLS)]
+            seq = self.next_seq[topic, symbol]
+            self.next_seq[topic, symbol] = seq + 1
+            out.append(make_record(topic, symbol, seq, self.pad))
+            self.count += 1
+        return out
+
+
+def check_delivery(source: Source, consumed: list[ConsumedRecord]) -> int:
+    """Every record exactly as sent, per-key order kept; returns the duplicate count."""
+    seen: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in consumed:
+        assert r.key is not None
+        assert r.value is not None
+        symbol, seq, _pad = r.value.decode().split(":")
+        assert r.key == symbol.encode()
+        assert r.headers == (("type", b"trade"),)
+        assert r.value == f"{symbol}:{seq}:".encode() + b"x" * source.pad
+        seen[r.topic, symbol].append(int(seq))
+    duplicates = 0
+    assert set(seen) == set(source.next_seq)
+    for stream, seqs in seen.items():
+        expected = list(range(source.next_seq[stream]))
+        # Order kept: the first occurrences appear in sequence; nothing is missing.
+        firsts = list(dict.fromkeys(seqs))
+        assert firsts == expected, f"{stream}: order broken or records missing"
+        # A re-sent record may only repeat a suffix already seen (a lost ack).
+        duplicates += len(seqs) - len(expected)
+    return duplicates
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Poll a counter (statistics() has no event to wait on); the caller bounds the time."""
+    for _ in itertools.count():
+        if predicate():
+            return
+        await trio.sleep(0.05)
+
+
+def until_all(source: Source) -> Callable[[list[ConsumedRecord]], bool]:
+    return lambda records: len(records) >= source.count
+
+
+async def test_round_trip_exact_values_order_no_duplicates(
+    kafka_broker, kafka_topic, consume_kafka
+):
+    topics = [kafka_topic("raw"), kafka_topic("depth")]
+    source = Source(topics)
+    publisher = KafkaPublisher(settings_for(kafka_broker.bootstrap, max_records_per_send=100))
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            async with send:
+                for size in (1, 7, 250, 1000, 3, 500, 239):
+                    await send.send(source.batch(size))
+        # serve() returned: input ended, everything acknowledged.
+        consumed = await consume_kafka(topics, until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+    st = publisher.statistics()
+    assert st.acknowledged == st.sent == source.count == 2000
+    assert st.failed_attempts == st.retried == st.in_flight == st.pending_retry == 0
+    assert st.acknowledged_by_topic == {topics[0]: 1000, topics[1]: 1000}
+
+
+async def test_throughput_smoke(kafka_broker, kafka_topic):
+    topics = [kafka_topic("raw"), kafka_topic("depth")]
+    source = Source(topics, pad=130)  # ~150 B values
+    n_batches, size = 200, 500
+    batches = [source.batch(size) for _ in range(n_batches)]
+    publisher = KafkaPublisher(settings_for(kafka_broker.bootstrap))
+    send, recv = trio.open_memory_channel[list[Record]](16)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            start = trio.current_time()
+            async with send:
+                for batch in batches:
+                    await send.send(batch)
+        elapsed = trio.current_time() - start
+    st = publisher.statistics()
+    assert st.acknowledged == source.count
+    print(
+        f"\npublished {source.count} records of ~150 B in {elapsed:.2f} s: "
+        f"{source.count / elapsed:,.0f} records/s (acked, acks=all, idempotent)"
+    )
+
+
+async def run_with_broker_outage(
+    broker: KafkaBroker, topics: list[str], crash: bool
+) -> tuple[Source, KafkaPublisher]:
+    """Publish ~200 records/s for ~1.5 s, stop the broker for ~3 s, restart it on the
+    same port and data, publish ~1.5 s more, end input."""
+    source = Source(topics)
+    publisher = KafkaPublisher(settings_for(broker.bootstrap, request_timeout_ms=3000))
+    send, recv = trio.open_memory_channel[list[Record]](8)
+
+    async def feed() -> None:
+        async with send:
+            for _ in range(100):
+                await send.send(source.batch(20))
+                await trio.sleep(0.05)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.serve, recv)
+        nursery.start_soon(feed)
+        await trio.sleep(1.5)
+        await trio.to_thread.run_sync(broker.kill if crash else broker.stop)
+        await trio.sleep(3)
+        await trio.to_thread.run_sync(broker.start)
+    return source, publisher
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash", [False, True], ids=["sigterm", "sigkill"])
+async def test_broker_restart_mid_stream_loses_nothing(
+    own_kafka_broker, kafka_topic, consume_kafka, crash
+):
+    broker = own_kafka_broker
+    await trio.to_thread.run_sync(broker.start)
+    topics = [kafka_topic("raw"), kafka_topic("depth")]
+    with trio.fail_after(120):
+        source, publisher = await run_with_broker_outage(broker, topics, crash)
+        consumed = await consume_kafka(topics, until=until_all(source), bootstrap=broker.bootstrap)
+    duplicates = check_delivery(source, consumed)
+    st = publisher.statistics()
+    print(f"\n{source.count} records, {duplicates} duplicates, {st}")
+    assert st.acknowledged >= source.count
+    assert duplicates == 0  # idempotence: a lost ack is re-sent without a duplicate
+
+
+async def test_end_of_input_flushes_lingering_records(kafka_broker, kafka_topic, consume_kafka):
+    topic = kafka_topic()
+    source = Source([topic])
+    # A long linger: without the flush on end of input these would sit in the producer.
+    settings = settings_for(kafka_broker.bootstrap, linger_ms=3000)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    publisher = KafkaPublisher(settings)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(serve_kafka_publisher, publisher=publisher)
+            await nursery.start(serve, settings, recv)
+            async with send:
+                await send.send(source.batch(10))
+        assert publisher.statistics().acknowledged == 10
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+
+
+async def test_cancel_flushes_in_flight_records(kafka_broker, kafka_topic, consume_kafka):
+    topic = kafka_topic()
+    source = Source([topic])
+    publisher = KafkaPublisher(settings_for(kafka_broker.bootstrap, linger_ms=2000))
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(create_topics, kafka_broker.bootstrap, [topic])
+        async with send, trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            await send.send(source.batch(50))
+            # Handed to the producer, lingering (the topic exists: no metadata wait).
+            await eventually(lambda: publisher.statistics().in_flight == 50)
+            assert publisher.statistics().acknowledged == 0
+            nursery.cancel_scope.cancel()
+        st = publisher.statistics()
+        assert (st.acknowledged, st.in_flight, st.pending_retry) == (50, 0, 0)
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+
+
+@pytest.mark.slow
+async def test_starts_when_the_broker_appears(own_kafka_broker, kafka_topic, consume_kafka):
+    broker = own_kafka_broker  # created, not running
+    topic = kafka_topic()
+    source = Source([topic])
+    publisher = KafkaPublisher(settings_for(broker.bootstrap))
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    started = trio.Event()
+
+    async def serve() -> None:
+        await nursery.start(publisher.serve, recv)
+        started.set()
+
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            await trio.sleep(2)
+            assert not started.is_set()
+            assert not publisher.statistics().connected
+            assert publisher.statistics().last_error is not None  # it has been trying
+            await trio.to_thread.run_sync(broker.start)
+            await started.wait()
+            assert publisher.statistics().connected
+            async with send:
+                await send.send(source.batch(100))
+        consumed = await consume_kafka([topic], until=until_all(source), bootstrap=broker.bootstrap)
+    assert check_delivery(source, consumed) == 0
+
+
+async def test_oversized_record_is_surfaced_and_the_rest_kept(
+    kafka_broker, kafka_topic, consume_kafka
+):
+    topic = kafka_topic()
+    source = Source([topic])
+    first, later = source.batch(30), source.batch(30)
+    huge = make_record(topic, "HUGE", 0, pad=2_000_000)  # over the 1 MiB request limit
+    publisher = KafkaPublisher(settings_for(kafka_broker.bootstrap))
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):
+        async with send:
+            await send.send(first)
+            await send.send([huge, *later])
+        with pytest.raises(KafkaDeliveryError, match="exceeds"):
+            await publisher.serve(recv)
+        st = publisher.statistics()
+        assert st.rejected == 1
+        assert st.pending_retry == 30  # `later` is kept, in order, for the next serve()
+        send2, recv2 = trio.open_memory_channel[list[Record]](1)
+        send2.close()
+        await publisher.serve(recv2)  # the supervisor's restart
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+    assert publisher.statistics().acknowledged == 60
+
+
+@pytest.mark.slow
+async def test_cancelled_while_broker_down_keeps_records_for_next_serve(
+    own_kafka_broker, kafka_topic, consume_kafka
+):
+    broker = own_kafka_broker
+    await trio.to_thread.run_sync(broker.start)
+    topic = kafka_topic()
+    source = Source([topic])
+    publisher = KafkaPublisher(settings_for(broker.bootstrap), shutdown_grace_s=1.0)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(90):
+        async with send, trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            await send.send(source.batch(100))
+            await eventually(lambda: publisher.statistics().acknowledged == 100)
+            await trio.to_thread.run_sync(broker.stop)
+            await send.send(source.batch(100))
+            await send.send(source.batch(2500))  # more than one chunk: some never handed over
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()  # the shutdown grace runs out with Kafka away
+        st = publisher.statistics()
+        assert (st.acknowledged, st.in_flight, st.pending_retry) == (100, 0, 2600)
+        await trio.to_thread.run_sync(broker.start)
+        send2, recv2 = trio.open_memory_channel[list[Record]](1)
+        send2.close()
+        await publisher.serve(recv2)  # a later run sends what was kept, in order
+        consumed = await consume_kafka([topic], until=until_all(source), bootstrap=broker.bootstrap)
+    assert check_delivery(source, consumed) == 0
+    assert publisher.statistics().acknowledged == 2700
