@@ -38,7 +38,7 @@ def run_scenario(
     tmp: Path, bootstrap: str, rate: float, duration: float, warmup: float, symbols: int
 ) -> dict[str, Any]:
     with FakeExchange(tmp, "--symbols", str(symbols), "--seed", "7", "--rate", str(rate)) as fx:
-        names = [s for s in fx.state()["markets"]["spot"]["symbols"]]
+        names = list(fx.state()["markets"]["spot"]["symbols"])
         config = {
             "binance": {
                 "spot_ws_url": fx.urls["spot_ws_url"],
