@@ -119,9 +119,8 @@ class Normalizer:
             log.warning("trade gap not backfilled (backfill disabled)", gap=str(gap))
             return []
         filled = await self.backfiller.fill(gap)
-        level = "info" if len(filled) == gap.size else "warning"
-        log.log(
-            20 if level == "info" else 30,
+        emit = log.info if len(filled) == gap.size else log.warning
+        emit(
             "trade gap backfilled",
             market=gap.market.value,
             symbol=gap.symbol,
