@@ -21,10 +21,10 @@ from prometheus_client.core import Metric
 
 from marketd import __version__
 from marketd.backfill import Backfiller
-from marketd.backoff import BackoffPolicy
+from marketd.backoff import policy_from_settings
 from marketd.bus import MemoryBus
 from marketd.codec import Codec
-from marketd.config import BackoffSettings, Settings
+from marketd.config import Settings
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.kafka_sink import KafkaPublisher
@@ -35,16 +35,6 @@ from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.web import create_app, serve_http
 
 log = structlog.get_logger(__name__)
-
-
-def backoff_policy(s: BackoffSettings) -> BackoffPolicy:
-    return BackoffPolicy(
-        initial=s.initial_s,
-        cap=s.max_s,
-        multiplier=s.multiplier,
-        jitter=s.jitter,
-        reset_after=s.reset_after_s,
-    )
 
 
 class Daemon:
@@ -286,7 +276,7 @@ class Daemon:
             self.log_statistics()
 
     async def _serve_sink(self, *, task_status: trio.TaskStatus[None]) -> None:
-        policy = backoff_policy(self.settings.supervisor.restart)
+        policy = policy_from_settings(self.settings.supervisor.restart)
         recv = self.records_recv
         if self.publisher is not None:
             publisher = self.publisher
@@ -305,7 +295,7 @@ class Daemon:
             )
 
     async def _serve_normalizer(self, *, task_status: trio.TaskStatus[None]) -> None:
-        policy = backoff_policy(self.settings.supervisor.restart)
+        policy = policy_from_settings(self.settings.supervisor.restart)
         frames_recv, records_send = self.frames_recv, self.records_send
         child = functools.partial(self._normalizer_child, frames_recv, records_send)
         async with frames_recv, records_send:

@@ -6,6 +6,8 @@ import random
 
 import attrs
 
+from marketd.config import BackoffSettings
+
 
 @attrs.frozen
 class BackoffPolicy:
@@ -51,3 +53,14 @@ class Backoff:
     def ran_for(self, seconds: float) -> None:
         if seconds >= self.policy.reset_after:
             self.attempt = 0
+
+
+def policy_from_settings(settings: BackoffSettings) -> BackoffPolicy:
+    """The :class:`BackoffPolicy` a configuration section (``*.reconnect``, ...) describes."""
+    return BackoffPolicy(
+        initial=settings.initial_s,
+        cap=settings.max_s,
+        multiplier=settings.multiplier,
+        jitter=settings.jitter,
+        reset_after=settings.reset_after_s,
+    )

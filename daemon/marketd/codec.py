@@ -44,17 +44,7 @@ _UNRESOLVED: Handler = _unresolved
 
 # Event types (``e``) the codec decodes. A payload with another ``e`` on a known stream is
 # a new or unknown event (counted as unknown); a known ``e`` that fails to decode is malformed.
-KNOWN_EVENT_TYPES = frozenset(
-    {
-        "trade",
-        "aggTrade",
-        "depthUpdate",
-        "bookTicker",
-        "24hrMiniTicker",
-        "24hrTicker",
-        "markPriceUpdate",
-    }
-)
+KNOWN_EVENT_TYPES = frozenset(HEADERS)
 
 
 class _EventType(msgspec.Struct):

@@ -45,8 +45,8 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from marketd.backoff import Backoff, BackoffPolicy
-from marketd.config import BackoffSettings, BinanceSettings
+from marketd.backoff import Backoff, policy_from_settings
+from marketd.config import BinanceSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
 from marketd.feed.buffer import FrameBuffer
 from marketd.feed.control import Ack, ErrorReply, parse_control
@@ -90,16 +90,6 @@ class StaleFeed(FeedTimeout):
 
 class _Rotate(Exception):
     """The connection reached ``binance.rotate_after_s`` and is replaced."""
-
-
-def backoff_policy(settings: BackoffSettings) -> BackoffPolicy:
-    return BackoffPolicy(
-        initial=settings.initial_s,
-        cap=settings.max_s,
-        multiplier=settings.multiplier,
-        jitter=settings.jitter,
-        reset_after=settings.reset_after_s,
-    )
 
 
 @attrs.frozen
@@ -259,7 +249,7 @@ class Feed:
     # -- connection lifecycle -----------------------------------------------------------
 
     async def _reconnect_forever(self) -> NoReturn:
-        backoff = Backoff(backoff_policy(self.settings.reconnect))
+        backoff = Backoff(policy_from_settings(self.settings.reconnect))
         while True:
             started_at = trio.current_time()
             self._subscribed_at = None
