@@ -37,6 +37,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/bench_codec.py
+	$(BIN)/python bench/bench_kafka.py
 	$(BIN)/python bench/bench_pipeline.py
 
 clean:

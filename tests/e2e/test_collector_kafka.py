@@ -121,6 +121,16 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
             # Faults while trading goes on: drops, a serverShutdown, broken frames.
             fx.control("fault", {"kind": "malformed", "market": "spot", "count": 5})
             fx.control("fault", {"kind": "unknown_event", "market": "usdm", "count": 3})
+
+            def errors(reason: str) -> float:
+                return metric_value(daemon.metrics(), "marketd_parse_errors_total", reason=reason)
+
+            # Counted (and skipped) before the drops below could cut them off the wire.
+            wait_until(
+                lambda: errors("malformed") == 5 and errors("unknown") == 3,
+                timeout=15,
+                what="5 malformed and 3 unknown frames counted",
+            )
             for kind in ("drop", "server_shutdown", "drop"):
                 fx.control("fault", {"kind": kind})
                 wait_until(lambda: daemon.ready()[0] == 200, timeout=15, what="reconnected")
