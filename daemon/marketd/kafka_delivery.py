@@ -1,4 +1,5 @@
-"""What the Kafka publisher decides without doing I/O: error classes, counters, metrics.
+"""What the Kafka publisher decides without doing I/O: error classes, counters, metrics,
+the fate of each record of a settled chunk.
 
 ``kafka_sink`` is the trio/asyncio adapter; this module holds the pieces it is made of
 that can be reasoned about (and unit-tested) on their own.
@@ -6,8 +7,11 @@ that can be reasoned about (and unit-tested) on their own.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import enum
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -33,6 +37,7 @@ from prometheus_client import Counter, Histogram
 from marketd.backoff import BackoffPolicy
 from marketd.config import BackoffSettings, KafkaSettings
 from marketd.errors import ConfigError, PublishError
+from marketd.records import Record
 
 PUBLISH_LATENCY = Histogram(
     "marketd_publish_latency_seconds",
@@ -51,6 +56,8 @@ RECORDS_RETRIED = Counter("marketd_kafka_records_retried", "Records sent again a
 RECORDS_REJECTED = Counter(
     "marketd_kafka_records_rejected", "Records Kafka can never take (too large), dropped loudly."
 )
+# aiokafka's default, stated: the publisher checks each record against it (as send() did).
+MAX_REQUEST_BYTES = 1_048_576
 _acked_children: dict[str, Any] = {}
 _failure_children: dict[str, Any] = {}
 
@@ -68,6 +75,52 @@ def failure_counter(error: str) -> Any:
     if child is None:
         child = _failure_children[error] = DELIVERY_FAILURES.labels(error=error)
     return child
+
+
+def _ns_bounds(bounds: Sequence[float]) -> list[int]:
+    """For each finite bound b: the largest n (ns) with ``n / 1e9 <= b``."""
+    out = []
+    for bound in bounds:
+        n = int(bound * 1e9)
+        while (n + 1) / 1e9 <= bound:
+            n += 1
+        while n / 1e9 > bound:
+            n -= 1
+        out.append(n)
+    return out
+
+
+_HIST_SUM = getattr(PUBLISH_LATENCY, "_sum", None)
+_HIST_BUCKETS = getattr(PUBLISH_LATENCY, "_buckets", None)
+_BOUNDS_NS = _ns_bounds(getattr(PUBLISH_LATENCY, "_upper_bounds", [float("inf")])[:-1])
+
+
+def observe_latencies(now_ns: int, received_ns: list[int]) -> None:
+    """``PUBLISH_LATENCY.observe(max(0, now_ns - r) / 1e9)`` for each ``r``, in a dozen
+    metric updates rather than one ``observe()`` (~1.3 µs) per record.
+
+    Sorts the receipt times and counts per bucket with bisect; updates the histogram's
+    bucket and sum values (prometheus_client internals, checked by a unit test; it falls
+    back to ``observe()`` if they are missing).
+    """
+    n = len(received_ns)
+    if not n:
+        return
+    if _HIST_SUM is None or _HIST_BUCKETS is None or len(_HIST_BUCKETS) != len(_BOUNDS_NS) + 1:
+        for r in received_ns:
+            PUBLISH_LATENCY.observe(max(0, now_ns - r) / 1e9)
+        return
+    rs = sorted(received_ns)
+    past = bisect.bisect_right(rs, now_ns)  # rs[:past] <= now_ns; the rest count as 0
+    _HIST_SUM.inc((past * now_ns - sum(rs[:past])) / 1e9)
+    counted = 0  # observations in buckets so far: latency <= bound ⇔ r >= now_ns - bound
+    for bucket, bound in zip(_HIST_BUCKETS, _BOUNDS_NS, strict=False):
+        within = n - bisect.bisect_left(rs, now_ns - bound)
+        if within > counted:
+            bucket.inc(within - counted)
+            counted = within
+    if counted < n:
+        _HIST_BUCKETS[-1].inc(n - counted)
 
 
 class KafkaDeliveryError(PublishError):
@@ -152,6 +205,7 @@ def producer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
         "linger_ms": settings.linger_ms,
         "max_batch_size": settings.max_batch_bytes,
         "request_timeout_ms": settings.request_timeout_ms,
+        "max_request_size": MAX_REQUEST_BYTES,
         "security_protocol": settings.security_protocol,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
@@ -200,19 +254,61 @@ class RateLimitedLog:
         return suppressed
 
 
-def last_per_key(records: list[Any], futures: list[Any]) -> list[Any]:
-    """The futures worth waiting for: the last one of each (topic, key) among those sent.
-
-    A key maps to one partition, whose batches aiokafka completes in order, so when the
-    last future of a key is done all of that key's are. (Waiting on every future would
-    cost a trio-asyncio callback per record; the caller re-checks them all anyway.)
-    """
-    last = {(r.topic, r.key): i for i, r in enumerate(records[: len(futures)])}
-    return [futures[i] for i in last.values() if not futures[i].done()]
-
-
 def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
         out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return out
+
+
+@attrs.define(eq=False)
+class Chunk:
+    """Records handed to the producer in one crossing, as per-partition batches:
+    ``(future, topic, indices)``, ``future`` delivering ``records[i] for i in indices``.
+    Records in no batch were not handed over. ``error`` is charged to
+    ``records[error_at]`` (``None``: the first record not handed over), raised when sending
+    (``at_send``) or, if not, the failure of an earlier batch."""
+
+    records: list[Record]
+    sent_at: float
+    batches: list[tuple[asyncio.Future[Any], str, list[int]]] = attrs.Factory(list)
+    handed: int = 0  # records in batches
+    error: Exception | None = None
+    error_at: int | None = None
+    at_send: bool = True
+
+
+def sort_out(
+    chunk: Chunk,
+) -> tuple[dict[str, int], list[int], list[tuple[Record, BaseException | None, bool]]]:
+    """A settled chunk: records acknowledged per topic, their ``received_ns``, and the
+    others in their original order, each with the error to charge it with (``None``: not
+    a failure of its own, send it again) and whether that error came at send time.
+    Futures still pending (giving up at shutdown) are marked retrieved for later."""
+    records, by_topic, received = chunk.records, dict[str, int](), list[int]()
+    rest: list[tuple[int, BaseException | None, bool]] = []
+    for fut, topic, indices in chunk.batches:
+        if not fut.done():
+            fut.add_done_callback(retrieve)
+            rest.extend((i, None, False) for i in indices)
+            continue
+        exc = ProducerClosed() if fut.cancelled() else fut.exception()
+        if exc is None:
+            by_topic[topic] = by_topic.get(topic, 0) + len(indices)
+            received.extend([records[i].received_ns for i in indices])
+        else:
+            rest.extend((i, exc, False) for i in indices)
+    if chunk.handed < len(records):
+        handed = {i for _, _, indices in chunk.batches for i in indices}
+        unsent = [i for i in range(len(records)) if i not in handed]
+        charged = unsent[0] if chunk.error_at is None else chunk.error_at
+        rest.extend(
+            (i, chunk.error, chunk.at_send) if i == charged else (i, None, False) for i in unsent
+        )
+    rest.sort(key=lambda entry: entry[0])
+    return by_topic, received, [(records[i], exc, at_send) for i, exc, at_send in rest]
+
+
+def retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # mark it retrieved: no "exception was never retrieved" noise

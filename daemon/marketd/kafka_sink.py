@@ -3,9 +3,15 @@
 An idempotent aiokafka producer (``acks=all``) runs in an asyncio loop hosted by
 trio-asyncio. Records cross the trio→asyncio boundary in chunks of up to
 ``max_records_per_send`` (one crossing per chunk, never one per record), and up to
-``max_inflight_batches`` chunks may await their acks at once (pipelining).
+``max_inflight_batches`` chunks may await their acks at once (pipelining). A chunk is
+handed over as record batches, one per partition (``kafka_partition``: the default
+partitioner's choice, cached), through ``send_batch()``, so aiokafka costs per batch,
+not per record (no per-record coroutine, partitioner or future). aiokafka sets the
+idempotence sequence numbers when it drains a batch, as for ``send()``; a partition's
+next batch waits until the previous one is drained, so per-partition order holds. Each
+acknowledged record is observed in the latency histogram, in bulk per settled chunk.
 
-Delivery: every record's future is inspected. On a failure the publisher stops taking
+Delivery: every batch's future is inspected. On a failure the publisher stops taking
 input, lets the in-flight chunks settle, replaces the producer if a sent batch failed
 (its sequence numbers are then unusable), waits a backoff delay, and sends the failed
 records again in their original order before anything newer, so per-key order holds.
@@ -30,21 +36,19 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import attrs
 import structlog
 import trio
 import trio_asyncio
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import ProducerClosed
 from prometheus_client.core import GaugeMetricFamily, Metric
 from trio_asyncio import aio_as_trio
 
 from marketd.backoff import Backoff
 from marketd.config import KafkaSettings
 from marketd.kafka_delivery import (
-    PUBLISH_LATENCY,
     RECORDS_REJECTED,
     RECORDS_RETRIED,
+    Chunk,
     Failure,
     KafkaDeliveryError,
     PublisherStatistics,
@@ -53,25 +57,17 @@ from marketd.kafka_delivery import (
     backoff_policy,
     classify,
     failure_counter,
-    last_per_key,
     leaves,
+    observe_latencies,
     producer_kwargs,
+    sort_out,
 )
+from marketd.kafka_partition import PartitionRouter, hand_over
 from marketd.records import Record
 
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics", "serve_kafka_publisher"]
 
 log = structlog.get_logger(__name__)
-
-
-@attrs.define(eq=False)
-class _InFlight:
-    """A chunk handed to the producer: ``futures[i]`` is ``records[i]``'s delivery."""
-
-    records: list[Record]
-    sent_at: float
-    futures: list[asyncio.Future[Any]] = attrs.Factory(list)
-    error: Exception | None = None  # send() raised it for records[len(futures)]
 
 
 class KafkaPublisher:
@@ -88,8 +84,9 @@ class KafkaPublisher:
         self._failed = False  # a failure was seen: take no new input until recovered
         self._fatal: KafkaDeliveryError | None = None
         self._reset = False  # a sent batch failed: replace the producer before resending
-        self._window: collections.deque[_InFlight] = collections.deque()
+        self._window: collections.deque[Chunk] = collections.deque()
         self._producer: Any = None
+        self._router = PartitionRouter()
         self._wake: trio.CancelScope | None = None
         self._slots = trio.Semaphore(settings.max_inflight_batches)
         self._tokens: trio.MemorySendChannel[None] | None = None
@@ -116,7 +113,7 @@ class KafkaPublisher:
             failed_attempts=self._failures,
             retried=self._retried,
             rejected=self._rejected,
-            in_flight=sum(len(item.futures) for item in self._window),
+            in_flight=sum(item.handed for item in self._window),
             pending_retry=len(self._retry) + len(self._held),
             oldest_in_flight_s=oldest,
             producer_starts=self._starts,
@@ -216,13 +213,13 @@ class KafkaPublisher:
             if self._failed:
                 self._slots.release()
                 return
-            item = _InFlight(records[start : start + step], time.monotonic())
+            item = Chunk(records[start : start + step], time.monotonic())
             self._window.append(item)
             self._held = records[start + step :]
             try:
-                await aio_as_trio(self._hand_over)(item)
+                await aio_as_trio(hand_over)(self._producer, self._router, item)
             finally:
-                self._sent += len(item.futures)
+                self._sent += item.handed
                 assert self._tokens is not None
                 self._tokens.send_nowait(None)
             if item.error is not None:
@@ -230,55 +227,32 @@ class KafkaPublisher:
                 return
         self._held = []
 
-    async def _hand_over(self, item: _InFlight) -> None:  # runs in asyncio
-        send, futures = self._producer.send, item.futures
-        for r in item.records:
-            try:
-                futures.append(await send(r.topic, r.value, key=r.key, headers=list(r.headers)))
-            except Exception as exc:  # KafkaTimeoutError (buffer full), too large, ...
-                item.error = exc
-                return
-
     async def _ack_loop(self, tokens: trio.MemoryReceiveChannel[None]) -> None:
         async for _ in tokens:
             item = self._window[0]
-            pending = last_per_key(item.records, item.futures)
+            pending = [fut for fut, _, _ in item.batches if not fut.done()]
             while pending:
                 with trio.move_on_after(self._timeout_s):
                     await aio_as_trio(asyncio.wait)(pending)
-                pending = [f for f in pending if not f.done()] or [
-                    f for f in item.futures if not f.done()
-                ]
+                pending = [fut for fut in pending if not fut.done()]
                 if pending and (n := self._overdue_log.ready()) is not None:
                     age = round(time.monotonic() - item.sent_at, 1)
-                    log.warning("kafka acks overdue", records=len(pending), age_s=age, more=n)
+                    log.warning("kafka acks overdue", batches=len(pending), age_s=age, more=n)
             self._window.popleft()
             self._settle(item)
             self._slots.release()
 
-    def _settle(self, item: _InFlight, *, final: bool = False) -> None:
-        now_ns, observe = time.time_ns(), PUBLISH_LATENCY.observe
-        failed_before, acked, by_topic = self._failures, 0, dict[str, int]()
-        for record, fut in zip(item.records, item.futures, strict=False):
-            if not fut.done():  # only when giving up at shutdown: kept for the next serve
-                fut.add_done_callback(_retrieve)
+    def _settle(self, item: Chunk, *, final: bool = False) -> None:
+        failed_before = self._failures
+        by_topic, received, rest = sort_out(item)
+        observe_latencies(time.time_ns(), received)
+        for record, exc, at_send in rest:  # in their original order
+            if exc is not None:
+                self._fail(record, exc, at_send=at_send)
+            else:  # unsent, or in flight when giving up at shutdown: kept for the next serve
                 self._retry.append(record)
                 self._failed = True
-                continue
-            exc = ProducerClosed() if fut.cancelled() else fut.exception()
-            if exc is None:
-                acked += 1
-                by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
-                observe(max(0, now_ns - record.received_ns) / 1e9)
-            else:
-                self._fail(record, exc, at_send=False)
-        unsent = item.records[len(item.futures) :]
-        if item.error is not None:
-            self._fail(unsent[0], item.error, at_send=True)
-            unsent = unsent[1:]
-        if unsent:
-            self._retry.extend(unsent)
-            self._failed = True
+        acked = len(received)
         self._acked += acked
         totals = self._by_topic
         for topic, count in by_topic.items():
@@ -452,8 +426,3 @@ async def _close(producer: Any, timeout: float) -> None:  # noqa: ASYNC109 - asy
         with contextlib.suppress(Exception):
             await producer._sender.close()  # private: stop() gave up half-way
             await producer.client.close()
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # mark it retrieved: no "exception was never retrieved" noise

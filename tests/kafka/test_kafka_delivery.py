@@ -17,13 +17,14 @@ from aiokafka.errors import (
 from marketd.config import KafkaSettings
 from marketd.errors import ConfigError, RetryableError
 from marketd.kafka_delivery import (
+    Chunk,
     Failure,
     KafkaDeliveryError,
     RateLimitedLog,
     classify,
-    last_per_key,
     leaves,
     producer_kwargs,
+    sort_out,
 )
 from marketd.records import Market, Record
 
@@ -50,20 +51,39 @@ def test_delivery_error_is_restarted_by_the_supervisor() -> None:
     assert issubclass(KafkaDeliveryError, RetryableError)
 
 
-def record(key: str, topic: str = "t") -> Record:
-    return Record(topic, key.encode(), b"v", (), 0, Market.SPOT, "trade", key)
+def record(key: str, n: int, topic: str = "t") -> Record:
+    return Record(topic, key.encode(), b"v", (), 1000 + n, Market.SPOT, "trade", key, n)
 
 
-def test_last_per_key_waits_for_the_last_future_of_each_key() -> None:
+def test_sort_out_keeps_the_original_order_of_what_was_not_acked() -> None:
     loop = asyncio.new_event_loop()
     try:
-        records = [record("A"), record("B"), record("A"), record("A", "u"), record("B")]
-        futures = [loop.create_future() for _ in records]
-        assert last_per_key(records, futures) == [futures[2], futures[4], futures[3]]
-        futures[4].set_result(None)
-        assert last_per_key(records, futures) == [futures[2], futures[3]]
-        # Only the records already handed over have futures.
-        assert last_per_key(records, futures[:2]) == [futures[0], futures[1]]
+        records = [record("AB"[i % 2], i, "tu"[i % 3 == 0]) for i in range(10)]
+        acked, failed, pending = (loop.create_future() for _ in range(3))
+        acked.set_result(None)
+        failed.set_exception(KafkaConnectionError())
+        chunk = Chunk(records, 0.0)
+        chunk.batches = [(acked, "t", [1, 5]), (failed, "u", [0, 3]), (pending, "t", [2, 7])]
+        chunk.handed = 6
+        chunk.error = KafkaTimeoutError()  # a send failed: charged to the first unsent (4)
+        by_topic, received, rest = sort_out(chunk)
+        assert by_topic == {"t": 2}
+        assert received == [1001, 1005]
+        assert [(r.seq, type(e).__name__, at_send) for r, e, at_send in rest] == [
+            (0, "KafkaConnectionError", False),
+            (2, "NoneType", False),
+            (3, "KafkaConnectionError", False),
+            (4, "KafkaTimeoutError", True),
+            (6, "NoneType", False),
+            (7, "NoneType", False),
+            (8, "NoneType", False),
+            (9, "NoneType", False),
+        ]
+        chunk.error, chunk.error_at = MessageSizeTooLargeError(), 8  # a record too large
+        assert [r.seq for r, e, _ in sort_out(chunk)[2] if e is not None] == [0, 3, 8]
+        chunk.error, chunk.error_at = None, None  # cancelled mid-way: resent, no failure
+        assert [r.seq for r, e, _ in sort_out(chunk)[2] if e is not None] == [0, 3]
+        pending.cancel()
     finally:
         loop.close()
 
