@@ -28,6 +28,7 @@ it the pong replies. A later spool will let the reader always keep reading.
 
 from __future__ import annotations
 
+import collections
 import math
 import ssl
 import time
@@ -72,13 +73,17 @@ DISCONNECT_TIMEOUT_S = 1.0
 # When cancelled: time to put the close frame on the wire, not waiting for the reply.
 CANCELLED_CLOSE_S = 0.05
 # trio-websocket's own queue between its socket reader and ours.
-WS_MESSAGE_QUEUE_SIZE = 64
+WS_MESSAGE_QUEUE_SIZE = 256
 WS_MAX_MESSAGE_SIZE = 16 * 2**20
 WS_RECEIVE_BUFFER_SIZE = 64 * 2**10
 
 
 _Stream: TypeAlias = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
+
+# Queued WebSocket messages taken per wake-up of the reader, and the wait under load.
+_DRAIN_MAX = 512
+_BATCH_WAIT_S = 0.001
 
 # How long a cancelled feed may take to hand on the frames it has already read.
 DRAIN_TIMEOUT_S = 5.0
@@ -164,6 +169,7 @@ class Feed:
         self._batches_sent = 0
         self._last_frame_at: float | None = None
         self._last_error = ""
+        self._busy = False
         # The staleness reference: last frame, or connect, or end of a backpressure wait
         # (infinite during one).
         self._alive_at = 0.0
@@ -415,8 +421,25 @@ class Feed:
     async def _read(self, ws: WebSocketConnection) -> NoReturn:
         buffer = self._buffer
         get_message = ws.get_message
+        receive_nowait = ws._recv_channel.receive_nowait
+        queued: collections.deque[str | bytes] = collections.deque()
         while True:
-            message = await get_message()
+            if queued:
+                message = queued.popleft()
+            elif self._busy:
+                # Under load, let trio-websocket queue a millisecond of messages and take
+                # them in one go, instead of a task switch per message.
+                await trio.sleep(_BATCH_WAIT_S)
+                try:
+                    while len(queued) < _DRAIN_MAX:
+                        queued.append(receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    pass
+                self._busy = len(queued) > 1
+                continue
+            else:
+                message = await get_message()
+                self._busy = True
             received_ns = time.time_ns()
             self._last_frame_at = self._alive_at = trio.current_time()
             self._frames_received += 1
