@@ -29,10 +29,12 @@ it the pong replies. A later spool will let the reader always keep reading.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import ssl
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeAlias
 
 import attrs
@@ -423,6 +425,35 @@ class Feed:
         get_message = ws.get_message
         receive_nowait = ws._recv_channel.receive_nowait
         queued: collections.deque[str | bytes] = collections.deque()
+        try:
+            await self._read_loop(ws, buffer, get_message, receive_nowait, queued)
+        finally:
+            # Messages already read off the socket are data received: keep them even when
+            # the connection dropped or the feed is being stopped.
+            self._salvage(queued, receive_nowait)
+
+    def _salvage(
+        self, queued: collections.deque[str | bytes], receive_nowait: Callable[[], str | bytes]
+    ) -> None:
+        with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            while True:
+                queued.append(receive_nowait())
+        now_ns = time.time_ns()
+        for message in queued:
+            frame = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            if parse_control(frame) is None:
+                self._frames_received += 1
+                self._buffer.append_nowait(frame, now_ns)
+        queued.clear()
+
+    async def _read_loop(
+        self,
+        ws: WebSocketConnection,
+        buffer: FrameBuffer,
+        get_message: Callable[[], Awaitable[str | bytes]],
+        receive_nowait: Callable[[], str | bytes],
+        queued: collections.deque[str | bytes],
+    ) -> NoReturn:
         while True:
             if queued:
                 message = queued.popleft()
