@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -239,24 +238,6 @@ class PublisherStatistics:
     acknowledged_by_topic: dict[str, int]
     last_error: str | None
     last_error_at: float | None  # wall clock, time.time()
-
-
-@attrs.define
-class RateLimitedLog:
-    """Let one log line through per ``interval`` seconds; count what was held back."""
-
-    interval: float = 10.0
-    _last: float = -1e18
-    _suppressed: int = 0
-
-    def ready(self) -> int | None:
-        """``None``: stay quiet; else log now, mentioning this many suppressed events."""
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
-            return None
-        self._last, suppressed, self._suppressed = now, self._suppressed, 0
-        return suppressed
 
 
 def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

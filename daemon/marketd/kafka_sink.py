@@ -52,7 +52,6 @@ from marketd.kafka_delivery import (
     Failure,
     KafkaDeliveryError,
     PublisherStatistics,
-    RateLimitedLog,
     acked_counter,
     backoff_policy,
     classify,
@@ -63,6 +62,7 @@ from marketd.kafka_delivery import (
     sort_out,
 )
 from marketd.kafka_partition import PartitionRouter, hand_over
+from marketd.logs import RateLimitedLog
 from marketd.records import Record
 
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics", "serve_kafka_publisher"]

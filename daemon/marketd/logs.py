@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
+import attrs
 import structlog
 
 _LEVELS = {
@@ -50,3 +52,21 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
     root.setLevel(numeric)
     # aiokafka is chatty at INFO about every reconnect attempt.
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
+
+
+@attrs.define
+class RateLimitedLog:
+    """Let one log line through per ``interval`` seconds; count what was held back."""
+
+    interval: float = 10.0
+    _last: float = -1e18
+    _suppressed: int = 0
+
+    def ready(self) -> int | None:
+        """``None``: stay quiet; else log now, mentioning this many suppressed events."""
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return None
+        self._last, suppressed, self._suppressed = now, self._suppressed, 0
+        return suppressed

@@ -15,6 +15,7 @@ import structlog
 import trio
 
 from marketd.backfill import Backfiller
+from marketd.logs import RateLimitedLog
 from marketd.records import FrameBatch, Record
 from marketd.sequence import Gap, TradeSequencer
 
@@ -28,6 +29,8 @@ class DecodeResultLike(Protocol):
     def malformed(self) -> int: ...
     @property
     def unknown(self) -> int: ...
+    @property
+    def error(self) -> str: ...
 
 
 class BatchDecoder(Protocol):
@@ -57,6 +60,7 @@ class Normalizer:
     malformed: Counter[str] = attrs.field(factory=Counter)
     unknown: Counter[str] = attrs.field(factory=Counter)
     events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
+    _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller
@@ -95,6 +99,17 @@ class Normalizer:
             self.malformed[market] += result.malformed
         if result.unknown:
             self.unknown[market] += result.unknown
+        if (result.malformed or result.unknown) and (
+            held := self._bad_frame_log.ready()
+        ) is not None:
+            log.warning(
+                "frames skipped",
+                connection=batch.connection,
+                malformed=result.malformed,
+                unknown=result.unknown,
+                example=result.error,
+                suppressed=held,
+            )
         out: list[Record] = []
         check = self.sequencer.check
         events = self.events

@@ -20,12 +20,12 @@ from marketd.kafka_delivery import (
     Chunk,
     Failure,
     KafkaDeliveryError,
-    RateLimitedLog,
     classify,
     leaves,
     producer_kwargs,
     sort_out,
 )
+from marketd.logs import RateLimitedLog
 from marketd.records import Market, Record
 
 
