@@ -13,23 +13,32 @@ Fields marked ``metadata={"secret": True}`` are masked when the configuration is
 from __future__ import annotations
 
 import difflib
-import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 
 from marketd.records import Market
+from marketd.settings_alerts import AlertSettings, GatewaySettings
+from marketd.settings_books import BookSettings
+from marketd.settings_telemetry import ReadinessSettings, TelemetrySettings
+from marketd.validators import (
+    SECRET,
+    InvalidValue,
+    _fail,
+    _fail_relational,
+    at_least,
+    greater_than,
+    one_of,
+    url,
+    within,
+)
 
 LIVE_SPOT_WS_URL = "wss://stream.binance.com:9443"
 LIVE_SPOT_REST_URL = "https://api.binance.com"
 LIVE_FUTURES_WS_URL = "wss://fstream.binance.com"
 LIVE_FUTURES_REST_URL = "https://fapi.binance.com"
-
-SECRET: dict[str, Any] = {"secret": True}
-"""Field metadata marking a secret: shown as ``"***"`` when set."""
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -99,102 +108,6 @@ _SYMBOL_RE = {
     Market.USDM: re.compile(r"[A-Z0-9]+(?:_[0-9]{6})?"),
 }
 _TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
-# --- validators ----------------------------------------------------------------------
-
-
-class InvalidValue(ValueError):
-    """A field value is out of range or inconsistent with its siblings.
-
-    ``problems`` say what is wrong, without the key. ``relational`` are those that
-    compare with sibling fields (``max_s`` against ``initial_s``), listed after the
-    others; ``whole`` is true when the problems are about the enclosing object.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        problems: Iterable[str],
-        *,
-        relational: Iterable[str] = (),
-        whole: bool = False,
-    ) -> None:
-        self.name = name
-        self.relational = tuple(relational)
-        self.problems = (*problems, *self.relational)
-        self.whole = whole
-        super().__init__("; ".join(f"{name}: {p}" for p in self.problems))
-
-
-Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def _fail(attribute: attrs.Attribute[Any], problem: str) -> InvalidValue:
-    return InvalidValue(attribute.name, [problem])
-
-
-def _fail_relational(attribute: attrs.Attribute[Any], problem: str) -> InvalidValue:
-    return InvalidValue(attribute.name, [], relational=[problem])
-
-
-def greater_than(low: float) -> Validator:
-    """``value > low`` (and finite)."""
-
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if not (math.isfinite(value) and value > low):
-            raise _fail(attribute, f"must be > {low:g}, got {value!r}")
-
-    return check
-
-
-def at_least(low: float) -> Validator:
-    """``value >= low`` (and finite)."""
-
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        if not (math.isfinite(value) and value >= low):
-            raise _fail(attribute, f"must be >= {low:g}, got {value!r}")
-
-    return check
-
-
-def within(low: float, high: float, *, low_open: bool = False) -> Validator:
-    """``low <= value <= high``, or ``low < value <= high`` with ``low_open``."""
-    shown = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
-
-    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-        above = value > low if low_open else value >= low
-        if not (math.isfinite(value) and above and value <= high):
-            raise _fail(attribute, f"must be in {shown}, got {value!r}")
-
-    return check
-
-
-def one_of(choices: Iterable[str]) -> Validator:
-    allowed = tuple(choices)
-    shown = ", ".join(repr(c) if c == "" else c for c in allowed)
-
-    def check(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-        if value not in allowed:
-            raise _fail(attribute, f"must be one of {shown}; got {value!r}")
-
-    return check
-
-
-def url(*schemes: str) -> Validator:
-    """An absolute URL with one of ``schemes`` and a host."""
-    shown = " or ".join(f"{s}://" for s in schemes)
-
-    def check(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018  (raises ValueError on a bad port)
-        except ValueError:
-            raise _fail(attribute, f"must be a {shown} URL, got {value!r}") from None
-        if parts.scheme not in schemes or not parts.hostname:
-            raise _fail(attribute, f"must be a {shown} URL with a host, got {value!r}")
-
-    return check
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -553,3 +466,8 @@ class Settings:
     log: LogSettings = attrs.field(factory=LogSettings)
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     supervisor: SupervisorSettings = attrs.field(factory=SupervisorSettings)
+    alerts: AlertSettings = attrs.field(factory=AlertSettings)
+    gateway: GatewaySettings = attrs.field(factory=GatewaySettings)
+    books: BookSettings = attrs.field(factory=BookSettings)
+    telemetry: TelemetrySettings = attrs.field(factory=TelemetrySettings)
+    readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)

@@ -34,8 +34,9 @@ from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 
-from marketd.config import InvalidValue, Settings
+from marketd.config import Settings
 from marketd.errors import ConfigError
+from marketd.validators import InvalidValue
 
 ENV_PREFIX = "MARKETD_"
 ENV_CONFIG = "MARKETD_CONFIG"

@@ -1,0 +1,1 @@
+"""The price-jump alerter: rules, the detector (pure), and the service that runs it."""
