@@ -6,7 +6,11 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo run test lint protos bench clean
+.PHONY: setup system-deps demo run test lint protos bench clean
+
+# Debian packages the tests use: Chromium (UI tests), promtool (metrics/rules checks),
+# systemd-analyze (unit verification). Installed only when missing; needs root (CI is root).
+SYSTEM_TOOLS = chromium:chromium promtool:prometheus systemd-analyze:systemd
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 demo: setup
 	$(BIN)/marketd demo
@@ -31,7 +45,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/python scripts/gen_protos.py --check
 
-test: lint
+test: lint system-deps
 	$(BIN)/python -m marketd.devkafka fetch
 	$(BIN)/pytest
 
