@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,45 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
             proc.wait()
         log.close()
     assert "statistics" in (tmp_path / "demo.log").read_text()
+
+
+def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_path: Path) -> None:
+    dead = free_port()  # nothing listens here
+    port = free_port()
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketd", "run"],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "MARKETD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{dead}",
+            "MARKETD_HTTP__LISTEN": f"127.0.0.1:{port}",
+            # Never reached: the feeds start only once the sink is up.
+            "MARKETD_BINANCE__SPOT_WS_URL": f"ws://127.0.0.1:{dead}",
+            "MARKETD_BINANCE__FUTURES_WS_URL": f"ws://127.0.0.1:{dead}",
+        },
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def readyz() -> tuple[int, object]:
+            try:
+                return http_json(base + "/readyz")
+            except OSError:
+                return 0, None
+
+        wait_until(lambda: readyz()[0] == 503, timeout=20, what="/readyz answering 503")
+        _, body = readyz()
+        assert isinstance(body, dict)
+        assert "sink" in body["not_ready"]
+        assert "kafka" in body["not_ready"]
+        assert http_json(base + "/healthz")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()

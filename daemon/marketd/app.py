@@ -245,7 +245,10 @@ class Daemon:
                 http_shutdown,
             )
             root.start_soon(self._log_periodically)
+            running = trio.Event()
             with trio.CancelScope() as pipeline_scope:
+                # A stop before the sink is up (Kafka unreachable) must not wait for it.
+                root.start_soon(_cancel_if_stopped_early, stop, running, pipeline_scope)
                 async with trio.open_nursery() as pipeline:
                     await pipeline.start(self._serve_sink)
                     await pipeline.start(self._serve_normalizer)
@@ -257,14 +260,17 @@ class Daemon:
                         feeds=len(self.feeds),
                         sink="kafka" if self.publisher else "memory-bus",
                     )
+                    running.set()
                     task_status.started(self.http_binds)
                     await stop.wait()
                     log.info("stopping intake; draining", grace_s=self.settings.shutdown.grace_s)
                     feeds_scope.cancel()
                     pipeline_scope.deadline = trio.current_time() + self.settings.shutdown.grace_s
-            if pipeline_scope.cancelled_caught:
+            if pipeline_scope.cancelled_caught and running.is_set():
                 drained = False
                 log.error("grace period expired before the pipeline drained")
+            elif pipeline_scope.cancelled_caught:
+                log.warning("stopped before the pipeline was ready; nothing was accepted")
             self.log_statistics()
             http_shutdown.set()
             root.cancel_scope.cancel()
@@ -323,6 +329,14 @@ class Daemon:
 
     async def _feed_child(self, feed: Feed) -> None:
         await feed.serve(self.frames_send.clone())
+
+
+async def _cancel_if_stopped_early(
+    stop: trio.Event, running: trio.Event, scope: trio.CancelScope
+) -> None:
+    await stop.wait()
+    if not running.is_set():
+        scope.cancel()
 
 
 async def run_daemon(settings: Settings) -> int:
