@@ -18,6 +18,10 @@ class MarketLimits:
     ping_interval: float = 20.0
     pong_timeout: float = 60.0
     rest_weight_per_minute: int = 6000
+    # After this many 429 replies within one minute the IP is banned (418); 0: never.
+    ban_after_rejections: int = 0
+    # Seconds a 418 ban lasts (Binance: 2 minutes to 3 days).
+    ban_seconds: float = 120.0
 
 
 SPOT_LIMITS = MarketLimits(5, ping_interval=20.0, pong_timeout=60.0, rest_weight_per_minute=6000)
@@ -32,7 +36,8 @@ class FaultKind(enum.Enum):
     MALFORMED = "malformed"  # `count` broken frames
     UNKNOWN_EVENT = "unknown_event"  # `count` frames with an unknown event type
     STALL = "stall"  # nothing at all (no data, no pings, no pongs) for `seconds`
-    GAP = "gap"  # skip the next `count` sequenced frames (trade / aggTrade / depth)
+    GAP = "gap"  # skip the next `count` sequenced frames (trade / aggTrade / depth);
+    # with `symbol`: the next `count` depth diffs of that symbol, on every connection
 
 
 @attrs.frozen
@@ -43,6 +48,7 @@ class Fault:
     market: Market | None = None
     count: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    symbol: str | None = None  # `gap` only: one symbol's depth diffs (upper-case name)
 
 
 @attrs.frozen
@@ -65,6 +71,9 @@ class FakeExchangeConfig:
     rate: float = attrs.field(default=100.0, validator=attrs.validators.ge(0.0))
     book_levels: int = attrs.field(default=100, validator=attrs.validators.ge(10))
     history: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
+    # Depth diffs remembered per symbol so tests can read the true book at an update id
+    # (``FakeExchange.true_book``); 0: off.
+    book_journal: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     spot: MarketLimits = SPOT_LIMITS
     usdm: MarketLimits = USDM_LIMITS
     max_queue: int = 200_000  # frames queued for one connection before it is cut as too slow

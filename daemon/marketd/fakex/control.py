@@ -3,6 +3,7 @@
 * ``GET  /_fake/state``  → ``FakeExchange.state()``
 * ``POST /_fake/pause``, ``POST /_fake/resume``
 * ``POST /_fake/fault`` ``{"kind": "drop", "market": "spot"|"usdm"|null, "count": 1, "seconds": 0}``
+  (``"kind": "gap"`` may name a ``"symbol"``: its next ``count`` depth diffs are skipped)
 * ``POST /_fake/jump``  ``{"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0}``
 """
 
@@ -60,7 +61,16 @@ def parse_fault(body: dict[str, Any]) -> Fault:
         raise BadControl("count must be an integer >= 1")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise BadControl("seconds must be a number >= 0")
-    return Fault(kind, _market(body.get("market"), required=False), count, float(seconds))
+    symbol = body.get("symbol")
+    if symbol is not None and (not isinstance(symbol, str) or kind is not FaultKind.GAP):
+        raise BadControl("symbol must be a string, and only with kind 'gap'")
+    return Fault(
+        kind,
+        _market(body.get("market"), required=False),
+        count,
+        float(seconds),
+        symbol.upper() if symbol else None,
+    )
 
 
 def _parse_jump(body: dict[str, Any]) -> tuple[Market, str, float]:
@@ -91,7 +101,11 @@ def handle(fx: FakeExchange, request: HttpRequest) -> HttpResponse:
             return _json(200, {"paused": False})
         if action == "fault":
             fault = parse_fault(_body(request))
-            return _json(200, {"kind": fault.kind.value, "connections": fx.inject_fault(fault)})
+            try:
+                targets = fx.inject_fault(fault)
+            except KeyError as exc:
+                raise BadControl(str(exc)) from None
+            return _json(200, {"kind": fault.kind.value, "connections": targets})
         if action == "jump":
             market, symbol, percent = _parse_jump(_body(request))
             try:

@@ -38,6 +38,9 @@ class MarketHub:
             c: [None] * (1 if c in GLOBAL_CHANNELS else n) for c in Channel
         }
         self.frames_sent = [0] * n
+        # Depth diffs a per-symbol `gap` fault still has to swallow, per symbol.
+        self.skip_depth = [0] * n
+        self.depth_skipped = 0
         self.global_frames_sent = 0
         self.events = 0
         self.seconds = 0
@@ -116,6 +119,10 @@ class MarketHub:
         self, idx: int, ev: DepthEvent, now_ms: int, depth: Group | None, bt: Group | None
     ) -> None:
         sent = 0
+        if self.skip_depth[idx]:
+            self.skip_depth[idx] -= 1
+            self.depth_skipped += 1
+            depth = None
         if depth is not None:
             sent += self._send(depth, self.frames[idx].depth(ev, now_ms), True)
         if bt is not None and ev.best_changed:

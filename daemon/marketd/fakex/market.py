@@ -20,6 +20,7 @@ import msgspec
 
 from marketd.fakex.book import OrderBook, Side
 from marketd.fakex.history import TradeHistory
+from marketd.fakex.journal import BookJournal
 from marketd.records import Market
 
 # (symbol, start price as printed, quantity decimals): the first symbols look real.
@@ -128,6 +129,7 @@ class SymbolModel:
         *,
         book_levels: int = 100,
         history: int = 100_000,
+        journal: int = 0,
     ) -> None:
         self.spec = spec
         self.market = market
@@ -146,6 +148,8 @@ class SymbolModel:
         )
         self.stats.first_id = first_trade
         self._fill(spec.start_price)
+        # The last ``journal`` diffs, so tests can read the true book at an update id.
+        self.journal = BookJournal(self.book, journal) if journal > 0 else None
 
     # -- construction -------------------------------------------------------------------
 
@@ -286,9 +290,12 @@ class SymbolModel:
         last = first + count - 1
         book.last_update_id = last
         best_changed = self.top() != before
-        return DepthEvent(
+        event = DepthEvent(
             first, last, prev, sorted(bids.items()), sorted(asks.items()), now_ms, best_changed
         )
+        if self.journal is not None:
+            self.journal.record(event)
+        return event
 
     def _refill(self, side: Side, changes: dict[int, int]) -> None:
         """Keep each side between ``MIN_LEVELS`` and ``book_levels + 10`` levels."""
@@ -349,10 +356,12 @@ class MarketModel:
         *,
         book_levels: int = 100,
         history: int = 100_000,
+        journal: int = 0,
     ) -> None:
         self.market = market
         self.symbols = [
-            SymbolModel(s, market, seed, book_levels=book_levels, history=history) for s in specs
+            SymbolModel(s, market, seed, book_levels=book_levels, history=history, journal=journal)
+            for s in specs
         ]
         self.by_name = {m.spec.symbol: m for m in self.symbols}
         self._sched = random.Random(f"{seed}:{market.value}:schedule")

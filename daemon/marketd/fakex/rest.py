@@ -6,6 +6,7 @@ used in the current wall-clock minute; past the budget the reply is 429 with ``R
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,18 +35,42 @@ class RestError(Exception):
 class WeightMeter:
     """Request weight used per wall-clock minute, as Binance counts it per IP."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, ban_after: int = 0, ban_seconds: float = 120.0) -> None:
         self.limit = limit
         self.minute = -1
         self.used = 0
         self.rejected = 0
+        self.rejected_this_minute = 0
+        self.ban_after = ban_after
+        self.ban_seconds = ban_seconds
+        self.banned_until = 0.0  # Unix seconds
+        self.banned = 0  # 418 replies
+        self.peak = 0  # the most weight used in any one minute (incl. rejected requests)
+        self.by_minute: dict[int, int] = {}  # minute → weight (the last 60 minutes)
 
     def charge(self, weight: int, now_s: float) -> int:
         minute = int(now_s // 60)
         if minute != self.minute:
-            self.minute, self.used = minute, 0
+            self.minute, self.used, self.rejected_this_minute = minute, 0, 0
+            for old in [m for m in self.by_minute if m < minute - 60]:
+                del self.by_minute[old]
         self.used += weight
+        self.by_minute[minute] = self.used
+        self.peak = max(self.peak, self.used)
         return self.used
+
+    def reject(self, now_s: float) -> None:
+        """Count a 429; past ``ban_after`` of them in a minute the IP is banned."""
+        self.rejected += 1
+        self.rejected_this_minute += 1
+        if self.ban_after and self.rejected_this_minute >= self.ban_after:
+            self.ban(self.ban_seconds, now_s)
+
+    def ban(self, seconds: float, now_s: float) -> None:
+        self.banned_until = max(self.banned_until, now_s + seconds)
+
+    def ban_left(self, now_s: float) -> float:
+        return max(0.0, self.banned_until - now_s)
 
 
 def _depth_weight(market: Market, limit: int) -> int:
@@ -70,10 +95,12 @@ def _int(query: Mapping[str, str], name: str, default: int | None) -> int | None
 class RestApi:
     """The REST endpoints of one market."""
 
-    def __init__(self, hub: MarketHub, weight_limit: int) -> None:
+    def __init__(
+        self, hub: MarketHub, weight_limit: int, ban_after: int = 0, ban_seconds: float = 120.0
+    ) -> None:
         self.hub = hub
         self.market = hub.market
-        self.meter = WeightMeter(weight_limit)
+        self.meter = WeightMeter(weight_limit, ban_after, ban_seconds)
         self.prefix = "/api/v3/" if self.market is Market.SPOT else "/fapi/v1/"
         self._routes: dict[str, Callable[[Mapping[str, str], int], tuple[int, Any]]] = {
             "depth": self._depth,
@@ -90,13 +117,22 @@ class RestApi:
         handler = self._routes.get(name) if name is not None else None
         if handler is None:
             return self._error(404, -1, f"Unknown endpoint {path}", 0, now_ms)
+        if (ban := self.meter.ban_left(now_ms / 1000)) > 0:
+            self.meter.banned += 1
+            until = int(self.meter.banned_until * 1000)
+            msg = f"Way too many requests; IP banned until {until}."
+            return RestReply(
+                418,
+                orjson.dumps({"code": -1003, "msg": msg}),
+                (("Retry-After", str(max(1, math.ceil(ban)))),),
+            )
         try:
             weight, body = handler(query, now_ms)
         except RestError as exc:
             return self._error(exc.status, exc.code, exc.msg, 1, now_ms)
         used = self.meter.charge(weight, now_ms / 1000)
         if used > self.meter.limit:
-            self.meter.rejected += 1
+            self.meter.reject(now_ms / 1000)
             retry = 60 - int(now_ms / 1000) % 60
             msg = (
                 f"Too many requests; current limit of IP is {self.meter.limit} request weight"

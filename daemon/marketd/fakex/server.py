@@ -52,10 +52,18 @@ class FakeExchange:
         self.counters: dict[Market, MarketCounters] = {}
         for market in Market:
             model = MarketModel(
-                market, specs, config.seed, book_levels=config.book_levels, history=config.history
+                market,
+                specs,
+                config.seed,
+                book_levels=config.book_levels,
+                history=config.history,
+                journal=config.book_journal,
             )
             hub = self.hubs[market] = MarketHub(model)
-            self.rest[market] = RestApi(hub, config.limits(market).rest_weight_per_minute)
+            limits = config.limits(market)
+            self.rest[market] = RestApi(
+                hub, limits.rest_weight_per_minute, limits.ban_after_rejections, limits.ban_seconds
+            )
             self.counters[market] = MarketCounters()
         self.connections: set[Connection] = set()
         self.faults_injected: dict[str, int] = {k.value: 0 for k in FaultKind}
@@ -123,9 +131,46 @@ class FakeExchange:
         hub.publish(idx, trade, diff, now)
         return hub.frames[idx].fmt_p(trade.price)
 
+    def true_book(
+        self, market: Market, symbol: str, update_id: int | None = None
+    ) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
+        """``(update id, bids, asks)`` of the true book, best first, as the exchange prints.
+
+        ``update_id`` None: the book now; else the book right after that update (needs
+        ``book_journal``; ``LookupError`` when outside it).
+        """
+        hub = self.hubs[market]
+        idx = hub.symbol_index[symbol.lower()]
+        model, fr = hub.model.symbols[idx], hub.frames[idx]
+        if update_id is None:
+            book = model.book
+        elif model.journal is None:
+            raise LookupError("the fake keeps no book journal: set book_journal")
+        else:
+            book = model.journal.book_at(update_id)
+        last, bids, asks = book.snapshot(len(book.bids) + len(book.asks))
+        fp, fq = fr.fmt_p, fr.fmt_q
+        return last, [(fp(p), fq(q)) for p, q in bids], [(fp(p), fq(q)) for p, q in asks]
+
+    def ban(self, market: Market, seconds: float) -> None:
+        """Answer every REST request of ``market`` with 418 for ``seconds``."""
+        self.rest[market].meter.ban(seconds, wall_ms() / 1000)
+
     def inject_fault(self, fault: Fault) -> int:
-        """Inject ``fault`` into the matching open connections; return how many."""
+        """Inject ``fault`` into the matching open connections; return how many.
+
+        A ``gap`` with a ``symbol`` skips that symbol's next depth diffs at the source, on
+        every connection of the market(s); it returns the number of markets.
+        """
         self.faults_injected[fault.kind.value] += 1
+        if fault.kind is FaultKind.GAP and fault.symbol is not None:
+            hubs = [h for m, h in self.hubs.items() if fault.market in (None, m)]
+            for hub in hubs:
+                idx = hub.symbol_index.get(fault.symbol.lower())
+                if idx is None:
+                    raise KeyError(f"unknown symbol {fault.symbol!r}")
+                hub.skip_depth[idx] += fault.count
+            return len(hubs)
         targets = [c for c in self.connections if fault.market is None or c.market is fault.market]
         now = wall_ms()
         for conn in targets:
@@ -190,7 +235,10 @@ class FakeExchange:
                 "slow_disconnects": c.slow_disconnects,
                 "frames_skipped": c.frames_skipped,
                 "rest_weight_used": self.rest[market].meter.used,
+                "rest_weight_peak": self.rest[market].meter.peak,
                 "rest_rejected": self.rest[market].meter.rejected,
+                "rest_banned": self.rest[market].meter.banned,
+                "depth_skipped": hub.depth_skipped,
             }
         return {
             "paused": self.paused,

@@ -1,0 +1,238 @@
+"""Fetches REST depth snapshots for the books, within each API's weight budget (trio).
+
+One lane per market (spot and USD-M have separate IP limits): a FIFO of symbols waiting
+for a snapshot (each at most once), a :class:`~marketd.books.budget.WeightBudget`, and a cap
+on requests in flight. A 429 or 418 blocks the whole lane for its ``Retry-After`` and puts
+the symbol back at the head of the queue; a network error or another status retries that
+symbol alone after a capped, jittered backoff. Snapshots go to ``deliver``, which answers
+whether another one is needed (a stale snapshot).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+
+import attrs
+import msgspec
+import structlog
+import trio
+
+from marketd.backoff import BackoffPolicy
+from marketd.books.budget import (
+    DEFAULT_BAN_S,
+    DEFAULT_RETRY_AFTER_S,
+    WeightBudget,
+    depth_weight,
+    retry_after,
+)
+from marketd.errors import RestError
+from marketd.records import Market
+from marketd.rest import RestResponse, http_get
+from marketd.settings_books import BookSettings
+
+log = structlog.get_logger(__name__)
+
+DEPTH_PATHS = {Market.SPOT: "/api/v3/depth", Market.USDM: "/fapi/v1/depth"}
+MAX_LIMIT = {Market.SPOT: 5000, Market.USDM: 1000}
+
+
+class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """``GET /api/v3/depth`` / ``/fapi/v1/depth``: levels ``[price, quantity]``, best first."""
+
+    last_update_id: int = msgspec.field(name="lastUpdateId")
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+
+
+_decode_snapshot = msgspec.json.Decoder(DepthSnapshot).decode
+
+# deliver(market, symbol, snapshot or None if it failed) → True: request another one.
+Deliver = Callable[[Market, str, DepthSnapshot | None], bool]
+HttpGet = Callable[..., Awaitable[RestResponse]]
+
+
+@attrs.define(eq=False)
+class Lane:
+    market: Market
+    base_url: str
+    limit: int
+    weight: int
+    budget: WeightBudget
+    slots: trio.Semaphore
+    queue: deque[str] = attrs.field(factory=deque)
+    queued: set[str] = attrs.field(factory=set)
+    wake: trio.Event = attrs.field(factory=trio.Event)
+    in_flight: int = 0
+    statuses: Counter[str] = attrs.field(factory=Counter)
+    failures: Counter[str] = attrs.field(factory=Counter)  # per symbol, for backoff
+
+
+@attrs.frozen
+class LaneStatistics:
+    queued: int
+    in_flight: int
+    weight_used: int  # counted against the budget right now (last 60 s / this minute)
+    weight_requested: int  # total since start
+    budget: int
+    blocked_s: float  # seconds until a 429/418 block ends (0: not blocked)
+    requests: dict[str, int]  # by status: ok, 429, 418, http_error, network, bad_body
+
+
+class SnapshotScheduler:
+    def __init__(
+        self,
+        settings: BookSettings,
+        rest_urls: Mapping[Market, str],
+        deliver: Deliver,
+        *,
+        timeout: float = 10.0,
+        wall: Callable[[], float] = time.time,
+        get: HttpGet = http_get,
+        retry: BackoffPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.deliver = deliver
+        self.timeout = timeout
+        self.wall = wall
+        self.get = get
+        self.retry = retry or BackoffPolicy(initial=1.0, cap=30.0)
+        self.lanes: dict[Market, Lane] = {}
+        for market, url in rest_urls.items():
+            limit = min(settings.snapshot_limit, MAX_LIMIT[market])
+            per_minute = (
+                settings.spot_weight_limit
+                if market is Market.SPOT
+                else settings.futures_weight_limit
+            )
+            self.lanes[market] = Lane(
+                market=market,
+                base_url=url,
+                limit=limit,
+                weight=depth_weight(market, limit),
+                budget=WeightBudget(int(per_minute * settings.weight_budget_fraction)),
+                slots=trio.Semaphore(settings.max_concurrent_snapshots),
+            )
+
+    def request(self, market: Market, symbol: str) -> None:
+        """Queue ``symbol`` for a snapshot (no-op when it is already queued)."""
+        lane = self.lanes[market]
+        if symbol in lane.queued:
+            return
+        lane.queued.add(symbol)
+        lane.queue.append(symbol)
+        lane.wake.set()
+
+    def statistics(self) -> dict[Market, LaneStatistics]:
+        try:
+            now = _now()
+        except RuntimeError:  # outside trio.run (a test, a bench): nothing expires
+            now = float("-inf")
+        wall = self.wall()
+        return {
+            m: LaneStatistics(
+                queued=len(lane.queue),
+                in_flight=lane.in_flight,
+                weight_used=lane.budget.used(now, wall),
+                weight_requested=lane.budget.weight_requested,
+                budget=lane.budget.budget,
+                blocked_s=0.0 if now < 0 else max(0.0, lane.budget.blocked_until - now),
+                requests=dict(lane.statuses),
+            )
+            for m, lane in self.lanes.items()
+        }
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for lane in self.lanes.values():
+                nursery.start_soon(self._run_lane, lane, nursery)
+            task_status.started()
+
+    async def _run_lane(self, lane: Lane, nursery: trio.Nursery) -> None:
+        while True:
+            while not lane.queue:
+                lane.wake = trio.Event()
+                await lane.wake.wait()
+            await lane.slots.acquire()
+            try:
+                # A loop, not an Event: the budget moves with time and with responses.
+                while (delay := lane.budget.delay(lane.weight, _now(), self.wall())) > 0:  # noqa: ASYNC110
+                    await trio.sleep(delay)
+            except BaseException:
+                lane.slots.release()
+                raise
+            symbol = lane.queue.popleft()
+            lane.queued.discard(symbol)
+            lane.budget.charge(lane.weight, _now())
+            lane.in_flight += 1
+            nursery.start_soon(self._fetch, lane, symbol, nursery)
+
+    async def _fetch(self, lane: Lane, symbol: str, nursery: trio.Nursery) -> None:
+        try:
+            status, snapshot = await self._get(lane, symbol)
+        finally:
+            lane.in_flight -= 1
+            lane.slots.release()
+        lane.statuses[status] += 1
+        if status in ("429", "418"):
+            # The lane is blocked; this symbol goes first once it opens again.
+            if symbol not in lane.queued:
+                lane.queued.add(symbol)
+                lane.queue.appendleft(symbol)
+            return
+        if snapshot is not None:
+            lane.failures.pop(symbol, None)
+        if self.deliver(lane.market, symbol, snapshot):
+            if snapshot is not None:
+                self.request(lane.market, symbol)
+            else:
+                delay = self.retry.delay(lane.failures[symbol])
+                lane.failures[symbol] += 1
+                nursery.start_soon(self._request_later, lane.market, symbol, delay)
+
+    async def _request_later(self, market: Market, symbol: str, delay: float) -> None:
+        await trio.sleep(delay)
+        self.request(market, symbol)
+
+    async def _get(self, lane: Lane, symbol: str) -> tuple[str, DepthSnapshot | None]:
+        params: dict[str, str | int] = {"symbol": symbol, "limit": lane.limit}
+        try:
+            resp = await self.get(
+                lane.base_url, DEPTH_PATHS[lane.market], params, time_limit=self.timeout
+            )
+        except RestError as exc:
+            log.warning("book snapshot request failed", symbol=symbol, error=str(exc))
+            return "network", None
+        wall, now = self.wall(), _now()
+        lane.budget.observe(resp.used_weight, wall)
+        if resp.status == 200:
+            try:
+                return "ok", _decode_snapshot(resp.body)
+            except msgspec.DecodeError as exc:
+                log.warning("book snapshot unreadable", symbol=symbol, error=str(exc))
+                return "bad_body", None
+        if resp.status in (429, 418):
+            default = DEFAULT_RETRY_AFTER_S if resp.status == 429 else DEFAULT_BAN_S
+            seconds = retry_after(resp.headers.get("retry-after"), default)
+            lane.budget.block(seconds, now)
+            log.warning(
+                "REST weight limit hit: snapshots paused"
+                if resp.status == 429
+                else "REST banned (418): snapshots paused",
+                market=lane.market.value,
+                retry_after_s=seconds,
+                used_weight=resp.used_weight,
+            )
+            return str(resp.status), None
+        log.warning(
+            "book snapshot request failed",
+            symbol=symbol,
+            status=resp.status,
+            body=resp.body[:200].decode(errors="replace"),
+        )
+        return "http_error", None
+
+
+def _now() -> float:
+    return trio.current_time()

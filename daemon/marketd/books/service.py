@@ -1,0 +1,326 @@
+"""The books stage: keeps a local order book per depth-subscribed symbol, publishes snapshots.
+
+    normalizer ──list[Record]──► Books ──list[Record]──► sink
+
+Every batch passes through unchanged (the depth topic keeps carrying the sequenced diffs);
+``depthUpdate`` records are also applied to their symbol's :class:`SymbolSync`. Snapshots
+come from the :class:`SnapshotScheduler` (REST, within the weight budget). Every
+``publish_interval_s`` the stage adds one batch of ``BookSnapshot`` records (orderbook
+topic, keyed by symbol) for the books that are synced and changed since their last
+snapshot — never for a book that is not synced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+from google.protobuf.message import DecodeError
+from prometheus_client.core import Metric
+
+from marketd.books.scheduler import DepthSnapshot, HttpGet, SnapshotScheduler
+from marketd.books.sync import Diff, State, SymbolSync
+from marketd.config import Settings
+from marketd.metrics import counter, gauge
+from marketd.records import Market, Record
+from marketd.rest import http_get
+from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
+
+log = structlog.get_logger(__name__)
+
+KIND = "bookSnapshot"
+HEADERS: tuple[tuple[str, bytes], ...] = (("type", KIND.encode()),)
+DEPTH_CHANNELS = frozenset({"depth", "depth@100ms", "depth@250ms", "depth@500ms"})
+_PB_MARKET = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
+_parse = MarketEvent.FromString
+
+Key = tuple[Market, str]
+
+
+@attrs.frozen
+class BookStatistics:
+    symbols: dict[str, str]  # "spot:BTCUSDT" → syncing | synced | resyncing
+    states: dict[tuple[str, str], int]  # (market, state) → books
+    resyncs: dict[str, int]  # reason → count (gap, crossed, invalid, shallow, stale_snapshot)
+    snapshot_requests: dict[str, int]  # status → count (ok, 429, 418, http_error, ...)
+    weight_used: dict[str, int]  # market → REST weight counted against the budget now
+    weight_budget: dict[str, int]  # market → the budget
+    snapshots_applied: int
+    snapshots_published: int
+    diffs_applied: int
+    diffs_buffered: int
+    diffs_dropped: int  # duplicates, older than the snapshot, cut by a gap or the buffer cap
+    diffs_invalid: int  # records whose value did not decode
+
+    @property
+    def not_synced(self) -> list[str]:
+        return sorted(k for k, s in self.symbols.items() if s != State.SYNCED.value)
+
+
+def book_symbols(settings: Settings) -> list[Key]:
+    """(market, symbol) of every subscription with a depth-diff channel."""
+    out: list[Key] = []
+    for sub in settings.subscriptions:
+        if DEPTH_CHANNELS.intersection(sub.channels):
+            out.extend((sub.market, s) for s in sub.symbols)
+    return list(dict.fromkeys(out))
+
+
+class Books:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        wall: Callable[[], float] = time.time,
+        get: HttpGet = http_get,
+    ) -> None:
+        self.settings = settings.books
+        self.topic = settings.kafka.topics.orderbook
+        self.scheduler = SnapshotScheduler(
+            settings.books,
+            {
+                Market.SPOT: settings.binance.spot_rest_url,
+                Market.USDM: settings.binance.futures_rest_url,
+            },
+            self._deliver,
+            timeout=settings.binance.rest_timeout_s,
+            wall=wall,
+            get=get,
+        )
+        self.syncs: dict[Key, SymbolSync] = {}
+        for key in book_symbols(settings):
+            self._add(key)
+        self._published: dict[Key, int] = {}
+        self._events = {m: MarketEvent(market=pb) for m, pb in _PB_MARKET.items()}
+        self.snapshots_published = 0
+        self.invalid = 0
+
+    def _add(self, key: Key) -> SymbolSync:
+        sync = self.syncs[key] = SymbolSync(
+            futures=key[0] is Market.USDM,
+            depth=self.settings.depth,
+            snapshot_limit=self.scheduler.lanes[key[0]].limit,
+            min_levels=self.settings.publish_levels,
+            max_buffered=self.settings.max_buffered_diffs,
+        )
+        return sync
+
+    # -- statistics, metrics, readiness ---------------------------------------------------
+
+    def statistics(self) -> BookStatistics:
+        states: Counter[tuple[str, str]] = Counter()
+        resyncs: Counter[str] = Counter()
+        symbols: dict[str, str] = {}
+        applied = buffered = dropped = snapshots = 0
+        for (market, symbol), s in self.syncs.items():
+            states[(market.value, s.state.value)] += 1
+            symbols[f"{market.value}:{symbol}"] = s.state.value
+            resyncs.update(s.resyncs)
+            applied += s.applied
+            buffered += s.buffered
+            dropped += s.dropped
+            snapshots += s.snapshots
+        lanes = self.scheduler.statistics()
+        requests: Counter[str] = Counter()
+        for lane in lanes.values():
+            requests.update(lane.requests)
+        return BookStatistics(
+            symbols=symbols,
+            states=dict(states),
+            resyncs=dict(resyncs),
+            snapshot_requests=dict(requests),
+            weight_used={m.value: st.weight_used for m, st in lanes.items()},
+            weight_budget={m.value: st.budget for m, st in lanes.items()},
+            snapshots_applied=snapshots,
+            snapshots_published=self.snapshots_published,
+            diffs_applied=applied,
+            diffs_buffered=buffered,
+            diffs_dropped=dropped,
+            diffs_invalid=self.invalid,
+        )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every book is synced; the detail lists those that are not."""
+        not_synced = self.statistics().not_synced
+        return not not_synced, {"books_not_synced": not_synced}
+
+    def metrics(self) -> Iterable[Metric]:
+        st = self.statistics()
+        states: dict[tuple[str, ...], float] = {
+            (m.value, s.value): 0.0 for m in Market for s in State
+        }
+        for key, n in st.states.items():
+            states[key] = float(n)
+        yield gauge(
+            "marketd_book_state",
+            "Order books by market and sync state (syncing, synced, resyncing).",
+            ("market", "state"),
+            states,
+        )
+        yield counter(
+            "marketd_book_resyncs_total",
+            "Books discarded and resynced (gap, crossed, invalid, shallow) or snapshots "
+            "refetched (stale_snapshot).",
+            ("reason",),
+            {(r,): n for r, n in st.resyncs.items()},
+        )
+        yield counter(
+            "marketd_book_snapshot_requests_total",
+            "REST depth snapshot requests by outcome (ok, 429, 418, http_error, network, "
+            "bad_body).",
+            ("status",),
+            {(s,): n for s, n in st.snapshot_requests.items()},
+        )
+        yield gauge(
+            "marketd_rest_weight_used",
+            "REST request weight counted against the budget (last 60 s, or the server's "
+            "count this minute), by market.",
+            ("market",),
+            {(m,): float(w) for m, w in st.weight_used.items()},
+        )
+        yield gauge(
+            "marketd_rest_weight_budget",
+            "REST request weight per minute the books may use, by market.",
+            ("market",),
+            {(m,): float(w) for m, w in st.weight_budget.items()},
+        )
+        yield counter(
+            "marketd_book_diffs_total",
+            "Depth diffs seen by the books, by outcome (applied, buffered, dropped, invalid).",
+            ("outcome",),
+            {
+                ("applied",): st.diffs_applied,
+                ("buffered",): st.diffs_buffered,
+                ("dropped",): st.diffs_dropped,
+                ("invalid",): st.diffs_invalid,
+            },
+        )
+        yield counter(
+            "marketd_book_snapshots_published_total",
+            "BookSnapshot records published to the orderbook topic.",
+            (),
+            {(): st.snapshots_published},
+        )
+
+    # -- the stage ------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        records_in: trio.abc.ReceiveChannel[list[Record]],
+        records_out: trio.abc.SendChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Pass batches on, keep the books, publish snapshots; until ``records_in`` ends."""
+        interval = self.settings.publish_interval_s
+        async with records_in, records_out, trio.open_nursery() as nursery:
+            await nursery.start(self.scheduler.serve)
+            task_status.started()
+            deadline = trio.current_time() + interval
+            while True:
+                batch: list[Record] | None = None
+                with trio.move_on_at(deadline):
+                    try:
+                        batch = await records_in.receive()
+                    except trio.EndOfChannel:
+                        break
+                if batch is not None:
+                    self.take(batch)
+                    await records_out.send(batch)
+                now = trio.current_time()
+                if now >= deadline:
+                    deadline = max(deadline + interval, now + interval / 2)
+                    snapshots = self.snapshot_records()
+                    if snapshots:
+                        await records_out.send(snapshots)
+            nursery.cancel_scope.cancel()
+
+    def take(self, batch: list[Record]) -> None:
+        """Apply the ``depthUpdate`` records of ``batch`` to their books."""
+        syncs = self.syncs
+        request = self.scheduler.request
+        for r in batch:
+            if r.kind != "depthUpdate":
+                continue
+            key = (r.market, r.symbol)
+            sync = syncs.get(key)
+            if sync is None:
+                sync = self._add(key)
+            try:
+                ev = _parse(r.value)
+            except DecodeError:
+                self.invalid += 1
+                continue
+            d = ev.depth_diff
+            diff = Diff(
+                d.first_update_id,
+                d.final_update_id,
+                d.prev_final_update_id if d.HasField("prev_final_update_id") else None,
+                [(lv.price, lv.quantity) for lv in d.bids],
+                [(lv.price, lv.quantity) for lv in d.asks],
+                ev.event_time_ms,
+                r.received_ns,
+            )
+            if sync.on_diff(diff):
+                request(*key)
+
+    def _deliver(self, market: Market, symbol: str, snapshot: DepthSnapshot | None) -> bool:
+        sync = self.syncs.get((market, symbol))
+        if sync is None:
+            return False
+        if snapshot is None:
+            return sync.on_snapshot_failed()
+        was = sync.state
+        again = sync.on_snapshot(snapshot.last_update_id, snapshot.bids, snapshot.asks)
+        if sync.state is not was:
+            log.info(
+                "book synced" if sync.synced else "book state",
+                market=market.value,
+                symbol=symbol,
+                state=sync.state.value,
+                last_update_id=sync.last_update_id,
+            )
+        return again
+
+    def snapshot_records(self) -> list[Record]:
+        """One ``BookSnapshot`` record per synced book that changed since its last one."""
+        out: list[Record] = []
+        levels = self.settings.publish_levels
+        published = self._published
+        for key, sync in self.syncs.items():
+            if not sync.synced:
+                continue
+            last = sync.last_update_id
+            if published.get(key) == last:
+                continue
+            published[key] = last
+            market, symbol = key
+            ev = self._events[market]
+            ev.symbol = symbol
+            ev.event_time_ms = sync.event_time_ms
+            received_ns = sync.received_ns or time.time_ns()
+            ev.received_ns = received_ns
+            snap = ev.book_snapshot
+            snap.last_update_id = last
+            snap.depth = levels
+            bids, asks = sync.book.top(levels)
+            for side, side_levels in ((snap.bids, bids), (snap.asks, asks)):
+                del side[:]
+                add = side.add
+                for price, quantity in side_levels:
+                    level = add()
+                    level.price = price
+                    level.quantity = quantity
+            out.append(
+                Record(
+                    self.topic, symbol.encode(), ev.SerializeToString(), HEADERS, received_ns,
+                    market, KIND, symbol, last,
+                )
+            )  # fmt: skip
+        self.snapshots_published += len(out)
+        return out

@@ -1,0 +1,139 @@
+"""Property tests: the sync state machine against a simple reference exchange."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from refbook import TrueBook, TrueDiff, history
+
+from marketd.books.sync import State, SymbolSync
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, *, cross: bool = False
+) -> tuple[bool, list[TrueBook], list[TrueDiff]]:
+    futures = draw(st.booleans())
+    bid_prices = st.integers(100, 140)
+    ask_prices = st.integers(130 if cross else 141, 180)
+    quantity = st.integers(0, 4)
+    level = st.one_of(
+        st.tuples(st.just(True), bid_prices, quantity),
+        st.tuples(st.just(False), ask_prices, quantity),
+    )
+    n = draw(st.integers(1, 60))
+    changes = draw(st.lists(st.lists(level, min_size=0, max_size=5), min_size=n, max_size=n))
+    skips = draw(st.lists(st.integers(0, 3 if futures else 0), min_size=n, max_size=n))
+    start = TrueBook(last_update_id=draw(st.integers(1, 10**12)))
+    for is_bid, p, q in draw(st.lists(level, max_size=30)):
+        if q:
+            (start.bids if is_bid else start.asks)[p] = q
+    if not cross and start.crossed():  # pragma: no cover - the grids do not overlap
+        start = TrueBook(last_update_id=start.last_update_id)
+    books, diffs = history(start, changes, skips)
+    return futures, books, diffs
+
+
+def book_at(books: list[TrueBook], update_id: int) -> TrueBook:
+    ids = [b.last_update_id for b in books]
+    i = bisect_left(ids, update_id)
+    assert i < len(ids), "the sync claims an id the exchange never had"
+    assert ids[i] == update_id, "the sync claims an id the exchange never had"
+    return books[i]
+
+
+def assert_true_prefix(sync: SymbolSync, books: list[TrueBook]) -> None:
+    """A synced book is the exchange's book at its id, cut at each side's known bound."""
+    if sync.state is not State.SYNCED:
+        return
+    truth = book_at(books, sync.last_update_id)
+    assert not truth.crossed()
+    bids, asks = sync.book.top(10**6)
+    true_bids, true_asks = truth.levels()
+    assert bids == true_bids[: len(bids)]
+    assert asks == true_asks[: len(asks)]
+    if sync.book.bids.bound == 1 << 256:
+        assert len(bids) == len(true_bids)
+    if sync.book.asks.bound == 1 << 256:
+        assert len(asks) == len(true_asks)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), scenario=scenarios(), cross=st.booleans())
+def test_a_synced_book_always_equals_the_exchange(
+    data: st.DataObject, scenario: tuple[bool, list[TrueBook], list[TrueDiff]], cross: bool
+) -> None:
+    """Diffs arrive with gaps, duplicates and replays; snapshots come from any moment
+    near the stream (stale or ahead). Whenever the machine says synced, the book is true."""
+    futures, books, diffs = scenario
+    depth = data.draw(st.sampled_from([2, 5, 1000]), label="depth")
+    limit = data.draw(st.sampled_from([3, 1000]), label="snapshot limit")
+    sync = SymbolSync(futures=futures, depth=depth, snapshot_limit=limit, min_levels=0)
+    position = 0  # diffs[:position] have been sent (in some form)
+    ever_synced = False
+    while position < len(diffs):
+        action = data.draw(
+            st.sampled_from(["diff"] * 6 + ["gap", "duplicate", "snapshot"]), label="action"
+        )
+        if action == "gap":
+            position += 1
+            continue
+        if action == "duplicate" and position > 0:
+            back = data.draw(st.integers(1, min(3, position)), label="back")
+            sync.on_diff(diffs[position - back].as_diff(futures=futures))
+        elif action == "snapshot" and sync.pending:
+            k = data.draw(
+                st.integers(max(0, position - 3), min(len(books) - 1, position + 2)), label="k"
+            )
+            bids, asks = books[k].levels(limit)
+            sync.on_snapshot(books[k].last_update_id, bids, asks)
+        else:
+            sync.on_diff(diffs[position].as_diff(futures=futures))
+            position += 1
+        assert_true_prefix(sync, books)
+        ever_synced |= sync.synced
+    event(f"ever synced: {ever_synced}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenario=scenarios(), data=st.data())
+def test_without_faults_one_snapshot_syncs(
+    scenario: tuple[bool, list[TrueBook], list[TrueDiff]], data: st.DataObject
+) -> None:
+    """Diffs in order, the snapshot taken after the first one was buffered: synced for good
+    once a diff bridges it, and the book then follows every diff exactly."""
+    futures, books, diffs = scenario
+    sync = SymbolSync(futures=futures, depth=1000, snapshot_limit=1000)
+    assert sync.on_diff(diffs[0].as_diff(futures=futures)) is True
+    k = data.draw(st.integers(0, len(diffs) - 1), label="snapshot after diff")
+    asked_again = False
+    for i, diff in enumerate(diffs):
+        if i:
+            asked_again |= sync.on_diff(diff.as_diff(futures=futures))
+        if i == k:
+            bids, asks = books[k + 1].levels(1000)
+            asked_again |= sync.on_snapshot(books[k + 1].last_update_id, bids, asks)
+        assert_true_prefix(sync, books)
+    assert not asked_again
+    assert sync.resyncs == {}
+    if k + 1 < len(diffs):
+        assert sync.synced
+        assert sync.last_update_id == diffs[-1].final
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenario=scenarios(cross=True))
+def test_a_crossed_book_is_never_synced(
+    scenario: tuple[bool, list[TrueBook], list[TrueDiff]],
+) -> None:
+    futures, books, diffs = scenario
+    sync = SymbolSync(futures=futures, depth=1000, snapshot_limit=1000)
+    for i, diff in enumerate(diffs):
+        if sync.on_diff(diff.as_diff(futures=futures)) or (sync.pending and i % 5 == 0):
+            bids, asks = books[i + 1].levels(1000)
+            sync.on_snapshot(books[i + 1].last_update_id, bids, asks)
+        if sync.synced:
+            assert not sync.book.crossed()
+            assert_true_prefix(sync, books)
