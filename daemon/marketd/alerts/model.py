@@ -34,6 +34,10 @@ class Alert:
     base_price: str
     base_time_ms: int
     detected_at_ms: int
+    # The rule's parameters when it fired (0 when unknown, e.g. an alert built by hand).
+    window_s: float = 0.0
+    threshold_pct: float = 0.0
+    cooldown_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape the gateway pushes and the API returns."""

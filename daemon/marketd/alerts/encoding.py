@@ -1,0 +1,138 @@
+"""Alerts ↔ ``marketd.v1.Alert`` Protobuf, and market events → detector ticks (pure).
+
+``alert_record`` makes the Kafka record of an alert (topic ``alerts``, key = symbol,
+header ``type: alert``). ``TickReader`` takes the price of each market event the detector
+watches: the close of a ``24hrMiniTicker``, the last price of a ``24hrTicker``, the price
+of a ``trade`` / ``aggTrade``, the mark price of a ``markPriceUpdate``, with the event's
+exchange time ``E``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from google.protobuf.message import DecodeError
+
+from marketd.alerts.detector import Tick
+from marketd.alerts.model import Alert, Direction
+from marketd.records import Market, Record
+from marketd.v1 import alert_pb2
+from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
+
+ALERT_HEADERS: tuple[tuple[str, bytes], ...] = (("type", b"alert"),)
+_PB_MARKET = {"spot": MARKET_SPOT, "usdm": MARKET_USDM}
+_MARKET_OF_PB = {v: k for k, v in _PB_MARKET.items()}
+_PB_DIRECTION = {Direction.UP: alert_pb2.DIRECTION_UP, Direction.DOWN: alert_pb2.DIRECTION_DOWN}
+_DIRECTION_OF_PB = {v: k for k, v in _PB_DIRECTION.items()}
+_MARKETS = {m.value: m for m in Market}
+
+# The oneof field of MarketEvent that carries each kind, and the price field in it.
+PRICE_FIELDS: dict[str, tuple[str, str]] = {
+    "24hrMiniTicker": ("mini_ticker", "close_price"),
+    "24hrTicker": ("ticker", "last_price"),
+    "trade": ("trade", "price"),
+    "aggTrade": ("agg_trade", "price"),
+    "markPriceUpdate": ("mark_price", "mark_price"),
+}
+_KIND_OF_FIELD = {field: kind for kind, (field, _) in PRICE_FIELDS.items()}
+
+
+def alert_to_proto(alert: Alert) -> alert_pb2.Alert:
+    return alert_pb2.Alert(
+        id=alert.id,
+        market=_PB_MARKET[alert.market],
+        symbol=alert.symbol,
+        rule=alert.rule,
+        direction=_PB_DIRECTION[alert.direction],
+        change_pct=alert.change_pct,
+        price=alert.price,
+        price_time_ms=alert.price_time_ms,
+        base_price=alert.base_price,
+        base_time_ms=alert.base_time_ms,
+        detected_at_ms=alert.detected_at_ms,
+        window_s=alert.window_s,
+        threshold_pct=alert.threshold_pct,
+        cooldown_s=alert.cooldown_s,
+    )
+
+
+def alert_from_proto(message: alert_pb2.Alert) -> Alert:
+    return Alert(
+        id=message.id,
+        symbol=message.symbol,
+        market=_MARKET_OF_PB[message.market],
+        rule=message.rule,
+        direction=_DIRECTION_OF_PB[message.direction],
+        change_pct=message.change_pct,
+        price=message.price,
+        price_time_ms=message.price_time_ms,
+        base_price=message.base_price,
+        base_time_ms=message.base_time_ms,
+        detected_at_ms=message.detected_at_ms,
+        window_s=message.window_s,
+        threshold_pct=message.threshold_pct,
+        cooldown_s=message.cooldown_s,
+    )
+
+
+def decode_alert(value: bytes) -> Alert:
+    return alert_from_proto(alert_pb2.Alert.FromString(value))
+
+
+def alert_record(alert: Alert, topic: str) -> Record:
+    """The Kafka record of ``alert``: keyed by symbol, so one symbol's alerts stay in order."""
+    return Record(
+        topic=topic,
+        key=alert.symbol.encode(),
+        value=alert_to_proto(alert).SerializeToString(),
+        headers=ALERT_HEADERS,
+        received_ns=time.time_ns(),
+        market=_MARKETS[alert.market],
+        kind="alert",
+        symbol=alert.symbol,
+    )
+
+
+class TickReader:
+    """Turns serialized ``MarketEvent`` values into ticks, for the configured kinds and
+    markets only; counts what it skips. One reused message: call from one thread."""
+
+    def __init__(self, kinds: Iterable[str], markets: Iterable[str]) -> None:
+        unknown = [k for k in kinds if k not in PRICE_FIELDS]
+        if unknown:
+            raise ValueError(f"no price in event kinds {unknown}")
+        self.kinds = frozenset(kinds)
+        self.markets = frozenset(markets)
+        self._pb_markets = frozenset(_PB_MARKET[m] for m in self.markets)
+        self._event = MarketEvent()
+        self.malformed = 0
+
+    def wanted(self, kind: str, market: str) -> bool:
+        return kind in self.kinds and market in self.markets
+
+    def tick(self, value: bytes) -> Tick | None:
+        """The tick of one event value, or None (malformed, or a kind/market not watched)."""
+        event = self._event
+        try:
+            event.ParseFromString(value)
+        except DecodeError:
+            self.malformed += 1
+            return None
+        field = event.WhichOneof("event")
+        kind = _KIND_OF_FIELD.get(field) if field else None
+        if kind is None or kind not in self.kinds or event.market not in self._pb_markets:
+            return None
+        price: str = getattr(getattr(event, field), PRICE_FIELDS[kind][1])
+        return Tick(_MARKET_OF_PB[event.market], event.symbol, event.event_time_ms, price)
+
+    def ticks(self, records: Sequence[Record]) -> list[Tick]:
+        """Ticks of an in-process record batch (filtered on ``kind``/``market`` first)."""
+        out = []
+        kinds, markets = self.kinds, self.markets
+        for record in records:
+            if record.kind in kinds and record.market.value in markets:
+                t = self.tick(record.value)
+                if t is not None:
+                    out.append(t)
+        return out

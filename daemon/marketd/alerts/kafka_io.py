@@ -1,0 +1,343 @@
+"""The detector on Kafka: consume ``topics.raw``, produce ``topics.alerts``, exactly once.
+
+Consume-transform-produce with a transactional aiokafka producer, hosted by trio-asyncio:
+
+* The consumer joins ``alerts.consumer_group`` (auto-commit off, ``read_committed``), so
+  replicas share the raw topic's partitions, i.e. symbols (records are keyed by symbol).
+* After each poll, one transaction holds the alerts of the polled records **and** the
+  consumer offsets past them (``send_offsets_to_transaction``). Both commit, or neither:
+  a crash before the commit aborts the alerts (``read_committed`` readers never see
+  them) and the offsets stay, so the records are processed again.
+* The producer's ``transactional_id`` is fixed per replica (``alerts.transactional_id``,
+  default ``<consumer_group>.<host name>``): a restarted detector fences its previous
+  incarnation and aborts its open transaction before consuming.
+* **Detector state across a restart.** Each offset commit carries, as its metadata, the
+  partition's last alert per (market, symbol, rule) that still matters (younger than the
+  longest window or cooldown) with the raw offset that raised it. A (re)assigned
+  partition is re-read from ``longest window + REPLAY_MARGIN_S`` before its committed
+  offset (by record timestamp) up to that offset *without evaluating*: the ticks refill
+  the windows, and the recorded alerts are re-applied on the very records that raised
+  them (window reset, cooldown). The detector then continues in the state it had when the
+  commit was made, so it raises exactly the alerts (same ids) an uninterrupted detector
+  would have raised, each committed once.
+
+Not covered: Kafka's KIP-447 zombie fencing by consumer-group generation (aiokafka sends
+offsets by group id only), so two replicas that both believe they own a partition during
+a rebalance may each publish its alerts; ids are stable, so consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections import defaultdict
+from typing import Any, NoReturn
+
+import structlog
+import trio
+import trio_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from trio_asyncio import aio_as_trio
+
+from marketd.alerts.encoding import alert_record
+from marketd.alerts.model import Alert
+from marketd.alerts.service import DetectorError, DetectorService
+from marketd.config import KafkaSettings
+from marketd.kafka_delivery import leaves, producer_kwargs
+
+log = structlog.get_logger(__name__)
+
+REPLAY_MARGIN_S = 60.0
+MARGIN_MS = round(REPLAY_MARGIN_S * 1000)
+MAX_METADATA_BYTES = 4000  # Kafka's offset.metadata.max.bytes default is 4096
+POLL_TIMEOUT_MS = 500
+_SECURITY_KEYS = (
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "request_timeout_ms",
+)
+
+# (market, symbol, rule) -> (event time ms, raw offset) of the last alert
+AlertState = dict[tuple[str, str, str], tuple[int, int]]
+
+
+def transactional_id(service: DetectorService) -> str:
+    return service.settings.transactional_id or (
+        f"{service.settings.consumer_group}.{socket.gethostname()}"
+    )
+
+
+def encode_metadata(state: AlertState, newest_ms: int, horizon_ms: int) -> str:
+    """The still-relevant last alerts of one partition, compact JSON within Kafka's limit
+    (the oldest are left out first if it would not fit, logged)."""
+    items = sorted(
+        ((t, o, m, s, r) for (m, s, r), (t, o) in state.items() if t >= newest_ms - horizon_ms),
+        reverse=True,
+    )
+    rows = [[m, s, r, t, o] for t, o, m, s, r in items]
+    text = json.dumps({"v": 1, "a": rows}, separators=(",", ":"))
+    while len(text) > MAX_METADATA_BYTES and rows:
+        rows.pop()
+        text = json.dumps({"v": 1, "a": rows}, separators=(",", ":"))
+        log.warning("detector offset metadata full; oldest alert state left out")
+    return text
+
+
+def decode_metadata(text: str) -> AlertState:
+    if not text:
+        return {}
+    try:
+        rows = json.loads(text)["a"]
+        return {(m, s, r): (int(t), int(o)) for m, s, r, t, o in rows}
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable detector offset metadata; state starts empty", metadata=text)
+        return {}
+
+
+class _Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes partition changes; the trio side acts on them between polls."""
+
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+        self.revoked: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.revoked |= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assigned |= set(assigned)
+
+
+class _KafkaDetector:
+    def __init__(self, service: DetectorService, kafka: KafkaSettings, max_records: int) -> None:
+        self.service = service
+        self.kafka = kafka
+        self.settings = service.settings
+        self.group = service.settings.consumer_group
+        self.raw_topic = kafka.topics.raw
+        self.alerts_topic = kafka.topics.alerts
+        self.max_records = max_records
+        self.partitions = _Partitions()
+        self.replay_until: dict[TopicPartition, int] = {}
+        self.seeded: dict[TopicPartition, dict[int, list[tuple[str, str, str]]]] = {}
+        self.alert_state: dict[TopicPartition, AlertState] = defaultdict(dict)
+        self.newest_ms: dict[TopicPartition, int] = defaultdict(int)
+        self.instruments: dict[TopicPartition, set[tuple[str, str]]] = defaultdict(set)
+        self.kinds = {k.encode() for k in self.settings.kinds}
+        self.consumer: Any = None
+        self.producer: Any = None
+
+    @property
+    def horizon_ms(self) -> int:
+        rules = self.service.detector.rules
+        return round(max(max(r.window_s, r.cooldown_s) for r in rules) * 1000)
+
+    # -- asyncio side ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        common = {k: v for k, v in producer_kwargs(self.kafka).items() if k in _SECURITY_KEYS}
+        producer = AIOKafkaProducer(
+            **producer_kwargs(self.kafka), transactional_id=transactional_id(self.service)
+        )
+        consumer = AIOKafkaConsumer(
+            **common,
+            group_id=self.group,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset=self.settings.start_from,
+            fetch_max_wait_ms=100,
+        )
+        self.producer, self.consumer = producer, consumer
+        await producer.start()  # fences a previous incarnation, aborts its transaction
+        consumer.subscribe([self.raw_topic], listener=self.partitions)
+        await consumer.start()
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - asyncio side
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), timeout)
+
+    async def transact(
+        self, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]], offsets: Any
+    ) -> None:
+        async with self.producer.transaction():
+            for topic, key, value, headers in records:
+                await self.producer.send(topic, value=value, key=key, headers=headers)
+            await self.producer.send_offsets_to_transaction(offsets, self.group)
+
+    async def warm_up(self, tp: TopicPartition, unread: int | None) -> tuple[int, int, str]:
+        """(replay from, committed offset, metadata); seeks ``tp`` to the first.
+        ``unread``: the first offset of records polled but not processed, if any."""
+        consumer = self.consumer
+        committed = await consumer._coordinator.fetch_committed_offsets([tp])  # private API
+        entry = committed.get(tp)
+        if entry is None or entry.offset is None or entry.offset < 0:
+            if unread is not None:  # no commit yet: go on from where the group started
+                consumer.seek(tp, unread)
+            return -1, -1, ""
+        if entry.offset == 0:
+            consumer.seek(tp, 0)
+            return 0, 0, entry.metadata or ""
+        offset, metadata = entry.offset, entry.metadata or ""
+        consumer.seek(tp, offset - 1)
+        got = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+        start = offset
+        if got.get(tp):
+            since = got[tp][0].timestamp - self.horizon_ms - MARGIN_MS
+            found = await consumer.offsets_for_times({tp: max(0, since)})
+            if found.get(tp) is not None:
+                start = min(found[tp].offset, offset)
+        consumer.seek(tp, start)
+        return start, offset, metadata
+
+    # -- trio side ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        service = self.service
+        service.new_detector()  # state is rebuilt from the topic
+        while True:
+            batch = await aio_as_trio(self.consumer.getmany)(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.max_records
+            )
+            if self.partitions.revoked:
+                self._revoke()
+            if self.partitions.assigned:
+                # Records of a partition just assigned wait for its warm-up (re-read then).
+                fresh = self.partitions.assigned
+                unread = {tp: ms[0].offset for tp, ms in batch.items() if tp in fresh and ms}
+                batch = {tp: ms for tp, ms in batch.items() if tp not in fresh}
+                await self._assign(unread)
+            service.sync_rules()
+            alerts, records, offsets = self._process(batch)
+            if offsets:
+                await aio_as_trio(self.transact)(records, offsets)
+                service.transactions += 1
+                service.alerts_published += len(alerts)
+            if alerts:
+                service.deliver(alerts)
+
+    def _process(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> tuple[list[Alert], list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]], Any]:
+        service = self.service
+        detector = service.detector
+        reader = service.reader
+        kinds = self.kinds
+        alerts: list[Alert] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, messages in batch.items():
+            replay_until = self.replay_until.get(tp, -1)
+            seeded = self.seeded.get(tp, {})
+            state = self.alert_state[tp]
+            instruments = self.instruments[tp]
+            newest = self.newest_ms[tp]
+            last_offset = -1
+            for m in messages:
+                last_offset = m.offset
+                kind = next((v for k, v in m.headers if k == "type"), None)
+                if kind is not None and kind not in kinds:
+                    continue
+                tick = reader.tick(m.value)
+                if tick is None:
+                    continue
+                instruments.add((tick.market, tick.symbol))
+                newest = max(newest, tick.time_ms)
+                if m.offset < replay_until:
+                    service.replayed += 1
+                    fired = seeded.get(m.offset, ())
+                    names = [r for (mk, sym, r) in fired if (mk, sym) == (tick.market, tick.symbol)]
+                    detector.replay(tick.market, tick.symbol, tick.time_ms, tick.price, names)
+                    continue
+                for alert in detector.observe(tick.market, tick.symbol, tick.time_ms, tick.price):
+                    alerts.append(alert)
+                    state[(alert.market, alert.symbol, alert.rule)] = (
+                        alert.price_time_ms,
+                        m.offset,
+                    )
+            self.newest_ms[tp] = newest
+            if last_offset >= replay_until and last_offset >= 0:
+                metadata = encode_metadata(state, newest, self.horizon_ms + MARGIN_MS)
+                offsets[tp] = OffsetAndMetadata(last_offset + 1, metadata)
+            elif last_offset >= 0 and last_offset + 1 >= replay_until:
+                self.replay_until.pop(tp, None)
+                self.seeded.pop(tp, None)
+        records = []
+        for alert in alerts:
+            r = alert_record(alert, self.alerts_topic)
+            records.append((r.topic, r.key, r.value, list(r.headers)))
+        return alerts, records, offsets
+
+    def _revoke(self) -> None:
+        detector = self.service.detector
+        for tp in self.partitions.revoked:
+            for market, symbol in self.instruments.pop(tp, set()):
+                detector.forget(market, symbol)
+            for table in (self.replay_until, self.seeded, self.alert_state, self.newest_ms):
+                table.pop(tp, None)
+        self.partitions.revoked.clear()
+
+    async def _assign(self, unread: dict[TopicPartition, int]) -> None:
+        assigned, self.partitions.assigned = self.partitions.assigned, set()
+        detector = self.service.detector
+        for tp in sorted(assigned):
+            start, committed, metadata = await aio_as_trio(self.warm_up)(tp, unread.get(tp))
+            state = decode_metadata(metadata)
+            self.alert_state[tp] = state
+            self.replay_until[tp] = committed
+            by_offset: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+            for (market, symbol, rule), (time_ms, offset) in state.items():
+                detector.restore_alert(market, symbol, rule, time_ms)
+                by_offset[offset].append((market, symbol, rule))
+            self.seeded[tp] = dict(by_offset)
+            log.info("detector partition assigned", partition=tp.partition, replay_from=start,
+                     committed=committed, alert_state=len(state))  # fmt: skip
+
+
+async def serve_kafka_detector(
+    service: DetectorService,
+    kafka: KafkaSettings,
+    *,
+    max_records: int = 2000,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the detector on Kafka until cancelled (see the module doc); failures raise
+    :class:`DetectorError` for the supervisor to restart it."""
+    worker = _KafkaDetector(service, kafka, max_records)
+    timeout = kafka.request_timeout_ms / 1000
+    try:
+        async with trio_asyncio.open_loop():
+            try:
+                with trio.fail_after(2 * timeout + 5):
+                    await aio_as_trio(worker.start)()
+                service.running = True
+                task_status.started()
+                await worker.run()
+            finally:
+                service.running = False
+                with trio.CancelScope(shield=True), trio.move_on_after(timeout + 1):
+                    await aio_as_trio(worker.stop)(timeout)
+    except BaseExceptionGroup as group:
+        # trio-asyncio wraps what escapes open_loop() twice: hand on the error itself.
+        errors = leaves(group)
+        if len(errors) == 1 and isinstance(errors[0], Exception):
+            _raise_domain(errors[0])
+        raise
+    except Exception as exc:
+        _raise_domain(exc)
+
+
+def _raise_domain(exc: Exception) -> NoReturn:
+    if isinstance(exc, DetectorError):
+        raise exc
+    raise DetectorError(
+        f"detector on Kafka failed ({exc!r}); it restarts and rebuilds its state from the topic"
+    ) from exc

@@ -1,0 +1,191 @@
+"""The detection rules in force, changeable at runtime and kept across restarts (no trio).
+
+At start the rules come from ``<state_dir>/rules.json`` if that file exists (rules changed
+at runtime win over the configuration), else from ``alerts.rules``. :meth:`RulesStore.replace`
+validates a new rule set with the same checks as the configuration (each field's range,
+unique names, at least one rule, at most ``MAX_RULES``), writes it atomically (a temporary
+file in the same directory, fsync, rename, fsync of the directory) and bumps
+:attr:`RulesStore.version`; the detector service applies a new version at its next batch.
+:meth:`RulesStore.refresh` re-reads the file when another process (a gateway with the same
+``state_dir``) changed it.
+
+The accepted shape is a JSON list of rules, or ``{"rules": [...]}``; each rule is an object
+with ``name`` (required), ``window_s``, ``threshold_pct`` and ``cooldown_s`` (defaults as in
+the configuration when omitted). Numbers may be given as strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from marketd.config_load import make_converter
+from marketd.settings_alerts import AlertSettings, RuleSettings, check_rules
+from marketd.validators import InvalidValue
+
+RULES_FILE = "rules.json"
+_CONVERTER = make_converter()
+_FIELDS = {f.name: f for f in attrs.fields(attrs.resolve_types(RuleSettings))}
+_TYPES: dict[str, type[Any]] = {n: f.type for n, f in _FIELDS.items() if isinstance(f.type, type)}
+
+
+class RulesError(ValueError):
+    """A rule set is invalid; the message names each bad field (``rules[0].window_s: ...``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def parse_rules(raw: object) -> tuple[RuleSettings, ...]:
+    """Validate ``raw`` (a list of rule objects, or ``{"rules": [...]}``) into rules."""
+    if isinstance(raw, Mapping):
+        extra = sorted(str(k) for k in raw if k != "rules")
+        if extra or "rules" not in raw:
+            raise RulesError([f'expected {{"rules": [...]}}, got keys {sorted(map(str, raw))}'])
+        raw = raw["rules"]
+    if not isinstance(raw, list | tuple):
+        raise RulesError([f"rules: expected a list of rules, got {type(raw).__name__}"])
+    rules: list[RuleSettings] = []
+    problems: list[str] = []
+    for index, item in enumerate(raw):
+        rule, found = _parse_rule(item, f"rules[{index}]")
+        problems += found
+        if rule is not None:
+            rules.append(rule)
+    if not problems:
+        problems += [f"rules: {p}" for p in check_rules(tuple(rules))]
+    if problems:
+        raise RulesError(problems)
+    return tuple(rules)
+
+
+def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]]:
+    if not isinstance(item, Mapping):
+        return None, [f"{path}: expected an object with name, window_s, threshold_pct, cooldown_s"]
+    problems = [
+        f"{path}.{key}: unknown key (known: {', '.join(_FIELDS)})"
+        for key in item
+        if key not in _FIELDS
+    ]
+    if "name" not in item:
+        problems.append(f"{path}.name: required")
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        if name not in item:
+            continue
+        try:
+            values[name] = _CONVERTER.structure(item[name], _TYPES[name])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{path}.{name}: {exc}")
+    if problems:
+        return None, problems
+    with attrs.validators.disabled():
+        rule = RuleSettings(**values)
+    for field in _FIELDS.values():
+        if field.validator is None:
+            continue
+        try:
+            field.validator(rule, field, getattr(rule, field.name))
+        except InvalidValue as exc:
+            problems += [f"{path}.{field.name}: {p}" for p in exc.problems]
+    return (None if problems else rule), problems
+
+
+def rules_to_json(rules: tuple[RuleSettings, ...]) -> list[dict[str, Any]]:
+    return [attrs.asdict(r) for r in rules]
+
+
+class RulesStore:
+    """The rule set in force; see the module doc."""
+
+    def __init__(self, settings: AlertSettings) -> None:
+        self.path = Path(settings.state_dir) / RULES_FILE
+        self.version = 0
+        self._stamp: tuple[int, int] | None = None
+        self._rules = settings.rules
+        if self.path.exists():
+            self._rules = self._load()
+
+    def rules(self) -> tuple[RuleSettings, ...]:
+        return self._rules
+
+    def replace(self, raw: object) -> tuple[RuleSettings, ...]:
+        """Validate, persist and apply a new rule set; :class:`RulesError` if invalid
+        (nothing changes then). ``OSError`` if it cannot be written (nothing changes)."""
+        rules = parse_rules(raw)
+        self._write(rules)
+        self._rules = rules
+        self.version += 1
+        return rules
+
+    def refresh(self) -> bool:
+        """Re-read the file if another process changed it; True when the rules changed.
+        A file that became invalid is ignored (the rules in force stay) and reported."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        try:
+            rules = self._load()
+        except RulesError:
+            self._stamp = stamp  # report once per change of the file
+            raise
+        if rules == self._rules:
+            return False
+        self._rules = rules
+        self.version += 1
+        return True
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> tuple[RuleSettings, ...]:
+        stamp = self._file_stamp()
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RulesError(
+                [f"{self.path}: cannot read the saved rules: {exc}; fix or delete the file"]
+            ) from None
+        try:
+            rules = parse_rules(raw)
+        except RulesError as exc:
+            problems = [f"{self.path}: {p}" for p in exc.problems]
+            problems.append(f"{self.path}: fix or delete the file (rules then come from config)")
+            raise RulesError(problems) from None
+        self._stamp = stamp
+        return rules
+
+    def _write(self, rules: tuple[RuleSettings, ...]) -> None:
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"rules": rules_to_json(rules)}, indent=2) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".rules-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename durable (not on every OS)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._stamp = self._file_stamp()

@@ -1,0 +1,245 @@
+"""The detector service: market events in, alerts out to listeners (and Kafka).
+
+Two inputs, one detector (:mod:`marketd.alerts.detector`):
+
+* **Embedded** — ``serve_detector(service, bus.subscribe())``: record batches from the
+  in-process bus. The bus waits when this channel is full, so a slow detector slows the
+  pipeline (backpressure), nothing is dropped. Alerts go to the listeners only.
+* **Kafka** — ``serve_detector(service)`` with ``kafka`` settings: consume ``topics.raw``
+  in the consumer group ``alerts.consumer_group`` (replicas share symbols by partition,
+  records are keyed by symbol) and publish alerts to ``topics.alerts`` exactly once, in
+  transactions that also commit the consumed offsets (:mod:`marketd.alerts.kafka_io`).
+  Alerts reach the listeners after their transaction committed.
+
+Listeners (``AlertListener.publish``) must not block. Rules come from a
+:class:`~marketd.alerts.rules.RulesStore`; a new version applies at the next batch, and
+the rules file is re-read every ``RULES_POLL_S`` in case another process changed it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
+import structlog
+import trio
+from prometheus_client.core import Metric
+
+from marketd.alerts.detector import Detector, wall_ms
+from marketd.alerts.encoding import TickReader
+from marketd.alerts.model import Alert, AlertListener
+from marketd.alerts.rules import RulesError, RulesStore
+from marketd.config import KafkaSettings
+from marketd.errors import RetryableError
+from marketd.logs import RateLimitedLog
+from marketd.metrics import counter, gauge
+from marketd.records import Record
+from marketd.settings_alerts import AlertSettings
+
+log = structlog.get_logger(__name__)
+
+RULES_POLL_S = 2.0
+
+
+class DetectorError(RetryableError):
+    """The detector's Kafka input or output failed; the supervisor restarts it (its
+    state is rebuilt from the topic, and nothing is published twice)."""
+
+
+@attrs.frozen
+class DetectorServiceStatistics:
+    running: bool
+    ticks: int  # ticks used by the detector (replayed ones included)
+    duplicates: int
+    out_of_order: int
+    invalid: int  # prices that are not positive decimals
+    malformed: int  # values that are not MarketEvents
+    alerts: dict[tuple[str, str], int]  # delivered, by (rule, direction)
+    alerts_published: int  # committed to the alerts topic (Kafka only)
+    replayed: int  # records re-read after a (re)start to rebuild state (Kafka only)
+    transactions: int  # Kafka transactions committed
+    instruments: int
+    last_event_time_ms: int
+    rules: tuple[str, ...]
+
+
+class DetectorService:
+    """Owns the detector, the tick reader and the counters across restarts of ``serve``."""
+
+    def __init__(
+        self,
+        settings: AlertSettings,
+        store: RulesStore,
+        *,
+        kafka: KafkaSettings | None = None,
+        listeners: Sequence[AlertListener] = (),
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.kafka = kafka if kafka is not None and kafka.enabled else None
+        self.listeners: list[AlertListener] = list(listeners)
+        self.clock = clock
+        self.detector = Detector(store.rules(), clock=clock)
+        self.reader = TickReader(settings.kinds, settings.markets)
+        self.running = False
+        self.alerts: Counter[tuple[str, str]] = Counter()
+        self.alerts_published = 0
+        self.replayed = 0
+        self.transactions = 0
+        self._retired = Counter[str]()  # counts of detectors replaced by a restart
+        self._rules_version = store.version
+        self._next_refresh = 0.0
+        self._rules_log = RateLimitedLog(interval=60.0)
+
+    def add_listener(self, listener: AlertListener) -> None:
+        self.listeners.append(listener)
+
+    # -- observation ------------------------------------------------------------------
+
+    def statistics(self) -> DetectorServiceStatistics:
+        d = self.detector
+        r = self._retired
+        return DetectorServiceStatistics(
+            running=self.running,
+            ticks=d.ticks + r["ticks"],
+            duplicates=d.duplicates + r["duplicates"],
+            out_of_order=d.out_of_order + r["out_of_order"],
+            invalid=d.invalid + r["invalid"],
+            malformed=self.reader.malformed,
+            alerts=dict(self.alerts),
+            alerts_published=self.alerts_published,
+            replayed=self.replayed,
+            transactions=self.transactions,
+            instruments=d.statistics().instruments,
+            last_event_time_ms=d.last_event_time_ms,
+            rules=tuple(r.name for r in d.rules),
+        )
+
+    def metrics(self) -> Iterable[Metric]:
+        """Metric families for the daemon's collector (labels: current rule names, the
+        two directions, four drop reasons: bounded)."""
+        st = self.statistics()
+        yield counter("marketd_detector_ticks_total", "Prices fed to the detector.", (),
+                      {(): st.ticks})  # fmt: skip
+        yield counter(
+            "marketd_detector_ticks_dropped_total",
+            "Detector input dropped: duplicate, out_of_order (older event time), invalid "
+            "(price), malformed (not a MarketEvent).",
+            ("reason",),
+            {
+                ("duplicate",): st.duplicates,
+                ("out_of_order",): st.out_of_order,
+                ("invalid",): st.invalid,
+                ("malformed",): st.malformed,
+            },
+        )
+        by_rule: dict[tuple[str, ...], int] = {
+            (rule, d): st.alerts.get((rule, d), 0) for rule in st.rules for d in ("up", "down")
+        }
+        yield counter(
+            "marketd_alerts_detected_total",
+            "Alerts raised and delivered, by rule and direction (up: pump, down: dump).",
+            ("rule", "direction"),
+            by_rule,
+        )
+        yield gauge("marketd_detector_instruments", "Instruments with detector state.", (),
+                    {(): float(st.instruments)})  # fmt: skip
+        if st.last_event_time_ms:
+            yield gauge(
+                "marketd_detector_event_lag_seconds",
+                "Wall clock minus the newest event time the detector has seen.",
+                (),
+                {(): max(0.0, time.time() - st.last_event_time_ms / 1000)},
+            )
+        yield gauge("marketd_detector_running", "1 while the detector is serving.", (),
+                    {(): float(st.running)})  # fmt: skip
+        if self.kafka is not None:
+            yield counter("marketd_detector_alerts_published_total",
+                          "Alerts committed to the alerts topic (exactly once).", (),
+                          {(): st.alerts_published})  # fmt: skip
+            yield counter("marketd_detector_replayed_records_total",
+                          "Raw records re-read after a (re)start to rebuild detector state.",
+                          (), {(): st.replayed})  # fmt: skip
+            yield counter("marketd_detector_transactions_total",
+                          "Kafka transactions committed (alerts + consumer offsets).", (),
+                          {(): st.transactions})  # fmt: skip
+
+    # -- shared by both inputs ----------------------------------------------------------
+
+    def new_detector(self) -> Detector:
+        """A fresh detector (a Kafka restart rebuilds state from the topic)."""
+        old = self.detector
+        for name in ("ticks", "duplicates", "out_of_order", "invalid"):
+            self._retired[name] += getattr(old, name)
+        self.detector = Detector(self.store.rules(), clock=self.clock)
+        self._rules_version = self.store.version
+        return self.detector
+
+    def sync_rules(self) -> None:
+        """Apply a new rules version; every ``RULES_POLL_S`` look at the file too."""
+        now = trio.current_time()
+        if now >= self._next_refresh:
+            self._next_refresh = now + RULES_POLL_S
+            try:
+                self.store.refresh()
+            except RulesError as exc:
+                if self._rules_log.ready() is not None:
+                    log.error(  # noqa: TRY400 - the message says it all, no traceback
+                        "saved rules are invalid; keeping the rules in force", error=str(exc)
+                    )
+        if self.store.version != self._rules_version:
+            self._rules_version = self.store.version
+            self.detector.set_rules(self.store.rules())
+            log.info("detector rules changed", rules=[attrs.asdict(r) for r in self.store.rules()])
+
+    def deliver(self, alerts: list[Alert]) -> None:
+        """Count and hand alerts to every listener (non-blocking)."""
+        for alert in alerts:
+            self.alerts[(alert.rule, alert.direction.value)] += 1
+        for listener in self.listeners:
+            listener.publish(alerts)
+
+    # -- the embedded input -------------------------------------------------------------
+
+    async def serve_channel(
+        self,
+        batches: trio.abc.ReceiveChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Detect on record batches until the channel ends (then return) or cancelled."""
+        reader = self.reader
+        async with batches:
+            self.running = True
+            try:
+                task_status.started()
+                async for batch in batches:
+                    self.sync_rules()
+                    ticks = reader.ticks(batch)
+                    if ticks:
+                        alerts = self.detector.observe_many(ticks)
+                        if alerts:
+                            self.deliver(alerts)
+            finally:
+                self.running = False
+
+
+async def serve_detector(
+    service: DetectorService,
+    batches: trio.abc.ReceiveChannel[list[Record]] | None = None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``service`` on the in-process ``batches``, or on Kafka when none are given
+    (then ``service.kafka`` must be set). See the module doc."""
+    if batches is not None:
+        await service.serve_channel(batches, task_status=task_status)
+        return
+    if service.kafka is None:
+        raise ValueError("serve_detector needs record batches or Kafka settings")
+    from marketd.alerts.kafka_io import serve_kafka_detector  # aiokafka only when needed
+
+    await serve_kafka_detector(service, service.kafka, task_status=task_status)

@@ -1,0 +1,273 @@
+"""The detector (pure): unit cases, and properties against a brute-force reference model."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketd.alerts.detector import Detector, Tick, alert_id
+from marketd.alerts.model import Alert, Direction
+from marketd.settings_alerts import RuleSettings
+
+M, S = "usdm", "BTCUSDT"
+RULE = RuleSettings(name="r", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
+
+
+def clock() -> int:
+    return 42
+
+
+def feed(det: Detector, ticks: list[tuple[int, str]], symbol: str = S) -> list[Alert]:
+    out: list[Alert] = []
+    for t, p in ticks:
+        out.extend(det.observe(M, symbol, t, p))
+    return out
+
+
+def summary(alerts: list[Alert]) -> list[tuple[str, str, str, int, str, int]]:
+    return [
+        (a.rule, a.direction.value, a.base_price, a.base_time_ms, a.price, a.price_time_ms)
+        for a in alerts
+    ]
+
+
+def test_pump_and_dump() -> None:
+    det = Detector([RULE], clock=clock)
+    up = feed(det, [(0, "100"), (1000, "101"), (2000, "102.01")])
+    assert summary(up) == [("r", "up", "100", 0, "102.01", 2000)]
+    a = up[0]
+    assert a.change_pct == 2.01
+    assert a.detected_at_ms == 42
+    assert (a.window_s, a.threshold_pct, a.cooldown_s) == (60.0, 2.0, 30.0)
+    assert a.id == alert_id(M, S, "r", 0, "100", 2000, "102.01")
+    det2 = Detector([RULE], clock=clock)
+    down = feed(det2, [(0, "50.00"), (5000, "48.99")])
+    assert summary(down) == [("r", "down", "50.00", 0, "48.99", 5000)]
+    assert down[0].direction is Direction.DOWN
+    assert down[0].change_pct == -2.02
+
+
+def test_exactly_the_threshold_does_not_alert() -> None:
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "102"), (2000, "98"), (3000, "102.0000")]) == []
+    # a hair above does
+    assert summary(feed(det, [(4000, "102.00000001")]))[0][1] == "up"
+
+
+def test_exact_decimal_comparison_where_float_is_wrong() -> None:
+    # 0.1 + 2 % of it = 0.102 exactly; float(0.102) - float(0.1) is slightly more than 0.002.
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "0.1"), (1, "0.102")]) == []
+    assert feed(Detector([RULE]), [(0, "0.1"), (1, "0.09799999999999999999")]) != []
+
+
+def test_window_uses_oldest_price_inside_and_boundary_is_inside() -> None:
+    det = Detector([RULE], clock=clock)
+    # base 100 at t=0 is still inside at t=60000 (boundary inside) ...
+    assert summary(feed(det, [(0, "100"), (30_000, "101"), (60_000, "102.5")])) == [
+        ("r", "up", "100", 0, "102.5", 60_000)
+    ]
+    det = Detector([RULE], clock=clock)
+    # ... and gone at 60001: the base is then 101 (+1.49 %), no alert.
+    assert feed(det, [(0, "100"), (30_000, "101"), (60_001, "102.5")]) == []
+
+
+def test_cooldown_and_base_reset_one_move_alerts_once() -> None:
+    det = Detector([RULE], clock=clock)
+    # jump to 103 and stay there for two minutes: one alert, not one per cooldown
+    ticks = [(0, "100"), (1000, "103")] + [(t, "103") for t in range(2000, 120_000, 1000)]
+    alerts = feed(det, ticks)
+    assert summary(alerts) == [("r", "up", "100", 0, "103", 1000)]
+
+
+def test_quiet_during_cooldown_then_a_second_leg_alerts() -> None:
+    det = Detector([RULE], clock=clock)
+    ticks = [(0, "100"), (1000, "103"), (10_000, "106")]  # second leg inside the cooldown
+    assert summary(feed(det, ticks)) == [("r", "up", "100", 0, "103", 1000)]
+    # after the cooldown (t >= 31000) the base is the oldest price since the alert: 103
+    later = feed(det, [(31_000, "106")])
+    assert summary(later) == [("r", "up", "103", 1000, "106", 31_000)]
+
+
+def test_reverting_spike_alerts_both_ways_after_cooldown() -> None:
+    det = Detector([RuleSettings(name="r", cooldown_s=0.0)], clock=clock)
+    alerts = feed(det, [(0, "100"), (1000, "105"), (2000, "100")])
+    assert [a.direction for a in alerts] == [Direction.UP, Direction.DOWN]
+    assert summary(alerts)[1][2:] == ("105", 1000, "100", 2000)
+
+
+def test_out_of_order_and_duplicates_are_dropped_and_counted() -> None:
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(5000, "100"), (5000, "100"), (4000, "90"), (5000, "100.5")]) == []
+    stats = det.statistics()
+    assert (stats.ticks, stats.duplicates, stats.out_of_order) == (2, 1, 1)
+    assert stats.last_event_time_ms == 5000
+    # same time, different price: used (several trades in one millisecond)
+    assert summary(feed(det, [(5000, "103")])) == [("r", "up", "100", 5000, "103", 5000)]
+
+
+def test_invalid_prices_are_dropped() -> None:
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "abc"), (1, "0"), (2, "-1"), (3, "NaN"), (4, "inf"), (5, "1")]) == []
+    assert det.statistics().invalid == 5
+    assert det.statistics().ticks == 1
+
+
+def test_symbols_are_independent() -> None:
+    det = Detector([RULE], clock=clock)
+    feed(det, [(0, "100")], "A")
+    feed(det, [(0, "10")], "B")
+    assert feed(det, [(1000, "10.1")], "B") == []
+    assert summary(feed(det, [(1000, "103")], "A"))[0][1] == "up"
+
+
+def test_several_rules_each_with_its_own_state() -> None:
+    fast = RuleSettings(name="fast", window_s=5.0, threshold_pct=1.0, cooldown_s=0.0)
+    slow = RuleSettings(name="slow", window_s=60.0, threshold_pct=3.0, cooldown_s=30.0)
+    det = Detector([fast, slow], clock=clock)
+    ticks = [(0, "100"), (4000, "101.5"), (20_000, "102.5"), (25_000, "103.1")]
+    got = summary(feed(det, ticks))
+    assert got == [
+        ("fast", "up", "100", 0, "101.5", 4000),
+        ("slow", "up", "100", 0, "103.1", 25_000),
+    ]
+    assert det.statistics().alerts == {("fast", "up"): 1, ("slow", "up"): 1}
+
+
+def test_ids_are_stable_across_a_restart_and_distinct_per_rule() -> None:
+    ticks = [(0, "100"), (1000, "103"), (40_000, "100"), (80_000, "97")]
+    rules = [RULE, RuleSettings(name="other", threshold_pct=2.5)]
+    first = [a.id for a in feed(Detector(rules, clock=clock), ticks)]
+    again = [a.id for a in feed(Detector(rules, clock=lambda: 7), ticks)]
+    assert first == again
+    assert len(set(first)) == len(first) >= 3
+
+
+def test_replacing_rules_keeps_state_by_name() -> None:
+    det = Detector([RULE], clock=clock)
+    feed(det, [(0, "100"), (1000, "101")])
+    # a lower threshold applies at once against the kept window (base 100)
+    det.set_rules([RuleSettings(name="r", threshold_pct=1.2), RuleSettings(name="new")])
+    assert summary(feed(det, [(2000, "101.5")])) == [("r", "up", "100", 0, "101.5", 2000)]
+    with pytest.raises(ValueError, match="given twice"):
+        det.set_rules([RULE, RULE])
+    with pytest.raises(ValueError, match="at least one rule"):
+        det.set_rules([])
+
+
+def test_replay_rebuilds_the_same_state() -> None:
+    ticks = [(0, "100"), (1000, "103"), (10_000, "104"), (20_000, "104.5"), (35_000, "106.2")]
+    whole = Detector([RULE], clock=clock)
+    expected = feed(whole, ticks)
+    assert len(expected) == 2
+    # restart after the 3rd tick: replay the first three, re-applying the alert at t=1000
+    det = Detector([RULE], clock=clock)
+    for t, p in ticks[:3]:
+        det.replay(M, S, t, p, ["r"] if t == 1000 else [])
+    assert [a.id for a in feed(det, ticks[3:])] == [expected[1].id]
+
+
+# --- properties against a brute-force reference ---------------------------------------
+
+
+def reference(rules: list[RuleSettings], ticks: list[tuple[str, int, str]]) -> list[tuple]:
+    """Recompute every decision from the full tick history, by the documented rules."""
+    accepted: list[tuple[str, int, Decimal, str]] = []  # in order
+    last: dict[str, tuple[int, str]] = {}
+    out = []
+    last_alert: dict[tuple[str, str], tuple[int, int]] = {}  # (symbol, rule) -> (time, index)
+    for symbol, t, p in ticks:
+        if symbol in last:
+            lt, lp = last[symbol]
+            if t < lt or (t == lt and p == lp):
+                continue
+        last[symbol] = (t, p)
+        accepted.append((symbol, t, Decimal(p), p))
+        i = len(accepted) - 1
+        for rule in rules:
+            w = round(rule.window_s * 1000)
+            c = round(rule.cooldown_s * 1000)
+            la = last_alert.get((symbol, rule.name))
+            if la is not None and t < la[0] + c:
+                continue
+            since = la[1] if la is not None else 0
+            candidates = [
+                j
+                for j in range(since, i + 1)
+                if accepted[j][0] == symbol and accepted[j][1] >= t - w
+            ]
+            base = accepted[candidates[0]]
+            change = (Decimal(p) - base[2]) * 100 / base[2]
+            threshold = Decimal(repr(rule.threshold_pct))
+            if abs(change) > threshold:
+                direction = "up" if change > 0 else "down"
+                out.append((symbol, rule.name, direction, base[3], base[1], p, t))
+                last_alert[(symbol, rule.name)] = (t, i)
+    return out
+
+
+prices = st.integers(min_value=90, max_value=110).map(lambda n: f"{n / 10:.1f}")
+tick_lists = st.lists(
+    st.tuples(st.sampled_from(["A", "B"]), st.integers(min_value=0, max_value=4), prices),
+    max_size=60,
+).map(
+    # mostly increasing times with some going back (out of order) and repeats
+    lambda steps: [
+        (s, sum(d for _, d, _ in steps[: i + 1]) * 1000 - (3000 if i % 7 == 6 else 0), p)
+        for i, (s, _, p) in enumerate(steps)
+    ]
+)
+rule_sets = st.lists(
+    st.builds(
+        RuleSettings,
+        window_s=st.sampled_from([1.0, 3.0, 5.0, 10.0]),
+        threshold_pct=st.sampled_from([1.0, 2.0, 5.0, 10.0, 1.11]),
+        cooldown_s=st.sampled_from([0.0, 1.0, 4.0, 20.0]),
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda rs: [RuleSettings(f"r{i}", r.window_s, r.threshold_pct, r.cooldown_s)
+                  for i, r in enumerate(rs)])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=rule_sets, ticks=tick_lists)
+def test_matches_the_reference_model(
+    rules: list[RuleSettings], ticks: list[tuple[str, int, str]]
+) -> None:
+    det = Detector(rules, clock=clock)
+    got = []
+    for symbol, t, p in ticks:
+        for a in det.observe(M, symbol, t, p):
+            got.append((a.symbol, a.rule, a.direction.value, a.base_price, a.base_time_ms,
+                        a.price, a.price_time_ms))  # fmt: skip
+    assert got == reference(rules, ticks)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rules=rule_sets, ticks=tick_lists, cut=st.integers(min_value=0, max_value=60))
+def test_replay_then_continue_matches_uninterrupted(
+    rules: list[RuleSettings], ticks: list[tuple[str, int, str]], cut: int
+) -> None:
+    whole = Detector(rules, clock=clock)
+    fired: dict[int, list[str]] = {}
+    expected = []
+    for i, (symbol, t, p) in enumerate(ticks):
+        alerts = whole.observe(M, symbol, t, p)
+        fired[i] = [a.rule for a in alerts]
+        if i >= cut:
+            expected += [a.id for a in alerts]
+    det = Detector(rules, clock=clock)
+    for i, (symbol, t, p) in enumerate(ticks[:cut]):
+        det.replay(M, symbol, t, p, fired[i])
+    got = [a.id for symbol, t, p in ticks[cut:] for a in det.observe(M, symbol, t, p)]
+    assert got == expected
+
+
+def test_observe_many_takes_ticks() -> None:
+    det = Detector([RULE], clock=clock)
+    alerts = det.observe_many([Tick(M, S, 0, "1"), Tick(M, S, 1, "1.03")])
+    assert summary(alerts) == [("r", "up", "1", 0, "1.03", 1)]
