@@ -6,6 +6,7 @@ Serves ``/metrics`` (Prometheus), ``/healthz`` (liveness: the event loop answers
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -77,19 +78,53 @@ class ShieldFinalSend:
         await self.app(scope, receive, shielded_send)
 
 
+SEND_TIMEOUT_S = 15.0
+"""Default bound on a stalled client (see :func:`listening_socket`)."""
+
+
+def listening_socket(listen: str, send_timeout_s: float = SEND_TIMEOUT_S) -> socket.socket:
+    """A bound TCP socket for ``listen`` (host:port, IPv6 as [address]:port).
+
+    It carries ``TCP_USER_TIMEOUT`` (inherited by accepted connections): the kernel
+    aborts a connection whose sent data stays unacknowledged, or whose peer keeps a zero
+    receive window, for ``send_timeout_s``. Hypercorn's trio worker writes in a shielded
+    scope with no timeout, so without this a client that stops reading (a stuck browser
+    tab on /ws/alerts) would hold its handler, and the server's shutdown, forever.
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT") and send_timeout_s > 0:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(send_timeout_s * 1000))
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve_http(
     app: QuartTrio,
     listen: str,
     shutdown: trio.Event,
     *,
+    send_timeout_s: float = SEND_TIMEOUT_S,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``listen`` (host:port) until ``shutdown`` is set.
 
-    ``task_status.started`` receives the bound addresses (useful with port 0).
+    ``task_status.started`` receives the bound addresses (useful with port 0). A client
+    that stops reading is cut after ``send_timeout_s`` (:func:`listening_socket`).
     """
+    sock = listening_socket(listen, send_timeout_s)
     config = HypercornConfig()
-    config.bind = [listen]
+    config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 2.0
