@@ -64,6 +64,7 @@ from marketd.kafka_delivery import (
 from marketd.kafka_partition import PartitionRouter, hand_over
 from marketd.logs import RateLimitedLog
 from marketd.records import Record
+from marketd.telemetry import end_span, start_span
 
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics", "serve_kafka_publisher"]
 
@@ -100,6 +101,7 @@ class KafkaPublisher:
         self._failure_log = RateLimitedLog()
         self._overdue_log = RateLimitedLog()
         self._start_log = RateLimitedLog(interval=5.0)
+        self._spans: dict[int, Any] = {}  # id(chunk) → its "kafka.publish" span (tracing on)
 
     # -- observation ------------------------------------------------------------------
 
@@ -215,6 +217,10 @@ class KafkaPublisher:
                 return
             item = Chunk(records[start : start + step], time.monotonic())
             self._window.append(item)
+            # One span per chunk, from hand-over to settlement (acks), never per record.
+            sp = start_span("kafka.publish", records=len(item.records))
+            if sp.is_recording():
+                self._spans[id(item)] = sp
             self._held = records[start + step :]
             try:
                 await aio_as_trio(hand_over)(self._producer, self._router, item)
@@ -258,6 +264,10 @@ class KafkaPublisher:
         for topic, count in by_topic.items():
             acked_counter(topic).inc(count)
             totals[topic] = totals.get(topic, 0) + count
+        if (sp := self._spans.pop(id(item), None)) is not None:
+            failed = self._failures - failed_before
+            error = self._last_error if failed else None
+            end_span(sp, error, acked=acked, failed=failed, unsettled=len(rest) - failed)
         if self._failures > failed_before:
             if (n := self._failure_log.ready()) is not None:
                 log.warning(

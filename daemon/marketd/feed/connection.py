@@ -56,6 +56,7 @@ from marketd.feed.control import Ack, ErrorReply, parse_control
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_second_for
 from marketd.records import FrameBatch
+from marketd.telemetry import span
 
 log = structlog.get_logger()
 
@@ -340,24 +341,34 @@ class Feed:
         so that when one of ours ends the session the reader still sees the peer's reply
         to our close frame.
         """
-        async with trio.open_nursery() as ws_nursery:
-            try:
-                ws, stream = await self._connect(ws_nursery)
+        plan, target = self.plan, self._target
+        # The session's own tasks (watch, subscribe, read) run inside its span: intended.
+        with span(
+            "feed.session",
+            connection=plan.connection_id,
+            market=plan.market.value,
+            streams=len(plan.streams),
+            server=f"{target.host}:{target.port}",
+        ):
+            async with trio.open_nursery() as ws_nursery:
                 try:
-                    self._on_connected()
-                    connected_at = self._alive_at
-                    rate = messages_per_second_for(self.plan.market, self.settings)
-                    messages = self.plan.subscribe_messages(rate)
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._watch, connected_at)
-                        nursery.start_soon(self._subscribe, ws, messages, connected_at)
-                        await self._read(ws)
+                    with span("feed.connect", tls=target.tls):
+                        ws, stream = await self._connect(ws_nursery)
+                    try:
+                        self._on_connected()
+                        connected_at = self._alive_at
+                        rate = messages_per_second_for(self.plan.market, self.settings)
+                        messages = self.plan.subscribe_messages(rate)
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._watch, connected_at)
+                            nursery.start_soon(self._subscribe, ws, messages, connected_at)
+                            await self._read(ws)
+                    finally:
+                        self._connected = False
+                        self._subscribed = False
+                        await self._close(ws, stream)
                 finally:
-                    self._connected = False
-                    self._subscribed = False
-                    await self._close(ws, stream)
-            finally:
-                ws_nursery.cancel_scope.cancel()
+                    ws_nursery.cancel_scope.cancel()
 
     def _on_connected(self) -> None:
         self._connects += 1
@@ -392,16 +403,17 @@ class Feed:
         connected_at: float,
     ) -> None:
         timeout = self.settings.connect_timeout_s
-        for message in messages:
-            await trio.sleep_until(connected_at + message.at_s)
-            acked = self._acks[message.id] = trio.Event()
-            await ws.send_message(message.to_json())
-            with trio.move_on_after(timeout):
-                await acked.wait()
-            if not acked.is_set():
-                raise FeedTimeout(
-                    f"SUBSCRIBE id {message.id} was not acknowledged within {timeout} s"
-                )
+        with span("feed.subscribe", messages=len(messages), streams=len(self.plan.streams)):
+            for message in messages:
+                await trio.sleep_until(connected_at + message.at_s)
+                acked = self._acks[message.id] = trio.Event()
+                await ws.send_message(message.to_json())
+                with trio.move_on_after(timeout):
+                    await acked.wait()
+                if not acked.is_set():
+                    raise FeedTimeout(
+                        f"SUBSCRIBE id {message.id} was not acknowledged within {timeout} s"
+                    )
         self._subscribed = True
         self._subscribed_at = trio.current_time()
         self._log.info("feed.subscribed", streams=len(self.plan.streams), messages=len(messages))

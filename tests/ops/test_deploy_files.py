@@ -1,0 +1,125 @@
+"""conf/compose.yaml and conf/k8s/: they parse, reference files that exist, probe the paths
+and port the daemon serves, and configure marketd with a configuration it accepts."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from marketd.config_load import load_settings
+from marketd.testing.processes import Process, free_port, http_json, wait_until
+
+ROOT = Path(__file__).parents[2]
+CONF = ROOT / "conf"
+K8S = CONF / "k8s"
+
+
+def k8s_objects() -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            out[doc["kind"]] = doc
+    return out
+
+
+def container() -> dict[str, Any]:
+    (c,) = k8s_objects()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def test_compose_services_mounts_and_no_default_password() -> None:
+    compose = yaml.safe_load((CONF / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"kafka", "marketd", "prometheus", "grafana"}
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("docker.io/apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    marketd = services["marketd"]
+    assert marketd["environment"]["MARKETD_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert marketd["environment"]["MARKETD_HTTP__LISTEN"] == "0.0.0.0:8080"
+    assert (CONF / marketd["build"]["context"] / marketd["build"]["dockerfile"]).is_file()
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (CONF / source).exists(), f"{name}: {volume}"
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${")
+    assert ":?" in password  # required from the operator, no default
+
+
+def test_k8s_probes_ports_and_security() -> None:
+    objects = k8s_objects()
+    assert set(objects) == {"ConfigMap", "Deployment", "Service"}
+    c = container()
+    (port,) = c["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", 8080)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MARKETD_HTTP__LISTEN"].endswith(":8080")
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["resources"]["requests"]
+    assert c["resources"]["limits"]["memory"]
+    (svc_port,) = objects["Service"]["spec"]["ports"]
+    assert svc_port["targetPort"] == "http"
+    selector = objects["Service"]["spec"]["selector"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+
+
+def test_k8s_config_is_mounted_where_the_daemon_reads_it_and_is_valid(tmp_path: Path) -> None:
+    objects = k8s_objects()
+    c = container()
+    config_arg = c["args"][c["args"].index("--config") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in objects["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    config_volume = next(n for n, v in volumes.items() if "configMap" in v)
+    assert volumes[config_volume]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    mount = Path(mounts[config_volume])
+    assert mount == Path("/etc/marketd")
+    key = Path(config_arg).relative_to(mount).as_posix()
+    text = objects["ConfigMap"]["data"][key]
+    path = tmp_path / key
+    path.write_text(text)
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    settings = load_settings(path, env)  # raises ConfigError on any problem
+    assert settings.http.listen == "0.0.0.0:8080"
+    assert settings.kafka.enabled
+
+
+@pytest.mark.slow
+def test_probe_paths_answer_on_a_live_daemon(tmp_path: Path) -> None:
+    c = container()
+    port = free_port()
+    daemon = Process(
+        [sys.executable, "-m", "marketd", "demo", "--symbols", "1", "--listen",
+         f"127.0.0.1:{port}"],
+        tmp_path / "demo.log",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def status(path: str) -> int:
+        assert daemon.proc.poll() is None, daemon.log_tail()
+        try:
+            return http_json(base + path)[0]
+        except OSError:
+            return 0
+
+    try:
+        wait_until(lambda: status(c["livenessProbe"]["httpGet"]["path"]) == 200, timeout=30)
+        wait_until(lambda: status(c["readinessProbe"]["httpGet"]["path"]) == 200, timeout=30)
+        code, body = http_json(base + c["readinessProbe"]["httpGet"]["path"])
+        assert (code, body["ready"]) == (200, True)
+    finally:
+        daemon.signal(signal.SIGINT)
+        daemon.wait(30)
+        daemon.close()
