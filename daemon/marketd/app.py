@@ -20,18 +20,24 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd import __version__
+from marketd.alerts.rules import RulesError, RulesStore
+from marketd.alerts.service import DetectorService, serve_detector
 from marketd.backfill import Backfiller
 from marketd.backoff import policy_from_settings
+from marketd.books.service import Books
 from marketd.bus import MemoryBus
 from marketd.codec import Codec
 from marketd.config import Settings
+from marketd.errors import ConfigError
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
+from marketd.gateway import AlertHub, install_gateway
 from marketd.kafka_sink import KafkaPublisher
 from marketd.metrics import StatisticsCollector, counter, gauge
 from marketd.pipeline import Normalizer
 from marketd.records import FrameBatch, Market, Record
 from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
+from marketd.systemd import notify_stopping, serve_systemd_notify
 from marketd.web import create_app, serve_http
 
 log = structlog.get_logger(__name__)
@@ -63,8 +69,9 @@ class Daemon:
             Feed(plan, settings.binance)
             for plan in plan_connections(settings.subscriptions, settings.binance)
         ]
+        self.books = Books(settings) if settings.books.enabled else None
         self.children: dict[str, ChildState] = {
-            name: ChildState(name) for name in ("sink", "normalizer")
+            name: ChildState(name) for name in ("sink", "normalizer", "books")
         }
         self.frames_send, self.frames_recv = trio.open_memory_channel[FrameBatch](
             settings.pipeline.channel_capacity
@@ -72,11 +79,58 @@ class Daemon:
         self.records_send, self.records_recv = trio.open_memory_channel[list[Record]](
             settings.pipeline.channel_capacity
         )
+        # With books, the normalizer's records pass through the books stage to the sink.
+        self.sink_send, self.sink_recv = (
+            trio.open_memory_channel[list[Record]](settings.pipeline.channel_capacity)
+            if self.books is not None
+            else (self.records_send, self.records_recv)
+        )
+        self.children["detector"] = ChildState("detector")
+        gw = settings.gateway
+        self.hub = AlertHub(history=gw.history, replay=gw.replay, client_queue=gw.client_queue)
+        self.rules: RulesStore | None = None
+        self.detector: DetectorService | None = None
+        self.detector_batches: trio.MemoryReceiveChannel[list[Record]] | None = None
+        if settings.alerts.enabled:
+            try:
+                self.rules = RulesStore(settings.alerts)
+            except RulesError as exc:
+                raise ConfigError([f"alerts.rules (stored): {p}" for p in exc.problems]) from exc
+            self.detector = DetectorService(
+                settings.alerts, self.rules, kafka=settings.kafka, listeners=(self.hub,)
+            )
+            if not settings.kafka.enabled:
+                # Subscribed before the bus runs: the detector sees every published batch.
+                self.detector_batches = self.bus.subscribe()
+        self._feeds_scope = trio.CancelScope()
+        self.http_shutdown = trio.Event()
+        self.app = create_app(self.readiness, self.registry_for(registry))
+        self.gateway = install_gateway(self.app, self.hub, self.rules, gw, self.http_shutdown)
         self.http_binds: list[str] = []
         self.collector = StatisticsCollector()
         self.collector.add(self._metrics)
-        self.registry = registry or prometheus_client.REGISTRY
+        self.collector.add(self.gateway.metrics)
+        if self.books is not None:
+            self.collector.add(self.books.metrics)
+        if self.detector is not None:
+            self.collector.add(self.detector.metrics)
+        self.registry = self.registry_for(registry)
         self.registry.register(self.collector)
+
+    @staticmethod
+    def registry_for(
+        registry: prometheus_client.CollectorRegistry | None,
+    ) -> prometheus_client.CollectorRegistry:
+        return registry or prometheus_client.REGISTRY
+
+    def healthy(self) -> bool:
+        """Liveness for the systemd watchdog: the event loop runs this, so it is alive.
+        (Kafka or exchange outages are readiness matters, never a reason to restart.)"""
+        return True
+
+    def status(self) -> str:
+        ready, detail = self.readiness()
+        return "ready" if ready else "not ready: " + ", ".join(detail["not_ready"])
 
     def close(self) -> None:
         with contextlib.suppress(KeyError):
@@ -96,7 +150,15 @@ class Daemon:
             age = st.last_frame_age_s
             if not st.subscribed or age is None or age > stale_after:
                 not_ready.append(f"feed:{st.connection_id}")
-        return not not_ready, {"not_ready": not_ready}
+        if self.detector is not None and not self.children["detector"].running:
+            not_ready.append("detector")
+        detail: dict[str, Any] = {}
+        if self.books is not None and self.settings.readiness.require_books_synced:
+            books_ready, books_detail = self.books.readiness()
+            detail.update(books_detail)
+            if not books_ready:
+                not_ready.append("books")
+        return not not_ready, {"not_ready": not_ready, **detail}
 
     def _metrics(self) -> Iterable[Metric]:
         norm = self.normalizer.statistics()
@@ -150,6 +212,8 @@ class Daemon:
             ("frames",): self.frames_send.statistics().current_buffer_used,
             ("records",): self.records_send.statistics().current_buffer_used,
         }
+        if self.books is not None:
+            queued[("sink",)] = self.sink_send.statistics().current_buffer_used
         yield gauge(
             "marketd_channel_queued_batches",
             "Batches waiting in each bounded pipeline channel.",
@@ -171,8 +235,10 @@ class Daemon:
         yield from self._feed_metrics()
         if self.publisher is not None:
             yield from self.publisher.metrics()
-        info = gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
-        yield info
+        yield gauge(
+            "marketd_ready", "1 when /readyz answers 200.", (), {(): float(self.readiness()[0])}
+        )
+        yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
 
     def _feed_metrics(self) -> Iterable[Metric]:
         stats = [f.statistics() for f in self.feeds]
@@ -222,6 +288,7 @@ class Daemon:
             unknown=sum(norm.unknown.values()),
             duplicates=norm.duplicates,
             backfilled=norm.backfilled,
+            book_snapshots=self.books.statistics().snapshots_published if self.books else 0,
             feeds_connected=sum(f.statistics().subscribed for f in self.feeds),
             feeds=len(self.feeds),
         )
@@ -235,46 +302,92 @@ class Daemon:
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> bool:
         """Run until ``stop`` is set, then drain. Return True if everything was flushed."""
-        http_shutdown = trio.Event()
         drained = True
         async with trio.open_nursery() as root:
             self.http_binds = await root.start(
-                serve_http,
-                create_app(self.readiness, self.registry),
-                self.settings.http.listen,
-                http_shutdown,
+                serve_http, self.app, self.settings.http.listen, self.http_shutdown
             )
-            root.start_soon(self._log_periodically)
             running = trio.Event()
-            with trio.CancelScope() as pipeline_scope:
-                # A stop before the sink is up (Kafka unreachable) must not wait for it.
-                root.start_soon(_cancel_if_stopped_early, stop, running, pipeline_scope)
-                async with trio.open_nursery() as pipeline:
-                    await pipeline.start(self._serve_sink)
-                    await pipeline.start(self._serve_normalizer)
-                    feeds_scope = trio.CancelScope()
-                    pipeline.start_soon(self._serve_feeds, feeds_scope)
-                    log.info(
-                        "marketd running",
-                        http=self.http_binds,
-                        feeds=len(self.feeds),
-                        sink="kafka" if self.publisher else "memory-bus",
-                    )
-                    running.set()
-                    task_status.started(self.http_binds)
-                    await stop.wait()
-                    log.info("stopping intake; draining", grace_s=self.settings.shutdown.grace_s)
-                    feeds_scope.cancel()
-                    pipeline_scope.deadline = trio.current_time() + self.settings.shutdown.grace_s
-            if pipeline_scope.cancelled_caught and running.is_set():
-                drained = False
-                log.error("grace period expired before the pipeline drained")
-            elif pipeline_scope.cancelled_caught:
-                log.warning("stopped before the pipeline was ready; nothing was accepted")
-            self.log_statistics()
-            http_shutdown.set()
-            root.cancel_scope.cancel()
+            # Background services, cancelled once the pipeline has drained.
+            async with trio.open_nursery() as services:
+                services.start_soon(self._log_periodically)
+                if self.detector is not None and self.detector_batches is None:
+                    # On Kafka the detector runs until cancelled, apart from the drain.
+                    services.start_soon(self._serve_detector, None)
+                with trio.CancelScope() as pipeline_scope:
+                    # A stop before the sink is up (Kafka unreachable) must not wait for it.
+                    services.start_soon(_cancel_if_stopped_early, stop, running, pipeline_scope)
+                    async with trio.open_nursery() as pipeline:
+                        await self._start_pipeline(pipeline)
+                        running.set()
+                        task_status.started(self.http_binds)
+                        await services.start(
+                            functools.partial(
+                                serve_systemd_notify, self.healthy, status=self.status
+                            )
+                        )
+                        await stop.wait()
+                        notify_stopping()
+                        log.info(
+                            "stopping intake; draining", grace_s=self.settings.shutdown.grace_s
+                        )
+                        self._feeds_scope.cancel()
+                        pipeline_scope.deadline = (
+                            trio.current_time() + self.settings.shutdown.grace_s
+                        )
+                if pipeline_scope.cancelled_caught and running.is_set():
+                    drained = False
+                    log.error("grace period expired before the pipeline drained")
+                elif pipeline_scope.cancelled_caught:
+                    log.warning("stopped before the pipeline was ready; nothing was accepted")
+                self.log_statistics()
+                services.cancel_scope.cancel()
+            # WebSocket handlers see this and close with 1001; Hypercorn then returns.
+            self.http_shutdown.set()
+            root.cancel_scope.deadline = trio.current_time() + 5
         return drained
+
+    async def _start_pipeline(self, pipeline: trio.Nursery) -> None:
+        """Start the stages in dependency order: sink, detector, books, normalizer, feeds."""
+        await pipeline.start(self._serve_sink)
+        if self.detector_batches is not None:
+            await pipeline.start(self._serve_detector, self.detector_batches)
+        if self.books is not None:
+            await pipeline.start(self._serve_books, self.books)
+        await pipeline.start(self._serve_normalizer)
+        pipeline.start_soon(self._serve_feeds, self._feeds_scope)
+        log.info(
+            "marketd running",
+            http=self.http_binds,
+            feeds=len(self.feeds),
+            sink="kafka" if self.publisher else "memory-bus",
+            detector="off"
+            if self.detector is None
+            else "kafka"
+            if self.settings.kafka.enabled
+            else "memory-bus",
+        )
+
+    async def _serve_detector(
+        self,
+        batches: trio.MemoryReceiveChannel[list[Record]] | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        detector = self.detector
+        assert detector is not None
+        policy = policy_from_settings(self.settings.supervisor.restart)
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            own = batches.clone() if batches is not None else None
+            await serve_detector(detector, own, task_status=task_status)
+
+        async with contextlib.AsyncExitStack() as stack:
+            if batches is not None:
+                await stack.enter_async_context(batches)
+            await serve_restarting(
+                "detector", child, policy, self.children["detector"], task_status=task_status
+            )
 
     async def _log_periodically(self) -> None:
         while True:
@@ -283,7 +396,7 @@ class Daemon:
 
     async def _serve_sink(self, *, task_status: trio.TaskStatus[None]) -> None:
         policy = policy_from_settings(self.settings.supervisor.restart)
-        recv = self.records_recv
+        recv = self.sink_recv
         if self.publisher is not None:
             publisher = self.publisher
 
@@ -298,6 +411,18 @@ class Daemon:
         async with recv:
             await serve_restarting(
                 "sink", child, policy, self.children["sink"], task_status=task_status
+            )
+
+    async def _serve_books(self, books: Books, *, task_status: trio.TaskStatus[None]) -> None:
+        policy = policy_from_settings(self.settings.supervisor.restart)
+        recv, send = self.records_recv, self.sink_send
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            await books.serve(recv.clone(), send.clone(), task_status=task_status)
+
+        async with recv, send:
+            await serve_restarting(
+                "books", child, policy, self.children["books"], task_status=task_status
             )
 
     async def _serve_normalizer(self, *, task_status: trio.TaskStatus[None]) -> None:

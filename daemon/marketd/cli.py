@@ -37,14 +37,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
     from marketd.app import run_daemon
+    from marketd.telemetry import tracing
 
-    return trio.run(run_daemon, _load(args))
+    settings = _load(args)
+    with tracing(settings.telemetry):
+        return trio.run(run_daemon, settings)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from marketd.demo import run_demo
+    from marketd.telemetry import tracing
 
-    return run_demo(_load(args), args)
+    settings = _load(args)
+    with tracing(settings.telemetry):
+        return run_demo(settings, args)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

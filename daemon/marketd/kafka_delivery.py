@@ -262,6 +262,8 @@ class Chunk:
     error: Exception | None = None
     error_at: int | None = None
     at_send: bool = True
+    # Added to every record's headers: the W3C trace context of this chunk's publish span.
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def sort_out(

@@ -70,7 +70,11 @@ class PartitionBatch:
 
 
 async def build_batches(
-    producer: Any, router: PartitionRouter, records: list[Record], max_request_bytes: int
+    producer: Any,
+    router: PartitionRouter,
+    records: list[Record],
+    max_request_bytes: int,
+    extra_headers: tuple[tuple[str, bytes], ...] = (),
 ) -> tuple[list[PartitionBatch], Exception | None, int]:
     """Append ``records`` in order to one builder per partition (a further one when a
     builder is full: ``max_batch_size`` holds). Returns the batches in creation order
@@ -90,7 +94,7 @@ async def build_batches(
             except Exception as exc:  # no metadata for the topic in time, ...
                 return out, exc, i
         batch = current.get(tp)
-        headers = list(r.headers)
+        headers = [*r.headers, *extra_headers]
         if (
             batch is None
             or (meta := batch.builder.append(timestamp=None, key=r.key, value=r.value,
@@ -101,7 +105,7 @@ async def build_batches(
             out.append(batch)
             meta = batch.builder.append(timestamp=None, key=r.key, value=r.value, headers=headers)
         if meta.size > near_limit and (error := _too_large(r, headers, max_request_bytes)):
-            _rebuild(producer, batch, records)  # without records[i]
+            _rebuild(producer, batch, records, extra_headers)  # without records[i]
             return [b for b in out if b.indices], error, i
         batch.indices.append(i)
     return out, None, len(records)
@@ -110,7 +114,9 @@ async def build_batches(
 async def hand_over(producer: Any, router: PartitionRouter, chunk: Chunk) -> None:
     """Hand ``chunk`` to ``producer`` (runs in asyncio): its batches, in creation order,
     until one cannot be handed over (its records and the later ones stay unsent)."""
-    batches, error, stop = await build_batches(producer, router, chunk.records, MAX_REQUEST_BYTES)
+    batches, error, stop = await build_batches(
+        producer, router, chunk.records, MAX_REQUEST_BYTES, chunk.headers
+    )
     if error is not None:  # records[stop] is too large, or its topic unknown
         chunk.error, chunk.error_at = error, stop
     for batch in batches:
@@ -139,11 +145,16 @@ def _too_large(r: Record, headers: list[Any], limit: int) -> Exception | None:
     return error
 
 
-def _rebuild(producer: Any, batch: PartitionBatch, records: list[Record]) -> None:
+def _rebuild(
+    producer: Any,
+    batch: PartitionBatch,
+    records: list[Record],
+    extra_headers: tuple[tuple[str, bytes], ...],
+) -> None:
     batch.builder = producer.create_batch()
     for i in batch.indices:
         r = records[i]
         meta = batch.builder.append(
-            timestamp=None, key=r.key, value=r.value, headers=list(r.headers)
+            timestamp=None, key=r.key, value=r.value, headers=[*r.headers, *extra_headers]
         )
         assert meta is not None  # they fitted before

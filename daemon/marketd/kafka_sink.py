@@ -64,7 +64,7 @@ from marketd.kafka_delivery import (
 from marketd.kafka_partition import PartitionRouter, hand_over
 from marketd.logs import RateLimitedLog
 from marketd.records import Record
-from marketd.telemetry import end_span, start_span
+from marketd.telemetry import end_span, kafka_headers, start_span
 
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics", "serve_kafka_publisher"]
 
@@ -221,6 +221,7 @@ class KafkaPublisher:
             sp = start_span("kafka.publish", records=len(item.records))
             if sp.is_recording():
                 self._spans[id(item)] = sp
+                item.headers = kafka_headers(sp)
             self._held = records[start + step :]
             try:
                 await aio_as_trio(hand_over)(self._producer, self._router, item)

@@ -24,7 +24,9 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def daemon_config(fx: FakeExchange, bootstrap: str, raw: str, depth: str) -> dict[str, Any]:
+def daemon_config(
+    fx: FakeExchange, bootstrap: str, raw: str, depth: str, orderbook: str = "test.orderbook"
+) -> dict[str, Any]:
     return {
         "binance": {
             "spot_ws_url": fx.urls["spot_ws_url"],
@@ -43,7 +45,10 @@ def daemon_config(fx: FakeExchange, bootstrap: str, raw: str, depth: str) -> dic
                 "streams": ["!miniTicker@arr"],
             },
         ],
-        "kafka": {"bootstrap_servers": bootstrap, "topics": {"raw": raw, "depth": depth}},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": {"raw": raw, "depth": depth, "orderbook": orderbook},
+        },
         "log": {"format": "json", "stats_interval_s": 1.0},
         "shutdown": {"grace_s": 20.0},
     }
@@ -186,9 +191,9 @@ async def test_sigterm_under_load_flushes_everything_received(
     kafka_topic: Callable[[str], str],
     consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
 ) -> None:
-    raw, depth = kafka_topic("raw"), kafka_topic("depth")
+    raw, depth, books = kafka_topic("raw"), kafka_topic("depth"), kafka_topic("orderbook")
     with FakeExchange(tmp_path, "--symbols", "3", "--seed", "12", "--rate", "2000") as fx:
-        config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
+        config = daemon_config(fx, kafka_broker.bootstrap, raw, depth, books)
         with Daemon(tmp_path, config) as daemon:
             daemon.wait_ready()
             wait_until(
@@ -198,9 +203,13 @@ async def test_sigterm_under_load_flushes_everything_received(
             )
             assert daemon.stop(timeout=30) == 0, daemon.log_tail()
             stats = final_statistics(daemon.log_path.read_text())
-    # Everything the normalizer accepted was acknowledged by Kafka before exit ...
-    assert stats["records"] == stats["delivered"] > 3000
-    records = await consume_kafka([raw, depth], until=lambda rs: len(rs) >= stats["delivered"])
+    # Everything the normalizer accepted (and every book snapshot) was acknowledged by
+    # Kafka before exit ...
+    assert stats["records"] + stats["book_snapshots"] == stats["delivered"]
+    assert stats["records"] > 3000
+    # (The orderbook topic exists only once a book was synced and published.)
+    topics = [raw, depth, books] if stats["book_snapshots"] else [raw, depth]
+    records = await consume_kafka(topics, until=lambda rs: len(rs) >= stats["delivered"])
     assert len(records) == stats["delivered"]
     # ... and what reached Kafka has no holes: consecutive ids per symbol up to the end.
     for symbol, trades in trades_by_symbol(records, "trade").items():

@@ -7,6 +7,7 @@ with ``trio.from_thread`` to publish alerts or restart the server.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import Callable
@@ -59,6 +60,10 @@ async def in_browser(
     def run() -> T:
         from playwright.sync_api import sync_playwright
 
+        # Playwright runs its own asyncio loop in this thread. Once trio-asyncio has been
+        # imported (by other tests in the session) its policy would hand out a trio loop;
+        # trio-asyncio scopes set_event_loop_policy() to the calling thread.
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=str(CHROMIUM), args=[*LAUNCH_ARGS, *extra_args], timeout=20_000

@@ -20,12 +20,7 @@ PROMETHEUS_GENERATED = {"up"}
 # PLANNED metrics: used by the dashboard/alerts before the daemon exports them. Remove each
 # entry when its metric lands (the tests then check it against a live scrape).
 PLANNED = {
-    "marketd_alerts_detected_total": "issue 3: detector, {rule,direction}",
-    "marketd_gateway_clients": "issue 3: gateway",
-    "marketd_gateway_clients_dropped_total": "issue 3: gateway, {reason}",
-    "marketd_http_request_duration_seconds_bucket": "issue 5: web.py, {route,method}",
     "marketd_spool_bytes": "spool (later issue)",
-    "marketd_ready": "issue 5: 1 when /readyz is 200 (lead's wiring in app.py)",
 }
 
 

@@ -180,11 +180,6 @@ async def test_not_under_systemd_serve_just_sleeps() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="needs the lead's wiring of marketd.systemd into Daemon.run (issue 5); "
-    "remove this marker when it lands (strict: an XPASS fails)",
-    strict=True,
-)
 def test_daemon_sends_ready_watchdog_and_stopping(listener: Listener) -> None:
     """A real ``marketd demo`` under a fake systemd: READY=1, WATCHDOG=1 while it runs,
     STOPPING=1 when the duration is over, in that order."""

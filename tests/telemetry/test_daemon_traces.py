@@ -1,10 +1,5 @@
 """A real daemon exports its spans to a real OTLP/HTTP receiver; Kafka records carry the
 W3C trace context of the batch that published them.
-
-Both need the lead's wiring (issue 5): ``marketd.telemetry.tracing(settings.telemetry)``
-around ``trio.run`` in the ``run``/``demo`` commands, and each chunk's ``kafka_headers``
-appended to its records' headers. Remove the xfail markers when it lands (strict: an
-XPASS fails, as a reminder).
 """
 
 from __future__ import annotations
@@ -21,10 +16,6 @@ from otlp_receiver import OtlpReceiver
 
 from marketd.devkafka import ConsumedRecord
 
-WIRING = pytest.mark.xfail(
-    reason="needs the lead's wiring of marketd.telemetry (issue 5)", strict=True
-)
-
 
 def run_demo(env: dict[str, str], duration: float = 3.0) -> subprocess.CompletedProcess[str]:
     args = ["--symbols", "2", "--duration", str(duration), "--listen", "127.0.0.1:0"]
@@ -40,7 +31,6 @@ def run_demo(env: dict[str, str], duration: float = 3.0) -> subprocess.Completed
 
 
 @pytest.mark.slow
-@WIRING
 def test_demo_exports_feed_spans_with_parentage(otlp: OtlpReceiver) -> None:
     done = run_demo({"MARKETD_TELEMETRY__OTLP_ENDPOINT": otlp.url})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -59,7 +49,6 @@ def test_demo_exports_feed_spans_with_parentage(otlp: OtlpReceiver) -> None:
 
 @pytest.mark.slow
 @pytest.mark.kafka
-@WIRING
 async def test_kafka_records_carry_the_trace_context_of_their_publish_span(
     otlp: OtlpReceiver,
     kafka_broker: Any,

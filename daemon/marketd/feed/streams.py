@@ -174,7 +174,7 @@ def plan_connections(
 
 def subscribes_per_second(messages_per_second: float) -> int:
     """Whole SUBSCRIBEs per second that, with a pong, stay within the budget (at least 1)."""
-    return max(1, math.floor(messages_per_second - PONG_RESERVE_PER_SECOND + 1e-9))
+    return max(1, math.floor(messages_per_second - PONG_RESERVE_PER_SECOND))
 
 
 def subscribe_interval(messages_per_second: float) -> float:
