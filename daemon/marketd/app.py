@@ -38,6 +38,7 @@ from marketd.pipeline import Normalizer
 from marketd.records import FrameBatch, Market, Record
 from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.systemd import notify_stopping, serve_systemd_notify
+from marketd.tap import serve_tap
 from marketd.web import create_app, serve_http
 
 log = structlog.get_logger(__name__)
@@ -73,35 +74,39 @@ class Daemon:
         self.children: dict[str, ChildState] = {
             name: ChildState(name) for name in ("sink", "normalizer", "books")
         }
-        self.frames_send, self.frames_recv = trio.open_memory_channel[FrameBatch](
-            settings.pipeline.channel_capacity
-        )
-        self.records_send, self.records_recv = trio.open_memory_channel[list[Record]](
-            settings.pipeline.channel_capacity
-        )
-        # With books, the normalizer's records pass through the books stage to the sink.
-        self.sink_send, self.sink_recv = (
-            trio.open_memory_channel[list[Record]](settings.pipeline.channel_capacity)
-            if self.books is not None
-            else (self.records_send, self.records_recv)
-        )
+        cap = settings.pipeline.channel_capacity
+        self.frames_send, self.frames_recv = trio.open_memory_channel[FrameBatch](cap)
+        # normalizer → [books] → [tap] → sink; the tap copies the detector's input.
+        self.records_send, self.records_recv = _records_channel(cap)
+        upstream = self.records_recv
+        if self.books is not None:
+            self.books_in = upstream
+            self.books_send, self.books_recv = _records_channel(cap)
+            upstream = self.books_recv
         self.children["detector"] = ChildState("detector")
         gw = settings.gateway
         self.hub = AlertHub(history=gw.history, replay=gw.replay, client_queue=gw.client_queue)
         self.rules: RulesStore | None = None
         self.detector: DetectorService | None = None
-        self.detector_batches: trio.MemoryReceiveChannel[list[Record]] | None = None
-        if settings.alerts.enabled:
+        self.tap_in: trio.MemoryReceiveChannel[list[Record]] | None = None
+        alerts = settings.alerts
+        if alerts.enabled:
+            if alerts.source == "kafka" and not settings.kafka.enabled:
+                raise ConfigError(
+                    ["alerts.source: 'kafka' needs kafka.bootstrap_servers (or use 'pipeline')"]
+                )
             try:
-                self.rules = RulesStore(settings.alerts)
+                self.rules = RulesStore(alerts)
             except RulesError as exc:
                 raise ConfigError([f"alerts.rules (stored): {p}" for p in exc.problems]) from exc
             self.detector = DetectorService(
-                settings.alerts, self.rules, kafka=settings.kafka, listeners=(self.hub,)
+                alerts, self.rules, kafka=settings.kafka, listeners=(self.hub,)
             )
-            if not settings.kafka.enabled:
-                # Subscribed before the bus runs: the detector sees every published batch.
-                self.detector_batches = self.bus.subscribe()
+            if alerts.source == "pipeline":
+                self.tap_in = upstream
+                self.detector_send, self.detector_recv = _records_channel(cap)
+                self.sink_send, upstream = _records_channel(cap)
+        self.sink_recv = upstream
         self._feeds_scope = trio.CancelScope()
         self.http_shutdown = trio.Event()
         self.app = create_app(self.readiness, self.registry_for(registry))
@@ -211,9 +216,12 @@ class Daemon:
         queued: dict[tuple[str, ...], float] = {
             ("frames",): self.frames_send.statistics().current_buffer_used,
             ("records",): self.records_send.statistics().current_buffer_used,
+            ("sink",): self.sink_recv.statistics().current_buffer_used,
         }
         if self.books is not None:
-            queued[("sink",)] = self.sink_send.statistics().current_buffer_used
+            queued[("books",)] = self.books_send.statistics().current_buffer_used
+        if self.tap_in is not None:
+            queued[("detector",)] = self.detector_send.statistics().current_buffer_used
         yield gauge(
             "marketd_channel_queued_batches",
             "Batches waiting in each bounded pipeline channel.",
@@ -311,7 +319,7 @@ class Daemon:
             # Background services, cancelled once the pipeline has drained.
             async with trio.open_nursery() as services:
                 services.start_soon(self._log_periodically)
-                if self.detector is not None and self.detector_batches is None:
+                if self.detector is not None and self.tap_in is None:
                     # On Kafka the detector runs until cancelled, apart from the drain.
                     services.start_soon(self._serve_detector, None)
                 with trio.CancelScope() as pipeline_scope:
@@ -350,8 +358,9 @@ class Daemon:
     async def _start_pipeline(self, pipeline: trio.Nursery) -> None:
         """Start the stages in dependency order: sink, detector, books, normalizer, feeds."""
         await pipeline.start(self._serve_sink)
-        if self.detector_batches is not None:
-            await pipeline.start(self._serve_detector, self.detector_batches)
+        if self.tap_in is not None:
+            await pipeline.start(self._serve_detector, self.detector_recv)
+            await pipeline.start(self._serve_tap, self.tap_in)
         if self.books is not None:
             await pipeline.start(self._serve_books, self.books)
         await pipeline.start(self._serve_normalizer)
@@ -379,8 +388,15 @@ class Daemon:
         policy = policy_from_settings(self.settings.supervisor.restart)
 
         async def child(*, task_status: trio.TaskStatus[None]) -> None:
-            own = batches.clone() if batches is not None else None
-            await serve_detector(detector, own, task_status=task_status)
+            if batches is None:
+                await serve_detector(detector, None, task_status=task_status)
+                return
+            await detector.serve_channel(
+                batches.clone(),
+                alerts_out=self.sink_send.clone(),
+                alerts_topic=self.settings.kafka.topics.alerts,
+                task_status=task_status,
+            )
 
         async with contextlib.AsyncExitStack() as stack:
             if batches is not None:
@@ -415,7 +431,7 @@ class Daemon:
 
     async def _serve_books(self, books: Books, *, task_status: trio.TaskStatus[None]) -> None:
         policy = policy_from_settings(self.settings.supervisor.restart)
-        recv, send = self.records_recv, self.sink_send
+        recv, send = self.books_in, self.books_send
 
         async def child(*, task_status: trio.TaskStatus[None]) -> None:
             await books.serve(recv.clone(), send.clone(), task_status=task_status)
@@ -424,6 +440,32 @@ class Daemon:
             await serve_restarting(
                 "books", child, policy, self.children["books"], task_status=task_status
             )
+
+    async def _serve_tap(
+        self,
+        tap_in: trio.MemoryReceiveChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        alerts = self.settings.alerts
+        markets = [Market(m) for m in alerts.markets]
+        out, tapped = self.sink_send, self.detector_send
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            await serve_tap(
+                tap_in.clone(),
+                out.clone(),
+                tapped.clone(),
+                alerts.kinds,
+                markets,
+                task_status=task_status,
+            )
+
+        async with tap_in, out, tapped:
+            await serve_restarting(
+                "tap", child, policy_from_settings(self.settings.supervisor.restart),
+                ChildState("tap"), task_status=task_status,
+            )  # fmt: skip
 
     async def _serve_normalizer(self, *, task_status: trio.TaskStatus[None]) -> None:
         policy = policy_from_settings(self.settings.supervisor.restart)
@@ -454,6 +496,12 @@ class Daemon:
 
     async def _feed_child(self, feed: Feed) -> None:
         await feed.serve(self.frames_send.clone())
+
+
+def _records_channel(
+    capacity: int,
+) -> tuple[trio.MemorySendChannel[list[Record]], trio.MemoryReceiveChannel[list[Record]]]:
+    return trio.open_memory_channel[list[Record]](capacity)
 
 
 async def _cancel_if_stopped_early(

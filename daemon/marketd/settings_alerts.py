@@ -77,6 +77,10 @@ class RuleSettings:
 @attrs.frozen
 class AlertSettings:
     enabled: bool = True
+    # Where the detector reads prices: "pipeline" (this process's own stream, the
+    # default) or "kafka" (the raw topic in a consumer group: replicas share symbols by
+    # partition, alerts are published exactly once with Kafka transactions).
+    source: str = attrs.field(default="pipeline", validator=one_of(("pipeline", "kafka")))
     # Event kinds that feed the detector (Binance event types).
     kinds: tuple[str, ...] = attrs.field(default=("24hrMiniTicker",), validator=_kinds)
     # Markets watched.

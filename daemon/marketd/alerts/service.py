@@ -18,6 +18,8 @@ the rules file is re-read every ``RULES_POLL_S`` in case another process changed
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +30,7 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.alerts.detector import Detector, wall_ms
-from marketd.alerts.encoding import TickReader
+from marketd.alerts.encoding import TickReader, alert_record
 from marketd.alerts.model import Alert, AlertListener
 from marketd.alerts.rules import RulesError, RulesStore
 from marketd.config import KafkaSettings
@@ -208,11 +210,21 @@ class DetectorService:
         self,
         batches: trio.abc.ReceiveChannel[list[Record]],
         *,
+        alerts_out: trio.abc.SendChannel[list[Record]] | None = None,
+        alerts_topic: str = "alerts",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Detect on record batches until the channel ends (then return) or cancelled."""
+        """Detect on record batches until the channel ends (then return) or cancelled.
+
+        With ``alerts_out`` (the daemon's sink: Kafka or the embedded bus), every alert is
+        also sent there as a record on ``alerts_topic``, keyed by symbol; that channel is
+        closed when this returns.
+        """
         reader = self.reader
-        async with batches:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(batches)
+            if alerts_out is not None:
+                await stack.enter_async_context(alerts_out)
             self.running = True
             try:
                 task_status.started()
@@ -223,6 +235,11 @@ class DetectorService:
                         alerts = self.detector.observe_many(ticks)
                         if alerts:
                             self.deliver(alerts)
+                            if alerts_out is not None:
+                                await alerts_out.send(
+                                    [alert_record(a, alerts_topic) for a in alerts]
+                                )
+                                self.alerts_published += len(alerts)
             finally:
                 self.running = False
 
