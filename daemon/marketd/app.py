@@ -370,11 +370,7 @@ class Daemon:
             http=self.http_binds,
             feeds=len(self.feeds),
             sink="kafka" if self.publisher else "memory-bus",
-            detector="off"
-            if self.detector is None
-            else "kafka"
-            if self.settings.kafka.enabled
-            else "memory-bus",
+            detector="off" if self.detector is None else self.settings.alerts.source,
         )
 
     async def _serve_detector(

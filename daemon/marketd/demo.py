@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 
 import attrs
+import structlog
 import trio
 
 from marketd.config import Settings, Subscription
 from marketd.records import Market
+
+log = structlog.get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +62,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     config = FakeExchangeConfig(symbols=args.symbols, seed=args.seed, rate=args.rate)
     async with open_fake_exchange(config) as fx:
         names = [m.spec.symbol for m in fx.model(Market.SPOT).symbols]
+        log.info("demo fake exchange", **fx.urls())
         daemon = Daemon(demo_settings(settings, fx.urls(), names))
         stop = trio.Event()
         try:
