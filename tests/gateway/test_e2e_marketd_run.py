@@ -85,9 +85,7 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                 import time
 
                 time.sleep(2.5)
-                jumped = fx.control(
-                    "jump", {"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0}
-                )
+                jumped = fx.control("jump", {"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0})
                 page.wait_for_selector("#alerts > li.card", timeout=15_000)
                 (card,) = cards(page)
                 assert card["symbol"] == "BTCUSDT"

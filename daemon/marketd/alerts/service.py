@@ -19,7 +19,6 @@ the rules file is re-read every ``RULES_POLL_S`` in case another process changed
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
