@@ -18,6 +18,7 @@ from marketd.backfill import Backfiller
 from marketd.logs import RateLimitedLog
 from marketd.records import FrameBatch, Record
 from marketd.sequence import Gap, TradeSequencer
+from marketd.telemetry import span
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +93,13 @@ class Normalizer:
     async def _process(
         self, batch: FrameBatch, records_out: trio.abc.SendChannel[list[Record]]
     ) -> None:
+        with span("pipeline.normalize", connection=batch.connection, frames=len(batch.frames)):
+            out = await self._normalize(batch)
+        if out:
+            self.records += len(out)
+            await records_out.send(out)
+
+    async def _normalize(self, batch: FrameBatch) -> list[Record]:
         result = self.decoder.decode_batch(batch)
         market = batch.market.value
         self.frames += len(batch.frames)
@@ -125,15 +133,14 @@ class Normalizer:
                 self.sequencer.advance(record)
                 out.append(record)
             events[(record.market.value, record.kind)] += 1
-        if out:
-            self.records += len(out)
-            await records_out.send(out)
+        return out
 
     async def _fill(self, gap: Gap) -> list[Record]:
         if self.backfiller is None:
             log.warning("trade gap not backfilled (backfill disabled)", gap=str(gap))
             return []
-        filled = await self.backfiller.fill(gap)
+        with span("pipeline.backfill", symbol=gap.symbol, kind=gap.kind, missing=gap.size):
+            filled = await self.backfiller.fill(gap)
         emit = log.info if len(filled) == gap.size else log.warning
         emit(
             "trade gap backfilled",

@@ -38,6 +38,7 @@ from marketd.logs import RateLimitedLog
 from marketd.metrics import counter, gauge
 from marketd.records import Record
 from marketd.settings_alerts import AlertSettings
+from marketd.telemetry import span
 
 log = structlog.get_logger(__name__)
 
@@ -231,9 +232,11 @@ class DetectorService:
                     self.sync_rules()
                     ticks = reader.ticks(batch)
                     if ticks:
-                        alerts = self.detector.observe_many(ticks)
+                        with span("alerts.detect", ticks=len(ticks)):
+                            alerts = self.detector.observe_many(ticks)
                         if alerts:
-                            self.deliver(alerts)
+                            with span("alerts.deliver", alerts=len(alerts)):
+                                self.deliver(alerts)
                             if alerts_out is not None:
                                 await alerts_out.send(
                                     [alert_record(a, alerts_topic) for a in alerts]

@@ -31,6 +31,7 @@ from marketd.errors import RestError
 from marketd.records import Market
 from marketd.rest import RestResponse, http_get
 from marketd.settings_books import BookSettings
+from marketd.telemetry import span
 
 log = structlog.get_logger(__name__)
 
@@ -169,11 +170,13 @@ class SnapshotScheduler:
             nursery.start_soon(self._fetch, lane, symbol, nursery)
 
     async def _fetch(self, lane: Lane, symbol: str, nursery: trio.Nursery) -> None:
-        try:
-            status, snapshot = await self._get(lane, symbol)
-        finally:
-            lane.in_flight -= 1
-            lane.slots.release()
+        with span("book.resync", market=lane.market.value, symbol=symbol) as sp:
+            try:
+                status, snapshot = await self._get(lane, symbol)
+            finally:
+                lane.in_flight -= 1
+                lane.slots.release()
+            sp.set_attribute("status", status)
         lane.statuses[status] += 1
         if status in ("429", "418"):
             # The lane is blocked; this symbol goes first once it opens again.
