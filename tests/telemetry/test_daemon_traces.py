@@ -45,6 +45,14 @@ def test_demo_exports_feed_spans_with_parentage(otlp: OtlpReceiver) -> None:
             assert sp.trace_id == parent.trace_id
     assert {s.service for s in otlp.spans} == {"marketd"}
     assert all(s.parent_span_id == "" for s in sessions.values())  # no span around feeds
+    # Batch-level spans of the other stages: one per batch / snapshot, never per message.
+    normalize = otlp.named("pipeline.normalize")
+    assert normalize
+    assert all(int(str(sp.attributes["frames"])) >= 1 for sp in normalize)
+    assert {sp.attributes["connection"] for sp in normalize} <= connections
+    resyncs = otlp.named("book.resync")
+    assert {sp.attributes["status"] for sp in resyncs} == {"ok"}
+    assert {sp.attributes["symbol"] for sp in resyncs} == {"BTCUSDT", "ETHUSDT"}
 
 
 @pytest.mark.slow
