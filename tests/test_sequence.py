@@ -2,14 +2,16 @@ from marketd.records import Market, Record
 from marketd.sequence import Gap, TradeSequencer
 
 
-def rec(seq: int, *, kind: str = "trade", symbol: str = "BTCUSDT") -> Record:
+def rec(
+    seq: int, *, kind: str = "trade", symbol: str = "BTCUSDT", market: Market = Market.SPOT
+) -> Record:
     return Record(
         topic="marketdata.raw",
         key=symbol.encode(),
         value=b"",
         headers=(),
         received_ns=0,
-        market=Market.SPOT,
+        market=market,
         kind=kind,
         symbol=symbol,
         seq=seq,
@@ -49,7 +51,81 @@ def test_symbols_kinds_and_unsequenced_events_are_independent() -> None:
     seq.check(rec(10, symbol="BTCUSDT"))
     assert seq.check(rec(500, symbol="ETHUSDT")) is True
     assert seq.check(rec(7, kind="aggTrade")) is True
-    # Depth and tickers are not sequenced here: same seq twice still passes.
-    assert seq.check(rec(1, kind="depthUpdate")) is True
-    assert seq.check(rec(1, kind="depthUpdate")) is True
+    # Kinds without ids (tickers) are not sequenced: the same record twice passes.
+    assert seq.check(rec(0, kind="24hrMiniTicker")) is True
+    assert seq.check(rec(0, kind="24hrMiniTicker")) is True
     assert seq.check(rec(11, symbol="BTCUSDT")) is True
+
+
+def test_depth_diffs_drop_duplicates_and_allow_jumps() -> None:
+    seq = TradeSequencer()
+    assert [seq.check(rec(u, kind="depthUpdate")) for u in (100, 105, 105, 103, 130)] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+    # A jump in `u` is normal for depth (ids are not consecutive): never a Gap here.
+    assert seq.gaps == 0
+    assert seq.duplicates == 2
+    assert seq.duplicates_by_kind == {"depthUpdate": 2}
+    assert seq.last_ids[(Market.SPOT, "depthUpdate", "BTCUSDT")] == 130
+
+
+def test_book_ticker_drops_old_update_ids_per_symbol_and_market() -> None:
+    seq = TradeSequencer()
+    assert seq.check(rec(7, kind="bookTicker")) is True
+    assert seq.check(rec(7, kind="bookTicker")) is False
+    assert seq.check(rec(3, kind="bookTicker", symbol="ETHUSDT")) is True
+    assert seq.check(rec(7, kind="bookTicker", market=Market.USDM)) is True
+    assert seq.check(rec(9, kind="bookTicker")) is True
+    assert seq.duplicates_by_kind == {"bookTicker": 1}
+
+
+def test_kinds_are_counted_apart() -> None:
+    seq = TradeSequencer()
+    for kind, ids in (("trade", (1, 2, 2)), ("aggTrade", (5, 5, 4)), ("depthUpdate", (9, 9))):
+        for i in ids:
+            seq.check(rec(i, kind=kind))
+    assert seq.duplicates_by_kind == {"trade": 1, "aggTrade": 2, "depthUpdate": 1}
+    assert seq.duplicates == 4
+
+
+def published(seq: TradeSequencer, records: list[Record]) -> tuple[list[int], list[Gap]]:
+    """What the pipeline would publish (gaps noted, then the record) and the gaps."""
+    out: list[int] = []
+    gaps: list[Gap] = []
+    for r in records:
+        verdict = seq.check(r)
+        if isinstance(verdict, Gap):
+            gaps.append(verdict)
+            seq.advance(r)
+            out.append(r.seq)
+        elif verdict:
+            out.append(r.seq)
+    return out, gaps
+
+
+def test_handover_in_contiguous_runs_needs_no_backfill() -> None:
+    # The feed hands on the old connection's frames up to its close, then the
+    # successor's (which started before the old one closed): one overlap, no gap.
+    seq = TradeSequencer()
+    old = [rec(i) for i in range(100, 106)] + [rec(u, kind="depthUpdate") for u in (10, 20)]
+    new = [rec(i) for i in range(103, 110)] + [rec(u, kind="depthUpdate") for u in (20, 30)]
+    trades, gaps = published(seq, [r for r in old + new if r.kind == "trade"])
+    assert trades == list(range(100, 110))
+    assert gaps == []
+    depth, _ = published(seq, [r for r in old + new if r.kind == "depthUpdate"])
+    assert depth == [10, 20, 30]
+    assert seq.duplicates_by_kind == {"trade": 3, "depthUpdate": 1}
+
+
+def test_interleaved_connections_would_cost_a_backfill() -> None:
+    # Why the feed does not interleave two connections: the newer id first opens a gap
+    # (backfilled from REST, in order), then the old connection's ids are duplicates.
+    seq = TradeSequencer()
+    out, gaps = published(seq, [rec(100), rec(105), rec(101), rec(102), rec(106)])
+    assert gaps == [Gap(Market.SPOT, "trade", "BTCUSDT", 101, 104)]
+    assert out == [100, 105, 106]
+    assert seq.duplicates == 2

@@ -43,6 +43,7 @@ class ServerConn:
     # (trio time, parsed JSON) of every text message the client sent.
     requests: list[tuple[float, dict[str, object]]] = attrs.field(factory=list)
     close_code: int | None = None
+    closed_at: float | None = None
 
     async def send(self, frame: str | bytes) -> None:
         await self.ws.send_message(frame)
@@ -119,6 +120,7 @@ class WsServer:
         except* ConnectionClosed:
             pass
         finally:
+            conn.closed_at = trio.current_time()
             conn.closed.set()
             self._changed.unpark_all()
 

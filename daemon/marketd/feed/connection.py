@@ -1,20 +1,35 @@
-"""One Binance WebSocket connection, kept alive forever (trio).
+"""One Binance WebSocket connection plan, kept alive forever (trio).
 
 A :class:`Feed` runs one :class:`~marketd.feed.streams.ConnectionPlan`: it connects
 (opening the TCP/TLS stream itself and wrapping it with trio-websocket, so the socket is
 always closed), subscribes (streams in the URL, or paced ``SUBSCRIBE`` messages whose acks
 are checked by id), reads frames and hands data frames on in :class:`FrameBatch` es.
-It reconnects, forever, on the retryable errors only, with capped jittered backoff:
+
+Unplanned ends reconnect, forever, on the retryable errors only, with capped jittered
+backoff (break, then make; the pipeline backfills the trades missed meanwhile):
 
 * ``error`` — connect/handshake failure, timeout, an error reply from the exchange;
 * ``closed`` — the peer closed the connection or it dropped;
 * ``stale`` — no frame for ``stale_after_s`` (time spent waiting on downstream
-  backpressure does not count);
-* ``rotation`` — the connection is older than ``rotate_after_s`` (Binance cuts at 24 h);
-* ``server_shutdown`` — the exchange announced ``serverShutdown``.
+  backpressure does not count).
 
-A planned reconnect (rotation, server shutdown) of a connection that was healthy for
-``reconnect.reset_after_s`` is immediate; every other reconnect waits the backoff delay.
+Planned replacements are **make-before-break** (a *handover*):
+
+* ``rotation`` — the connection is older than ``rotate_after_s`` (Binance cuts at 24 h);
+* ``server_shutdown`` — the exchange announced ``serverShutdown`` (it will go away soon).
+
+The old connection keeps delivering while a successor connects and subscribes; the
+successor's frames are *held* (its own bounded buffer) meanwhile. Once the successor is
+subscribed and the overlap is proven (a frame delivered by both, see
+:mod:`marketd.feed.handover`) — or ``HANDOVER_GRACE_S`` after its first data frame, or
+``HANDOVER_MAX_S`` after its subscription when its streams are quiet — the old connection
+is closed (close handshake; frames already read are kept), and the held frames follow the
+old connection's last frame, minus the prefix that repeats it. So each connection's frames
+reach downstream in one contiguous run, old before new: no interleaving, no gap, and what
+duplicates remain (frames not byte-identical across connections) are sequenced kinds that
+:class:`~marketd.sequence.TradeSequencer` drops. A successor that fails is retried with
+backoff while the old connection keeps serving. A replacement of a connection that was
+healthy for ``reconnect.reset_after_s`` starts at once; otherwise after the backoff delay.
 
 Frames: control frames (acks, error replies, ``serverShutdown``) are handled here and not
 forwarded; everything else — including binary frames (decoded as UTF-8) and frames that
@@ -53,6 +68,8 @@ from marketd.config import BinanceSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
 from marketd.feed.buffer import FrameBuffer
 from marketd.feed.control import Ack, ErrorReply, parse_control
+from marketd.feed.handover import Overlap
+from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_second_for
 from marketd.records import FrameBatch
@@ -91,13 +108,18 @@ _BATCH_WAIT_S = 0.001
 # How long a cancelled feed may take to hand on the frames it has already read.
 DRAIN_TIMEOUT_S = 5.0
 
+# Handover: without proof of overlap, the old connection is closed this long after the
+# successor's first data frame, or this long after its subscription when nothing came.
+HANDOVER_GRACE_S = 0.25
+HANDOVER_MAX_S = 3.0
+
 
 class StaleFeed(FeedTimeout):
     """No frame arrived within ``binance.stale_after_s``: the connection is replaced."""
 
 
 class _Rotate(Exception):
-    """The connection reached ``binance.rotate_after_s`` and is replaced."""
+    """The connection reached ``binance.rotate_after_s`` and is replaced (a reason, not raised)."""
 
 
 @attrs.frozen
@@ -157,13 +179,15 @@ class Feed:
             self._target = _Target.parse(plan.url)
         except ValueError as exc:
             raise ConfigError([f"binance ws url of {plan.connection_id}: {exc}"]) from None
-        self._buffer = FrameBuffer(max(1, settings.max_frames_per_batch) * PENDING_BATCHES)
+        self._capacity = max(1, settings.max_frames_per_batch) * PENDING_BATCHES
+        self._buffer = FrameBuffer(self._capacity)
         self._ssl_context: ssl.SSLContext | None = None
         self._subscribed_once = trio.Event()
-        self._acks: dict[int, trio.Event] = {}
+        self._changed = trio.Event()
+        self._links = 0
+        self._primary: Link | None = None
+        self._successor: Link | None = None
         # Statistics.
-        self._connected = False
-        self._subscribed = False
         self._connects = 0
         self._reconnects = dict.fromkeys(RECONNECT_REASONS, 0)
         self._frames_received = 0
@@ -172,11 +196,9 @@ class Feed:
         self._batches_sent = 0
         self._last_frame_at: float | None = None
         self._last_error = ""
-        self._busy = False
-        # The staleness reference: last frame, or connect, or end of a backpressure wait
-        # (infinite during one).
-        self._alive_at = 0.0
-        self._subscribed_at: float | None = None
+        # Make-before-break handovers completed, and overlap frames they dropped.
+        self.handovers = 0
+        self.overlap_frames_dropped = 0
 
     @property
     def connection_id(self) -> str:
@@ -186,21 +208,22 @@ class Feed:
         age = None
         if self._last_frame_at is not None:
             age = max(0.0, trio.current_time() - self._last_frame_at)
+        primary, successor = self._primary, self._successor
         return FeedStatistics(
             connection_id=self.plan.connection_id,
             market=self.plan.market,
             route=self.plan.route.value,
             url=self.plan.url,
             streams=len(self.plan.streams),
-            connected=self._connected,
-            subscribed=self._subscribed,
+            connected=primary is not None and primary.connected,
+            subscribed=primary is not None and primary.subscribed,
             connects=self._connects,
             reconnects=dict(self._reconnects),
             frames_received=self._frames_received,
             control_frames=self._control_frames,
             frames_forwarded=self._frames_forwarded,
             batches_sent=self._batches_sent,
-            frames_pending=len(self._buffer),
+            frames_pending=len(self._buffer) + (successor.pending() if successor else 0),
             last_frame_at=self._last_frame_at,
             last_frame_age_s=age,
             last_error=self._last_error,
@@ -216,19 +239,21 @@ class Feed:
 
         When cancelled (the daemon stops intake), frames already read are still handed
         on — shielded, for at most ``DRAIN_TIMEOUT_S`` — so a graceful stop loses nothing
-        that was received.
+        that was received (a successor's held frames follow the old connection's).
         """
         async with out:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._flush, out)
-                    nursery.start_soon(self._reconnect_forever)
+                    nursery.start_soon(self._supervise)
                     await self._subscribed_once.wait()
                     task_status.started()
             finally:
                 with trio.move_on_after(DRAIN_TIMEOUT_S) as drain:
                     drain.shield = True
                     await self._drain(out)
+                    if self._successor is not None:
+                        await self._drain_held(out, self._successor)
         raise AssertionError("unreachable: the feed's tasks never return")
 
     async def _drain(self, out: trio.abc.SendChannel[FrameBatch]) -> None:
@@ -244,6 +269,27 @@ class Feed:
             self._batches_sent += 1
             self._frames_forwarded += len(frames)
 
+    async def _drain_held(self, out: trio.abc.SendChannel[FrameBatch], link: Link) -> None:
+        """On shutdown mid-handover: the successor's held frames, after the old ones."""
+        held = link.held
+        if held is None or not len(held):
+            return
+        frames, received_ns = await held.take(len(held))
+        if link.overlap is not None:
+            dropped = link.overlap.duplicate_prefix(frames)
+            del frames[:dropped], received_ns[:dropped]
+        limit = max(1, self.settings.max_frames_per_batch)
+        market, connection = self.plan.market, self.plan.connection_id
+        for i in range(0, len(frames), limit):
+            chunk = slice(i, i + limit)
+            batch = FrameBatch(market, connection, frames[chunk], received_ns[chunk])
+            try:
+                await out.send(batch)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            self._batches_sent += 1
+            self._frames_forwarded += len(batch.frames)
+
     # -- batching ---------------------------------------------------------------------
 
     async def _flush(self, out: trio.abc.SendChannel[FrameBatch]) -> None:
@@ -255,45 +301,196 @@ class Feed:
             self._batches_sent += 1
             self._frames_forwarded += len(frames)
 
-    # -- connection lifecycle -----------------------------------------------------------
+    # -- supervision: reconnects and handovers --------------------------------------------
 
-    async def _reconnect_forever(self) -> NoReturn:
+    def _notify(self) -> None:
+        """Wake the supervisor: a link changed state."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_change(self, deadline: float = math.inf) -> None:
+        with trio.move_on_at(deadline):
+            await self._changed.wait()
+
+    def _start_link(self, nursery: trio.Nursery, *, successor: bool = False) -> Link:
+        self._links += 1
+        if successor:
+            held = FrameBuffer(self._capacity)
+            link = Link(self._links, held, held=held, overlap=Overlap(2 * self._capacity))
+        else:
+            link = Link(self._links, self._buffer)
+        nursery.start_soon(self._run_link, link)
+        return link
+
+    async def _run_link(self, link: Link) -> None:
+        try:
+            with link.scope:
+                await self._session(link)
+        except* RETRYABLE as group:
+            link.failure = _first_leaf(group)
+        finally:
+            link.connected = False
+            link.done.set()
+            self._notify()
+
+    async def _supervise(self) -> NoReturn:
         backoff = Backoff(policy_from_settings(self.settings.reconnect))
+        async with trio.open_nursery() as nursery:
+            link = self._primary = self._start_link(nursery)
+            while True:
+                while not link.done.is_set() and link.replace is None:
+                    await self._wait_change()
+                if link.done.is_set():
+                    delay = self._count_end(backoff, link)
+                    await trio.sleep(delay)
+                    link = self._start_link(nursery)
+                else:
+                    link = await self._hand_over(nursery, backoff, link)
+                self._primary = link
+
+    def _count_end(self, backoff: Backoff, link: Link) -> float:
+        """Count and log the end of the primary ``link``; return the delay before the next."""
+        failure = link.replace or link.failure or FeedError("connection ended")
+        healthy_for = link.healthy_for(trio.current_time())
+        backoff.ran_for(healthy_for)
+        reason = _reason(failure)
+        planned = reason in ("rotation", "server_shutdown")
+        if planned and healthy_for >= backoff.policy.reset_after:
+            delay = 0.0
+        else:
+            delay = backoff.next_delay()
+        self._reconnects[reason] += 1
+        self._last_error = _describe(failure)
+        # A planned reconnect is routine; anything else deserves attention.
+        emit = self._log.info if planned else self._log.warning
+        emit(
+            "feed.reconnect",
+            reason=reason,
+            error=self._last_error,
+            delay_s=round(delay, 3),
+            connected_for_s=round(healthy_for, 3),
+            attempt=backoff.attempt,
+        )
+        return delay
+
+    async def _hand_over(self, nursery: trio.Nursery, backoff: Backoff, old: Link) -> Link:
+        """Replace ``old`` make-before-break; return the promoted successor."""
+        delay = self._count_end(backoff, old)
+        started_at = trio.current_time()
+        deadline = started_at + delay
         while True:
-            started_at = trio.current_time()
-            self._subscribed_at = None
-            failure: BaseException | None = None
-            try:
-                await self._session()
-            except* RETRYABLE as group:
-                failure = _first_leaf(group)
-            except* _Rotate as group:
-                failure = _first_leaf(group)
-            if failure is None:  # pragma: no cover - a session only ends by raising
-                failure = FeedError("session ended without an error")
-            ended_at = trio.current_time()
-            subscribed_at = self._subscribed_at
-            healthy_for = 0.0 if subscribed_at is None else ended_at - subscribed_at
-            backoff.ran_for(healthy_for)
-            reason = _reason(failure)
-            planned = reason in ("rotation", "server_shutdown")
-            if planned and healthy_for >= backoff.policy.reset_after:
-                delay = 0.0
-            else:
-                delay = backoff.next_delay()
-            self._reconnects[reason] += 1
+            while not old.done.is_set() and trio.current_time() < deadline:
+                await self._wait_change(deadline)
+            if old.done.is_set():
+                # Gone before a successor was even started: a plain reconnect.
+                await trio.sleep_until(deadline)
+                return self._start_link(nursery)
+            new = self._successor = self._start_link(nursery, successor=True)
+            old.on_data = self._old_side(new)
+            await self._wait_promotable(old, new)
+            if not new.done.is_set() or old.done.is_set():
+                break
+            # The successor failed while the old connection still serves: try again.
+            failure = new.failure or FeedError("successor ended")
+            self._reconnects[_reason(failure)] += 1
             self._last_error = _describe(failure)
-            # A planned reconnect is routine; anything else deserves attention.
-            emit = self._log.info if planned else self._log.warning
-            emit(
-                "feed.reconnect",
-                reason=reason,
+            delay = backoff.next_delay()
+            self._log.warning(
+                "feed.handover_retry",
                 error=self._last_error,
                 delay_s=round(delay, 3),
-                connected_for_s=round(ended_at - started_at, 3),
-                attempt=backoff.attempt,
+                held_frames_dropped=new.pending(),  # the old connection delivers them too
             )
-            await trio.sleep(delay)
+            old.on_data = None
+            self._successor = None
+            deadline = trio.current_time() + delay
+        proven = new.overlap is not None and new.overlap.proven
+        if not old.done.is_set():
+            old.retire()
+        await old.done.wait()
+        old.on_data = None
+        dropped = await self._release_held(new)
+        self._successor = None
+        self.handovers += 1
+        self.overlap_frames_dropped += dropped
+        self._log.info(
+            "feed.handover",
+            proven=proven,
+            overlap_s=round(trio.current_time() - started_at - delay, 3),
+            overlap_frames_dropped=dropped,
+            old_failure=_describe(old.failure) if old.failure else "",
+        )
+        return new
+
+    async def _wait_promotable(self, old: Link, new: Link) -> None:
+        """Wait until ``new`` may replace ``old`` (or one of them ended)."""
+        while not (new.done.is_set() or old.done.is_set()):
+            now = trio.current_time()
+            deadline = math.inf
+            if new.subscribed_at is not None:
+                assert new.overlap is not None
+                assert new.held is not None
+                if new.overlap.proven or new.held.full:
+                    return
+                if new.first_data_at is not None:
+                    deadline = new.first_data_at + HANDOVER_GRACE_S
+                deadline = min(deadline, new.subscribed_at + HANDOVER_MAX_S)
+                if now >= deadline:
+                    return
+            await self._wait_change(deadline)
+
+    def _old_side(self, new: Link) -> Callable[[str], None]:
+        overlap = new.overlap
+        assert overlap is not None
+
+        def on_old(frame: str) -> None:
+            proven = overlap.proven
+            overlap.on_old(frame)
+            if overlap.proven and not proven:
+                self._notify()
+
+        return on_old
+
+    def _new_side(self, new: Link) -> Callable[[str], None]:
+        overlap = new.overlap
+        assert overlap is not None
+
+        def on_new(frame: str) -> None:
+            if new.first_data_at is None:
+                new.first_data_at = trio.current_time()
+                self._notify()
+            proven = overlap.proven
+            overlap.on_new(frame)
+            if overlap.proven and not proven:
+                self._notify()
+
+        return on_new
+
+    async def _release_held(self, link: Link) -> int:
+        """Move ``link``'s held frames behind the feed's, minus the overlap; forward its
+        frames directly from now on. Returns how many held frames were duplicates."""
+        held, main = link.held, self._buffer
+        if held is None:
+            return 0
+        dropped = 0
+        first = True
+        while len(held):
+            frames, received_ns = await held.take(len(held))
+            if first and link.overlap is not None:
+                dropped = link.overlap.duplicate_prefix(frames)
+                del frames[:dropped], received_ns[:dropped]
+            first = False
+            for frame, ns in zip(frames, received_ns, strict=True):
+                while main.full:
+                    await main.wait_space()
+                main.append_nowait(frame, ns)
+        # No checkpoint since `held` was seen empty: the reader now appends to `main`.
+        link.buffer = main
+        link.held = None
+        link.on_data = None
+        return dropped
+
+    # -- one connection -------------------------------------------------------------------
 
     async def _connect(self, nursery: trio.Nursery) -> tuple[WebSocketConnection, _Stream]:
         """Open the stream and do the WebSocket handshake, closing the stream on failure."""
@@ -334,12 +531,12 @@ class Feed:
             "check the network or raise binance.connect_timeout_s"
         )
 
-    async def _session(self) -> None:
-        """One connection, from connect to the error that ends it (always raises).
+    async def _session(self, link: Link) -> None:
+        """One connection, from connect to the error that ends it — or to its retirement.
 
         trio-websocket's reader runs in the outer nursery and our tasks in an inner one,
-        so that when one of ours ends the session the reader still sees the peer's reply
-        to our close frame.
+        so that when one of ours ends the session (or the link is retired: the inner
+        scope is cancelled) the reader still sees the peer's reply to our close frame.
         """
         plan, target = self.plan, self._target
         # The session's own tasks (watch, subscribe, read) run inside its span: intended.
@@ -349,37 +546,40 @@ class Feed:
             market=plan.market.value,
             streams=len(plan.streams),
             server=f"{target.host}:{target.port}",
+            successor=link.held is not None,
         ):
             async with trio.open_nursery() as ws_nursery:
                 try:
                     with span("feed.connect", tls=target.tls):
                         ws, stream = await self._connect(ws_nursery)
                     try:
-                        self._on_connected()
-                        connected_at = self._alive_at
+                        self._on_connected(link)
+                        connected_at = link.alive_at
                         rate = messages_per_second_for(self.plan.market, self.settings)
                         messages = self.plan.subscribe_messages(rate)
                         async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._watch, connected_at)
-                            nursery.start_soon(self._subscribe, ws, messages, connected_at)
-                            await self._read(ws)
+                            link.inner = nursery.cancel_scope
+                            if link.retiring:
+                                nursery.cancel_scope.cancel()
+                            nursery.start_soon(self._watch, link, connected_at)
+                            nursery.start_soon(self._subscribe, link, ws, messages, connected_at)
+                            await self._read(link, ws)
                     finally:
-                        self._connected = False
-                        self._subscribed = False
+                        link.connected = False
                         await self._close(ws, stream)
                 finally:
                     ws_nursery.cancel_scope.cancel()
 
-    def _on_connected(self) -> None:
+    def _on_connected(self, link: Link) -> None:
         self._connects += 1
-        self._connected = True
-        self._alive_at = trio.current_time()
-        self._acks.clear()
+        link.connected = True
+        link.connected_at = link.alive_at = trio.current_time()
         self._log.info(
             "feed.connected",
             url=self.plan.url[:200],
             streams=len(self.plan.streams),
             connects=self._connects,
+            successor=link.held is not None,
         )
 
     @staticmethod
@@ -398,6 +598,7 @@ class Feed:
 
     async def _subscribe(
         self,
+        link: Link,
         ws: WebSocketConnection,
         messages: tuple[SubscribeMessage, ...],
         connected_at: float,
@@ -406,7 +607,7 @@ class Feed:
         with span("feed.subscribe", messages=len(messages), streams=len(self.plan.streams)):
             for message in messages:
                 await trio.sleep_until(connected_at + message.at_s)
-                acked = self._acks[message.id] = trio.Event()
+                acked = link.acks[message.id] = trio.Event()
                 await ws.send_message(message.to_json())
                 with trio.move_on_after(timeout):
                     await acked.wait()
@@ -414,62 +615,79 @@ class Feed:
                     raise FeedTimeout(
                         f"SUBSCRIBE id {message.id} was not acknowledged within {timeout} s"
                     )
-        self._subscribed = True
-        self._subscribed_at = trio.current_time()
+        link.subscribed_at = trio.current_time()
+        if link.overlap is not None and link.held is not None:
+            # A successor: from now on its frames are proof candidates of the overlap.
+            link.on_data = self._new_side(link)
         self._log.info("feed.subscribed", streams=len(self.plan.streams), messages=len(messages))
         self._subscribed_once.set()
+        self._notify()
 
-    async def _watch(self, connected_at: float) -> NoReturn:
-        """Raise :class:`StaleFeed` or :class:`_Rotate` when it is time to replace."""
+    def _request_replace(self, link: Link, reason: BaseException) -> None:
+        if link.replace is None:
+            link.replace = reason
+            self._notify()
+
+    async def _watch(self, link: Link, connected_at: float) -> NoReturn:
+        """Ask for a replacement at ``rotate_after_s``; raise :class:`StaleFeed`."""
         stale_after = self.settings.stale_after_s
         rotate_at = connected_at + self.settings.rotate_after_s
         while True:
             now = trio.current_time()
-            if now >= rotate_at:
-                raise _Rotate(f"connection is {self.settings.rotate_after_s} s old")
-            stale_at = self._alive_at + stale_after
+            if now >= rotate_at and link.replace is None:
+                self._request_replace(
+                    link, _Rotate(f"connection is {self.settings.rotate_after_s} s old")
+                )
+            stale_at = link.stale_at(stale_after)
             if now >= stale_at:
                 raise StaleFeed(f"no frame for {stale_after} s")
-            await trio.sleep_until(min(rotate_at, stale_at, now + stale_after))
+            wake = min(stale_at, now + stale_after)
+            if link.replace is None:
+                wake = min(wake, rotate_at)
+            await trio.sleep_until(wake)
 
-    async def _read(self, ws: WebSocketConnection) -> NoReturn:
-        buffer = self._buffer
-        get_message = ws.get_message
+    async def _read(self, link: Link, ws: WebSocketConnection) -> NoReturn:
         receive_nowait = ws._recv_channel.receive_nowait
         queued: collections.deque[str | bytes] = collections.deque()
         try:
-            await self._read_loop(ws, buffer, get_message, receive_nowait, queued)
+            await self._read_loop(link, ws.get_message, receive_nowait, queued)
         finally:
             # Messages already read off the socket are data received: keep them even when
-            # the connection dropped or the feed is being stopped.
-            self._salvage(queued, receive_nowait)
+            # the connection dropped, is retired, or the feed is being stopped.
+            self._salvage(link, queued, receive_nowait)
 
     def _salvage(
-        self, queued: collections.deque[str | bytes], receive_nowait: Callable[[], str | bytes]
+        self,
+        link: Link,
+        queued: collections.deque[str | bytes],
+        receive_nowait: Callable[[], str | bytes],
     ) -> None:
         with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             while True:
                 queued.append(receive_nowait())
         now_ns = time.time_ns()
+        buffer, on_data = link.buffer, link.on_data
         for message in queued:
             frame = message if isinstance(message, str) else message.decode("utf-8", "replace")
             if parse_control(frame) is None:
                 self._frames_received += 1
-                self._buffer.append_nowait(frame, now_ns)
+                buffer.append_nowait(frame, now_ns)
+                if on_data is not None:
+                    on_data(frame)
         queued.clear()
 
     async def _read_loop(
         self,
-        ws: WebSocketConnection,
-        buffer: FrameBuffer,
+        link: Link,
         get_message: Callable[[], Awaitable[str | bytes]],
         receive_nowait: Callable[[], str | bytes],
         queued: collections.deque[str | bytes],
     ) -> NoReturn:
+        busy = False
         while True:
             if queued:
                 message = queued.popleft()
-            elif self._busy:
+            elif busy:
                 # Under load, let trio-websocket queue a millisecond of messages and take
                 # them in one go, instead of a task switch per message.
                 await trio.sleep(_BATCH_WAIT_S)
@@ -478,27 +696,34 @@ class Feed:
                         queued.append(receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     pass
-                self._busy = len(queued) > 1
+                busy = len(queued) > 1
                 continue
             else:
                 message = await get_message()
-                self._busy = True
+                busy = True
             received_ns = time.time_ns()
-            self._last_frame_at = self._alive_at = trio.current_time()
+            self._last_frame_at = link.alive_at = trio.current_time()
             self._frames_received += 1
             frame = message if isinstance(message, str) else message.decode("utf-8", "replace")
             control = parse_control(frame)
             if control is None:
+                buffer = link.buffer
                 if buffer.full:
                     # Waiting on downstream is not staleness of the exchange.
-                    self._alive_at = math.inf
-                    await buffer.wait_space()
-                    self._alive_at = trio.current_time()
+                    link.alive_at = math.inf
+                    self._notify()  # a successor's full held buffer: time to promote it
+                    # The buffer may change while we wait (a successor is promoted).
+                    while (buffer := link.buffer).full:
+                        await buffer.wait_space()
+                    link.alive_at = trio.current_time()
                 buffer.append_nowait(frame, received_ns)
+                on_data = link.on_data
+                if on_data is not None:
+                    on_data(frame)
                 continue
             self._control_frames += 1
             if isinstance(control, Ack):
-                event = self._acks.pop(control.id, None)
+                event = link.acks.pop(control.id, None)
                 if event is not None:
                     event.set()
             elif isinstance(control, ErrorReply):
@@ -507,7 +732,8 @@ class Feed:
                     "check the subscribed stream names"
                 )
             else:
-                raise ServerShutdown("the exchange announced serverShutdown")
+                # Make before break: keep reading while a successor connects.
+                self._request_replace(link, ServerShutdown("the exchange announced serverShutdown"))
 
 
 async def serve_feed(
