@@ -188,10 +188,11 @@ class Daemon:
             "marketd_frames_decoded_total", "Frames handed to the codec.", (), {(): norm.frames}
         )
         yield counter(
-            "marketd_trade_duplicates_total",
-            "Trades dropped because their id was already published (reconnect overlap).",
-            (),
-            {(): norm.duplicates},
+            "marketd_duplicates_dropped_total",
+            "Events dropped because their id was already published (reconnect or "
+            "make-before-break overlap), by kind.",
+            ("kind",),
+            {(k,): n for k, n in norm.duplicates_by_kind.items()},
         )
         yield counter("marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps})
         yield counter(
@@ -250,6 +251,18 @@ class Daemon:
 
     def _feed_metrics(self) -> Iterable[Metric]:
         stats = [f.statistics() for f in self.feeds]
+        yield counter(
+            "marketd_feed_handovers_total",
+            "Make-before-break handovers (rotation, serverShutdown) per connection.",
+            ("connection",),
+            {(f.connection_id,): f.handovers for f in self.feeds},
+        )
+        yield counter(
+            "marketd_feed_overlap_frames_dropped_total",
+            "Frames of a new connection dropped at handover because the old one sent them.",
+            ("connection",),
+            {(f.connection_id,): f.overlap_frames_dropped for f in self.feeds},
+        )
         yield gauge(
             "marketd_feed_connected",
             "1 when the feed connection is subscribed and reading.",

@@ -46,6 +46,7 @@ class NormalizerStatistics:
     unknown: dict[str, int]
     events: dict[tuple[str, ...], int]
     duplicates: int
+    duplicates_by_kind: dict[str, int]
     gaps: int
     backfilled: int
     unfilled: int
@@ -72,6 +73,7 @@ class Normalizer:
             unknown=dict(self.unknown),
             events=dict(self.events),
             duplicates=self.sequencer.duplicates,
+            duplicates_by_kind=dict(self.sequencer.duplicates_by_kind),
             gaps=self.sequencer.gaps,
             backfilled=bf.filled if bf else 0,
             unfilled=bf.unfilled if bf else 0,
