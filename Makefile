@@ -52,6 +52,10 @@ test: lint system-deps
 bench: setup
 	$(BIN)/python bench/bench_codec.py
 	$(BIN)/python bench/bench_kafka.py
+	$(BIN)/python bench/bench_books.py
+	$(BIN)/python bench/bench_detector.py
+	$(BIN)/python bench/bench_fanout.py
+	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_pipeline.py
 
 clean:
