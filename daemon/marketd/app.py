@@ -36,6 +36,7 @@ from marketd.kafka_sink import KafkaPublisher
 from marketd.metrics import StatisticsCollector, counter, gauge
 from marketd.pipeline import Normalizer
 from marketd.records import FrameBatch, Market, Record
+from marketd.spool.stage import SpoolStage
 from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.systemd import notify_stopping, serve_systemd_notify
 from marketd.tap import serve_tap
@@ -65,7 +66,14 @@ class Daemon:
             )
         self.normalizer = Normalizer(self.codec, backfiller)
         self.bus = MemoryBus()
-        self.publisher = KafkaPublisher(settings.kafka) if settings.kafka.enabled else None
+        self.spool: SpoolStage | None = None
+        self.publisher: KafkaPublisher | None = None
+        if settings.kafka.enabled:
+            if settings.spool.enabled:
+                self.spool = SpoolStage(settings.spool)
+            self.publisher = KafkaPublisher(
+                settings.kafka, on_settled=self.spool.on_settled if self.spool else None
+            )
         self.feeds = [
             Feed(plan, settings.binance)
             for plan in plan_connections(settings.subscriptions, settings.binance)
@@ -107,6 +115,11 @@ class Daemon:
                 self.detector_send, self.detector_recv = _records_channel(cap)
                 self.sink_send, upstream = _records_channel(cap)
         self.sink_recv = upstream
+        if self.spool is not None:
+            # sink_recv → spool (disk) → publisher
+            self.spool_in = upstream
+            self.spool_send, self.sink_recv = _records_channel(cap)
+            self.children["spool"] = ChildState("spool")
         self._feeds_scope = trio.CancelScope()
         self.http_shutdown = trio.Event()
         self.app = create_app(self.readiness, self.registry_for(registry))
@@ -117,6 +130,8 @@ class Daemon:
         self.collector.add(self.gateway.metrics)
         if self.books is not None:
             self.collector.add(self.books.metrics)
+        if self.spool is not None:
+            self.collector.add(self._spool_metrics)
         if self.detector is not None:
             self.collector.add(self.detector.metrics)
         self.registry = self.registry_for(registry)
@@ -155,6 +170,8 @@ class Daemon:
             age = st.last_frame_age_s
             if not st.subscribed or age is None or age > stale_after:
                 not_ready.append(f"feed:{st.connection_id}")
+        if self.spool is not None and self.spool.full:
+            not_ready.append("spool:full")
         if self.detector is not None and not self.children["detector"].running:
             not_ready.append("detector")
         detail: dict[str, Any] = {}
@@ -248,6 +265,11 @@ class Daemon:
             "marketd_ready", "1 when /readyz answers 200.", (), {(): float(self.readiness()[0])}
         )
         yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
+
+    def _spool_metrics(self) -> Iterable[Metric]:
+        spool = self.spool.spool if self.spool is not None else None
+        if spool is not None:
+            yield from spool.metrics()
 
     def _feed_metrics(self) -> Iterable[Metric]:
         stats = [f.statistics() for f in self.feeds]
@@ -370,7 +392,12 @@ class Daemon:
 
     async def _start_pipeline(self, pipeline: trio.Nursery) -> None:
         """Start the stages in dependency order: sink, detector, books, normalizer, feeds."""
-        await pipeline.start(self._serve_sink)
+        if self.spool is not None:
+            # The publisher may wait for Kafka; the spool takes everything meanwhile.
+            pipeline.start_soon(self._serve_sink)
+            await pipeline.start(self._serve_spool, self.spool)
+        else:
+            await pipeline.start(self._serve_sink)
         if self.tap_in is not None:
             await pipeline.start(self._serve_detector, self.detector_recv)
             await pipeline.start(self._serve_tap, self.tap_in)
@@ -419,7 +446,9 @@ class Daemon:
             await trio.sleep(self.settings.log.stats_interval_s)
             self.log_statistics()
 
-    async def _serve_sink(self, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _serve_sink(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         policy = policy_from_settings(self.settings.supervisor.restart)
         recv = self.sink_recv
         if self.publisher is not None:
@@ -449,6 +478,21 @@ class Daemon:
             await serve_restarting(
                 "books", child, policy, self.children["books"], task_status=task_status
             )
+
+    async def _serve_spool(self, stage: SpoolStage, *, task_status: trio.TaskStatus[None]) -> None:
+        policy = policy_from_settings(self.settings.supervisor.restart)
+        recv, send = self.spool_in, self.spool_send
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            await stage.serve(recv.clone(), send.clone(), task_status=task_status)
+
+        try:
+            async with recv, send:
+                await serve_restarting(
+                    "spool", child, policy, self.children["spool"], task_status=task_status
+                )
+        finally:
+            await stage.close()
 
     async def _serve_tap(
         self,

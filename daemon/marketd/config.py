@@ -23,6 +23,7 @@ from marketd.records import Market
 from marketd.settings_alerts import AlertSettings, GatewaySettings
 from marketd.settings_books import BookSettings
 from marketd.settings_telemetry import ReadinessSettings, TelemetrySettings
+from marketd.spool.settings import SpoolSettings
 from marketd.validators import (
     SECRET,
     InvalidValue,
@@ -471,3 +472,4 @@ class Settings:
     books: BookSettings = attrs.field(factory=BookSettings)
     telemetry: TelemetrySettings = attrs.field(factory=TelemetrySettings)
     readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)
+    spool: SpoolSettings = attrs.field(factory=SpoolSettings)

@@ -33,7 +33,7 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -75,8 +75,18 @@ class KafkaPublisher:
     """Publishes record batches to Kafka; keeps counters and undelivered records across
     restarts of :meth:`serve` (make one, serve it as often as the supervisor needs)."""
 
-    def __init__(self, settings: KafkaSettings, *, shutdown_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        shutdown_grace_s: float = 5.0,
+        on_settled: Callable[[list[Record]], None] | None = None,
+    ) -> None:
+        """``on_settled`` is called with the records Kafka acknowledged, and those it can
+        never take (dropped loudly), as they settle: the spool acks its entries by it."""
         self.settings = settings
+        self._on_settled = on_settled
+        self._settled_extra: list[Record] = []  # rejected: reported at the next settlement
         self._grace = shutdown_grace_s
         self._timeout_s = settings.request_timeout_ms / 1000
         self._backoff = Backoff(backoff_policy(settings.retry))
@@ -253,12 +263,24 @@ class KafkaPublisher:
         failed_before = self._failures
         by_topic, received, rest = sort_out(item)
         observe_latencies(time.time_ns(), received)
+        if self._on_settled is not None:
+            settled = [
+                item.records[i]
+                for fut, _, indices in item.batches
+                if fut.done() and not fut.cancelled() and fut.exception() is None
+                for i in indices
+            ]
         for record, exc, at_send in rest:  # in their original order
             if exc is not None:
                 self._fail(record, exc, at_send=at_send)
             else:  # unsent, or in flight when giving up at shutdown: kept for the next serve
                 self._retry.append(record)
                 self._failed = True
+        if self._on_settled is not None:
+            settled.extend(self._settled_extra)
+            self._settled_extra.clear()
+            if settled:
+                self._on_settled(settled)
         acked = len(received)
         self._acked += acked
         totals = self._by_topic
@@ -291,6 +313,7 @@ class KafkaPublisher:
         self._reset = self._reset or not at_send
         kind = classify(exc, at_send=at_send)
         if kind is Failure.REJECT:
+            self._settled_extra.append(record)
             self._rejected += 1
             RECORDS_REJECTED.inc()
             log.error("kafka rejects a record; dropped", topic=record.topic, key=record.key,

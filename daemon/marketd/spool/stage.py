@@ -1,0 +1,110 @@
+"""The spool as a pipeline stage: everything accepted is on disk before Kafka sees it.
+
+    tap ──list[Record]──► writer ─► Spool (segments on disk) ─► reader ──► Kafka publisher
+
+The writer appends each batch (fsync grouped every ``sync_interval_s``) and never waits
+on Kafka, so a broker outage does not stall the feeds: records pile up on disk. The
+reader hands spooled records to the publisher in append order; the publisher reports
+the records Kafka acknowledged (``on_settled``) and the spool is acked up to the longest
+settled prefix. When the spool is full the writer waits (intake stops; ``full`` makes the
+daemon not-ready) until acknowledged segments are deleted. After a crash or restart the
+reader first re-delivers what was not acknowledged (at least once; ids identify repeats).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from marketd.records import Record
+from marketd.spool.acks import AckWindow
+from marketd.spool.model import SpoolFull
+from marketd.spool.settings import SpoolSettings
+from marketd.spool.spool import Spool
+
+_FULL_RETRY_S = 0.1
+
+
+class SpoolStage:
+    def __init__(self, settings: SpoolSettings) -> None:
+        self.settings = settings
+        self.spool: Spool | None = None
+        self.window = AckWindow()
+        self.full = False
+        self._wake = trio.Event()
+
+    def on_settled(self, records: list[Record]) -> None:
+        """The publisher's callback: ack the spool up to the settled prefix."""
+        if self.spool is not None and (position := self.window.settled(records)) is not None:
+            self.spool.ack(position)
+
+    async def serve(
+        self,
+        records_in: trio.abc.ReceiveChannel[list[Record]],
+        publisher_out: trio.abc.SendChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until ``records_in`` ends and everything spooled was handed on."""
+        if self.spool is None:
+            self.spool = await trio.to_thread.run_sync(Spool.open, self.settings)
+        spool = self.spool
+        # After a restart of this stage, unacknowledged records are read (and sent) again.
+        spool.rewind()
+        self.window = AckWindow()
+        try:
+            async with records_in, publisher_out, trio.open_nursery() as nursery:
+                written = trio.Event()
+                nursery.start_soon(self._write, spool, records_in, written)
+                task_status.started()
+                await self._read(spool, publisher_out, written)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(spool.sync)
+
+    async def close(self) -> None:
+        if self.spool is not None:
+            spool, self.spool = self.spool, None
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(spool.close)
+
+    async def _write(
+        self,
+        spool: Spool,
+        records_in: trio.abc.ReceiveChannel[list[Record]],
+        written: trio.Event,
+    ) -> None:
+        interval = self.settings.sync_interval_s
+        last_sync = trio.current_time()
+        async for batch in records_in:
+            while True:
+                try:
+                    spool.append(batch)
+                    break
+                except SpoolFull:
+                    self.full = True
+                    await trio.sleep(_FULL_RETRY_S)
+            self.full = False
+            self._wake.set()
+            if trio.current_time() - last_sync >= interval:
+                await trio.to_thread.run_sync(spool.sync)
+                last_sync = trio.current_time()
+        written.set()
+        self._wake.set()
+
+    async def _read(
+        self,
+        spool: Spool,
+        publisher_out: trio.abc.SendChannel[list[Record]],
+        written: trio.Event,
+    ) -> None:
+        limit = self.settings.read_batch_records
+        while True:
+            # A fresh event before reading: an append after the read wakes us.
+            wake = self._wake = trio.Event()
+            items = spool.read(limit)
+            if items:
+                await publisher_out.send(self.window.sent(items))
+                continue
+            if written.is_set():
+                return
+            await wake.wait()

@@ -1,0 +1,90 @@
+"""Issue 6 (first step): with the spool on, a Kafka outage under load costs nothing.
+
+The broker is stopped for several seconds while the fake exchange keeps trading: the
+feeds keep reading (frames keep arriving, records pile up in the spool on disk), and when
+the broker returns every trade reaches Kafka exactly once, in per-symbol order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+from test_collector_kafka import SYMBOLS, daemon_config, trades_by_symbol
+
+from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+OUTAGE_S = 8.0
+
+
+async def test_broker_outage_is_absorbed_by_the_spool(
+    tmp_path: Path,
+    own_kafka_broker: KafkaBroker,
+    kafka_topic: Callable[[str], str],
+    consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
+) -> None:
+    broker = own_kafka_broker
+    await trio.to_thread.run_sync(broker.start)
+    raw, depth = kafka_topic("raw"), kafka_topic("depth")
+
+    def scenario() -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "31", "--rate", "600") as fx:
+            config = daemon_config(fx, broker.bootstrap, raw, depth)
+            config["spool"] = {"enabled": True, "directory": str(tmp_path / "spool")}
+            config["kafka"]["request_timeout_ms"] = 3000
+            with Daemon(tmp_path, config) as daemon:
+                daemon.wait_ready()
+
+                def value(name: str) -> float:
+                    return metric_value(daemon.metrics(), name)
+
+                wait_until(lambda: value("marketd_kafka_records_acked_total") > 500, timeout=30)
+                broker.stop()
+                frames_before = value("marketd_feed_frames_total")
+                time.sleep(OUTAGE_S)
+                during = {
+                    "frames": value("marketd_feed_frames_total") - frames_before,
+                    "pending": value("marketd_spool_records_pending"),
+                    "ready": float(daemon.ready()[0] == 200),
+                }
+                broker.start()
+                fx.control("pause")
+                state = fx.state()
+                spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
+                usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+                wait_until(
+                    lambda: value("marketd_spool_records_pending") == 0,
+                    timeout=90,
+                    what="the spool drained into Kafka",
+                )
+                assert daemon.stop(timeout=60) == 0, daemon.log_tail()
+        return spot, usdm, during
+
+    spot_last, usdm_last, during = await trio.to_thread.run_sync(scenario)
+    # During the outage the feeds kept reading and the spool held what Kafka could not take.
+    assert during["frames"] > 1000, during
+    assert during["pending"] > 500, during
+    assert during["ready"] == 0.0, during  # Kafka down: not ready, but not stalled either
+
+    def complete(records: list[ConsumedRecord]) -> bool:
+        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
+        return all(
+            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
+            and u[x][-1][1].agg_trade_id >= usdm_last[x]
+            for x in SYMBOLS
+        )  # fmt: skip
+
+    records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
+    spot = trades_by_symbol(records, "trade")
+    usdm = trades_by_symbol(records, "agg_trade")
+    for symbol in SYMBOLS:
+        ids = [t.trade_id for _, t in spot[symbol]]
+        assert ids == list(range(ids[0], spot_last[symbol] + 1)), f"spot {symbol}"
+        agg = [a.agg_trade_id for _, a in usdm[symbol]]
+        assert agg == list(range(agg[0], usdm_last[symbol] + 1)), f"usdm {symbol}"
