@@ -2,7 +2,9 @@
 
 The broker is stopped for several seconds while the fake exchange keeps trading: the
 feeds keep reading (frames keep arriving, records pile up in the spool on disk), and when
-the broker returns every trade reaches Kafka exactly once, in per-symbol order.
+the broker returns every trade reaches Kafka, in per-symbol order. A batch whose ack was
+lost with the broker is sent again, so a few duplicates are possible: they are counted,
+bounded by what was in flight, and identifiable by trade id.
 """
 
 from __future__ import annotations
@@ -83,8 +85,17 @@ async def test_broker_outage_is_absorbed_by_the_spool(
     records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
     spot = trades_by_symbol(records, "trade")
     usdm = trades_by_symbol(records, "agg_trade")
+    in_flight_bound = 8 * 1000  # kafka.max_inflight_batches * max_records_per_send
+    duplicates = 0
     for symbol in SYMBOLS:
-        ids = [t.trade_id for _, t in spot[symbol]]
-        assert ids == list(range(ids[0], spot_last[symbol] + 1)), f"spot {symbol}"
-        agg = [a.agg_trade_id for _, a in usdm[symbol]]
-        assert agg == list(range(agg[0], usdm_last[symbol] + 1)), f"usdm {symbol}"
+        for name, ids, last in (
+            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
+            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
+        ):
+            # Nothing lost: every id from the first to the exchange's last is there ...
+            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
+            # ... in per-symbol order: each id's first delivery comes after the one before.
+            first_seen = list(dict.fromkeys(ids))
+            assert first_seen == sorted(first_seen), name
+            duplicates += len(ids) - len(set(ids))
+    assert duplicates <= in_flight_bound, duplicates
