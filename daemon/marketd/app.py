@@ -111,6 +111,7 @@ class Daemon:
                 alerts, self.rules, kafka=settings.kafka, listeners=(self.hub,)
             )
             if alerts.source == "pipeline":
+                self.children["tap"] = ChildState("tap")
                 self.tap_in = upstream
                 self.detector_send, self.detector_recv = _records_channel(cap)
                 self.sink_send, upstream = _records_channel(cap)
@@ -122,7 +123,8 @@ class Daemon:
             self.children["spool"] = ChildState("spool")
         self._feeds_scope = trio.CancelScope()
         self.http_shutdown = trio.Event()
-        self.app = create_app(self.readiness, self.registry_for(registry))
+        self.registry = registry or prometheus_client.REGISTRY
+        self.app = create_app(self.readiness, self.registry)
         self.gateway = install_gateway(self.app, self.hub, self.rules, gw, self.http_shutdown)
         self.http_binds: list[str] = []
         self.collector = StatisticsCollector()
@@ -134,14 +136,7 @@ class Daemon:
             self.collector.add(self._spool_metrics)
         if self.detector is not None:
             self.collector.add(self.detector.metrics)
-        self.registry = self.registry_for(registry)
         self.registry.register(self.collector)
-
-    @staticmethod
-    def registry_for(
-        registry: prometheus_client.CollectorRegistry | None,
-    ) -> prometheus_client.CollectorRegistry:
-        return registry or prometheus_client.REGISTRY
 
     def healthy(self) -> bool:
         """Liveness for the systemd watchdog: the event loop runs this, so it is alive.
@@ -517,7 +512,7 @@ class Daemon:
         async with tap_in, out, tapped:
             await serve_restarting(
                 "tap", child, policy_from_settings(self.settings.supervisor.restart),
-                ChildState("tap"), task_status=task_status,
+                self.children["tap"], task_status=task_status,
             )  # fmt: skip
 
     async def _serve_normalizer(self, *, task_status: trio.TaskStatus[None]) -> None:
