@@ -17,6 +17,7 @@ import orjson
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
+from marketd import ws_compat
 from marketd.fakex import control
 from marketd.fakex.config import FakeExchangeConfig, Fault, FaultKind, PeriodicFault
 from marketd.fakex.faults import malformed_frames, shutdown_frame, unknown_event_frames
@@ -28,6 +29,7 @@ from marketd.fakex.rest import RestApi
 from marketd.fakex.wsconn import Connection, CorkedStream, MarketCounters
 from marketd.records import Market
 
+ws_compat.install()
 FLAT_OUT_BATCH = 100
 TICK = 0.01
 CONNECT_TIMEOUT = 10.0

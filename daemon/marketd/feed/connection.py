@@ -63,6 +63,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from marketd import ws_compat
 from marketd.backoff import Backoff, policy_from_settings
 from marketd.config import BinanceSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
@@ -75,6 +76,7 @@ from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_
 from marketd.records import FrameBatch
 from marketd.telemetry import span
 
+ws_compat.install()
 log = structlog.get_logger()
 
 # The errors a connection recovers from by reconnecting; anything else propagates.

@@ -1,0 +1,59 @@
+"""The trio-websocket pong-after-close race (marketd.ws_compat) against a raw peer.
+
+The peer answers our Close frame with a Ping first and its own Close after: exactly the
+interleaving that made trio-websocket 0.12.2's reader raise ``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+from trio_websocket import wrap_client_stream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request
+
+from marketd import ws_compat
+
+RAW_PING = b"\x89\x04ping"  # FIN + opcode 9, unmasked (server to client), 4-byte payload
+
+
+async def _peer(stream: trio.SocketStream, saw_close: trio.Event) -> None:
+    ws = WSConnection(ConnectionType.SERVER)
+    async with stream:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection()))
+                elif isinstance(event, CloseConnection):
+                    saw_close.set()
+                    await stream.send_all(RAW_PING)
+                    await trio.sleep(0.05)  # the client's reader handles the ping first
+                    await stream.send_all(ws.send(event.response()))
+                    return
+
+
+async def test_ping_racing_our_close_is_not_answered_and_close_is_clean() -> None:
+    ws_compat.install()
+    ws_compat.install()  # idempotent
+    saw_close = trio.Event()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as servers:
+            listeners = await servers.start(
+                functools.partial(trio.serve_tcp, host="127.0.0.1"),
+                lambda s: _peer(s, saw_close),
+                0,
+            )
+            port = listeners[0].socket.getsockname()[1]
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream, trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", "/")
+                await ws.aclose()
+                assert saw_close.is_set()
+                assert ws.closed is not None
+                assert ws.closed.code == 1000
+            servers.cancel_scope.cancel()
