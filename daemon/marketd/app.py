@@ -44,6 +44,8 @@ from marketd.web import create_app, serve_http
 
 log = structlog.get_logger(__name__)
 
+_SHUTDOWN_POLL_S = 0.1
+
 
 class Daemon:
     """Owns the components of one ``marketd run`` and wires their channels."""
@@ -70,7 +72,9 @@ class Daemon:
         self.publisher: KafkaPublisher | None = None
         if settings.kafka.enabled:
             if settings.spool.enabled:
-                self.spool = SpoolStage(settings.spool)
+                # Trades missed while the daemon was down are backfilled from the ids
+                # that reached the spool before.
+                self.spool = SpoolStage(settings.spool, on_recovered=self.normalizer.sequencer.seed)
             self.publisher = KafkaPublisher(
                 settings.kafka, on_settled=self.spool.on_settled if self.spool else None
             )
@@ -207,6 +211,12 @@ class Daemon:
             {(k,): n for k, n in norm.duplicates_by_kind.items()},
         )
         yield counter("marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps})
+        yield counter(
+            "marketd_trade_gaps_closed_total",
+            "Trade id gaps closed: every missing trade backfilled from REST.",
+            (),
+            {(): norm.gaps_closed},
+        )
         yield counter(
             "marketd_trades_backfilled_total",
             "Trades fetched from REST history to fill gaps.",
@@ -373,9 +383,17 @@ class Daemon:
                         pipeline_scope.deadline = (
                             trio.current_time() + self.settings.shutdown.grace_s
                         )
+                        if self.spool is not None:
+                            services.start_soon(self._end_drain_once_spooled, pipeline_scope)
                 if pipeline_scope.cancelled_caught and running.is_set():
-                    drained = False
-                    log.error("grace period expired before the pipeline drained")
+                    if self.spool is not None and self.spool.durable.is_set():
+                        log.warning(
+                            "stopped with records in the spool; the next start delivers them",
+                            pending=self._spool_pending(),
+                        )
+                    else:
+                        drained = False
+                        log.error("grace period expired before the pipeline drained")
                 elif pipeline_scope.cancelled_caught:
                     log.warning("stopped before the pipeline was ready; nothing was accepted")
                 self.log_statistics()
@@ -384,6 +402,23 @@ class Daemon:
             self.http_shutdown.set()
             root.cancel_scope.deadline = trio.current_time() + 5
         return drained
+
+    async def _end_drain_once_spooled(self, pipeline_scope: trio.CancelScope) -> None:
+        """At shutdown, once everything received is fsynced in the spool, keep flushing to
+        Kafka only while Kafka takes it: an unreachable broker ends the drain at once (the
+        records wait in the spool) instead of holding the stop for the whole grace period."""
+        assert self.spool is not None
+        assert self.publisher is not None
+        await self.spool.durable.wait()
+        log.info("intake drained into the spool; flushing to Kafka", pending=self._spool_pending())
+        while self.publisher.statistics().connected:  # noqa: ASYNC110 - polled state, no event
+            await trio.sleep(_SHUTDOWN_POLL_S)
+        log.warning("Kafka unreachable while stopping; records stay in the spool")
+        pipeline_scope.cancel()
+
+    def _spool_pending(self) -> int:
+        spool = self.spool.spool if self.spool is not None else None
+        return spool.statistics().records_pending if spool is not None else 0
 
     async def _start_pipeline(self, pipeline: trio.Nursery) -> None:
         """Start the stages in dependency order: sink, detector, books, normalizer, feeds."""

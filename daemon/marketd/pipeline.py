@@ -48,6 +48,7 @@ class NormalizerStatistics:
     duplicates: int
     duplicates_by_kind: dict[str, int]
     gaps: int
+    gaps_closed: int  # gaps whose every missing trade was backfilled
     backfilled: int
     unfilled: int
 
@@ -62,6 +63,7 @@ class Normalizer:
     malformed: Counter[str] = attrs.field(factory=Counter)
     unknown: Counter[str] = attrs.field(factory=Counter)
     events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
+    gaps_closed: int = 0
     _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
 
     def statistics(self) -> NormalizerStatistics:
@@ -75,6 +77,7 @@ class Normalizer:
             duplicates=self.sequencer.duplicates,
             duplicates_by_kind=dict(self.sequencer.duplicates_by_kind),
             gaps=self.sequencer.gaps,
+            gaps_closed=self.gaps_closed,
             backfilled=bf.filled if bf else 0,
             unfilled=bf.unfilled if bf else 0,
         )
@@ -143,7 +146,9 @@ class Normalizer:
             return []
         with span("pipeline.backfill", symbol=gap.symbol, kind=gap.kind, missing=gap.size):
             filled = await self.backfiller.fill(gap)
-        emit = log.info if len(filled) == gap.size else log.warning
+        closed = len(filled) == gap.size
+        self.gaps_closed += closed
+        emit = log.info if closed else log.warning
         emit(
             "trade gap backfilled",
             market=gap.market.value,

@@ -83,6 +83,13 @@ class TradeSequencer:
             self.last_ids[key] = record.seq
         return True
 
+    def seed(self, last_ids: dict[SeqKey, int]) -> None:
+        """Start from ids published before a restart: the next live id above one of them
+        opens a gap (backfilled), one at or below it is a duplicate."""
+        for key, seq in last_ids.items():
+            if seq > self.last_ids.get(key, -1):
+                self.last_ids[key] = seq
+
     def advance(self, record: Record) -> None:
         """Note ``record`` as published (after its gap was filled or abandoned)."""
         self.last_ids[(record.market, record.kind, record.symbol)] = record.seq

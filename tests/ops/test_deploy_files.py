@@ -55,7 +55,7 @@ def test_compose_services_mounts_and_no_default_password() -> None:
 
 def test_k8s_probes_ports_and_security() -> None:
     objects = k8s_objects()
-    assert set(objects) == {"ConfigMap", "Deployment", "Service"}
+    assert set(objects) == {"ConfigMap", "Deployment", "Service", "PersistentVolumeClaim"}
     c = container()
     (port,) = c["ports"]
     assert (port["name"], port["containerPort"]) == ("http", 8080)
@@ -74,6 +74,14 @@ def test_k8s_probes_ports_and_security() -> None:
     selector = objects["Service"]["spec"]["selector"]
     labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
+    # The spool lives on the state volume (mounted, writable, sized for spool.max_bytes).
+    spool = env["MARKETD_SPOOL__DIRECTORY"]
+    (state,) = [m for m in c["volumeMounts"] if spool.startswith(m["mountPath"] + "/")]
+    assert not state.get("readOnly", False)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == state["name"]]
+    assert volume["emptyDir"]["sizeLimit"] == "2Gi"
+    claim = objects["PersistentVolumeClaim"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
 
 
 def test_k8s_config_is_mounted_where_the_daemon_reads_it_and_is_valid(tmp_path: Path) -> None:

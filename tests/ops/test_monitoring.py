@@ -51,6 +51,7 @@ def exposition(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> I
         "MARKETD_KAFKA__TOPICS__RAW": f"test.scrape.raw.{run}",
         "MARKETD_KAFKA__TOPICS__DEPTH": f"test.scrape.depth.{run}",
         "MARKETD_LOG__FORMAT": "json",
+        "MARKETD_SPOOL__DIRECTORY": str(tmp / "spool"),
     }
     daemon = Process(
         [sys.executable, "-m", "marketd", "demo", "--symbols", "2", "--listen",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ async def test_kafka_records_carry_the_trace_context_of_their_publish_span(
     kafka_broker: Any,
     kafka_topic: Callable[[str], str],
     consume_kafka: Any,
+    tmp_path: Path,
 ) -> None:
     import trio
 
@@ -71,6 +73,7 @@ async def test_kafka_records_carry_the_trace_context_of_their_publish_span(
         "MARKETD_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
         "MARKETD_KAFKA__TOPICS__RAW": raw,
         "MARKETD_KAFKA__TOPICS__DEPTH": depth,
+        "MARKETD_SPOOL__DIRECTORY": str(tmp_path / "spool"),
     }
     done = await trio.to_thread.run_sync(run_demo, env, 4.0)
     assert done.returncode == 0, done.stderr[-3000:]

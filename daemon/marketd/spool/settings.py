@@ -22,10 +22,12 @@ def _max_bytes(inst: SpoolSettings, attribute: attrs.Attribute[Any], value: int)
 @attrs.frozen
 class SpoolSettings:
     # Write every record to the spool before Kafka (used only with kafka.bootstrap_servers).
-    # Off by default until the chaos suite (issue 6) has proven it.
-    enabled: bool = False
-    # Directory of the segment files and the ack checkpoint (created if missing).
-    # One process at a time: a second one fails to open it.
+    # Off: a Kafka outage holds the pipeline (backpressure to the feeds), and a crash or a
+    # stop with Kafka down loses what was not acknowledged.
+    enabled: bool = True
+    # Directory of the segment files, the ack checkpoint and the last trade ids (created if
+    # missing). Relative paths are relative to the working directory. One process at a
+    # time: a second one fails to open it. Give it its own disk space (see max_bytes).
     directory: str = "var/spool"
     # A segment file is closed and a new one started past this size (bytes).
     segment_bytes: int = attrs.field(default=64 * MIB, validator=at_least(4096))

@@ -365,6 +365,17 @@ class Spool:
         self._full = False
         self._collect()
 
+    def peek_after(self, seq: int, max_records: int) -> list[tuple[Position, Record]]:
+        """Up to ``max_records`` records with a spool seq above ``seq`` that are still on
+        disk, in order, without moving any cursor (start-up recovery reads the tail)."""
+        self._check_usable()
+        start = self._segments[0].first if self._segments else 1
+        for seg in self._segments:
+            if seg.first <= seq + 1:
+                start = seg.first
+        found, _ = self._fetch((start, HEADER), max_records, seq, False)
+        return found
+
     def rewind(self) -> None:
         """Move the read cursor back to the ack cursor: unacked records are read again."""
         self._read_at, self._read_seq = self._ack_at, self._ack_seq

@@ -9,15 +9,25 @@ the records Kafka acknowledged (``on_settled``) and the spool is acked up to the
 settled prefix. When the spool is full the writer waits (intake stops; ``full`` makes the
 daemon not-ready) until acknowledged segments are deleted. After a crash or restart the
 reader first re-delivers what was not acknowledged (at least once; ids identify repeats).
+
+With every fsync the stage also checkpoints the last trade id per symbol that reached
+the spool (:mod:`marketd.spool.sequence`); at start-up it hands the recovered ids to
+``on_recovered`` (the normalizer), so trades missed while the daemon was down are
+backfilled from REST. ``durable`` is set once intake has ended and everything received
+is on disk and fsynced: from then on a shutdown loses nothing, whatever Kafka does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from marketd.records import Record
+from marketd.sequence import SeqKey
 from marketd.spool.acks import AckWindow
 from marketd.spool.model import SpoolFull
+from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
 
@@ -25,11 +35,19 @@ _FULL_RETRY_S = 0.1
 
 
 class SpoolStage:
-    def __init__(self, settings: SpoolSettings) -> None:
+    def __init__(
+        self,
+        settings: SpoolSettings,
+        on_recovered: Callable[[dict[SeqKey, int]], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.spool: Spool | None = None
         self.window = AckWindow()
         self.full = False
+        self.durable = trio.Event()
+        self.last_ids: dict[SeqKey, int] = {}
+        self._checkpointed: dict[SeqKey, int] = {}
+        self._on_recovered = on_recovered
         self._wake = trio.Event()
 
     def on_settled(self, records: list[Record]) -> None:
@@ -47,6 +65,11 @@ class SpoolStage:
         """Run until ``records_in`` ends and everything spooled was handed on."""
         if self.spool is None:
             self.spool = await trio.to_thread.run_sync(Spool.open, self.settings)
+            recovered = await trio.to_thread.run_sync(recover_last_ids, self.spool)
+            self.last_ids.update(recovered)
+            self._checkpointed = dict(recovered)
+            if self._on_recovered is not None:
+                self._on_recovered(recovered)
         spool = self.spool
         # After a restart of this stage, unacknowledged records are read (and sent) again.
         spool.rewind()
@@ -59,7 +82,7 @@ class SpoolStage:
                 await self._read(spool, publisher_out, written)
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(spool.sync)
+                await self._sync(spool)
 
     async def close(self) -> None:
         if self.spool is not None:
@@ -84,12 +107,32 @@ class SpoolStage:
                     self.full = True
                     await trio.sleep(_FULL_RETRY_S)
             self.full = False
+            note_ids(self.last_ids, batch)
             self._wake.set()
             if trio.current_time() - last_sync >= interval:
-                await trio.to_thread.run_sync(spool.sync)
+                await self._sync(spool)
                 last_sync = trio.current_time()
+        await self._sync(spool)
+        self.durable.set()
         written.set()
         self._wake.set()
+
+    async def _sync(self, spool: Spool) -> None:
+        """fsync the spool, then checkpoint the trade ids it now holds durably.
+
+        Appends happen only in ``_write``, which awaits this: the ids snapshot and the
+        spool seq that ``sync`` returns describe the same records.
+        """
+        ids = dict(self.last_ids) if self.last_ids != self._checkpointed else None
+
+        def sync_and_checkpoint() -> None:
+            upto = spool.sync()
+            if ids is not None:
+                write_checkpoint(self.settings.directory, upto, ids)
+
+        await trio.to_thread.run_sync(sync_and_checkpoint)
+        if ids is not None:
+            self._checkpointed = ids
 
     async def _read(
         self,

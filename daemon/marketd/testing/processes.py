@@ -155,6 +155,9 @@ class Daemon(Process):
     def __init__(self, tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None):
         self.port = free_port()
         config = {**config, "http": {"listen": f"127.0.0.1:{self.port}"}}
+        # The spool (on by default with Kafka) lives in the test's directory; a daemon
+        # restarted in the same directory finds what its predecessor spooled.
+        config["spool"] = {"directory": str(tmp / "spool"), **config.get("spool", {})}
         path = tmp / "marketd.yaml"
         path.write_text(yaml.safe_dump(config))
         self.base = f"http://127.0.0.1:{self.port}"
