@@ -275,6 +275,12 @@ class Daemon:
         spool = self.spool.spool if self.spool is not None else None
         if spool is not None:
             yield from spool.metrics()
+            yield counter(
+                "marketd_spool_records_rejected_total",
+                "Records larger than the whole spool bound (spool.max_bytes), dropped.",
+                (),
+                {(): self.spool.rejected if self.spool else 0},
+            )
 
     def _feed_metrics(self) -> Iterable[Metric]:
         stats = [f.statistics() for f in self.feeds]

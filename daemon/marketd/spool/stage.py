@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
 import trio
 
 from marketd.records import Record
@@ -30,6 +31,8 @@ from marketd.spool.model import SpoolFull
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
+
+log = structlog.get_logger(__name__)
 
 _FULL_RETRY_S = 0.1
 
@@ -45,6 +48,7 @@ class SpoolStage:
         self.window = AckWindow()
         self.full = False
         self.durable = trio.Event()
+        self.rejected = 0  # records larger than the spool's bound, dropped
         self.last_ids: dict[SeqKey, int] = {}
         self._checkpointed: dict[SeqKey, int] = {}
         self._on_recovered = on_recovered
@@ -99,16 +103,8 @@ class SpoolStage:
         interval = self.settings.sync_interval_s
         last_sync = trio.current_time()
         async for batch in records_in:
-            while True:
-                try:
-                    spool.append(batch)
-                    break
-                except SpoolFull:
-                    self.full = True
-                    await trio.sleep(_FULL_RETRY_S)
-            self.full = False
+            await self._append(spool, batch)
             note_ids(self.last_ids, batch)
-            self._wake.set()
             if trio.current_time() - last_sync >= interval:
                 await self._sync(spool)
                 last_sync = trio.current_time()
@@ -116,6 +112,44 @@ class SpoolStage:
         self.durable.set()
         written.set()
         self._wake.set()
+
+    async def _append(self, spool: Spool, batch: list[Record]) -> None:
+        """Append ``batch``, waiting while the spool is full (intake stops meanwhile).
+
+        An append is all or nothing, so a refused batch is split in halves and appended
+        part by part, in order: a batch larger than the free space (or than the whole
+        bound) goes in as space frees up instead of waiting forever for room for all of it.
+        """
+        parts = [batch]
+        while parts:
+            part = parts[0]
+            try:
+                spool.append(part)
+            except SpoolFull:
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts[0:1] = [part[:half], part[half:]]
+                    continue
+                if spool.statistics().records_pending == 0:
+                    # Nothing left to acknowledge, so no room will come: larger than the
+                    # spool's bound. Dropped loudly (like a record Kafka can never take).
+                    self.rejected += 1
+                    log.error(  # noqa: TRY400 - no traceback: the message says it all
+                        "record larger than the spool can hold; dropped",
+                        topic=part[0].topic,
+                        kind=part[0].kind,
+                        symbol=part[0].symbol,
+                        bytes=len(part[0].value),
+                        max_bytes=self.settings.max_bytes,
+                    )
+                    del parts[0]
+                    continue
+                self.full = True
+                await trio.sleep(_FULL_RETRY_S)
+                continue
+            del parts[0]
+            self._wake.set()  # the reader hands it on: its acks are what frees space
+        self.full = False
 
     async def _sync(self, spool: Spool) -> None:
         """fsync the spool, then checkpoint the trade ids it now holds durably.

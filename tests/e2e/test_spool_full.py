@@ -1,0 +1,92 @@
+"""Issue 6, item 1: the explicit policy when the spool is full — stop intake, report
+not-ready, raise a metric — and recovery without loss once Kafka returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+from test_collector_kafka import SYMBOLS, daemon_config, trades_by_symbol
+
+from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
+    tmp_path: Path,
+    own_kafka_broker: KafkaBroker,
+    kafka_topic: Callable[[str], str],
+    consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
+) -> None:
+    broker = own_kafka_broker
+    await trio.to_thread.run_sync(broker.start)
+    raw, depth = kafka_topic("raw"), kafka_topic("depth")
+
+    def scenario() -> tuple[dict[str, int], dict[str, int], dict[str, object]]:
+        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "41", "--rate", "300") as fx:
+            config = daemon_config(fx, broker.bootstrap, raw, depth)
+            config["kafka"]["request_timeout_ms"] = 3000
+            # A tiny spool: full within seconds of the broker going away.
+            config["spool"] = {"segment_bytes": 16384, "max_bytes": 65536}
+            seen: dict[str, object] = {}
+            with Daemon(tmp_path, config) as daemon:
+                daemon.wait_ready()
+
+                def value(name: str) -> float:
+                    return metric_value(daemon.metrics(), name)
+
+                wait_until(lambda: value("marketd_kafka_records_acked_total") > 200, timeout=30)
+                broker.stop()
+                wait_until(lambda: value("marketd_spool_full") == 1, timeout=30, what="spool full")
+                status, body = daemon.ready()
+                seen["status"], seen["not_ready"] = status, body["not_ready"]
+                seen["refused"] = value("marketd_spool_appends_refused_total")
+                seen["bytes"] = value("marketd_spool_bytes")
+                broker.start()
+                wait_until(
+                    lambda: value("marketd_spool_full") == 0 and daemon.ready()[0] == 200,
+                    timeout=90,
+                    what="the spool drained and the daemon ready again",
+                )
+                fx.control("pause")
+                state = fx.state()
+                spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
+                usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+                wait_until(
+                    lambda: value("marketd_spool_records_pending") == 0, timeout=60, what="drained"
+                )
+                seen["restarts"] = value("marketd_child_restarts_total")
+                seen["unfilled"] = value("marketd_trades_unfilled_total")
+                assert daemon.stop(timeout=30) == 0, daemon.log_tail()
+        return spot, usdm, seen
+
+    spot_last, usdm_last, seen = await trio.to_thread.run_sync(scenario)
+    assert seen["status"] == 503, seen
+    assert "spool:full" in seen["not_ready"], seen  # type: ignore[operator]
+    assert seen["refused"] > 0, seen  # type: ignore[operator]
+    assert seen["bytes"] <= 65536, seen  # type: ignore[operator]
+    assert seen["restarts"] == 0, seen
+    assert seen["unfilled"] == 0, seen
+
+    def complete(records: list[ConsumedRecord]) -> bool:
+        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
+        return all(
+            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
+            and u[x][-1][1].agg_trade_id >= usdm_last[x]
+            for x in SYMBOLS
+        )  # fmt: skip
+
+    records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
+    spot = trades_by_symbol(records, "trade")
+    usdm = trades_by_symbol(records, "agg_trade")
+    for symbol in SYMBOLS:
+        for name, ids, last in (
+            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
+            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
+        ):
+            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
