@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup system-deps demo run test lint protos bench clean
+.PHONY: setup system-deps demo run test lint protos bench chaos clean
 
 # Debian packages the tests use: Chromium (UI tests), promtool (metrics/rules checks),
 # systemd-analyze (unit verification). Installed only when missing; needs root (CI is root).
@@ -57,6 +57,11 @@ bench: setup
 	$(BIN)/python bench/bench_fanout.py
 	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_pipeline.py
+
+# The chaos suite (also part of `make test`) with its table rewritten into docs/CHAOS.md.
+chaos: setup
+	$(BIN)/python -m marketd.devkafka fetch
+	$(BIN)/python scripts/chaos_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
