@@ -88,7 +88,10 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
                 spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
                 usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
                 wait_until(lambda: pending() == 0, timeout=60, what="the spool drained")
-                facts["unfilled"] = metric_value(daemon.metrics(), "marketd_trades_unfilled_total")
+                text = daemon.metrics()
+                facts["unfilled"] = metric_value(text, "marketd_trades_unfilled_total")
+                facts["gaps"] = metric_value(text, "marketd_trade_gaps_total")
+                facts["gaps_closed"] = metric_value(text, "marketd_trade_gaps_closed_total")
                 assert daemon.stop(timeout=30) == 0, daemon.log_tail()
         return spot, usdm, facts
 
@@ -98,6 +101,9 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
     assert facts["left_in_spool"] > 300, facts
     assert facts["checkpointed_keys"] == 2 * len(SYMBOLS), facts  # spot trade, USD-M aggTrade
     assert facts["unfilled"] == 0, facts
+    # The downtime opened a gap in every symbol's trades; each was closed from REST.
+    assert facts["gaps"] >= 2 * len(SYMBOLS), facts
+    assert facts["gaps_closed"] == facts["gaps"], facts
 
     def complete(records: list[ConsumedRecord]) -> bool:
         s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
