@@ -7,8 +7,10 @@ serialize. Nothing here blocks or imports trio.
 
 Frames that cannot be used are counted, never raised: ``malformed`` (invalid JSON, not a
 combined-stream envelope, wrong types, missing fields, a payload whose ``e`` contradicts its
-stream, ids outside int64) and ``unknown`` (a valid envelope on a stream this codec does not
-handle, e.g. ``btcusdt@kline_1m``).
+stream, negative ids or ids beyond int64, prices that are not decimal strings, absurd
+symbols, JSON nested deeper than the interpreter's recursion limit) and ``unknown`` (a valid
+envelope on a stream this codec does not handle, e.g. ``btcusdt@kline_1m``, or a payload
+with an unknown ``e``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _event_type(raw: msgspec.Raw) -> str | None:
     """The ``e`` of a payload that failed to decode (slow path, errors only)."""
     try:
         return _decode_event_type(raw).e
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 
@@ -99,7 +101,7 @@ class Codec:
         for frame, received_ns in zip(batch.frames, batch.received_ns, strict=True):
             try:
                 envelope = _decode_frame(frame)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:
                 malformed += 1
                 error = f"malformed frame: {exc}: {frame[:100]!r}"
                 continue
@@ -113,7 +115,7 @@ class Codec:
                 continue
             try:
                 handler(envelope.data, received_ns, records)
-            except ValueError as exc:  # msgspec.DecodeError, Protobuf range/UTF-8 errors
+            except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, Protobuf errors
                 event_type = _event_type(envelope.data)
                 if event_type is not None and event_type not in KNOWN_EVENT_TYPES:
                     unknown += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from binance_examples import frame
 from hypothesis import given
@@ -17,8 +18,10 @@ INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 IDS = st.integers(min_value=0, max_value=2**63 - 1)
 TIMES = st.integers(min_value=0, max_value=2**53)
 DECIMALS = st.from_regex(r"\A(0|[1-9][0-9]{0,15})(\.[0-9]{1,18})?\Z")
-# Lossless means byte for byte, whatever the string holds (no surrogates: not valid UTF-8).
-STRINGS = DECIMALS | st.text(st.characters(codec="utf-8"), max_size=40)
+# Anything else in a price or quantity is damage, not a price: rejected as malformed.
+NOT_DECIMALS = st.text(st.characters(codec="utf-8"), max_size=40).filter(
+    lambda s: re.fullmatch(r"[0-9]+(\.[0-9]+)?", s) is None
+)
 SYMBOLS = st.from_regex(r"\A[A-Z0-9]{2,20}\Z")
 
 CODEC = Codec(TopicSettings())
@@ -27,8 +30,8 @@ CODEC = Codec(TopicSettings())
 @given(
     symbol=SYMBOLS,
     trade_id=IDS,
-    price=STRINGS,
-    quantity=STRINGS,
+    price=DECIMALS,
+    quantity=DECIMALS,
     event_time=TIMES,
     trade_time=TIMES,
     maker=st.booleans(),
@@ -90,6 +93,18 @@ def test_agg_trade_round_trips(
     a = MarketEvent.FromString(record.value).agg_trade
     assert (a.agg_trade_id, a.first_trade_id, a.last_trade_id) == (agg_id, first, last)
     assert (a.price, a.quantity, a.normal_quantity) == (price, quantity, nq or "")
+
+
+@given(price=NOT_DECIMALS, in_quantity=st.booleans())
+def test_trade_with_a_non_decimal_price_is_malformed(price: str, in_quantity: bool) -> None:
+    data = {
+        "e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5" if in_quantity else price,
+        "q": price if in_quantity else "2", "T": 1, "m": False,
+    }  # fmt: skip
+    result = CODEC.decode_batch(
+        FrameBatch(Market.SPOT, "c", [frame("btcusdt@trade", json.dumps(data))], [0])
+    )
+    assert (result.records, result.malformed, result.unknown) == ([], 1, 0)
 
 
 @given(st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))

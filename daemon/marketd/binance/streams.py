@@ -2,6 +2,7 @@
 
 Event structs are tagged with Binance's event type (``e``): a payload whose ``e`` names a
 different event fails validation; a payload without ``e`` (spot ``bookTicker``) is accepted.
+Ids, times, symbols and decimals are checked as :mod:`marketd.binance.values` describes.
 All structs are frozen and untracked by the GC (they hold only scalars and lists of str).
 """
 
@@ -9,8 +10,28 @@ from __future__ import annotations
 
 import msgspec
 
+from marketd.binance.values import (
+    BAD_VALUE,
+    DecimalText,
+    Id,
+    OptionalDecimalText,
+    Symbol,
+    TradeIdOrNone,
+    levels_ok,
+    values_check,
+)
+
 # A price level in a depth update: ``[price, quantity]``, both decimal strings.
-Level = tuple[str, str]
+Level = tuple[DecimalText, DecimalText]
+
+_U = values_check("u")
+_Y = values_check("y")
+_Y2U = values_check("yuu")
+_Y4U = values_check("yuuuu")
+_Y6U = values_check("yuuuuuu")
+_MARK = values_check("yuuoo")
+_TICKER = values_check("yssuuuuuuuu")
+_SPOT_TICKER = values_check("yssuuuuuuuuuuuuu")
 
 
 class StreamFrame(msgspec.Struct, frozen=True, gc=False):
@@ -26,118 +47,182 @@ class StreamFrame(msgspec.Struct, frozen=True, gc=False):
 class Trade(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="trade"):
     """Spot ``<symbol>@trade``."""
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    trade_id: int = msgspec.field(name="t")
-    price: str = msgspec.field(name="p")
-    quantity: str = msgspec.field(name="q")
-    trade_time: int = msgspec.field(name="T")
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    trade_id: Id = msgspec.field(name="t")
+    price: DecimalText = msgspec.field(name="p")
+    quantity: DecimalText = msgspec.field(name="q")
+    trade_time: Id = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
+
+    def __post_init__(self) -> None:
+        if _Y2U(f"{self.symbol} {self.price} {self.quantity}") is None:
+            raise ValueError(BAD_VALUE)
 
 
 class AggTrade(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="aggTrade"):
     """Spot and USD-M ``<symbol>@aggTrade``; USD-M adds ``nq`` (quantity without RPI orders)."""
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    agg_trade_id: int = msgspec.field(name="a")
-    price: str = msgspec.field(name="p")
-    quantity: str = msgspec.field(name="q")
-    first_trade_id: int = msgspec.field(name="f")
-    last_trade_id: int = msgspec.field(name="l")
-    trade_time: int = msgspec.field(name="T")
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    agg_trade_id: Id = msgspec.field(name="a")
+    price: DecimalText = msgspec.field(name="p")
+    quantity: DecimalText = msgspec.field(name="q")
+    first_trade_id: Id = msgspec.field(name="f")
+    last_trade_id: Id = msgspec.field(name="l")
+    trade_time: Id = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
-    normal_quantity: str = msgspec.field(default="", name="nq")
+    normal_quantity: OptionalDecimalText = msgspec.field(default="", name="nq")
+
+    def __post_init__(self) -> None:
+        nq = self.normal_quantity
+        if _Y2U(f"{self.symbol} {self.price} {self.quantity}") is None or (nq and _U(nq) is None):
+            raise ValueError(BAD_VALUE)
 
 
 class DepthUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="depthUpdate"):
     """Spot ``<symbol>@depth[@100ms]`` diff (no ``pu``, no ``T``)."""
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    first_update_id: int = msgspec.field(name="U")
-    final_update_id: int = msgspec.field(name="u")
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    first_update_id: Id = msgspec.field(name="U")
+    final_update_id: Id = msgspec.field(name="u")
     bids: list[Level] = msgspec.field(name="b")
     asks: list[Level] = msgspec.field(name="a")
+
+    def __post_init__(self) -> None:
+        if _Y(self.symbol) is None or not levels_ok(self.bids, self.asks):
+            raise ValueError(BAD_VALUE)
 
 
 class FuturesDepthUpdate(DepthUpdate, frozen=True, gc=False, tag="depthUpdate"):
     """USD-M ``<symbol>@depth[@100ms|@250ms|@500ms]`` diff: adds ``T`` and ``pu``."""
 
-    transaction_time: int = msgspec.field(name="T")
-    prev_final_update_id: int = msgspec.field(name="pu")
+    transaction_time: Id = msgspec.field(name="T")
+    prev_final_update_id: Id = msgspec.field(name="pu")
 
 
 class BookTicker(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="bookTicker"):
     """Spot ``<symbol>@bookTicker``: no ``e``, ``E`` or ``T``."""
 
-    update_id: int = msgspec.field(name="u")
-    symbol: str = msgspec.field(name="s")
-    bid_price: str = msgspec.field(name="b")
-    bid_quantity: str = msgspec.field(name="B")
-    ask_price: str = msgspec.field(name="a")
-    ask_quantity: str = msgspec.field(name="A")
+    update_id: Id = msgspec.field(name="u")
+    symbol: Symbol = msgspec.field(name="s")
+    bid_price: DecimalText = msgspec.field(name="b")
+    bid_quantity: DecimalText = msgspec.field(name="B")
+    ask_price: DecimalText = msgspec.field(name="a")
+    ask_quantity: DecimalText = msgspec.field(name="A")
+
+    def __post_init__(self) -> None:
+        check = (
+            f"{self.symbol} {self.bid_price} {self.bid_quantity} {self.ask_price} "
+            f"{self.ask_quantity}"
+        )
+        if _Y4U(check) is None:
+            raise ValueError(BAD_VALUE)
 
 
 class FuturesBookTicker(BookTicker, frozen=True, gc=False, tag="bookTicker"):
     """USD-M ``<symbol>@bookTicker`` and ``!bookTicker``: adds event and transaction time."""
 
-    event_time: int = msgspec.field(name="E")
-    transaction_time: int = msgspec.field(name="T")
+    event_time: Id = msgspec.field(name="E")
+    transaction_time: Id = msgspec.field(name="T")
 
 
 class MiniTicker(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="24hrMiniTicker"):
     """``<symbol>@miniTicker`` and items of ``!miniTicker@arr`` (spot and USD-M)."""
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    close_price: str = msgspec.field(name="c")
-    open_price: str = msgspec.field(name="o")
-    high_price: str = msgspec.field(name="h")
-    low_price: str = msgspec.field(name="l")
-    base_volume: str = msgspec.field(name="v")
-    quote_volume: str = msgspec.field(name="q")
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    close_price: DecimalText = msgspec.field(name="c")
+    open_price: DecimalText = msgspec.field(name="o")
+    high_price: DecimalText = msgspec.field(name="h")
+    low_price: DecimalText = msgspec.field(name="l")
+    base_volume: DecimalText = msgspec.field(name="v")
+    quote_volume: DecimalText = msgspec.field(name="q")
+
+    def __post_init__(self) -> None:
+        check = (
+            f"{self.symbol} {self.close_price} {self.open_price} {self.high_price} "
+            f"{self.low_price} {self.base_volume} {self.quote_volume}"
+        )
+        if _Y6U(check) is None:
+            raise ValueError(BAD_VALUE)
 
 
 class FuturesTicker(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="24hrTicker"):
-    """USD-M ``<symbol>@ticker`` and items of ``!ticker@arr``."""
+    """USD-M ``<symbol>@ticker`` and items of ``!ticker@arr``.
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    price_change: str = msgspec.field(name="p")
-    price_change_percent: str = msgspec.field(name="P")
-    weighted_avg_price: str = msgspec.field(name="w")
-    last_price: str = msgspec.field(name="c")
-    last_quantity: str = msgspec.field(name="Q")
-    open_price: str = msgspec.field(name="o")
-    high_price: str = msgspec.field(name="h")
-    low_price: str = msgspec.field(name="l")
-    base_volume: str = msgspec.field(name="v")
-    quote_volume: str = msgspec.field(name="q")
-    open_time: int = msgspec.field(name="O")
-    close_time: int = msgspec.field(name="C")
-    first_trade_id: int = msgspec.field(name="F")
-    last_trade_id: int = msgspec.field(name="L")
-    trade_count: int = msgspec.field(name="n")
+    ``F`` and ``L`` are -1 when the window holds no trade; ``p`` and ``P`` may be negative.
+    """
+
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    price_change: DecimalText = msgspec.field(name="p")
+    price_change_percent: DecimalText = msgspec.field(name="P")
+    weighted_avg_price: DecimalText = msgspec.field(name="w")
+    last_price: DecimalText = msgspec.field(name="c")
+    last_quantity: DecimalText = msgspec.field(name="Q")
+    open_price: DecimalText = msgspec.field(name="o")
+    high_price: DecimalText = msgspec.field(name="h")
+    low_price: DecimalText = msgspec.field(name="l")
+    base_volume: DecimalText = msgspec.field(name="v")
+    quote_volume: DecimalText = msgspec.field(name="q")
+    open_time: Id = msgspec.field(name="O")
+    close_time: Id = msgspec.field(name="C")
+    first_trade_id: TradeIdOrNone = msgspec.field(name="F")
+    last_trade_id: TradeIdOrNone = msgspec.field(name="L")
+    trade_count: Id = msgspec.field(name="n")
+
+    def __post_init__(self) -> None:
+        if _TICKER(self._decimals()) is None:
+            raise ValueError(BAD_VALUE)
+
+    def _decimals(self) -> str:
+        return (
+            f"{self.symbol} {self.price_change} {self.price_change_percent} "
+            f"{self.weighted_avg_price} {self.last_price} {self.last_quantity} "
+            f"{self.open_price} {self.high_price} {self.low_price} {self.base_volume} "
+            f"{self.quote_volume}"
+        )
 
 
 class SpotTicker(FuturesTicker, frozen=True, gc=False, tag="24hrTicker"):
     """Spot ``<symbol>@ticker``: adds the previous-window price and the best bid/ask."""
 
-    first_trade_price: str = msgspec.field(name="x")
-    best_bid_price: str = msgspec.field(name="b")
-    best_bid_quantity: str = msgspec.field(name="B")
-    best_ask_price: str = msgspec.field(name="a")
-    best_ask_quantity: str = msgspec.field(name="A")
+    first_trade_price: DecimalText = msgspec.field(name="x")
+    best_bid_price: DecimalText = msgspec.field(name="b")
+    best_bid_quantity: DecimalText = msgspec.field(name="B")
+    best_ask_price: DecimalText = msgspec.field(name="a")
+    best_ask_quantity: DecimalText = msgspec.field(name="A")
+
+    def __post_init__(self) -> None:
+        check = (
+            f"{self._decimals()} {self.first_trade_price} {self.best_bid_price} "
+            f"{self.best_bid_quantity} {self.best_ask_price} {self.best_ask_quantity}"
+        )
+        if _SPOT_TICKER(check) is None:
+            raise ValueError(BAD_VALUE)
 
 
 class MarkPriceUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="markPriceUpdate"):
-    """USD-M ``<symbol>@markPrice[@1s]`` and items of ``!markPrice@arr[@1s]``."""
+    """USD-M ``<symbol>@markPrice[@1s]`` and items of ``!markPrice@arr[@1s]``.
 
-    event_time: int = msgspec.field(name="E")
-    symbol: str = msgspec.field(name="s")
-    mark_price: str = msgspec.field(name="p")
-    index_price: str = msgspec.field(name="i")
-    estimated_settle_price: str = msgspec.field(name="P")
-    funding_rate: str = msgspec.field(name="r")
-    next_funding_time: int = msgspec.field(name="T")
+    ``P`` (estimated settle price) and ``r`` (funding rate) may be empty (contracts without
+    funding); ``r`` may be negative.
+    """
+
+    event_time: Id = msgspec.field(name="E")
+    symbol: Symbol = msgspec.field(name="s")
+    mark_price: DecimalText = msgspec.field(name="p")
+    index_price: DecimalText = msgspec.field(name="i")
+    estimated_settle_price: OptionalDecimalText = msgspec.field(name="P")
+    funding_rate: OptionalDecimalText = msgspec.field(name="r")
+    next_funding_time: Id = msgspec.field(name="T")
+
+    def __post_init__(self) -> None:
+        check = (
+            f"{self.symbol} {self.mark_price} {self.index_price} "
+            f"{self.estimated_settle_price} {self.funding_rate}"
+        )
+        if _MARK(check) is None:
+            raise ValueError(BAD_VALUE)

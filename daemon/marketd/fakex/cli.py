@@ -31,6 +31,7 @@ _PERIODIC = (
     ("unknown_event_every", FaultKind.UNKNOWN_EVENT, "send an unknown event every SECONDS"),
     ("gap_every", FaultKind.GAP, "skip a sequenced frame every SECONDS"),
     ("stall_every", FaultKind.STALL, "stall connections (--stall-seconds) every SECONDS"),
+    ("fuzz_every", FaultKind.FUZZ, "send a fuzzed (unusable) frame every SECONDS"),
 )
 
 

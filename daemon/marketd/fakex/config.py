@@ -38,6 +38,8 @@ class FaultKind(enum.Enum):
     STALL = "stall"  # nothing at all (no data, no pings, no pongs) for `seconds`
     GAP = "gap"  # skip the next `count` sequenced frames (trade / aggTrade / depth);
     # with `symbol`: the next `count` depth diffs of that symbol, on every connection
+    FUZZ = "fuzz"  # `count` mutated frames per connection, none usable (see fakex.fuzz);
+    # deterministic from `seed`
 
 
 @attrs.frozen
@@ -49,6 +51,7 @@ class Fault:
     count: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     symbol: str | None = None  # `gap` only: one symbol's depth diffs (upper-case name)
+    seed: int | None = None  # `fuzz` only; None: derived from the exchange's seed
 
 
 @attrs.frozen

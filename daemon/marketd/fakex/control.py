@@ -3,7 +3,9 @@
 * ``GET  /_fake/state``  → ``FakeExchange.state()``
 * ``POST /_fake/pause``, ``POST /_fake/resume``
 * ``POST /_fake/fault`` ``{"kind": "drop", "market": "spot"|"usdm"|null, "count": 1, "seconds": 0}``
-  (``"kind": "gap"`` may name a ``"symbol"``: its next ``count`` depth diffs are skipped)
+  (``"kind": "gap"`` may name a ``"symbol"``: its next ``count`` depth diffs are skipped;
+  ``"kind": "fuzz"`` may give a ``"seed"``: ``count`` fuzzed frames per connection, the reply
+  says how many in all as ``"frames"``)
 * ``POST /_fake/jump``  ``{"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0}``
 """
 
@@ -64,12 +66,18 @@ def parse_fault(body: dict[str, Any]) -> Fault:
     symbol = body.get("symbol")
     if symbol is not None and (not isinstance(symbol, str) or kind is not FaultKind.GAP):
         raise BadControl("symbol must be a string, and only with kind 'gap'")
+    seed = body.get("seed")
+    if seed is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool) or kind is not FaultKind.FUZZ
+    ):
+        raise BadControl("seed must be an integer, and only with kind 'fuzz'")
     return Fault(
         kind,
         _market(body.get("market"), required=False),
         count,
         float(seconds),
         symbol.upper() if symbol else None,
+        seed,
     )
 
 
@@ -105,7 +113,10 @@ def handle(fx: FakeExchange, request: HttpRequest) -> HttpResponse:
                 targets = fx.inject_fault(fault)
             except KeyError as exc:
                 raise BadControl(str(exc)) from None
-            return _json(200, {"kind": fault.kind.value, "connections": targets})
+            reply: dict[str, Any] = {"kind": fault.kind.value, "connections": targets}
+            if fault.kind is FaultKind.FUZZ:
+                reply["frames"] = targets * fault.count
+            return _json(200, reply)
         if action == "jump":
             market, symbol, percent = _parse_jump(_body(request))
             try:

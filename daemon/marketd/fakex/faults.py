@@ -1,9 +1,19 @@
-"""Frames for the ``malformed`` / ``unknown_event`` / ``server_shutdown`` faults (pure)."""
+"""Frames for the ``malformed`` / ``unknown_event`` / ``server_shutdown`` / ``fuzz`` faults (pure).
+
+The ``fuzz`` mutations live in :mod:`marketd.fakex.fuzz`; here are the valid frames they
+start from (``fuzz_bases``).
+"""
 
 from __future__ import annotations
 
-from marketd.fakex.frames import combined, server_shutdown
-from marketd.fakex.protocol import Channel, StreamRef
+from collections.abc import Sequence
+
+from marketd.fakex.frames import SymbolFrames, array_payload, combined, server_shutdown
+from marketd.fakex.fuzz import FuzzBase
+from marketd.fakex.hub import MarketHub
+from marketd.fakex.market import DepthEvent, TradeEvent
+from marketd.fakex.protocol import Channel, StreamRef, route_of
+from marketd.records import Market
 
 _EVENT_OF: dict[Channel, str] = {
     Channel.TRADE: "trade",
@@ -65,3 +75,44 @@ def shutdown_frame(now_ms: int, *, is_combined: bool) -> str:
     """Binance's ``serverShutdown``: on combined streams under the name ``!serverShutdown``."""
     payload = server_shutdown(now_ms)
     return combined("!serverShutdown", payload) if is_combined else payload
+
+
+# Items of an all-market array payload in a fuzz base.
+FUZZ_ARRAY_ITEMS = 3
+
+
+def _payload(fr: SymbolFrames, channel: Channel, now_ms: int) -> str:
+    """A valid payload of ``channel`` for ``fr``'s symbol, as the fake prints it."""
+    last = fr.model.stats.last
+    trade = TradeEvent(7, 70, last, [3, 4], now_ms, True)
+    if channel is Channel.TRADE:
+        return fr.trades(trade, now_ms)[0]
+    if channel is Channel.AGG_TRADE:
+        return fr.agg_trade(trade, now_ms)
+    if channel is Channel.DEPTH:
+        bids = [(max(last - 1, 1), 5), (max(last - 2, 1), 0)]
+        diff = DepthEvent(100, 102, 99, bids, [(last + 1, 4)], now_ms, False)
+        return fr.depth(diff, now_ms)
+    if channel is Channel.BOOK_TICKER:
+        return fr.book_ticker(102, now_ms)
+    if channel in (Channel.MINI_TICKER, Channel.ALL_MINI_TICKERS):
+        return fr.mini_ticker(now_ms)
+    if channel is Channel.TICKER:
+        return fr.ticker(now_ms)
+    return fr.mark_price(now_ms)  # MARK_PRICE*, ALL_MARK_PRICES*
+
+
+def fuzz_bases(hub: MarketHub, refs: Sequence[StreamRef], now_ms: int) -> list[FuzzBase]:
+    """One valid frame per stream of ``refs`` (none: the market's first symbol's trades)."""
+    if not refs:
+        channel = Channel.TRADE if hub.market is Market.SPOT else Channel.AGG_TRADE
+        name = f"{hub.model.symbols[0].spec.stream_symbol}@{channel.value}"
+        refs = [StreamRef(name, channel, 0, route_of(hub.market, channel))]
+    out = []
+    for ref in refs:
+        if ref.symbol >= 0:
+            out.append(FuzzBase(ref.name, _payload(hub.frames[ref.symbol], ref.channel, now_ms)))
+            continue
+        items = [_payload(fr, ref.channel, now_ms) for fr in hub.frames[:FUZZ_ARRAY_ITEMS]]
+        out.append(FuzzBase(ref.name, array_payload(items)))
+    return out

@@ -4,13 +4,18 @@
 yields a ``FakeExchange`` with the five base URLs and direct methods for tests (state,
 pause/resume, faults, price jumps). Leaving the block closes every connection (WebSocket
 close 1001) and stops the servers.
+
+A ``fuzz`` fault queues its frames in chunks, each once the connection's queue is short
+again, so even 10,000 of them never get a reading client cut as too slow; the state's
+``fuzz_frames`` counts frames queued, ``fuzz_pending`` those still to come.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -20,7 +25,13 @@ from trio_websocket import WebSocketRequest, wrap_server_stream
 from marketd import ws_compat
 from marketd.fakex import control
 from marketd.fakex.config import FakeExchangeConfig, Fault, FaultKind, PeriodicFault
-from marketd.fakex.faults import malformed_frames, shutdown_frame, unknown_event_frames
+from marketd.fakex.faults import (
+    fuzz_bases,
+    malformed_frames,
+    shutdown_frame,
+    unknown_event_frames,
+)
+from marketd.fakex.fuzz import fuzz_frames
 from marketd.fakex.http11 import HttpRequest, HttpResponse, serve_http
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
@@ -33,6 +44,7 @@ ws_compat.install()
 FLAT_OUT_BATCH = 100
 TICK = 0.01
 CONNECT_TIMEOUT = 10.0
+FUZZ_CHUNK = 500  # fuzzed frames queued at a time
 
 
 def _error_body(exc: Exception) -> bytes:
@@ -175,6 +187,9 @@ class FakeExchange:
             return len(hubs)
         targets = [c for c in self.connections if fault.market is None or c.market is fault.market]
         now = wall_ms()
+        fuzz_seed = fault.seed
+        if fuzz_seed is None:
+            fuzz_seed = self.config.seed * 1_000_003 + self.faults_injected[FaultKind.FUZZ.value]
         for conn in targets:
             first = next(iter(conn.delivered), None)
             ref = conn.subscriptions[first] if first is not None else None
@@ -201,7 +216,43 @@ class FakeExchange:
                 conn.stream.stalled_until = max(conn.stream.stalled_until, until)
             elif kind is FaultKind.GAP:
                 conn.skip += fault.count
+            elif kind is FaultKind.FUZZ:
+                self._start_fuzz(
+                    conn, fault.count, f"{fuzz_seed}/{conn.market.value}/{conn.serial}"
+                )
         return len(targets)
+
+    def _start_fuzz(self, conn: Connection, count: int, seed: str) -> None:
+        refs = [conn.subscriptions[name] for name in sorted(conn.delivered)]
+        bases = fuzz_bases(conn.hub, refs, wall_ms())
+        frames = (f.text for f in fuzz_frames(count, seed, bases, is_combined=conn.combined))
+        conn.counters.fuzz_pending += count
+        if self._nursery is not None:
+            self._nursery.start_soon(self._push_fuzz, conn, frames, count)
+            return
+        for frame in frames:
+            conn.push(frame)
+        conn.counters.fuzz_pending -= count
+        conn.counters.fuzz_frames += count
+
+    @staticmethod
+    async def _push_fuzz(conn: Connection, frames: Iterator[str], count: int) -> None:
+        """Queue ``frames`` in chunks, each once the queue is short again (never cut as slow)."""
+        counters, left = conn.counters, count
+        try:
+            while left and not conn.ended:
+                await conn.wait_drained()
+                if conn.ended:
+                    break
+                chunk = list(itertools.islice(frames, FUZZ_CHUNK))
+                for frame in chunk:
+                    conn.push(frame)
+                left -= len(chunk)
+                counters.fuzz_frames += len(chunk)
+                counters.fuzz_pending -= len(chunk)
+                await trio.lowlevel.checkpoint()
+        finally:
+            counters.fuzz_pending -= left
 
     @staticmethod
     async def _close_later(conn: Connection, seconds: float) -> None:
@@ -236,6 +287,8 @@ class FakeExchange:
                 "pong_timeouts": c.pong_timeouts,
                 "slow_disconnects": c.slow_disconnects,
                 "frames_skipped": c.frames_skipped,
+                "fuzz_frames": c.fuzz_frames,
+                "fuzz_pending": c.fuzz_pending,
                 "rest_weight_used": self.rest[market].meter.used,
                 "rest_weight_peak": self.rest[market].meter.peak,
                 "rest_rejected": self.rest[market].meter.rejected,
@@ -299,6 +352,7 @@ class FakeExchange:
             route=path.route,
             combined=path.combined,
             max_queue=self.config.max_queue,
+            serial=counters.connections_total + 1,
         )
         self.connections.add(conn)
         counters.connections_open += 1

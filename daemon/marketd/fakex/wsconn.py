@@ -91,6 +91,8 @@ class MarketCounters:
     pong_timeouts: int = 0
     slow_disconnects: int = 0
     frames_skipped: int = 0  # by `gap` faults
+    fuzz_frames: int = 0  # queued to a connection by `fuzz` faults
+    fuzz_pending: int = 0  # of `fuzz` faults, still to be queued (paced, see server)
 
 
 class Connection:
@@ -107,6 +109,7 @@ class Connection:
         route: Route,
         combined: bool,
         max_queue: int,
+        serial: int = 0,
     ) -> None:
         self.ws = ws
         self.stream = stream
@@ -117,6 +120,7 @@ class Connection:
         self.route = route
         self.combined = combined
         self.max_queue = max_queue
+        self.serial = serial  # the n-th connection of its market (1-based)
         self.queue: deque[str] = deque()
         self.subscriptions: dict[str, StreamRef] = {}
         self.delivered: set[str] = set()
@@ -151,6 +155,10 @@ class Connection:
         self.push(frame)
 
     # -- lifetime -------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._scope.cancel_called
 
     def end(self, *, abort: bool = False, code: int = 1001) -> None:
         """Stop the connection: a TCP reset if ``abort``, else a close frame with ``code``."""

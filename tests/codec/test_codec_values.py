@@ -1,0 +1,143 @@
+"""Values Binance never sends are malformed: ids, times, decimals and symbols are checked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from binance_examples import frame
+
+from marketd.codec import Codec
+from marketd.config import TopicSettings
+from marketd.errors import RestError
+from marketd.records import FrameBatch, Market
+from marketd.v1.market_data_pb2 import MarketEvent
+
+CODEC = Codec(TopicSettings())
+TRADE = {
+    "e": "trade", "E": 1, "s": "BTCUSDT", "t": 5, "p": "27123.45", "q": "0.00100000", "T": 1,
+    "m": True,
+}  # fmt: skip
+DEPTH = {
+    "e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": 1, "u": 2, "pu": 0,
+    "b": [["27000.1", "1.5"]], "a": [["27000.2", "0"]],
+}  # fmt: skip
+TICKER = {
+    "e": "24hrTicker", "E": 1, "s": "BTCUSDT", "p": "-94.99", "P": "-0.95", "w": "1.5",
+    "c": "1.5", "Q": "1", "o": "1.5", "h": "1.5", "l": "1.5", "v": "1", "q": "1", "O": 0,
+    "C": 1, "F": -1, "L": -1, "n": 0,
+}  # fmt: skip
+MARK = {
+    "e": "markPriceUpdate", "E": 1, "s": "BTCUSDT", "p": "11794.15", "i": "11784.6",
+    "P": "11784.2", "r": "-0.00038167", "T": 0,
+}  # fmt: skip
+BAD_DECIMALS = [
+    "abc", "1.2.3", "", "NaN", "Infinity", "1e5", ".5", "5.", ".", "-", "+1", " 1", "1 ",
+    "1,5", "0x1F", "1_000", "\u0661", "\uff11", "1\n", "9" * 65,
+]  # fmt: skip
+
+
+def decode(market: Market, stream: str, data: Any) -> tuple[int, int, list[MarketEvent]]:
+    result = CODEC.decode_batch(FrameBatch(market, "c", [frame(stream, json.dumps(data))], [0]))
+    events = [MarketEvent.FromString(r.value) for r in result.records]
+    return result.malformed, result.unknown, events
+
+
+@pytest.mark.parametrize("bad", BAD_DECIMALS)
+@pytest.mark.parametrize("key", ["p", "q"])
+def test_a_trade_with_a_non_decimal_is_malformed(key: str, bad: str) -> None:
+    assert decode(Market.SPOT, "btcusdt@trade", TRADE | {key: bad}) == (1, 0, [])
+
+
+@pytest.mark.parametrize("bad", ["abc", "1.2.3", "", "1e5", "-1"])
+@pytest.mark.parametrize(("side", "index"), [("b", 0), ("b", 1), ("a", 0), ("a", 1)])
+def test_a_depth_level_with_a_non_decimal_is_malformed(side: str, index: int, bad: str) -> None:
+    level = list(DEPTH[side][0])
+    level[index] = bad
+    assert decode(Market.USDM, "btcusdt@depth", DEPTH | {side: [level]}) == (1, 0, [])
+
+
+def test_a_depth_diff_may_have_empty_sides() -> None:
+    malformed, _, [event] = decode(Market.USDM, "btcusdt@depth", DEPTH | {"b": [], "a": []})
+    assert malformed == 0
+    assert (len(event.depth_diff.bids), len(event.depth_diff.asks)) == (0, 0)
+
+
+@pytest.mark.parametrize("key", ["E", "t", "T"])
+@pytest.mark.parametrize("value", [-1, -(2**63), 2**63, 2**64, 10**30])
+def test_ids_and_times_outside_0_to_int64_are_malformed(key: str, value: int) -> None:
+    assert decode(Market.SPOT, "btcusdt@trade", TRADE | {key: value}) == (1, 0, [])
+
+
+def test_the_largest_int64_id_is_fine() -> None:
+    _, _, [event] = decode(Market.SPOT, "btcusdt@trade", TRADE | {"t": 2**63 - 1, "E": 0})
+    assert (event.trade.trade_id, event.event_time_ms) == (2**63 - 1, 0)
+
+
+@pytest.mark.parametrize("symbol", ["", "X" * 41, "BTC\u0001USDT", "BTC USDT", "BTC\x7f"])
+def test_bad_symbols_are_malformed(symbol: str) -> None:
+    assert decode(Market.SPOT, "btcusdt@trade", TRADE | {"s": symbol}) == (1, 0, [])
+    assert decode(Market.USDM, "btcusdt@depth", DEPTH | {"s": symbol}) == (1, 0, [])
+
+
+def test_unusual_symbols_binance_lists_are_fine() -> None:
+    for symbol in ["BTCUSDT_250627", "1000SHIBUSDT", "\u5e01\u5b89\u4eba\u751fUSDT"]:
+        _, _, [event] = decode(Market.SPOT, "x@trade", TRADE | {"s": symbol})
+        assert event.symbol == symbol
+
+
+def test_ticker_signs_and_no_trade_ids() -> None:
+    _, _, [event] = decode(Market.USDM, "btcusdt@ticker", TICKER)
+    t = event.ticker
+    assert (t.price_change, t.price_change_percent) == ("-94.99", "-0.95")
+    assert (t.first_trade_id, t.last_trade_id, t.trade_count) == (-1, -1, 0)
+    assert decode(Market.USDM, "btcusdt@ticker", TICKER | {"F": -2}) == (1, 0, [])
+    assert decode(Market.USDM, "btcusdt@ticker", TICKER | {"w": "-1.5"}) == (1, 0, [])
+    assert decode(Market.USDM, "btcusdt@ticker", TICKER | {"P": "--1"}) == (1, 0, [])
+
+
+def test_mark_price_funding_may_be_negative_or_empty() -> None:
+    _, _, [event] = decode(Market.USDM, "btcusdt@markPrice", MARK)
+    assert event.mark_price.funding_rate == "-0.00038167"
+    _, _, [event] = decode(Market.USDM, "btcusdt@markPrice", MARK | {"r": "", "P": ""})
+    assert (event.mark_price.funding_rate, event.mark_price.estimated_settle_price) == ("", "")
+    assert decode(Market.USDM, "btcusdt@markPrice", MARK | {"p": "-1"}) == (1, 0, [])
+    assert decode(Market.USDM, "btcusdt@markPrice", MARK | {"r": "abc"}) == (1, 0, [])
+
+
+def test_agg_trade_normal_quantity_is_optional_but_decimal() -> None:
+    agg = {
+        "e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 1, "p": "1.5", "q": "2", "f": 1, "l": 1,
+        "T": 1, "m": False,
+    }  # fmt: skip
+    assert decode(Market.USDM, "btcusdt@aggTrade", agg)[0] == 0
+    assert decode(Market.USDM, "btcusdt@aggTrade", agg | {"nq": "2"})[0] == 0
+    assert decode(Market.USDM, "btcusdt@aggTrade", agg | {"nq": "x"}) == (1, 0, [])
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])  # beyond the recursion limit (1000)
+def test_deep_nesting_is_malformed_not_a_crash(depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    frames = [
+        frame("btcusdt@trade", nested),
+        frame("btcusdt@trade", json.dumps(TRADE)[:-1] + f',"zz":{nested}}}'),
+        frame("btcusdt@trade", f'{{"e":"kline","zz":{nested}}}'),
+        frame("btcusdt@trade", json.dumps(TRADE)),
+    ]
+    result = CODEC.decode_batch(FrameBatch(Market.SPOT, "c", frames, [0] * 4))
+    assert result.malformed + result.unknown == 3
+    assert [r.seq for r in result.records] == [5]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"id": 1, "price": "abc", "qty": "1", "time": 1, "isBuyerMaker": True},
+        {"id": 1, "price": "1.0", "qty": "1e5", "time": 1, "isBuyerMaker": True},
+        {"id": -1, "price": "1.0", "qty": "1", "time": 1, "isBuyerMaker": True},
+    ],
+)
+def test_rest_history_with_bad_values_is_rejected(row: dict[str, Any]) -> None:
+    with pytest.raises(RestError, match="malformed trade history"):
+        CODEC.encode_rest_trades(Market.SPOT, "BTCUSDT", "trade", json.dumps([row]).encode(), 0)
