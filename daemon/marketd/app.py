@@ -36,6 +36,7 @@ from marketd.kafka_sink import KafkaPublisher
 from marketd.metrics import StatisticsCollector, counter, gauge
 from marketd.pipeline import Normalizer
 from marketd.records import FrameBatch, Market, Record
+from marketd.rest_budget import RestBudgets
 from marketd.spool.stage import SpoolStage
 from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.systemd import notify_stopping, serve_systemd_notify
@@ -55,6 +56,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.codec = Codec(settings.kafka.topics)
+        # One REST weight budget per market, shared by the backfill and the book snapshots.
+        self.rest_budgets = RestBudgets.from_settings(settings.books)
         backfiller = None
         if settings.pipeline.backfill_trades:
             backfiller = Backfiller(
@@ -65,6 +68,7 @@ class Daemon:
                 },
                 max_trades=settings.pipeline.backfill_max_trades,
                 timeout=settings.binance.rest_timeout_s,
+                budgets=self.rest_budgets,
             )
         self.normalizer = Normalizer(self.codec, backfiller)
         self.bus = MemoryBus()
@@ -82,7 +86,7 @@ class Daemon:
             Feed(plan, settings.binance)
             for plan in plan_connections(settings.subscriptions, settings.binance)
         ]
-        self.books = Books(settings) if settings.books.enabled else None
+        self.books = Books(settings, budgets=self.rest_budgets) if settings.books.enabled else None
         self.children: dict[str, ChildState] = {
             name: ChildState(name) for name in ("sink", "normalizer", "books")
         }
@@ -136,6 +140,9 @@ class Daemon:
         self.collector.add(self.gateway.metrics)
         if self.books is not None:
             self.collector.add(self.books.metrics)
+        self.collector.add(self.rest_budgets.metrics)
+        if backfiller is not None:
+            self.collector.add(backfiller.metrics)
         if self.spool is not None:
             self.collector.add(self._spool_metrics)
         if self.detector is not None:

@@ -7,7 +7,7 @@ buys little and a fresh connection never inherits a broken one.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
 import attrs
@@ -29,6 +29,10 @@ class RestResponse:
     def used_weight(self) -> int | None:
         value = self.headers.get("x-mbx-used-weight-1m")
         return int(value) if value and value.isdigit() else None
+
+
+# ``http_get`` or a stand-in with its signature (tests).
+HttpGet = Callable[..., Awaitable[RestResponse]]
 
 
 async def http_get(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from marketd.books.book import Book, BookError, price_key
-from marketd.books.budget import WeightBudget, depth_weight, retry_after
 from marketd.books.sync import Diff, State, SymbolSync
 from marketd.records import Market
+from marketd.rest_weight import WeightBudget, depth_weight, retry_after
 
 SNAP_BIDS = [("100.00", "1.0"), ("99.50", "2.0")]
 SNAP_ASKS = [("100.50", "1.5"), ("101.00", "3.0")]

@@ -1,18 +1,20 @@
 """Fetches REST depth snapshots for the books, within each API's weight budget (trio).
 
 One lane per market (spot and USD-M have separate IP limits): a FIFO of symbols waiting
-for a snapshot (each at most once), a :class:`~marketd.books.budget.WeightBudget`, and a cap
-on requests in flight. A 429 or 418 blocks the whole lane for its ``Retry-After`` and puts
-the symbol back at the head of the queue; a network error or another status retries that
-symbol alone after a capped, jittered backoff. Snapshots go to ``deliver``, which answers
-whether another one is needed (a stale snapshot).
+for a snapshot (each at most once) and a cap on requests in flight. The weight budget is the
+market's in :class:`~marketd.rest_budget.RestBudgets`, shared with the trade backfiller,
+which goes first (a waiting backfill holds snapshots back). A 429 or 418 (to either user)
+blocks the whole market for its ``Retry-After``; a snapshot that met one goes back to the
+head of the queue. A network error or another status retries that symbol alone after a
+capped, jittered backoff. Snapshots go to ``deliver``, which answers whether another one is
+needed (a stale snapshot).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import msgspec
@@ -20,16 +22,11 @@ import structlog
 import trio
 
 from marketd.backoff import BackoffPolicy
-from marketd.books.budget import (
-    DEFAULT_BAN_S,
-    DEFAULT_RETRY_AFTER_S,
-    WeightBudget,
-    depth_weight,
-    retry_after,
-)
 from marketd.errors import RestError
 from marketd.records import Market
-from marketd.rest import RestResponse, http_get
+from marketd.rest import HttpGet, http_get
+from marketd.rest_budget import SNAPSHOTS, RestBudgets
+from marketd.rest_weight import WeightBudget, depth_weight
 from marketd.settings_books import BookSettings
 from marketd.telemetry import span
 
@@ -51,7 +48,6 @@ _decode_snapshot = msgspec.json.Decoder(DepthSnapshot).decode
 
 # deliver(market, symbol, snapshot or None if it failed) → True: request another one.
 Deliver = Callable[[Market, str, DepthSnapshot | None], bool]
-HttpGet = Callable[..., Awaitable[RestResponse]]
 
 
 @attrs.define(eq=False)
@@ -60,7 +56,7 @@ class Lane:
     base_url: str
     limit: int
     weight: int
-    budget: WeightBudget
+    budget: WeightBudget  # shared: see RestBudgets
     slots: trio.Semaphore
     queue: deque[str] = attrs.field(factory=deque)
     queued: set[str] = attrs.field(factory=set)
@@ -74,8 +70,8 @@ class Lane:
 class LaneStatistics:
     queued: int
     in_flight: int
-    weight_used: int  # counted against the budget right now (last 60 s / this minute)
-    weight_requested: int  # total since start
+    weight_used: int  # counted against the budget right now (all users of the market)
+    weight_requested: int  # by the snapshots, since start
     budget: int
     blocked_s: float  # seconds until a 429/418 block ends (0: not blocked)
     requests: dict[str, int]  # by status: ok, 429, 418, http_error, network, bad_body
@@ -92,8 +88,10 @@ class SnapshotScheduler:
         wall: Callable[[], float] = time.time,
         get: HttpGet = http_get,
         retry: BackoffPolicy | None = None,
+        budgets: RestBudgets | None = None,
     ) -> None:
         self.settings = settings
+        self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
         self.timeout = timeout
         self.wall = wall
@@ -102,17 +100,12 @@ class SnapshotScheduler:
         self.lanes: dict[Market, Lane] = {}
         for market, url in rest_urls.items():
             limit = min(settings.snapshot_limit, MAX_LIMIT[market])
-            per_minute = (
-                settings.spot_weight_limit
-                if market is Market.SPOT
-                else settings.futures_weight_limit
-            )
             self.lanes[market] = Lane(
                 market=market,
                 base_url=url,
                 limit=limit,
                 weight=depth_weight(market, limit),
-                budget=WeightBudget(int(per_minute * settings.weight_budget_fraction)),
+                budget=self.budgets.budget(market),
                 slots=trio.Semaphore(settings.max_concurrent_snapshots),
             )
 
@@ -130,13 +123,13 @@ class SnapshotScheduler:
             now = _now()
         except RuntimeError:  # outside trio.run (a test, a bench): nothing expires
             now = float("-inf")
-        wall = self.wall()
+        wall = self.budgets.wall()
         return {
             m: LaneStatistics(
                 queued=len(lane.queue),
                 in_flight=lane.in_flight,
                 weight_used=lane.budget.used(now, wall),
-                weight_requested=lane.budget.weight_requested,
+                weight_requested=self.budgets.requested(m, SNAPSHOTS),
                 budget=lane.budget.budget,
                 blocked_s=0.0 if now < 0 else max(0.0, lane.budget.blocked_until - now),
                 requests=dict(lane.statuses),
@@ -157,15 +150,12 @@ class SnapshotScheduler:
                 await lane.wake.wait()
             await lane.slots.acquire()
             try:
-                # A loop, not an Event: the budget moves with time and with responses.
-                while (delay := lane.budget.delay(lane.weight, _now(), self.wall())) > 0:  # noqa: ASYNC110
-                    await trio.sleep(delay)
+                await self.budgets.acquire(lane.market, lane.weight, user=SNAPSHOTS)
             except BaseException:
                 lane.slots.release()
                 raise
             symbol = lane.queue.popleft()
             lane.queued.discard(symbol)
-            lane.budget.charge(lane.weight, _now())
             lane.in_flight += 1
             nursery.start_soon(self._fetch, lane, symbol, nursery)
 
@@ -183,6 +173,7 @@ class SnapshotScheduler:
             if symbol not in lane.queued:
                 lane.queued.add(symbol)
                 lane.queue.appendleft(symbol)
+                lane.wake.set()  # the lane may be idle, waiting for a queued symbol
             return
         if snapshot is not None:
             lane.failures.pop(symbol, None)
@@ -207,26 +198,14 @@ class SnapshotScheduler:
         except RestError as exc:
             log.warning("book snapshot request failed", symbol=symbol, error=str(exc))
             return "network", None
-        wall, now = self.wall(), _now()
-        lane.budget.observe(resp.used_weight, wall)
+        self.budgets.observe(lane.market, resp, user=SNAPSHOTS)
         if resp.status == 200:
             try:
                 return "ok", _decode_snapshot(resp.body)
             except msgspec.DecodeError as exc:
                 log.warning("book snapshot unreadable", symbol=symbol, error=str(exc))
                 return "bad_body", None
-        if resp.status in (429, 418):
-            default = DEFAULT_RETRY_AFTER_S if resp.status == 429 else DEFAULT_BAN_S
-            seconds = retry_after(resp.headers.get("retry-after"), default)
-            lane.budget.block(seconds, now)
-            log.warning(
-                "REST weight limit hit: snapshots paused"
-                if resp.status == 429
-                else "REST banned (418): snapshots paused",
-                market=lane.market.value,
-                retry_after_s=seconds,
-                used_weight=resp.used_weight,
-            )
+        if resp.status in (429, 418):  # the market is blocked (observe)
             return str(resp.status), None
         log.warning(
             "book snapshot request failed",

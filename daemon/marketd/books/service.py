@@ -4,7 +4,8 @@
 
 Every batch passes through unchanged (the depth topic keeps carrying the sequenced diffs);
 ``depthUpdate`` records are also applied to their symbol's :class:`SymbolSync`. Snapshots
-come from the :class:`SnapshotScheduler` (REST, within the weight budget). Every
+come from the :class:`SnapshotScheduler` (REST, within the weight budget it shares with
+the trade backfiller; its metrics are :meth:`RestBudgets.metrics`). Every
 ``publish_interval_s`` the stage adds one batch of ``BookSnapshot`` records (orderbook
 topic, keyed by symbol) for the books that are synced and changed since their last
 snapshot — never for a book that is not synced.
@@ -23,12 +24,13 @@ import trio
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
-from marketd.books.scheduler import DepthSnapshot, HttpGet, SnapshotScheduler
+from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import Diff, State, SymbolSync
 from marketd.config import Settings
 from marketd.metrics import counter, gauge
 from marketd.records import Market, Record
-from marketd.rest import http_get
+from marketd.rest import HttpGet, http_get
+from marketd.rest_budget import RestBudgets
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 log = structlog.get_logger(__name__)
@@ -48,8 +50,8 @@ class BookStatistics:
     states: dict[tuple[str, str], int]  # (market, state) → books
     resyncs: dict[str, int]  # reason → count (gap, crossed, invalid, shallow, stale_snapshot)
     snapshot_requests: dict[str, int]  # status → count (ok, 429, 418, http_error, ...)
-    weight_used: dict[str, int]  # market → REST weight counted against the budget now
-    weight_budget: dict[str, int]  # market → the budget
+    weight_used: dict[str, int]  # market → REST weight counted against the budget now (shared)
+    weight_budget: dict[str, int]  # market → the budget (shared with the backfill)
     snapshots_applied: int
     snapshots_published: int
     diffs_applied: int
@@ -78,6 +80,7 @@ class Books:
         *,
         wall: Callable[[], float] = time.time,
         get: HttpGet = http_get,
+        budgets: RestBudgets | None = None,
     ) -> None:
         self.settings = settings.books
         self.topic = settings.kafka.topics.orderbook
@@ -91,6 +94,7 @@ class Books:
             timeout=settings.binance.rest_timeout_s,
             wall=wall,
             get=get,
+            budgets=budgets,
         )
         self.syncs: dict[Key, SymbolSync] = {}
         for key in book_symbols(settings):
@@ -175,19 +179,6 @@ class Books:
             "bad_body).",
             ("status",),
             {(s,): n for s, n in st.snapshot_requests.items()},
-        )
-        yield gauge(
-            "marketd_rest_weight_used",
-            "REST request weight counted against the budget (last 60 s, or the server's "
-            "count this minute), by market.",
-            ("market",),
-            {(m,): float(w) for m, w in st.weight_used.items()},
-        )
-        yield gauge(
-            "marketd_rest_weight_budget",
-            "REST request weight per minute the books may use, by market.",
-            ("market",),
-            {(m,): float(w) for m, w in st.weight_budget.items()},
         )
         yield counter(
             "marketd_book_diffs_total",

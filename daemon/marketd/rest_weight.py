@@ -1,16 +1,17 @@
-"""REST request-weight budget of one Binance API (spot or USD-M), per IP (pure, no trio).
+"""REST request weights and the weight budget of one Binance API (spot or USD-M), per IP (pure).
 
 Binance counts weight per wall-clock minute and reports it in ``X-MBX-USED-WEIGHT-1M``;
 past the limit it answers 429 with ``Retry-After``, and repeated abuse gets 418 bans. marketd
-may use ``budget`` (a fraction of the limit) and keeps to it three ways:
+may use ``budget`` (a fraction of the limit), shared by every REST user of that API (book
+snapshots, trade backfill: see :mod:`marketd.rest_budget`), and keeps to it three ways:
 
 * its own requests over any sliding 60 s stay within ``budget`` (so every wall-clock
   minute does too);
-* the server's count for the current minute (which includes other users of the IP, such
-  as trade backfill) plus the next request stays within ``budget``, else wait for the
-  next minute;
+* the server's count for the current minute (which includes any other user of the IP)
+  plus the next request stays within ``budget``, else wait for the next minute;
 * requests are paced by a token bucket (``budget / 60`` per second, a burst of a tenth of
-  the budget), so start-up and mass resyncs are spread out, never fired at once.
+  the budget), so start-up, mass resyncs and mass backfills are spread out, never fired
+  at once.
 
 A 429 or 418 blocks the whole API until its ``Retry-After`` has passed.
 Times: ``now`` is monotonic seconds, ``wall`` is Unix seconds (minute boundaries).
@@ -36,6 +37,22 @@ def depth_weight(market: Market, limit: int) -> int:
     if market is Market.SPOT:
         return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
     return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+# Trade history for gap backfill, per page: (market, record kind) → weight.
+# Binance: spot aggTrades 4, spot historicalTrades 25, USD-M aggTrades and historicalTrades 20.
+_TRADES_WEIGHT: dict[tuple[Market, str], int] = {
+    (Market.SPOT, "aggTrade"): 4,
+    (Market.SPOT, "trade"): 25,
+    (Market.USDM, "aggTrade"): 20,
+    (Market.USDM, "trade"): 20,
+}
+
+
+def trades_weight(market: Market, kind: str) -> int:
+    """The request weight of ``GET aggTrades`` (``kind`` "aggTrade") or ``historicalTrades``
+    ("trade"): spot 4 / 25, USD-M 20 / 20 (any ``limit``)."""
+    return _TRADES_WEIGHT[(market, kind)]
 
 
 class WeightBudget:
