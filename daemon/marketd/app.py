@@ -224,6 +224,18 @@ class Daemon:
             (),
             {(): norm.gaps_closed},
         )
+        yield gauge(
+            "marketd_backfills_running",
+            "Symbols whose live trades are held while a gap is backfilled from REST.",
+            (),
+            {(): norm.backfills_running},
+        )
+        yield gauge(
+            "marketd_backfill_parked_records",
+            "Live records held behind trade gaps being backfilled (all symbols).",
+            (),
+            {(): norm.parked_records},
+        )
         yield counter(
             "marketd_trades_backfilled_total",
             "Trades fetched from REST history to fill gaps.",

@@ -3,11 +3,18 @@
 It decodes with the codec, drops duplicate trades, backfills trade gaps from REST
 (see :mod:`marketd.backfill`), and hands record batches to the sink. Both of its
 channels are bounded, so a slow sink slows the feeds rather than growing memory.
+
+A trade gap parks only its own (market, kind, symbol): the live records of that key are
+held, in order, while a background task fetches the missing trades (within the REST
+weight budget, which may take a while after a mass reconnect) and then publishes the
+filled trades followed by the held ones. Every other symbol keeps flowing, so one slow
+backfill never stalls the feeds. Held records are bounded in total
+(``MAX_PARKED_RECORDS``); past it the normalizer waits for the backfills (backpressure).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Protocol
 
 import attrs
@@ -17,10 +24,13 @@ import trio
 from marketd.backfill import Backfiller
 from marketd.logs import RateLimitedLog
 from marketd.records import FrameBatch, Record
-from marketd.sequence import Gap, TradeSequencer
+from marketd.sequence import Gap, SeqKey, TradeSequencer
 from marketd.telemetry import span
 
 log = structlog.get_logger(__name__)
+
+# Live records held behind trade gaps being backfilled, all symbols together.
+MAX_PARKED_RECORDS = 200_000
 
 
 class DecodeResultLike(Protocol):
@@ -51,6 +61,8 @@ class NormalizerStatistics:
     gaps_closed: int  # gaps whose every missing trade was backfilled
     backfilled: int
     unfilled: int
+    backfills_running: int  # symbols parked behind a gap being filled
+    parked_records: int  # live records held behind those gaps
 
 
 @attrs.define
@@ -64,6 +76,10 @@ class Normalizer:
     unknown: Counter[str] = attrs.field(factory=Counter)
     events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
     gaps_closed: int = 0
+    # Per parked key, in order: the gaps to fill and the live records behind them.
+    _parked: dict[SeqKey, deque[Record | Gap]] = attrs.field(factory=dict)
+    _parked_records: int = 0
+    _room: trio.Event = attrs.field(factory=trio.Event)
     _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
 
     def statistics(self) -> NormalizerStatistics:
@@ -80,6 +96,8 @@ class Normalizer:
             gaps_closed=self.gaps_closed,
             backfilled=bf.filled if bf else 0,
             unfilled=bf.unfilled if bf else 0,
+            backfills_running=len(self._parked),
+            parked_records=self._parked_records,
         )
 
     async def serve(
@@ -89,22 +107,37 @@ class Normalizer:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run until ``frames_in`` is closed by every feed, then close ``records_out``."""
-        async with frames_in, records_out:
+        """Run until ``frames_in`` is closed by every feed and the running backfills have
+        published what they hold, then close ``records_out``."""
+        async with frames_in, records_out, trio.open_nursery() as backfills:
+            # After a restart of this stage, what was parked is filled and published.
+            for key in self._parked:
+                backfills.start_soon(self._backfill, key, records_out)
             task_status.started()
             async for batch in frames_in:
-                await self._process(batch, records_out)
+                while self._parked_records >= MAX_PARKED_RECORDS:
+                    self._room = trio.Event()
+                    await self._room.wait()
+                with span(
+                    "pipeline.normalize", connection=batch.connection, frames=len(batch.frames)
+                ):
+                    out, parked = self._normalize(batch)
+                if out:
+                    await self._emit(out, records_out)
+                # Started after the batch went out: its records of a parked key that came
+                # before the gap are ahead of the backfilled ones.
+                for key in parked:
+                    backfills.start_soon(self._backfill, key, records_out)
 
-    async def _process(
-        self, batch: FrameBatch, records_out: trio.abc.SendChannel[list[Record]]
+    async def _emit(
+        self, records: list[Record], records_out: trio.abc.SendChannel[list[Record]]
     ) -> None:
-        with span("pipeline.normalize", connection=batch.connection, frames=len(batch.frames)):
-            out = await self._normalize(batch)
-        if out:
-            self.records += len(out)
-            await records_out.send(out)
+        self.records += len(records)
+        await records_out.send(records)
 
-    async def _normalize(self, batch: FrameBatch) -> list[Record]:
+    def _normalize(self, batch: FrameBatch) -> tuple[list[Record], list[SeqKey]]:
+        """Decode and sequence ``batch``: the records to publish now, and the keys that a
+        gap has just parked."""
         result = self.decoder.decode_batch(batch)
         market = batch.market.value
         self.frames += len(batch.frames)
@@ -124,26 +157,66 @@ class Normalizer:
                 suppressed=held,
             )
         out: list[Record] = []
+        new: list[SeqKey] = []
         check = self.sequencer.check
         events = self.events
+        parked = self._parked
         for record in result.records:
             verdict = check(record)
-            if verdict is True:
-                out.append(record)
-            elif verdict is False:
+            if verdict is False:
                 continue
-            else:
-                assert isinstance(verdict, Gap)
-                out.extend(await self._fill(verdict))
-                self.sequencer.advance(record)
-                out.append(record)
             events[(record.market.value, record.kind)] += 1
-        return out
+            if (
+                parked
+                and (queue := parked.get((record.market, record.kind, record.symbol))) is not None
+            ):
+                if verdict is not True:  # another gap behind the one being filled
+                    self.sequencer.advance(record)
+                    queue.append(verdict)
+                queue.append(record)
+                self._parked_records += 1
+            elif verdict is True:
+                out.append(record)
+            else:
+                self.sequencer.advance(record)
+                if self.backfiller is None:
+                    log.warning("trade gap not backfilled (backfill disabled)", gap=str(verdict))
+                    out.append(record)
+                    continue
+                key = (record.market, record.kind, record.symbol)
+                parked[key] = deque((verdict, record))
+                self._parked_records += 1
+                new.append(key)
+        return out, new
+
+    async def _backfill(self, key: SeqKey, records_out: trio.abc.SendChannel[list[Record]]) -> None:
+        """Fill the gaps parked under ``key`` and publish them with the records held behind,
+        in order, until nothing is held; then unpark ``key``. An item leaves the queue only
+        once published, so a restart of the stage resumes where this one stopped."""
+        queue = self._parked[key]
+        while queue:
+            first = queue[0]
+            if isinstance(first, Gap):
+                filled = await self._fill(first)
+                if filled:
+                    await self._emit(filled, records_out)
+                queue.popleft()
+                continue
+            run: list[Record] = []
+            for item in queue:
+                if isinstance(item, Gap):
+                    break
+                run.append(item)
+            await self._emit(run, records_out)
+            for _ in run:
+                queue.popleft()
+            self._parked_records -= len(run)
+            if self._parked_records < MAX_PARKED_RECORDS:
+                self._room.set()
+        del self._parked[key]
 
     async def _fill(self, gap: Gap) -> list[Record]:
-        if self.backfiller is None:
-            log.warning("trade gap not backfilled (backfill disabled)", gap=str(gap))
-            return []
+        assert self.backfiller is not None
         with span("pipeline.backfill", symbol=gap.symbol, kind=gap.kind, missing=gap.size):
             filled = await self.backfiller.fill(gap)
         closed = len(filled) == gap.size
