@@ -14,6 +14,10 @@ class Market(enum.Enum):
     SPOT = "spot"
     USDM = "usdm"
 
+    # Members are singletons compared by identity: hash them by identity too, in C, not
+    # with Enum's Python-level __hash__ (markets key the per-symbol dicts on the hot path).
+    __hash__ = object.__hash__
+
 
 class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     """Text frames read from one WebSocket connection, in arrival order.

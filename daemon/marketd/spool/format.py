@@ -96,9 +96,8 @@ def encode_entries(records: list[Record], first_seq: int, buf: bytearray) -> lis
         if length > MAX_PAYLOAD:
             raise ValueError(f"a record of {length} B exceeds the spool's entry limit")
         _LENGTH_SEQ.pack_into(buf, start + 8, length, seq)
-        with memoryview(buf) as view:
-            crc = _crc32(view[start + 8 : end])
-        _MAGIC_CRC.pack_into(buf, start, ENTRY_MAGIC, crc)
+        # A slice copy of ~200 B is cheaper than a memoryview made and released per entry.
+        _MAGIC_CRC.pack_into(buf, start, ENTRY_MAGIC, _crc32(buf[start + 8 : end]))
         ends.append(end)
     return ends
 

@@ -19,6 +19,7 @@ is on disk and fsynced: from then on a shutdown loses nothing, whatever Kafka do
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -35,6 +36,7 @@ from marketd.spool.spool import Spool
 log = structlog.get_logger(__name__)
 
 _FULL_RETRY_S = 0.1
+_COALESCE_RECORDS = 2000
 
 
 class SpoolStage:
@@ -102,7 +104,14 @@ class SpoolStage:
     ) -> None:
         interval = self.settings.sync_interval_s
         last_sync = trio.current_time()
-        async for batch in records_in:
+        async for first in records_in:
+            batch = first
+            # Coalesce what is already queued: one append (one write) for all of it.
+            if len(batch) < _COALESCE_RECORDS and isinstance(records_in, trio.MemoryReceiveChannel):
+                batch = list(batch)
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while len(batch) < _COALESCE_RECORDS:
+                        batch.extend(records_in.receive_nowait())
             await self._append(spool, batch)
             note_ids(self.last_ids, batch)
             if trio.current_time() - last_sync >= interval:
