@@ -287,6 +287,10 @@ async def test_a_ban_met_by_the_snapshots_holds_the_backfill_or_gives_it_up(
         assert await bf.fill(gap) == []
         assert trio.current_time() == pytest.approx(3.02)
         assert len(stub.calls) == sent
+        # The snapshot's retry went out at 3.01 too; let it land before stopping.
+        with trio.fail_after(1):
+            while not delivered:
+                await trio.sleep(0.005)
         nursery.cancel_scope.cancel()
     assert bf.unfilled == 10
     assert bf.statuses == {("usdm", "ok"): 1, ("usdm", "budget_timeout"): 1}
