@@ -106,7 +106,8 @@ def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_pat
             "MARKETD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{dead}",
             "MARKETD_HTTP__LISTEN": f"127.0.0.1:{port}",
             "MARKETD_SPOOL__DIRECTORY": str(tmp_path / "spool"),
-            # Never reached: the feeds start only once the sink is up.
+            # With the spool on, intake starts without Kafka (records wait on disk); here
+            # the exchange is unreachable too, so nothing is accepted at all.
             "MARKETD_BINANCE__SPOT_WS_URL": f"ws://127.0.0.1:{dead}",
             "MARKETD_BINANCE__FUTURES_WS_URL": f"ws://127.0.0.1:{dead}",
         },
