@@ -33,12 +33,15 @@ class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     received_ns: list[int]
 
 
-class Record(msgspec.Struct, frozen=True, gc=False):
+class Record(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One Kafka message ready to publish, plus what the pipeline needs to route it.
 
     ``kind`` is the event type (``trade``, ``aggTrade``, ``depthUpdate``, ...);
     ``seq`` is the exchange's sequence id used for gap detection (trade id ``t``,
     aggregate trade id ``a``, depth final update id ``u``) or 0 where there is none.
+
+    ``array_like``: serialized as an array of its fields in order (the spool's entry
+    payload, see :mod:`marketd.spool.format`), encoded and decoded by msgspec in C.
     """
 
     topic: str

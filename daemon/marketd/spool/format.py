@@ -24,7 +24,7 @@ from typing import Final
 
 import msgspec
 
-from marketd.records import Market, Record
+from marketd.records import Record
 
 SEGMENT_MAGIC: Final = b"MKDSPOOL"
 FORMAT_VERSION: Final = 1
@@ -48,10 +48,8 @@ if Record.__struct_fields__ != RECORD_FIELDS:  # pragma: no cover - a guard for 
         "marketd.records.Record changed: bump spool FORMAT_VERSION and update RECORD_FIELDS"
     )
 
-_Row = tuple[str, bytes, bytes, tuple[tuple[str, bytes], ...], int, Market, str, str, int]
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_Row)
-_astuple = msgspec.structs.astuple
+_decoder = msgspec.msgpack.Decoder(Record)  # array_like: the same bytes as a field tuple
 _crc32 = zlib.crc32
 
 
@@ -90,7 +88,7 @@ def encode_entries(records: list[Record], first_seq: int, buf: bytearray) -> lis
     for seq, record in enumerate(records, first_seq):
         start = len(buf)
         buf += _ZERO_HEADER
-        encode_into(_astuple(record), buf, start + ENTRY_HEADER_SIZE)
+        encode_into(record, buf, start + ENTRY_HEADER_SIZE)
         end = len(buf)
         length = end - start - ENTRY_HEADER_SIZE
         if length > MAX_PAYLOAD:
@@ -104,7 +102,7 @@ def encode_entries(records: list[Record], first_seq: int, buf: bytearray) -> lis
 
 def decode_record(payload: bytes | memoryview) -> Record:
     """Raises ``msgspec.DecodeError`` (or ``ValidationError``) on an undecodable payload."""
-    return Record(*_decoder.decode(payload))
+    return _decoder.decode(payload)
 
 
 class Scan(enum.Enum):
