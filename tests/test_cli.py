@@ -134,3 +134,27 @@ def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_pat
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_an_unusable_spool_directory_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "marketd", "run"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        env={
+            **os.environ,
+            "MARKETD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+            "MARKETD_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
+            "MARKETD_SPOOL__DIRECTORY": str(blocker / "spool"),
+            "MARKETD_BINANCE__SPOT_WS_URL": f"ws://127.0.0.1:{free_port()}",
+            "MARKETD_BINANCE__FUTURES_WS_URL": f"ws://127.0.0.1:{free_port()}",
+        },
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot open spool directory '{blocker / 'spool'}'"), last

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from marketd import __version__
-from marketd.errors import ConfigError
+from marketd.errors import ConfigError, MarketdError, leaves
 
 if TYPE_CHECKING:
     from marketd.config import Settings
 
 EXIT_CONFIG = 2
+EXIT_FAILURE = 1
 
 
 def _config_path(args: argparse.Namespace) -> Path | None:
@@ -102,4 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except MarketdError as exc:  # an operator's problem (e.g. an unusable spool directory)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BaseExceptionGroup as group:
+        # From inside the daemon's nurseries: report our own errors plainly, not as a trace.
+        errors = leaves(group)
+        if not errors or not all(isinstance(e, MarketdError) for e in errors):
+            raise
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG if all(isinstance(e, ConfigError) for e in errors) else EXIT_FAILURE
     return code

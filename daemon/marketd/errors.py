@@ -41,3 +41,11 @@ class RestError(RetryableError):
 
 class PublishError(RetryableError):
     """Kafka did not acknowledge a batch; it is retried, never dropped."""
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of ``group`` and of every group nested in it, flattened."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

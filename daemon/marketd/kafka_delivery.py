@@ -240,13 +240,6 @@ class PublisherStatistics:
     last_error_at: float | None  # wall clock, time.time()
 
 
-def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 @attrs.define(eq=False)
 class Chunk:
     """Records handed to the producer in one crossing, as per-partition batches:

@@ -45,6 +45,7 @@ from trio_asyncio import aio_as_trio
 
 from marketd.backoff import Backoff
 from marketd.config import KafkaSettings
+from marketd.errors import leaves
 from marketd.kafka_delivery import (
     RECORDS_REJECTED,
     RECORDS_RETRIED,
@@ -56,7 +57,6 @@ from marketd.kafka_delivery import (
     backoff_policy,
     classify,
     failure_counter,
-    leaves,
     observe_latencies,
     producer_kwargs,
     sort_out,

@@ -15,13 +15,12 @@ from aiokafka.errors import (
 )
 
 from marketd.config import KafkaSettings
-from marketd.errors import ConfigError, RetryableError
+from marketd.errors import ConfigError, RetryableError, leaves
 from marketd.kafka_delivery import (
     Chunk,
     Failure,
     KafkaDeliveryError,
     classify,
-    leaves,
     producer_kwargs,
     sort_out,
 )

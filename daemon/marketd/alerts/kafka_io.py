@@ -46,7 +46,8 @@ from marketd.alerts.encoding import alert_record
 from marketd.alerts.model import Alert
 from marketd.alerts.service import DetectorError, DetectorService
 from marketd.config import KafkaSettings
-from marketd.kafka_delivery import leaves, producer_kwargs
+from marketd.errors import leaves
+from marketd.kafka_delivery import producer_kwargs
 
 log = structlog.get_logger(__name__)
 
