@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_collector_kafka import SYMBOLS, daemon_config, trades_by_symbol
+from e2ekit import assert_trades_complete, last_trade_ids
+from test_collector_kafka import daemon_config
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
@@ -54,9 +55,7 @@ async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
                     what="the spool drained and the daemon ready again",
                 )
                 fx.control("pause")
-                state = fx.state()
-                spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
-                usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+                spot, usdm = last_trade_ids(fx)
                 wait_until(
                     lambda: value("marketd_spool_records_pending") == 0, timeout=60, what="drained"
                 )
@@ -73,20 +72,4 @@ async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
     assert seen["restarts"] == 0, seen
     assert seen["unfilled"] == 0, seen
 
-    def complete(records: list[ConsumedRecord]) -> bool:
-        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
-        return all(
-            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
-            and u[x][-1][1].agg_trade_id >= usdm_last[x]
-            for x in SYMBOLS
-        )  # fmt: skip
-
-    records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
-    spot = trades_by_symbol(records, "trade")
-    usdm = trades_by_symbol(records, "agg_trade")
-    for symbol in SYMBOLS:
-        for name, ids, last in (
-            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
-            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
-        ):
-            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
+    await assert_trades_complete(consume_kafka, raw, broker.bootstrap, spot_last, usdm_last)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_collector_kafka import SYMBOLS, daemon_config, trades_by_symbol
+from e2ekit import assert_trades_complete, last_trade_ids
+from test_collector_kafka import daemon_config
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
@@ -57,9 +58,7 @@ async def test_broker_outage_is_absorbed_by_the_spool(
                 }
                 broker.start()
                 fx.control("pause")
-                state = fx.state()
-                spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
-                usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+                spot, usdm = last_trade_ids(fx)
                 wait_until(
                     lambda: value("marketd_spool_records_pending") == 0,
                     timeout=90,
@@ -74,28 +73,8 @@ async def test_broker_outage_is_absorbed_by_the_spool(
     assert during["pending"] > 500, during
     assert during["ready"] == 0.0, during  # Kafka down: not ready, but not stalled either
 
-    def complete(records: list[ConsumedRecord]) -> bool:
-        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
-        return all(
-            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
-            and u[x][-1][1].agg_trade_id >= usdm_last[x]
-            for x in SYMBOLS
-        )  # fmt: skip
-
-    records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
-    spot = trades_by_symbol(records, "trade")
-    usdm = trades_by_symbol(records, "agg_trade")
+    duplicates = await assert_trades_complete(
+        consume_kafka, raw, broker.bootstrap, spot_last, usdm_last
+    )
     in_flight_bound = 8 * 1000  # kafka.max_inflight_batches * max_records_per_send
-    duplicates = 0
-    for symbol in SYMBOLS:
-        for name, ids, last in (
-            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
-            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
-        ):
-            # Nothing lost: every id from the first to the exchange's last is there ...
-            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
-            # ... in per-symbol order: each id's first delivery comes after the one before.
-            first_seen = list(dict.fromkeys(ids))
-            assert first_seen == sorted(first_seen), name
-            duplicates += len(ids) - len(set(ids))
     assert duplicates <= in_flight_bound, duplicates

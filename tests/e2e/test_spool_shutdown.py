@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_collector_kafka import SYMBOLS, daemon_config, trades_by_symbol
+from e2ekit import assert_trades_complete, last_trade_ids
+from test_collector_kafka import SYMBOLS, daemon_config
 
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.spool import Spool, SpoolSettings
@@ -84,9 +85,7 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
                     what="the downtime backfilled from REST",
                 )
                 fx.control("pause")
-                state = fx.state()
-                spot = {s: state["markets"]["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
-                usdm = {s: state["markets"]["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+                spot, usdm = last_trade_ids(fx)
                 wait_until(lambda: pending() == 0, timeout=60, what="the spool drained")
                 text = daemon.metrics()
                 facts["unfilled"] = metric_value(text, "marketd_trades_unfilled_total")
@@ -105,23 +104,4 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
     assert facts["gaps"] >= 2 * len(SYMBOLS), facts
     assert facts["gaps_closed"] == facts["gaps"], facts
 
-    def complete(records: list[ConsumedRecord]) -> bool:
-        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
-        return all(
-            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
-            and u[x][-1][1].agg_trade_id >= usdm_last[x]
-            for x in SYMBOLS
-        )  # fmt: skip
-
-    records = await consume_kafka([raw], until=complete, wait_s=60, bootstrap=broker.bootstrap)
-    spot = trades_by_symbol(records, "trade")
-    usdm = trades_by_symbol(records, "agg_trade")
-    for symbol in SYMBOLS:
-        for name, ids, last in (
-            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
-            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
-        ):
-            # Nothing lost across stop, outage and restart: every id up to the last.
-            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
-            first_seen = list(dict.fromkeys(ids))
-            assert first_seen == sorted(first_seen), name
+    await assert_trades_complete(consume_kafka, raw, broker.bootstrap, spot_last, usdm_last)

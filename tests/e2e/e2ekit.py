@@ -1,0 +1,57 @@
+"""Shared steps of the end-to-end spool tests: the exchange's last trade ids, reading every
+trade back from Kafka, and checking that each symbol's ids are complete and in order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from test_collector_kafka import SYMBOLS, trades_by_symbol
+
+from marketd.devkafka import ConsumedRecord
+from marketd.testing.processes import FakeExchange
+
+LastIds = dict[str, int]
+
+
+def last_trade_ids(fx: FakeExchange) -> tuple[LastIds, LastIds]:
+    """The exchange's last spot trade id and USD-M aggregate trade id per symbol."""
+    markets = fx.state()["markets"]
+    spot = {s: markets["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}
+    usdm = {s: markets["usdm"]["symbols"][s]["last_agg_id"] for s in SYMBOLS}
+    return spot, usdm
+
+
+async def assert_trades_complete(
+    consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
+    topic: str,
+    bootstrap: str,
+    spot_last: LastIds,
+    usdm_last: LastIds,
+) -> int:
+    """Read ``topic`` until every symbol reached the exchange's last ids, then assert that
+    no id is missing from each symbol's first one to its last and that first deliveries
+    come in id order. Return the duplicates (records minus distinct ids)."""
+
+    def complete(records: list[ConsumedRecord]) -> bool:
+        s, u = trades_by_symbol(records, "trade"), trades_by_symbol(records, "agg_trade")
+        return all(
+            s[x] and s[x][-1][1].trade_id >= spot_last[x] and u[x]
+            and u[x][-1][1].agg_trade_id >= usdm_last[x]
+            for x in SYMBOLS
+        )  # fmt: skip
+
+    records = await consume_kafka([topic], until=complete, wait_s=60, bootstrap=bootstrap)
+    spot: dict[str, list[Any]] = trades_by_symbol(records, "trade")
+    usdm: dict[str, list[Any]] = trades_by_symbol(records, "agg_trade")
+    duplicates = 0
+    for symbol in SYMBOLS:
+        for name, ids, last in (
+            (f"spot {symbol}", [t.trade_id for _, t in spot[symbol]], spot_last[symbol]),
+            (f"usdm {symbol}", [a.agg_trade_id for _, a in usdm[symbol]], usdm_last[symbol]),
+        ):
+            assert sorted(set(ids)) == list(range(ids[0], last + 1)), name
+            first_seen = list(dict.fromkeys(ids))
+            assert first_seen == sorted(first_seen), name
+            duplicates += len(ids) - len(set(ids))
+    return duplicates
