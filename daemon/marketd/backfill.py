@@ -5,9 +5,10 @@ After a reconnect, trades that happened while disconnected are fetched with ``fr
 the live trade that revealed the gap, so each symbol's ids stay consecutive in Kafka.
 
 Every request is charged to the market's REST weight budget, shared with the book
-snapshots (:class:`~marketd.rest_budget.RestBudgets`), ahead of them: the normalizer waits
-for a backfill. Each response's used-weight header is taken in; a 429 or 418 blocks the
-market for both users, and the backfill waits for the block to end, up to ``max_wait_s``.
+snapshots (:class:`~marketd.rest_budget.RestBudgets`), ahead of them: the symbol's live
+trades are held until its backfill is done. Each response's used-weight header is taken
+in; a 429 or 418 blocks the market for both users, and the backfill waits for the block to
+end, up to ``max_wait_s``.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class Backfiller:
         """Wait for the budget (ahead of snapshots) and charge one page; False: too long."""
         weight = trades_weight(gap.market, gap.kind)
         if self.budgets.delay(gap.market, weight) > self.max_wait_s:
-            return False  # a ban or a long block: do not stall the normalizer for it
+            return False  # a ban or a long block: do not hold the symbol's trades for it
         started = trio.current_time()
         try:
             with trio.move_on_after(self.max_wait_s):

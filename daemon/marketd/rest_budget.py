@@ -5,7 +5,7 @@ scheduler and the trade backfiller spend from one allowance: one
 :class:`~marketd.rest_weight.WeightBudget` per market, held here.
 
 * :meth:`RestBudgets.acquire` waits until the budget admits a request, then charges it.
-  An ``urgent`` request (backfill: the normalizer waits for it) goes first: while one
+  An ``urgent`` request (backfill: a symbol's live trades wait for it) goes first: while one
   waits, no other request of that market starts. Neither ever exceeds the budget.
 * :meth:`RestBudgets.observe` feeds each response's ``X-MBX-USED-WEIGHT-1M`` to the budget;
   a 429 or 418 blocks the whole market, for every user, until its ``Retry-After``.
