@@ -42,14 +42,18 @@ class _File(msgspec.Struct, frozen=True):
     last_ids: list[tuple[str, str, str, int]]
 
 
-def note_ids(last_ids: dict[SeqKey, int], records: Iterable[Record]) -> None:
-    """Remember the highest consecutive id per key among ``records`` (append order)."""
+def note_ids(last_ids: dict[SeqKey, int], records: Iterable[Record]) -> bool:
+    """Remember the highest consecutive id per key among ``records`` (append order).
+    Return whether any id moved."""
     kinds = SEQUENCED_KINDS
+    moved = False
     for r in records:
         if r.kind in kinds:
             key = (r.market, r.kind, r.symbol)
             if r.seq > last_ids.get(key, -1):
                 last_ids[key] = r.seq
+                moved = True
+    return moved
 
 
 def write_checkpoint(directory: str, spool_seq: int, last_ids: dict[SeqKey, int]) -> None:

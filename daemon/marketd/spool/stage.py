@@ -52,7 +52,7 @@ class SpoolStage:
         self.durable = trio.Event()
         self.rejected = 0  # records larger than the spool's bound, dropped
         self.last_ids: dict[SeqKey, int] = {}
-        self._checkpointed: dict[SeqKey, int] = {}
+        self._ids_moved = False  # since the last checkpoint
         self._on_recovered = on_recovered
         self._wake = trio.Event()
 
@@ -73,7 +73,6 @@ class SpoolStage:
             self.spool = await trio.to_thread.run_sync(Spool.open, self.settings)
             recovered = await trio.to_thread.run_sync(recover_last_ids, self.spool)
             self.last_ids.update(recovered)
-            self._checkpointed = dict(recovered)
             if self._on_recovered is not None:
                 self._on_recovered(recovered)
         spool = self.spool
@@ -113,7 +112,7 @@ class SpoolStage:
                     while len(batch) < _COALESCE_RECORDS:
                         batch.extend(records_in.receive_nowait())
             await self._append(spool, batch)
-            note_ids(self.last_ids, batch)
+            self._ids_moved |= note_ids(self.last_ids, batch)
             if trio.current_time() - last_sync >= interval:
                 await self._sync(spool)
                 last_sync = trio.current_time()
@@ -166,16 +165,19 @@ class SpoolStage:
         Appends happen only in ``_write``, which awaits this: the ids snapshot and the
         spool seq that ``sync`` returns describe the same records.
         """
-        ids = dict(self.last_ids) if self.last_ids != self._checkpointed else None
+        ids = dict(self.last_ids) if self._ids_moved else None
+        self._ids_moved = False
 
         def sync_and_checkpoint() -> None:
             upto = spool.sync()
             if ids is not None:
                 write_checkpoint(self.settings.directory, upto, ids)
 
-        await trio.to_thread.run_sync(sync_and_checkpoint)
-        if ids is not None:
-            self._checkpointed = ids
+        try:
+            await trio.to_thread.run_sync(sync_and_checkpoint)
+        except BaseException:
+            self._ids_moved = self._ids_moved or ids is not None  # written next time
+            raise
 
     async def _read(
         self,
