@@ -5,6 +5,10 @@
 Start order: HTTP → sink → normalizer → feeds. Stop (SIGINT/SIGTERM): cancel the feeds
 (stop intake); each stage then sees its input closed, drains, and closes its output;
 the sink flushes; all of it bounded by ``shutdown.grace_s``. Then HTTP stops.
+
+What runs is chosen by ``roles`` (:mod:`marketd.roles`): the pipeline above only with the
+collector; the detector on it or on Kafka; the gateway's routes, fed by the detector here
+or by a reader of the alerts topic. HTTP (metrics and probes) runs in every role.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from prometheus_client.core import Metric
 from marketd import __version__
 from marketd.alerts.rules import RulesError, RulesStore
 from marketd.alerts.service import DetectorService, serve_detector
+from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.backfill import Backfiller
 from marketd.backoff import policy_from_settings
 from marketd.books.service import Books
@@ -31,12 +36,13 @@ from marketd.config import Settings
 from marketd.errors import ConfigError
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
-from marketd.gateway import AlertHub, install_gateway
+from marketd.gateway import AlertHub, Gateway, install_gateway
 from marketd.kafka_sink import KafkaPublisher
 from marketd.metrics import StatisticsCollector, counter, gauge
 from marketd.pipeline import Normalizer
 from marketd.records import FrameBatch, Market, Record
 from marketd.rest_budget import RestBudgets
+from marketd.roles import Roles
 from marketd.spool.stage import SpoolStage
 from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.systemd import notify_stopping, serve_systemd_notify
@@ -55,11 +61,13 @@ class Daemon:
         self, settings: Settings, registry: prometheus_client.CollectorRegistry | None = None
     ) -> None:
         self.settings = settings
+        self.roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
+        collecting = self.roles.collector
         self.codec = Codec(settings.kafka.topics)
         # One REST weight budget per market, shared by the backfill and the book snapshots.
         self.rest_budgets = RestBudgets.from_settings(settings.books)
         backfiller = None
-        if settings.pipeline.backfill_trades:
+        if collecting and settings.pipeline.backfill_trades:
             backfiller = Backfiller(
                 encoder=self.codec,
                 rest_urls={
@@ -74,7 +82,7 @@ class Daemon:
         self.bus = MemoryBus()
         self.spool: SpoolStage | None = None
         self.publisher: KafkaPublisher | None = None
-        if settings.kafka.enabled:
+        if collecting and settings.kafka.enabled:
             if settings.spool.enabled:
                 # Trades missed while the daemon was down are backfilled from the ids
                 # that reached the spool before.
@@ -82,13 +90,23 @@ class Daemon:
             self.publisher = KafkaPublisher(
                 settings.kafka, on_settled=self.spool.on_settled if self.spool else None
             )
-        self.feeds = [
-            Feed(plan, settings.binance)
-            for plan in plan_connections(settings.subscriptions, settings.binance)
-        ]
-        self.books = Books(settings, budgets=self.rest_budgets) if settings.books.enabled else None
+        self.feeds = (
+            [
+                Feed(plan, settings.binance)
+                for plan in plan_connections(settings.subscriptions, settings.binance)
+            ]
+            if collecting
+            else []
+        )
+        self.books = (
+            Books(settings, budgets=self.rest_budgets)
+            if collecting and settings.books.enabled
+            else None
+        )
+        # Without the collector role the pipeline's channels below stay idle: nothing
+        # of the pipeline is started (see _start_pipeline).
         self.children: dict[str, ChildState] = {
-            name: ChildState(name) for name in ("sink", "normalizer", "books")
+            name: ChildState(name) for name in ("sink", "normalizer", "books") if collecting
         }
         cap = settings.pipeline.channel_capacity
         self.frames_send, self.frames_recv = trio.open_memory_channel[FrameBatch](cap)
@@ -99,14 +117,16 @@ class Daemon:
             self.books_in = upstream
             self.books_send, self.books_recv = _records_channel(cap)
             upstream = self.books_recv
-        self.children["detector"] = ChildState("detector")
         gw = settings.gateway
-        self.hub = AlertHub(history=gw.history, replay=gw.replay, client_queue=gw.client_queue)
+        self.hub: AlertHub | None = None
+        if self.roles.gateway:
+            self.hub = AlertHub(history=gw.history, replay=gw.replay, client_queue=gw.client_queue)
         self.rules: RulesStore | None = None
         self.detector: DetectorService | None = None
         self.tap_in: trio.MemoryReceiveChannel[list[Record]] | None = None
         alerts = settings.alerts
-        if alerts.enabled:
+        if self.roles.detector:
+            self.children["detector"] = ChildState("detector")
             if alerts.source == "kafka" and not settings.kafka.enabled:
                 raise ConfigError(
                     ["alerts.source: 'kafka' needs kafka.bootstrap_servers (or use 'pipeline')"]
@@ -116,7 +136,7 @@ class Daemon:
             except RulesError as exc:
                 raise ConfigError([f"alerts.rules (stored): {p}" for p in exc.problems]) from exc
             self.detector = DetectorService(
-                alerts, self.rules, kafka=settings.kafka, listeners=(self.hub,)
+                alerts, self.rules, kafka=settings.kafka, listeners=[self.hub] if self.hub else []
             )
             if alerts.source == "pipeline":
                 self.children["tap"] = ChildState("tap")
@@ -132,15 +152,37 @@ class Daemon:
         self._feeds_scope = trio.CancelScope()
         self.http_shutdown = trio.Event()
         self.registry = registry or prometheus_client.REGISTRY
+        # Every role serves /metrics, /healthz and /readyz; only the gateway the UI and API.
         self.app = create_app(self.readiness, self.registry)
-        self.gateway = install_gateway(self.app, self.hub, self.rules, gw, self.http_shutdown)
+        self.gateway: Gateway | None = None
+        self.alerts_reader: AlertsTopicReader | None = None
+        if self.hub is not None:
+            if self.roles.alerts_from_kafka:
+                self.alerts_reader = AlertsTopicReader(
+                    settings.kafka, [self.hub], history=gw.history
+                )
+                self.children["alerts_reader"] = ChildState("alerts_reader")
+            self.gateway = install_gateway(
+                self.app,
+                self.hub,
+                self.rules,
+                gw,
+                self.http_shutdown,
+                rules_elsewhere=self.roles.alerts_from_kafka,
+            )
         self.http_binds: list[str] = []
         self.collector = StatisticsCollector()
         self.collector.add(self._metrics)
-        self.collector.add(self.gateway.metrics)
+        if collecting:
+            self.collector.add(self._pipeline_metrics)
+        if self.gateway is not None:
+            self.collector.add(self.gateway.metrics)
+        if self.alerts_reader is not None:
+            self.collector.add(self.alerts_reader.metrics)
         if self.books is not None:
             self.collector.add(self.books.metrics)
-        self.collector.add(self.rest_budgets.metrics)
+        if collecting:
+            self.collector.add(self.rest_budgets.metrics)
         if backfiller is not None:
             self.collector.add(backfiller.metrics)
         if self.spool is not None:
@@ -165,30 +207,61 @@ class Daemon:
     # -- readiness and metrics ------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        not_ready: list[str] = []
-        if not self.children["sink"].running:
-            not_ready.append("sink")
-        if self.publisher is not None and not self.publisher.statistics().connected:
-            not_ready.append("kafka")
-        stale_after = self.settings.binance.stale_after_s
-        for feed in self.feeds:
-            st = feed.statistics()
-            age = st.last_frame_age_s
-            if not st.subscribed or age is None or age > stale_after:
-                not_ready.append(f"feed:{st.connection_id}")
-        if self.spool is not None and self.spool.full:
-            not_ready.append("spool:full")
-        if self.detector is not None and not self.children["detector"].running:
-            not_ready.append("detector")
-        detail: dict[str, Any] = {}
+        """Ready when every component this process's roles need is; the detail names them
+        (``components``) and those not ready (``not_ready``)."""
+        books: tuple[bool, dict[str, Any]] | None = None
         if self.books is not None and self.settings.readiness.require_books_synced:
-            books_ready, books_detail = self.books.readiness()
-            detail.update(books_detail)
-            if not books_ready:
-                not_ready.append("books")
-        return not not_ready, {"not_ready": not_ready, **detail}
+            books = self.books.readiness()
+        checks = self._readiness_checks(books_ready=None if books is None else books[0])
+        not_ready = [failing for _, ok, failing in checks if not ok]
+        detail: dict[str, Any] = {
+            "roles": list(self.settings.roles),
+            "components": [name for name, _, _ in checks],
+            "not_ready": not_ready,
+        }
+        if books is not None:
+            detail.update(books[1])
+        return not not_ready, detail
+
+    def _readiness_checks(self, *, books_ready: bool | None) -> list[tuple[str, bool, str]]:
+        """(component, ready, its name in ``not_ready``) for what this process runs;
+        ``books_ready`` is None when books are not required."""
+        checks: list[tuple[str, bool, str]] = []
+        if self.roles.collector:
+            checks.append(("sink", self.children["sink"].running, "sink"))
+            if self.publisher is not None:
+                checks.append(("kafka", self.publisher.statistics().connected, "kafka"))
+            stale_after = self.settings.binance.stale_after_s
+            for feed in self.feeds:
+                st = feed.statistics()
+                age = st.last_frame_age_s
+                fresh = st.subscribed and age is not None and age <= stale_after
+                checks.append((f"feed:{st.connection_id}", fresh, f"feed:{st.connection_id}"))
+            if self.spool is not None:
+                checks.append(("spool", not self.spool.full, "spool:full"))
+        if self.detector is not None:
+            checks.append(("detector", self.children["detector"].running, "detector"))
+        if books_ready is not None:
+            checks.append(("books", books_ready, "books"))
+        if self.alerts_reader is not None:
+            running = self.children["alerts_reader"].running and self.alerts_reader.ready()
+            checks.append(("alerts_reader", running, "alerts_reader"))
+        return checks
 
     def _metrics(self) -> Iterable[Metric]:
+        """What every role has: restarts of its children, readiness, the version."""
+        yield counter(
+            "marketd_child_restarts_total",
+            "Supervised children restarted after a failure.",
+            ("child",),
+            {(n,): s.failures for n, s in self.children.items()},
+        )
+        yield gauge(
+            "marketd_ready", "1 when /readyz answers 200.", (), {(): float(self.readiness()[0])}
+        )
+        yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
+
+    def _pipeline_metrics(self) -> Iterable[Metric]:
         norm = self.normalizer.statistics()
         yield counter(
             "marketd_events_total",
@@ -276,19 +349,9 @@ class Daemon:
             ("channel",),
             {(c,): float(self.settings.pipeline.channel_capacity) for (c,) in queued},
         )
-        yield counter(
-            "marketd_child_restarts_total",
-            "Supervised children restarted after a failure.",
-            ("child",),
-            {(n,): s.failures for n, s in self.children.items()},
-        )
         yield from self._feed_metrics()
         if self.publisher is not None:
             yield from self.publisher.metrics()
-        yield gauge(
-            "marketd_ready", "1 when /readyz answers 200.", (), {(): float(self.readiness()[0])}
-        )
-        yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
 
     def _spool_metrics(self) -> Iterable[Metric]:
         spool = self.spool.spool if self.spool is not None else None
@@ -345,26 +408,35 @@ class Daemon:
         )
 
     def log_statistics(self) -> None:
-        norm = self.normalizer.statistics()
-        published = (
-            self.publisher.statistics().acknowledged
-            if self.publisher is not None
-            else self.bus.statistics().records
-        )
-        log.info(
-            "statistics",
-            frames=norm.frames,
-            records=norm.records,
-            delivered=published,
-            sink="kafka" if self.publisher else "memory-bus",
-            malformed=sum(norm.malformed.values()),
-            unknown=sum(norm.unknown.values()),
-            duplicates=norm.duplicates,
-            backfilled=norm.backfilled,
-            book_snapshots=self.books.statistics().snapshots_published if self.books else 0,
-            feeds_connected=sum(f.statistics().subscribed for f in self.feeds),
-            feeds=len(self.feeds),
-        )
+        fields: dict[str, Any] = {}
+        if self.roles.collector:
+            norm = self.normalizer.statistics()
+            published = (
+                self.publisher.statistics().acknowledged
+                if self.publisher is not None
+                else self.bus.statistics().records
+            )
+            fields.update(
+                frames=norm.frames,
+                records=norm.records,
+                delivered=published,
+                sink="kafka" if self.publisher else "memory-bus",
+                malformed=sum(norm.malformed.values()),
+                unknown=sum(norm.unknown.values()),
+                duplicates=norm.duplicates,
+                backfilled=norm.backfilled,
+                book_snapshots=self.books.statistics().snapshots_published if self.books else 0,
+                feeds_connected=sum(f.statistics().subscribed for f in self.feeds),
+                feeds=len(self.feeds),
+            )
+        if self.detector is not None and not self.roles.collector:
+            detector = self.detector.statistics()
+            fields.update(ticks=detector.ticks, alerts=sum(detector.alerts.values()))
+        if self.alerts_reader is not None:
+            fields.update(alerts_read=self.alerts_reader.statistics().read)
+        if self.hub is not None and not self.roles.collector:
+            fields.update(gateway_clients=self.hub.statistics().clients)
+        log.info("statistics", **fields)
 
     # -- running ----------------------------------------------------------------------
 
@@ -387,6 +459,8 @@ class Daemon:
                 if self.detector is not None and self.tap_in is None:
                     # On Kafka the detector runs until cancelled, apart from the drain.
                     services.start_soon(self._serve_detector, None)
+                if self.alerts_reader is not None:
+                    services.start_soon(self._serve_alerts_reader, self.alerts_reader)
                 with trio.CancelScope() as pipeline_scope:
                     # A stop before the sink is up (Kafka unreachable) must not wait for it.
                     services.start_soon(_cancel_if_stopped_early, stop, running, pipeline_scope)
@@ -446,7 +520,17 @@ class Daemon:
         return spool.statistics().records_pending if spool is not None else 0
 
     async def _start_pipeline(self, pipeline: trio.Nursery) -> None:
-        """Start the stages in dependency order: sink, detector, books, normalizer, feeds."""
+        """Start the stages in dependency order: sink, detector, books, normalizer, feeds
+        (nothing without the collector role)."""
+        if not self.roles.collector:
+            log.info(
+                "marketd running",
+                http=self.http_binds,
+                roles=list(self.settings.roles),
+                detector="off" if self.detector is None else self.settings.alerts.source,
+                alerts="kafka" if self.alerts_reader is not None else "in-process",
+            )
+            return
         if self.spool is not None:
             # The publisher may wait for Kafka; the spool takes everything meanwhile.
             pipeline.start_soon(self._serve_sink)
@@ -466,6 +550,7 @@ class Daemon:
             feeds=len(self.feeds),
             sink="kafka" if self.publisher else "memory-bus",
             detector="off" if self.detector is None else self.settings.alerts.source,
+            roles=list(self.settings.roles),
         )
 
     async def _serve_detector(
@@ -495,6 +580,11 @@ class Daemon:
             await serve_restarting(
                 "detector", child, policy, self.children["detector"], task_status=task_status
             )
+
+    async def _serve_alerts_reader(self, reader: AlertsTopicReader) -> None:
+        policy = policy_from_settings(self.settings.supervisor.restart)
+        child = functools.partial(serve_alerts_reader, reader)
+        await serve_restarting("alerts_reader", child, policy, self.children["alerts_reader"])
 
     async def _log_periodically(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from marketd.records import Market
+from marketd.roles import ROLES, role_problems
 from marketd.settings_alerts import AlertSettings, GatewaySettings
 from marketd.settings_books import BookSettings
 from marketd.settings_telemetry import ReadinessSettings, TelemetrySettings
@@ -455,8 +456,27 @@ def _some_subscription(_: Any, attribute: attrs.Attribute[Any], value: tuple[Any
         raise _fail(attribute, "at least one subscription is needed")
 
 
+def _lower_all(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_lower(v) for v in values)
+
+
+def _check_roles(inst: Settings, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    problems, relational = role_problems(
+        value,
+        alerts_enabled=inst.alerts.enabled,
+        alerts_source=inst.alerts.source,
+        kafka_enabled=inst.kafka.enabled,
+    )
+    if problems or relational:
+        raise InvalidValue(attribute.name, problems, relational=relational)
+
+
 @attrs.frozen
 class Settings:
+    # What this process runs: collector, detector, gateway (see marketd.roles).
+    roles: tuple[str, ...] = attrs.field(
+        default=ROLES, converter=_lower_all, validator=_check_roles
+    )
     binance: BinanceSettings = attrs.field(factory=BinanceSettings)
     subscriptions: tuple[Subscription, ...] = attrs.field(
         factory=default_subscriptions, validator=_some_subscription

@@ -36,6 +36,7 @@ from cattrs.gen import make_dict_structure_fn
 
 from marketd.config import Settings
 from marketd.errors import ConfigError
+from marketd.roles import describe_roles
 from marketd.validators import InvalidValue
 
 ENV_PREFIX = "MARKETD_"
@@ -552,12 +553,16 @@ def _build(raw: dict[str, Any], sources: _Sources) -> tuple[Settings | None, lis
             if not found:
                 good[field.name] = value
         draft = Settings(**good)
+    # A section that failed is left at its defaults in the draft: checks comparing with
+    # it (``roles`` against ``kafka``) would only report what the default causes.
+    failed = any(f.name in raw and f.name not in good for f in fields)
     for field in fields:  # the checks on Settings' own fields (sections were checked above)
         if field.name in good and field.validator is not None:
             try:
                 field.validator(draft, field, getattr(draft, field.name))
             except InvalidValue as exc:
-                problems += [sources.problem(field.name, p) for p in exc.problems]
+                shown = [p for p in exc.problems if not (failed and p in exc.relational)]
+                problems += [sources.problem(field.name, p) for p in shown]
     if problems:
         return None, problems
     return Settings(**good), []
@@ -625,7 +630,15 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # YAML reads NEL and the Unicode line/paragraph separators written as they are as
+    # line breaks; only the double-quoted style escapes them.
+    style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(str, _represent_str)
 
 
 def render_settings(settings: Settings) -> str:
@@ -649,5 +662,16 @@ def check_config(path: Path | None, environ: Mapping[str, str], out: TextIO) -> 
         out.write("error: invalid configuration\n")
         out.writelines(f"  {problem}\n" for problem in exc.problems)
         return EXIT_INVALID_CONFIG
+    out.write(f"# {describe(settings)}\n")
     out.write(render_settings(settings))
     return 0
+
+
+def describe(settings: Settings) -> str:
+    """What the configuration runs, in one line (see :mod:`marketd.roles`)."""
+    return describe_roles(
+        settings.roles,
+        alerts_enabled=settings.alerts.enabled,
+        alerts_source=settings.alerts.source,
+        kafka_enabled=settings.kafka.enabled,
+    )

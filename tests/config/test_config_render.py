@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -91,6 +92,12 @@ def test_round_trip_with_secret_unmasked(tmp_path: Path) -> None:
     settings = load_settings(None, SASL)
     text = yaml.safe_dump(to_plain(settings, mask=False))
     assert reload(text, tmp_path) == settings
+
+
+@pytest.mark.parametrize("odd", ["\x85", "a\u2028b", "end\u2029"])
+def test_round_trip_of_characters_yaml_reads_as_line_breaks(tmp_path: Path, odd: str) -> None:
+    custom = attrs.evolve(Settings(), kafka=attrs.evolve(Settings().kafka, sasl_username=odd))
+    assert reload(render_settings(custom), tmp_path).kafka.sasl_username == odd
 
 
 backoffs = st.builds(

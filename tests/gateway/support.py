@@ -8,7 +8,7 @@ import itertools
 import json
 import socket
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import prometheus_client
@@ -96,11 +96,13 @@ async def open_gateway(
     *,
     hub: AlertHub | None = None,
     rules: MemoryRules | None = None,
+    rules_elsewhere: bool = False,
     listen: str = "127.0.0.1:0",
     send_timeout_s: float = 15.0,
 ) -> AsyncIterator[Served]:
     """Serve create_app() + install_gateway() with Hypercorn's trio worker until the block
-    ends; then set the shutdown event and wait for the server to stop."""
+    ends; then set the shutdown event and wait for the server to stop. ``rules_elsewhere``
+    serves it as a gateway-only process does: no rules store, the detector has them."""
     settings = settings or GatewaySettings()
     hub = hub or AlertHub(
         history=settings.history, replay=settings.replay, client_queue=settings.client_queue
@@ -108,7 +110,8 @@ async def open_gateway(
     registry = prometheus_client.CollectorRegistry()
     app = create_app(lambda: (True, {}), registry)
     shutdown = trio.Event()
-    gateway = install_gateway(app, hub, rules or MemoryRules(), settings, shutdown)
+    store = None if rules_elsewhere else rules or MemoryRules()
+    gateway = install_gateway(app, hub, store, settings, shutdown, rules_elsewhere=rules_elsewhere)
     collector = StatisticsCollector()
     collector.add(gateway.metrics)
     registry.register(collector)
@@ -132,9 +135,16 @@ async def open_gateway(
             shutdown.set()
 
 
+class Address(Protocol):
+    """Where a gateway listens: a :class:`Served` app, or a ``marketd run`` process."""
+
+    host: str
+    port: int
+
+
 @contextlib.asynccontextmanager
 async def open_ws(
-    served: Served,
+    served: Address,
     *,
     origin: str | None = None,
     path: str = "/ws/alerts",

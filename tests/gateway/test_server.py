@@ -229,6 +229,29 @@ async def test_rule_changes_are_refused_when_no_token_is_configured() -> None:
             assert rules.replaced == 0
 
 
+async def test_rules_in_a_gateway_without_the_detector_role() -> None:
+    """In a gateway-only process the rules live with the detector: GET is a 404 and PUT a
+    409, both saying where to change them, whatever the token."""
+    with trio.fail_after(15):
+        async with open_gateway(GatewaySettings(api_token=TOKEN), rules_elsewhere=True) as served:
+            status, headers, body = await http(served, "GET", "/api/rules")
+            assert status == 404
+            assert headers["content-type"] == "application/json"
+            message = json.loads(body)["error"]
+            assert message.startswith("the rules live with the detector role")
+            assert "alerts.state_dir/rules.json" in message
+            for auth in ({"Authorization": f"Bearer {TOKEN}"}, {}):
+                status, _, body = await http(
+                    served, "PUT", "/api/rules", body=b'{"rules": []}', headers=auth
+                )
+                assert status == 409
+                assert json.loads(body)["error"] == message
+            # The alerts API and the page are there as usual.
+            status, _, body = await http(served, "GET", "/api/alerts")
+            assert (status, json.loads(body)) == (200, {"alerts": []})
+            assert (await http(served, "GET", "/"))[0] == 200
+
+
 async def test_request_duration_route_labels_are_bounded() -> None:
     with trio.fail_after(15):
         async with open_gateway() as served:

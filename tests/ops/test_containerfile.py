@@ -126,6 +126,28 @@ def test_everything_copied_exists() -> None:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
 
 
+def test_links_the_builder_copies_point_at_what_it_copies() -> None:
+    """A container engine's COPY keeps links as links (daemon/marketd/ui → ui/): each must
+    point into what the same stage copies, or the installed package lacks its target."""
+    _, stages = parse(CONTAINERFILE.read_text())
+    builder = stages[0]
+    copied = [(ROOT / s).resolve() for a in builder.all("COPY") for s in copy_sources(a)[1]]
+    links = [
+        path
+        for source in copied
+        if source.is_dir()
+        for path in source.rglob("*")
+        if path.is_symlink()
+    ]
+    assert ROOT / "daemon" / "marketd" / "ui" in links
+    for link in links:
+        target = link.resolve()
+        assert target.exists(), f"{link}: dangling link"
+        assert any(target == c or c in target.parents for c in copied), (
+            f"{link} → {target}: not copied by the builder stage"
+        )
+
+
 @pytest.mark.slow
 def test_builder_stage_installs_from_what_it_copies(tmp_path: Path) -> None:
     """The builder's COPY + pip install, replayed in a fresh venv from only those files."""
@@ -139,7 +161,8 @@ def test_builder_stage_installs_from_what_it_copies(tmp_path: Path) -> None:
             target = src / dest if dest.endswith("/") and dest != "./" else src
             path = ROOT / source
             if path.is_dir():
-                shutil.copytree(path, target if dest != "./" else src / source,
+                # symlinks=True: COPY keeps links (daemon/marketd/ui → ui/) as links.
+                shutil.copytree(path, target if dest != "./" else src / source, symlinks=True,
                                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
             else:
                 shutil.copy2(path, src / Path(source).name)
@@ -163,6 +186,9 @@ def test_builder_stage_installs_from_what_it_copies(tmp_path: Path) -> None:
         check=True,
     )
     assert version.stdout.startswith("marketd ")
+    # The UI is package data: the runtime stage copies only the venv.
+    (index,) = env_dir.glob("lib/python3*/site-packages/marketd/ui/index.html")
+    assert index.read_bytes() == (ROOT / "ui" / "index.html").read_bytes()
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ from marketd.testing.processes import Process, free_port, http_json, wait_until
 ROOT = Path(__file__).parents[2]
 CONF = ROOT / "conf"
 K8S = CONF / "k8s"
+ROLES = K8S / "roles"
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def k8s_objects() -> dict[str, dict[str, Any]]:
@@ -102,6 +104,99 @@ def test_k8s_config_is_mounted_where_the_daemon_reads_it_and_is_valid(tmp_path: 
     settings = load_settings(path, env)  # raises ConfigError on any problem
     assert settings.http.listen == "0.0.0.0:8080"
     assert settings.kafka.enabled
+
+
+# --- one workload per role (conf/k8s/roles/) ---------------------------------------------
+
+
+def role_documents(role: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all((ROLES / f"{role}.yaml").read_text()))
+
+
+def role_workload(role: str) -> dict[str, Any]:
+    (workload,) = [d for d in role_documents(role) if d["kind"] in WORKLOADS]
+    return workload
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+@pytest.mark.parametrize("role", ["collector", "detector", "gateway"])
+def test_role_workload_probes_ports_and_security(role: str) -> None:
+    assert sorted(p.name for p in ROLES.glob("*.yaml")) == [
+        "collector.yaml", "detector.yaml", "gateway.yaml",
+    ]  # fmt: skip
+    workload = role_workload(role)
+    assert workload["metadata"]["name"] == f"marketd-{role}"
+    assert workload["spec"]["selector"]["matchLabels"].items() <= pod_labels(workload).items()
+    assert pod_labels(workload)["app.kubernetes.io/component"] == role
+    pod = workload["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    (port,) = c["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", 8080)
+    # Every role serves the probes: liveness never depends on Kafka, readiness on its role.
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["resources"]["requests"]
+    assert c["resources"]["limits"]["memory"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MARKETD_ROLES"] == role
+    assert env["MARKETD_HTTP__LISTEN"].endswith(":8080")
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert all(name in {v["name"] for v in pod["volumes"]} for name in mounts)
+    if role == "collector":
+        # One collector per set of subscriptions; its spool on the writable state volume.
+        assert (workload["spec"]["replicas"], workload["spec"]["strategy"]["type"]) == (
+            1, "Recreate",
+        )  # fmt: skip
+        assert env["MARKETD_SPOOL__DIRECTORY"].startswith(mounts["state"]["mountPath"] + "/")
+        assert not mounts["state"].get("readOnly", False)
+    else:
+        assert "state" not in mounts  # nothing to keep: no spool, no rules file written
+    if role == "detector":
+        # Stable host names: the default transactional id stays the replica's own.
+        assert workload["kind"] == "StatefulSet"
+        assert "MARKETD_ALERTS__TRANSACTIONAL_ID" not in env
+        (headless,) = [d for d in role_documents(role) if d["kind"] == "Service"]
+        assert headless["metadata"]["name"] == workload["spec"]["serviceName"]
+        assert headless["spec"]["clusterIP"] == "None"
+
+
+def test_only_gateway_pods_serve_the_gateway_service() -> None:
+    (service,) = [d for d in role_documents("gateway") if d["kind"] == "Service"]
+    selector = service["spec"]["selector"].items()
+    assert selector <= pod_labels(role_workload("gateway")).items()
+    for role in ("collector", "detector"):
+        assert not selector <= pod_labels(role_workload(role)).items(), role
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (8080, "http")
+
+
+@pytest.mark.parametrize("role", ["collector", "detector", "gateway"])
+def test_role_configuration_is_valid_and_runs_only_that_role(role: str, tmp_path: Path) -> None:
+    """The shared ConfigMap with each workload's environment passes validation (exit 2
+    otherwise) and gives exactly its role."""
+    (c,) = role_workload(role)["spec"]["template"]["spec"]["containers"]
+    config_map = role_workload(role)["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in config_map if "configMap" in v]
+    assert volume["configMap"]["name"] == k8s_objects()["ConfigMap"]["metadata"]["name"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == volume["name"])
+    config_arg = Path(c["args"][c["args"].index("--config") + 1])
+    key = config_arg.relative_to(mount["mountPath"]).as_posix()
+    path = tmp_path / key
+    path.write_text(k8s_objects()["ConfigMap"]["data"][key])
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    settings = load_settings(path, env)
+    assert settings.roles == (role,)
+    assert settings.kafka.enabled
+    if role == "detector":
+        assert settings.alerts.source == "kafka"
 
 
 @pytest.mark.slow

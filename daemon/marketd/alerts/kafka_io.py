@@ -33,20 +33,19 @@ import contextlib
 import json
 import socket
 from collections import defaultdict
-from typing import Any, NoReturn
+from typing import Any
 
 import structlog
 import trio
-import trio_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from trio_asyncio import aio_as_trio
 
 from marketd.alerts.encoding import alert_record
+from marketd.alerts.kafka_hosting import client_kwargs, open_hosted
 from marketd.alerts.model import Alert
 from marketd.alerts.service import DetectorError, DetectorService
 from marketd.config import KafkaSettings
-from marketd.errors import leaves
 from marketd.kafka_delivery import producer_kwargs
 
 log = structlog.get_logger(__name__)
@@ -55,16 +54,6 @@ REPLAY_MARGIN_S = 60.0
 MARGIN_MS = round(REPLAY_MARGIN_S * 1000)
 MAX_METADATA_BYTES = 4000  # Kafka's offset.metadata.max.bytes default is 4096
 POLL_TIMEOUT_MS = 500
-_SECURITY_KEYS = (
-    "bootstrap_servers",
-    "client_id",
-    "security_protocol",
-    "ssl_context",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-    "request_timeout_ms",
-)
 
 # (market, symbol, rule) -> (event time ms, raw offset) of the last alert
 AlertState = dict[tuple[str, str, str], tuple[int, int]]
@@ -144,7 +133,7 @@ class _KafkaDetector:
     # -- asyncio side ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        common = {k: v for k, v in producer_kwargs(self.kafka).items() if k in _SECURITY_KEYS}
+        common = client_kwargs(self.kafka)
         producer = AIOKafkaProducer(
             **producer_kwargs(self.kafka), transactional_id=transactional_id(self.service)
         )
@@ -313,32 +302,18 @@ async def serve_kafka_detector(
     """Run the detector on Kafka until cancelled (see the module doc); failures raise
     :class:`DetectorError` for the supervisor to restart it."""
     worker = _KafkaDetector(service, kafka, max_records)
-    timeout = kafka.request_timeout_ms / 1000
-    try:
-        async with trio_asyncio.open_loop():
-            try:
-                with trio.fail_after(2 * timeout + 5):
-                    await aio_as_trio(worker.start)()
-                service.running = True
-                task_status.started()
-                await worker.run()
-            finally:
-                service.running = False
-                with trio.CancelScope(shield=True), trio.move_on_after(timeout + 1):
-                    await aio_as_trio(worker.stop)(timeout)
-    except BaseExceptionGroup as group:
-        # trio-asyncio wraps what escapes open_loop() twice: hand on the error itself.
-        errors = leaves(group)
-        if len(errors) == 1 and isinstance(errors[0], Exception):
-            _raise_domain(errors[0])
-        raise
-    except Exception as exc:
-        _raise_domain(exc)
+    async with open_hosted(worker, kafka.request_timeout_ms / 1000, _domain_error):
+        service.running = True
+        try:
+            task_status.started()
+            await worker.run()
+        finally:
+            service.running = False
 
 
-def _raise_domain(exc: Exception) -> NoReturn:
+def _domain_error(exc: Exception) -> Exception:
     if isinstance(exc, DetectorError):
-        raise exc
-    raise DetectorError(
+        return exc
+    return DetectorError(
         f"detector on Kafka failed ({exc!r}); it restarts and rebuilds its state from the topic"
-    ) from exc
+    )

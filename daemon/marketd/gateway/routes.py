@@ -7,7 +7,9 @@ API (JSON; errors are ``{"error": "<message>"}``):
 
 * ``GET /api/alerts?limit=N``: ``{"alerts": [...]}``, newest first; N in [0, history],
   default ``replay``; anything else is a 400.
-* ``GET /api/rules``: ``{"rules": [...], "editable": bool}``.
+* ``GET /api/rules``: ``{"rules": [...], "editable": bool}``; 404 when the detector does
+  not run (``alerts.enabled`` is false), and in a process without the detector role
+  (the rules live with the detector: 404 for GET, 409 for PUT, saying so).
 * ``PUT /api/rules`` with ``Authorization: Bearer <gateway.api_token>`` and body
   ``{"rules": [{"name", "window_s", "threshold_pct", "cooldown_s"}, ...]}``:
   200 with the new rules (persisted by the store); 400 with the store's message for an
@@ -44,6 +46,11 @@ from marketd.metrics import counter, gauge
 from marketd.settings_alerts import GatewaySettings, RuleSettings
 
 MAX_RULES_BODY: Final = 64 * 1024
+RULES_ELSEWHERE: Final = (
+    "the rules live with the detector role, which this process does not run: change "
+    "alerts.rules in the detector's configuration, or its alerts.state_dir/rules.json "
+    "(the detector re-reads that file within seconds)"
+)
 CLOSE_TIMEOUT_S: Final = 1.0
 GOING_AWAY: Final = 1001
 POLICY_VIOLATION: Final = 1008
@@ -60,13 +67,15 @@ class RulesStore(Protocol):
         ...
 
 
-def default_ui_dir() -> Path:
-    """``ui/`` next to the package (an installed copy) or at the repository's top."""
-    package = Path(__file__).resolve().parents[1]
+def default_ui_dir(package: Path | None = None) -> Path:
+    """The browser UI shipped with marketd: ``marketd/ui`` in the installed package (package
+    data; in a checkout a link to the repository's ``ui/``), else the repository's ``ui/``.
+    ``package`` is the ``marketd`` package directory (default: this one)."""
+    package = package or Path(__file__).resolve().parents[1]
     for candidate in (package / "ui", package.parents[1] / "ui"):
         if (candidate / "index.html").is_file():
             return candidate
-    return package.parents[1] / "ui"
+    return package / "ui"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -93,9 +102,12 @@ class Gateway:
         settings: GatewaySettings,
         shutdown: trio.Event,
         ui_dir: Path,
+        *,
+        rules_elsewhere: bool = False,
     ) -> None:
         self.hub = hub
         self.rules = rules
+        self.rules_elsewhere = rules_elsewhere
         self.settings = settings
         self.shutdown = shutdown
         self.ui_dir = ui_dir
@@ -196,9 +208,14 @@ class Gateway:
             return _error(400, str(exc))
         return _json({"alerts": [a.to_json() for a in self.hub.recent(limit)]})
 
+    def _no_rules(self, status_elsewhere: int) -> Response:
+        if self.rules_elsewhere:
+            return _error(status_elsewhere, RULES_ELSEWHERE)
+        return _error(404, "the detector is not running (alerts.enabled is false)")
+
     async def get_rules(self) -> Response:
         if self.rules is None:
-            return _error(404, "the detector is not running (alerts.enabled is false)")
+            return self._no_rules(404)
         return _json(
             {"rules": _rules_json(self.rules.rules()), "editable": bool(self.settings.api_token)}
         )
@@ -206,7 +223,7 @@ class Gateway:
     async def put_rules(self) -> Response:
         request = quart.request
         if self.rules is None:
-            return _error(404, "the detector is not running (alerts.enabled is false)")
+            return self._no_rules(409)
         if not self.settings.api_token:
             return _error(403, "rule changes over HTTP are disabled (gateway.api_token is empty)")
         if not policy.bearer_matches(request.headers.get("Authorization"), self.settings.api_token):
@@ -271,15 +288,19 @@ def install_gateway(
     rules: RulesStore | None,
     settings: GatewaySettings,
     shutdown: trio.Event,
+    *,
+    rules_elsewhere: bool = False,
 ) -> Gateway:
     """Add the UI, ``/ws/alerts`` and ``/api/*`` to ``app``; return the :class:`Gateway`
     (add ``gateway.metrics`` to the daemon's metric sources).
 
     ``shutdown`` is the event that stops the HTTP server: WebSocket handlers watch it
     and close with 1001 themselves (Hypercorn sends no close frame on shutdown).
+    ``rules_elsewhere``: the detector runs in another process (``rules`` is None), and
+    ``/api/rules`` says so.
     """
     ui_dir = Path(settings.ui_dir) if settings.ui_dir else default_ui_dir()
-    gateway = Gateway(hub, rules, settings, shutdown, ui_dir)
+    gateway = Gateway(hub, rules, settings, shutdown, ui_dir, rules_elsewhere=rules_elsewhere)
     app.before_request(_mark_start)
     app.after_request(gateway.after_request)
     app.add_url_rule("/", "ui_index", gateway.index, methods=["GET"])

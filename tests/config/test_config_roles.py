@@ -1,0 +1,190 @@
+"""The ``roles`` setting: values from the file and MARKETD_ROLES, every problem named, and
+what check-config says a configuration runs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marketd.config import Settings
+from marketd.config_load import check_config, load_settings
+from marketd.errors import ConfigError
+from marketd.roles import Roles
+
+KAFKA = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092"}
+
+
+def problems(environ: dict[str, str], text: str | None = None, tmp_path: Path | None = None):
+    path = None
+    if text is not None:
+        assert tmp_path is not None
+        path = tmp_path / "marketd.yaml"
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ)
+    return caught.value.problems
+
+
+def test_default_is_every_role_in_one_process() -> None:
+    settings = Settings()
+    assert settings.roles == ("collector", "detector", "gateway")
+    roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
+    assert roles == Roles(collector=True, detector=True, gateway=True, alerts_from_kafka=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("collector,gateway", ("collector", "gateway")),
+        (" Collector , GATEWAY ", ("collector", "gateway")),
+        ("[detector, gateway]", ("detector", "gateway")),
+        ("gateway", ("gateway",)),
+    ],
+)
+def test_roles_from_the_environment(value: str, expected: tuple[str, ...]) -> None:
+    environ = {"MARKETD_ROLES": value, "MARKETD_ALERTS__SOURCE": "kafka", **KAFKA}
+    assert load_settings(None, environ).roles == expected
+
+
+def test_roles_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "marketd.yaml"
+    path.write_text(
+        "roles: [detector]\nalerts: {source: kafka}\nkafka: {bootstrap_servers: 'k:1'}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(path, {})
+    assert settings.roles == ("detector",)
+    roles = Roles.of(settings.roles, alerts_enabled=True)
+    assert roles == Roles(collector=False, detector=True, gateway=False, alerts_from_kafka=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("collector,feeder", "roles: 'feeder' is not a role (collector, detector, gateway)"),
+        ("", "roles: at least one role is needed (collector, detector, gateway)"),
+        ("[]", "roles: at least one role is needed (collector, detector, gateway)"),
+        ("collector,gateway,Collector", "roles: collector is given twice"),
+    ],
+)
+def test_bad_role_lists(value: str, expected: str) -> None:
+    (problem,) = problems({"MARKETD_ROLES": value, **KAFKA})
+    assert problem == f"{expected} (from MARKETD_ROLES)"
+
+
+def test_a_role_that_is_not_a_string(tmp_path: Path) -> None:
+    (problem,) = problems({}, "roles: [collector, 5]\n", tmp_path)
+    assert problem.startswith("roles[1]: expected a string, got 5")
+
+
+def test_detector_without_collector_needs_source_kafka_and_kafka() -> None:
+    found = problems({"MARKETD_ROLES": "detector"})
+    assert found == [
+        "roles: detector without collector reads prices from Kafka: set alerts.source: kafka "
+        "(pipeline is this process's own stream, which has no collector) (from MARKETD_ROLES)",
+        "roles: detector without collector needs kafka.bootstrap_servers (it reads "
+        "kafka.topics.raw and publishes kafka.topics.alerts) (from MARKETD_ROLES)",
+    ]
+    (only,) = problems({"MARKETD_ROLES": "detector", **KAFKA})
+    assert "set alerts.source: kafka" in only
+    settings = load_settings(
+        None, {"MARKETD_ROLES": "detector", "MARKETD_ALERTS__SOURCE": "kafka", **KAFKA}
+    )
+    assert settings.roles == ("detector",)
+
+
+def test_detector_without_collector_needs_alerts_enabled() -> None:
+    environ = {
+        "MARKETD_ROLES": "detector,gateway",
+        "MARKETD_ALERTS__SOURCE": "kafka",
+        "MARKETD_ALERTS__ENABLED": "false",
+        **KAFKA,
+    }
+    (problem,) = problems(environ)
+    assert problem.startswith("roles: detector without collector needs alerts.enabled: true")
+
+
+def test_gateway_without_detector_needs_kafka() -> None:
+    (problem,) = problems({"MARKETD_ROLES": "collector,gateway"})
+    assert problem == (
+        "roles: gateway without detector reads its alerts from kafka.topics.alerts: "
+        "set kafka.bootstrap_servers, or add the detector role (from MARKETD_ROLES)"
+    )
+    settings = load_settings(None, {"MARKETD_ROLES": "collector,gateway", **KAFKA})
+    roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
+    assert roles == Roles(collector=True, detector=False, gateway=True, alerts_from_kafka=True)
+
+
+def test_collector_alone_needs_nothing_more() -> None:
+    settings = load_settings(None, {"MARKETD_ROLES": "collector"})
+    assert not settings.kafka.enabled
+    roles = Roles.of(settings.roles, alerts_enabled=True)
+    assert roles == Roles(collector=True, detector=False, gateway=False, alerts_from_kafka=False)
+
+
+def test_the_default_roles_with_alerts_disabled_keep_todays_behaviour() -> None:
+    """alerts.enabled: false with every role: no detector, and the gateway stays in-process
+    (it does not start reading Kafka), as before roles existed."""
+    settings = load_settings(None, {"MARKETD_ALERTS__ENABLED": "false"})
+    roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
+    assert roles == Roles(collector=True, detector=False, gateway=True, alerts_from_kafka=False)
+
+
+def test_a_section_that_failed_does_not_cause_role_problems() -> None:
+    """A bad kafka key leaves kafka at its default (no Kafka) in the draft: the roles must
+    not be reported for what that default causes."""
+    environ = {
+        "MARKETD_ROLES": "gateway",
+        "MARKETD_KAFKA__BOOTSTRAP_SERVERS": "k:9092",
+        "MARKETD_KAFKA__LINGER_MS": "soon",
+    }
+    (problem,) = problems(environ)
+    assert problem.startswith("kafka.linger_ms: expected an integer")
+
+
+def test_problems_of_the_file_name_its_line(tmp_path: Path) -> None:
+    (problem,) = problems({}, "log: {level: info}\nroles: [gateway]\n", tmp_path)
+    assert problem.startswith("roles: gateway without detector reads its alerts")
+    assert problem.endswith(f"({tmp_path / 'marketd.yaml'}:2)")
+
+
+@pytest.mark.parametrize(
+    ("environ", "summary"),
+    [
+        (
+            {},
+            "# roles: collector (feeds → embedded bus), detector (this process's stream), "
+            "gateway (alerts of this process's detector)",
+        ),
+        (
+            {"MARKETD_ROLES": "collector", **KAFKA},
+            "# roles: collector (feeds → Kafka)",
+        ),
+        (
+            {"MARKETD_ROLES": "detector", "MARKETD_ALERTS__SOURCE": "kafka", **KAFKA},
+            "# roles: detector (kafka.topics.raw → kafka.topics.alerts)",
+        ),
+        (
+            {"MARKETD_ROLES": "gateway", **KAFKA},
+            "# roles: gateway (alerts from kafka.topics.alerts)",
+        ),
+    ],
+)
+def test_check_config_shows_the_roles(environ: dict[str, str], summary: str) -> None:
+    out = io.StringIO()
+    assert check_config(None, environ, out) == 0
+    first, *_ = out.getvalue().splitlines()
+    assert first == summary
+    shown = yaml.safe_load(out.getvalue())
+    assert shown["roles"] == list(load_settings(None, environ).roles)
+
+
+def test_check_config_exits_2_on_a_role_problem() -> None:
+    out = io.StringIO()
+    assert check_config(None, {"MARKETD_ROLES": "gateway"}, out) == 2
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "error: invalid configuration"
+    assert lines[1].strip().startswith("roles: gateway without detector")
