@@ -34,6 +34,7 @@ from marketd.testing.processes import (
 ACKED = "marketd_kafka_records_acked_total"
 LATENCY = "marketd_publish_latency_seconds"
 FRAMES = "marketd_feed_frames_total"
+PENDING = "marketd_spool_records_pending"
 
 
 def run_scenario(
@@ -90,6 +91,9 @@ def run_scenario(
                 "peak_rss_mib": round(rss / 2**20, 1),
                 "parse_errors": metric_value(after, "marketd_parse_errors_total"),
                 "retried": metric_value(after, "marketd_kafka_records_retried_total"),
+                # Records spooled but not yet in Kafka: growing means intake outruns delivery.
+                "spool_backlog_start": metric_value(before, PENDING),
+                "spool_backlog_end": metric_value(after, PENDING),
             }
             exit_code = daemon.stop(timeout=60)
             result["clean_exit"] = exit_code == 0
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ("latency_p99_ms", "p99 ms"),
         ("cpu_cores", "CPU cores"),
         ("peak_rss_mib", "peak RSS MiB"),
+        ("spool_backlog_end", "spool backlog"),
         ("clean_exit", "clean exit"),
     ]
     print("| " + " | ".join(title for _, title in cols) + " |")
