@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from marketd.testing.processes import (
 ACKED = "marketd_kafka_records_acked_total"
 LATENCY = "marketd_publish_latency_seconds"
 FRAMES = "marketd_feed_frames_total"
+PENDING = "marketd_spool_records_pending"
 
 
 def run_scenario(
@@ -43,6 +45,7 @@ def run_scenario(
     warmup: float,
     symbols: int,
     env: dict[str, str],
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     with FakeExchange(tmp, "--symbols", str(symbols), "--seed", "7", "--rate", str(rate)) as fx:
         names = list(fx.state()["markets"]["spot"]["symbols"])
@@ -65,7 +68,10 @@ def run_scenario(
             pid = daemon.proc.pid
             before = daemon.metrics()
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            time.sleep(duration)
+            if profile is None:
+                time.sleep(duration)
+            else:
+                _profile(pid, duration, profile.with_suffix(f".{rate:g}.txt"))
             after = daemon.metrics()
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             rss = peak_rss_bytes(pid)
@@ -85,10 +91,22 @@ def run_scenario(
                 "peak_rss_mib": round(rss / 2**20, 1),
                 "parse_errors": metric_value(after, "marketd_parse_errors_total"),
                 "retried": metric_value(after, "marketd_kafka_records_retried_total"),
+                # Records spooled but not yet in Kafka: growing means intake outruns delivery.
+                "spool_backlog_start": metric_value(before, PENDING),
+                "spool_backlog_end": metric_value(after, PENDING),
             }
             exit_code = daemon.stop(timeout=60)
             result["clean_exit"] = exit_code == 0
             return result
+
+
+def _profile(pid: int, duration: float, out: Path) -> None:
+    """Sample the daemon with py-spy for ``duration`` seconds: only the thread holding the GIL
+    (the work that bounds throughput), collapsed stacks in ``out``."""
+    cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(round(duration))]
+    cmd += ["--rate", "200", "--gil", "--format", "raw", "--output", str(out), "--nonblocking"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    print(f"profile: {out}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="extra MARKETD_* setting for the daemon, e.g. MARKETD_KAFKA__LINGER_MS=1",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help="sample the daemon with py-spy (pip install py-spy) during each measured window; "
+        "collapsed stacks go to PATH.<rate>.txt",
+    )
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="marketd-bench-") as tmpdir:
@@ -126,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.warmup,
                         args.symbols,
                         dict(item.split("=", 1) for item in args.env),
+                        args.profile,
                     )
                 )
     cols = [
@@ -136,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ("latency_p99_ms", "p99 ms"),
         ("cpu_cores", "CPU cores"),
         ("peak_rss_mib", "peak RSS MiB"),
+        ("spool_backlog_end", "spool backlog"),
         ("clean_exit", "clean exit"),
     ]
     print("| " + " | ".join(title for _, title in cols) + " |")

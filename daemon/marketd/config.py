@@ -391,10 +391,12 @@ class KafkaSettings:
     linger_ms: int = attrs.field(default=5, validator=at_least(0))
     max_batch_bytes: int = attrs.field(default=1_048_576, validator=at_least(1))
     request_timeout_ms: int = attrs.field(default=10_000, validator=at_least(1))
-    # Records handed to aiokafka per trio→asyncio crossing.
-    max_records_per_send: int = attrs.field(default=1000, validator=at_least(1))
+    # Records handed to aiokafka per trio→asyncio crossing (at most: what is queued).
+    # Large when behind: aiokafka keeps one batch per partition in flight, so the
+    # per-partition batch size is what carries a backlog away.
+    max_records_per_send: int = attrs.field(default=5000, validator=at_least(1))
     # Batches handed to aiokafka but not yet acknowledged (the in-flight window).
-    max_inflight_batches: int = attrs.field(default=8, validator=at_least(1))
+    max_inflight_batches: int = attrs.field(default=4, validator=at_least(1))
     security_protocol: str = attrs.field(  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
         default="PLAINTEXT", converter=_upper, validator=one_of(SECURITY_PROTOCOLS)
     )

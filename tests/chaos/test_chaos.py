@@ -37,6 +37,7 @@ from chaoskit import (
     wait_ready,
 )
 
+from marketd.config import KafkaSettings
 from marketd.devkafka import KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
 
@@ -51,7 +52,7 @@ MODERATE_RATE = 400
 SYMBOL_COUNT = 3
 # Repeats after a lost acknowledgement are at most what was in flight:
 # kafka.max_inflight_batches x kafka.max_records_per_send (defaults), per incident.
-IN_FLIGHT_BOUND = 8 * 1000
+IN_FLIGHT_BOUND = KafkaSettings().max_inflight_batches * KafkaSettings().max_records_per_send
 
 
 async def frames_per_second(daemon: Daemon, seconds: float) -> float:

@@ -18,6 +18,7 @@ import trio
 from e2ekit import assert_trades_complete, last_trade_ids
 from test_collector_kafka import daemon_config
 
+from marketd.config import KafkaSettings
 from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 
@@ -76,5 +77,6 @@ async def test_broker_outage_is_absorbed_by_the_spool(
     duplicates = await assert_trades_complete(
         consume_kafka, raw, broker.bootstrap, spot_last, usdm_last
     )
-    in_flight_bound = 8 * 1000  # kafka.max_inflight_batches * max_records_per_send
+    defaults = KafkaSettings()
+    in_flight_bound = defaults.max_inflight_batches * defaults.max_records_per_send
     assert duplicates <= in_flight_bound, duplicates

@@ -11,7 +11,7 @@ import functools
 import trio
 from trio_websocket import wrap_client_stream
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request
+from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
 from marketd import ws_compat
 
@@ -57,3 +57,51 @@ async def test_ping_racing_our_close_is_not_answered_and_close_is_clean() -> Non
                 assert ws.closed is not None
                 assert ws.closed.code == 1000
             servers.cancel_scope.cancel()
+
+
+async def _burst(stream: trio.SocketStream, messages: list[str]) -> None:
+    """Accept, then send every message in one write (and a fragmented one at the end)."""
+    ws = WSConnection(ConnectionType.SERVER)
+    async with stream:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    out = ws.send(AcceptConnection())
+                    out += b"".join(ws.send(Message(data=m)) for m in messages)
+                    out += ws.send(Message(data="frag-", message_finished=False))
+                    out += ws.send(Message(data="ment"))
+                    await stream.send_all(out)
+                elif isinstance(event, CloseConnection):
+                    await stream.send_all(ws.send(event.response()))
+                    return
+
+
+async def test_message_burst_beyond_the_queue_arrives_whole_and_in_order() -> None:
+    """More messages in one socket read than the reader's queue holds: the queue fills,
+    the reader waits for room (no loss), and a fragmented message still goes through the
+    original path."""
+    ws_compat.install()
+    messages = [f'{{"n":{i},"pad":"{"x" * (i % 50)}"}}' for i in range(2000)]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as servers:
+            listeners = await servers.start(
+                functools.partial(trio.serve_tcp, host="127.0.0.1"),
+                lambda s: _burst(s, messages),
+                0,
+            )
+            port = listeners[0].socket.getsockname()[1]
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream, trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(
+                    nursery, stream, f"127.0.0.1:{port}", "/", message_queue_size=16
+                )
+                await trio.sleep(0.2)  # the whole burst is read; the queue is full
+                got = [await ws.get_message() for _ in range(len(messages) + 1)]
+                await ws.aclose()
+            servers.cancel_scope.cancel()
+    assert got[:-1] == messages
+    assert got[-1] == "frag-ment"

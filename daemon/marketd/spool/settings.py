@@ -39,4 +39,4 @@ class SpoolSettings:
     # appended; an OS crash or power loss loses at most this much. 0 = after every batch.
     sync_interval_s: float = attrs.field(default=0.2, validator=within(0, 60))
     # Records read from the spool per batch handed to the Kafka publisher.
-    read_batch_records: int = attrs.field(default=2000, validator=at_least(1))
+    read_batch_records: int = attrs.field(default=5000, validator=at_least(1))

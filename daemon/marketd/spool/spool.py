@@ -6,6 +6,12 @@ per directory). Records are appended at the tail, read in append order from a re
 cursor, and acknowledged (``ack``) up to a position once Kafka has them; whole segments
 below the ack cursor are deleted.
 
+Hot tail: while the reader keeps up, :meth:`Spool.read` hands out the very records that
+:meth:`Spool.append` just wrote, kept in memory (at most ``HOT_TAIL_RECORDS``), instead of
+reading and decoding them back from the page cache. What is handed out and where the
+cursors go are the same either way; once the reader falls behind by more than that, the
+kept records are dropped and it reads from the files until it has caught up again.
+
 Threading: plain synchronous file I/O. :meth:`Spool.append`, :meth:`~Spool.read`,
 :meth:`~Spool.ack`, :meth:`~Spool.rewind` and :meth:`~Spool.statistics` touch only the
 page cache (a ``write``/``pread``/``pwrite``/``unlink`` of at most a few MiB) and are
@@ -45,6 +51,7 @@ Guarantees (``append`` returned ⇒ "accepted"):
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import os
@@ -71,6 +78,9 @@ log = structlog.get_logger(__name__)
 
 READ_CHUNK = 1024 * 1024
 LOCK_FILE = "lock"
+# Records kept in memory for a reader that keeps up (see "Hot tail" above): a few
+# seconds of traffic at the rates a process sustains.
+HOT_TAIL_RECORDS = 50_000
 
 
 class _Segment:
@@ -100,6 +110,8 @@ class Spool:
         self._read_at = (0, HEADER)
         self._read_seq = 0  # highest seq handed out by read()
         self._read_fd: tuple[int, int] | None = None  # (segment, fd)
+        # Appended, unread records in memory: empty, or seqs _read_seq+1 .. _next_seq-1.
+        self._hot: collections.deque[tuple[Position, Record]] = collections.deque()
         self._gaps: list[tuple[int, int]] = []  # seqs lost to corruption, above the ack
         self._seen_bad: set[tuple[int, int]] = set()
         self._dir_dirty = False
@@ -259,6 +271,14 @@ class Spool:
                 f"{self.settings.max_bytes}; intake waits for Kafka acknowledgements"
             )
         n_before, size_before = len(self._segments), self._segments[-1].size
+        # The reader has everything before these: hand them over from memory.
+        hot = (
+            self._hot
+            if (self._hot or self._read_seq == self._next_seq - 1)
+            and len(self._hot) + len(records) <= HOT_TAIL_RECORDS
+            else None
+        )
+        placed: list[tuple[Position, Record]] = []
         try:
             bounds = [0, *cuts, len(records)]
             for k in range(len(bounds) - 1):
@@ -266,7 +286,15 @@ class Spool:
                 if k:
                     self._roll(self._next_seq + a)
                 if a < b:  # the first piece is empty when the active segment is full
-                    self._write(self._segments[-1], buf, ends[a - 1] if a else 0, ends[b - 1])
+                    seg = self._segments[-1]
+                    lo = ends[a - 1] if a else 0
+                    if hot is not None:
+                        first, base, seq0 = seg.first, seg.size - lo, self._next_seq
+                        placed += [
+                            (Position(seq0 + i, first, base + ends[i]), records[i])
+                            for i in range(a, b)
+                        ]
+                    self._write(seg, buf, lo, ends[b - 1])
         except OSError as exc:
             self._undo(n_before, size_before)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -277,6 +305,10 @@ class Spool:
             for seg in self._segments[n_before - 1 :]:
                 seg.dirty = True
             self._next_seq += len(records)
+        if hot is not None:
+            hot.extend(placed)
+        else:
+            self._hot.clear()  # fallen behind: read from the files until caught up
         self._bytes += needed
         self._appended += len(records)
         self._full = False
@@ -340,6 +372,13 @@ class Spool:
     def read(self, max_records: int) -> list[tuple[Position, Record]]:
         """Up to ``max_records`` records after the read cursor, in append order."""
         self._check_usable()
+        hot = self._hot
+        if hot:
+            n = min(max_records, len(hot))
+            out = [hot.popleft() for _ in range(n)]
+            last = out[-1][0]
+            self._read_at, self._read_seq = (last.segment, last.end), last.seq
+            return out
         out, self._read_at = self._fetch(self._read_at, max_records, self._read_seq, True)
         if out:
             self._read_seq = out[-1][0].seq
@@ -380,6 +419,7 @@ class Spool:
         """Move the read cursor back to the ack cursor: unacked records are read again."""
         self._read_at, self._read_seq = self._ack_at, self._ack_seq
         self._gaps = []
+        self._hot.clear()
 
     def _fetch(
         self, cursor: tuple[int, int], max_records: int, after_seq: int, commit: bool
