@@ -118,6 +118,24 @@ class LimitForeignRepeats(logging.Filter):
         return True
 
 
+class TopicNotInMetadataYet(logging.Filter):
+    """aiokafka logs "Topic … not found in cluster metadata" at ERROR on the metadata
+    refresh that precedes a topic's auto-creation: every first start of a healthy daemon.
+    Said at WARNING with what it means; a topic that stays missing shows up as failed
+    deliveries (``marketd_kafka_records_retried_total``, ``/readyz``), not through this."""
+
+    _TEXT = "Topic %s not found in cluster metadata"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self._TEXT and record.levelno == logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = (
+                "Topic %s not in the cluster metadata yet (the broker creates it on first "
+                "use if auto.create.topics.enable; otherwise create it)"
+            )
+        return True
+
+
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
     """Route structlog and stdlib logging (aiokafka, hypercorn) to stderr in one format."""
     numeric = _LEVELS.get(level, logging.INFO)
@@ -161,6 +179,9 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
     root.setLevel(numeric)
     # aiokafka is chatty at INFO about every reconnect attempt.
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
+    cluster = logging.getLogger("aiokafka.cluster")
+    if not any(isinstance(f, TopicNotInMetadataYet) for f in cluster.filters):
+        cluster.addFilter(TopicNotInMetadataYet())
 
 
 @attrs.define

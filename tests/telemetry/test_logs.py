@@ -35,6 +35,10 @@ SCRIPT = textwrap.dedent(
         logging.getLogger("aiokafka").warning("Unable to connect to %s", "node-1")
     log.info("info is never limited")
     log.info("info is never limited")
+    logging.getLogger("aiokafka.cluster").error(
+        "Topic %s not found in cluster metadata", "marketdata.raw"
+    )
+    logging.getLogger("aiokafka.cluster").error("Topic %s is not authorized for this client", "x")
     """
 )
 
@@ -65,6 +69,13 @@ def test_json_lines_carry_trace_and_span_ids_and_repeats_are_limited(
     assert [e["attempt"] for e in by_event["kafka delivery failed"]] == [0, 1, 2, 3, 4]
     assert len(by_event["Unable to connect to node-1"]) == 5
     assert len(by_event["info is never limited"]) == 2
+    # aiokafka's "not found" before a topic's auto-creation is a warning saying so; its
+    # other topic errors stay errors.
+    (missing,) = [e for e in lines if "marketdata.raw" in e["event"]]
+    assert missing["level"] == "warning"
+    assert missing["event"].startswith("Topic marketdata.raw not in the cluster metadata yet")
+    (denied,) = by_event["Topic x is not authorized for this client"]
+    assert denied["level"] == "error"
     (session,) = otlp.named("feed.session")
     assert (session.trace_id, session.span_id) == (trace_id, span_id)
 
