@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import marketd
 from marketd.testing.processes import free_port, http_json, http_text, metric_value, wait_until
@@ -60,11 +61,12 @@ def test_check_config_prints_effective_configuration_with_secrets_masked() -> No
 
 
 def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> None:
+    """The demo alone: events on the bus, ready, and its own price jumps raise alerts."""
     port = free_port()
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marketd", "demo", "--duration", "6",
-         "--listen", f"127.0.0.1:{port}", "--rate", "200"],
+        [sys.executable, "-m", "marketd", "demo", "--duration", "8",
+         "--listen", f"127.0.0.1:{port}", "--rate", "200", "--jump-every", "1.5"],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -83,13 +85,25 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
         text = http_text(base + "/metrics")
         assert metric_value(text, "marketd_events_total", market="spot", kind="trade") > 0
         assert metric_value(text, "marketd_events_total", market="usdm", kind="aggTrade") > 0
+        # The first jump (+3 %: the default rule's 2 % plus 1) shows on the alerts API.
+
+        def alerts() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = http_json(base + "/api/alerts")[1]["alerts"]
+            return found
+
+        wait_until(lambda: alerts(), timeout=15, what="an alert from the demo's price jump")
+        first = alerts()[-1]  # newest first
+        assert (first["market"], first["direction"]) == ("usdm", "up")
+        assert first["change_pct"] > 2.0
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         log.close()
-    assert "statistics" in (tmp_path / "demo.log").read_text()
+    text = (tmp_path / "demo.log").read_text()
+    assert "statistics" in text
+    assert "demo price jump" in text
 
 
 def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_path: Path) -> None:
