@@ -531,6 +531,11 @@ class Spool:
 
     # -- durability ---------------------------------------------------------------------
 
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last record appended (0 if none ever was)."""
+        return self._next_seq - 1
+
     def sync(self) -> int:
         """fsync what was appended before the call and the ack checkpoint; return the
         highest seq now safe from an OS crash. Blocking: call it in a worker thread."""

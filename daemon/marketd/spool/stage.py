@@ -2,8 +2,10 @@
 
     tap ──list[Record]──► writer ─► Spool (segments on disk) ─► reader ──► Kafka publisher
 
-The writer appends each batch (fsync grouped every ``sync_interval_s``) and never waits
-on Kafka, so a broker outage does not stall the feeds: records pile up on disk. The
+The writer appends each batch and never waits on Kafka, so a broker outage does not stall
+the feeds: records pile up on disk. A syncer beside it fsyncs every ``sync_interval_s``
+(group commit) while the writer goes on appending, so a slow fsync does not hold up
+intake either; with ``sync_interval_s: 0`` the writer fsyncs after every batch itself. The
 reader hands spooled records to the publisher in append order; the publisher reports
 the records Kafka acknowledged (``on_settled``) and the spool is acked up to the longest
 settled prefix. When the spool is full the writer waits (intake stops; ``full`` makes the
@@ -55,6 +57,7 @@ class SpoolStage:
         self._ids_moved = False  # since the last checkpoint
         self._on_recovered = on_recovered
         self._wake = trio.Event()
+        self._sync_lock = trio.Lock()  # one fsync + checkpoint at a time, in order
 
     def on_settled(self, records: list[Record]) -> None:
         """The publisher's callback: ack the spool up to the settled prefix."""
@@ -102,20 +105,24 @@ class SpoolStage:
         written: trio.Event,
     ) -> None:
         interval = self.settings.sync_interval_s
-        last_sync = trio.current_time()
-        async for first in records_in:
-            batch = first
-            # Coalesce what is already queued: one append (one write) for all of it.
-            if len(batch) < _COALESCE_RECORDS and isinstance(records_in, trio.MemoryReceiveChannel):
-                batch = list(batch)
-                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while len(batch) < _COALESCE_RECORDS:
-                        batch.extend(records_in.receive_nowait())
-            await self._append(spool, batch)
-            self._ids_moved |= note_ids(self.last_ids, batch)
-            if trio.current_time() - last_sync >= interval:
-                await self._sync(spool)
-                last_sync = trio.current_time()
+        async with trio.open_nursery() as syncer:
+            if interval > 0:
+                syncer.start_soon(self._sync_every, spool, interval)
+            async for first in records_in:
+                batch = first
+                # Coalesce what is already queued: one append (one write) for all of it.
+                if len(batch) < _COALESCE_RECORDS and isinstance(
+                    records_in, trio.MemoryReceiveChannel
+                ):
+                    batch = list(batch)
+                    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                        while len(batch) < _COALESCE_RECORDS:
+                            batch.extend(records_in.receive_nowait())
+                await self._append(spool, batch)
+                self._ids_moved |= note_ids(self.last_ids, batch)
+                if interval == 0:
+                    await self._sync(spool)
+            syncer.cancel_scope.cancel()
         await self._sync(spool)
         self.durable.set()
         written.set()
@@ -159,25 +166,35 @@ class SpoolStage:
             self._wake.set()  # the reader hands it on: its acks are what frees space
         self.full = False
 
+    async def _sync_every(self, spool: Spool, interval: float) -> None:
+        while True:
+            began = trio.current_time()
+            if spool.last_seq > spool.statistics().synced_seq or self._ids_moved:
+                await self._sync(spool)
+            await trio.sleep_until(began + interval)
+
     async def _sync(self, spool: Spool) -> None:
         """fsync the spool, then checkpoint the trade ids it now holds durably.
 
-        Appends happen only in ``_write``, which awaits this: the ids snapshot and the
-        spool seq that ``sync`` returns describe the same records.
+        The ids and ``upto`` are taken together here, in the trio thread that appends:
+        they describe the same records, and the fsync (which covers everything appended
+        before it starts) covers at least those, whatever is appended meanwhile.
         """
-        ids = dict(self.last_ids) if self._ids_moved else None
-        self._ids_moved = False
+        async with self._sync_lock:
+            ids = dict(self.last_ids) if self._ids_moved else None
+            self._ids_moved = False
+            upto = spool.last_seq
 
-        def sync_and_checkpoint() -> None:
-            upto = spool.sync()
-            if ids is not None:
-                write_checkpoint(self.settings.directory, upto, ids)
+            def sync_and_checkpoint() -> None:
+                spool.sync()
+                if ids is not None:
+                    write_checkpoint(self.settings.directory, upto, ids)
 
-        try:
-            await trio.to_thread.run_sync(sync_and_checkpoint)
-        except BaseException:
-            self._ids_moved = self._ids_moved or ids is not None  # written next time
-            raise
+            try:
+                await trio.to_thread.run_sync(sync_and_checkpoint)
+            except BaseException:
+                self._ids_moved = self._ids_moved or ids is not None  # written next time
+                raise
 
     async def _read(
         self,
