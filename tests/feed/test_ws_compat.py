@@ -6,10 +6,13 @@ interleaving that made trio-websocket 0.12.2's reader raise ``LocalProtocolError
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import trio
-from trio_websocket import wrap_client_stream
+from trio_websocket import WebSocketConnection, wrap_client_stream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
@@ -37,26 +40,32 @@ async def _peer(stream: trio.SocketStream, saw_close: trio.Event) -> None:
                     return
 
 
+@contextlib.asynccontextmanager
+async def _client_of(
+    peer: Callable[[trio.SocketStream], Awaitable[None]], **options: Any
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client connected to ``peer`` served on a loopback port."""
+    async with trio.open_nursery() as servers:
+        listeners = await servers.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), peer, 0
+        )
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream, trio.open_nursery() as nursery:
+            yield await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", "/", **options)
+        servers.cancel_scope.cancel()
+
+
 async def test_ping_racing_our_close_is_not_answered_and_close_is_clean() -> None:
     ws_compat.install()
     ws_compat.install()  # idempotent
     saw_close = trio.Event()
     with trio.fail_after(5):
-        async with trio.open_nursery() as servers:
-            listeners = await servers.start(
-                functools.partial(trio.serve_tcp, host="127.0.0.1"),
-                lambda s: _peer(s, saw_close),
-                0,
-            )
-            port = listeners[0].socket.getsockname()[1]
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream, trio.open_nursery() as nursery:
-                ws = await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", "/")
-                await ws.aclose()
-                assert saw_close.is_set()
-                assert ws.closed is not None
-                assert ws.closed.code == 1000
-            servers.cancel_scope.cancel()
+        async with _client_of(lambda s: _peer(s, saw_close)) as ws:
+            await ws.aclose()
+            assert saw_close.is_set()
+            assert ws.closed is not None
+            assert ws.closed.code == 1000
 
 
 async def _burst(stream: trio.SocketStream, messages: list[str]) -> None:
@@ -87,21 +96,9 @@ async def test_message_burst_beyond_the_queue_arrives_whole_and_in_order() -> No
     ws_compat.install()
     messages = [f'{{"n":{i},"pad":"{"x" * (i % 50)}"}}' for i in range(2000)]
     with trio.fail_after(10):
-        async with trio.open_nursery() as servers:
-            listeners = await servers.start(
-                functools.partial(trio.serve_tcp, host="127.0.0.1"),
-                lambda s: _burst(s, messages),
-                0,
-            )
-            port = listeners[0].socket.getsockname()[1]
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream, trio.open_nursery() as nursery:
-                ws = await wrap_client_stream(
-                    nursery, stream, f"127.0.0.1:{port}", "/", message_queue_size=16
-                )
-                await trio.sleep(0.2)  # the whole burst is read; the queue is full
-                got = [await ws.get_message() for _ in range(len(messages) + 1)]
-                await ws.aclose()
-            servers.cancel_scope.cancel()
+        async with _client_of(lambda s: _burst(s, messages), message_queue_size=16) as ws:
+            await trio.sleep(0.2)  # the whole burst is read; the queue is full
+            got = [await ws.get_message() for _ in range(len(messages) + 1)]
+            await ws.aclose()
     assert got[:-1] == messages
     assert got[-1] == "frag-ment"
