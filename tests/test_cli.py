@@ -65,7 +65,7 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
     port = free_port()
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marketd", "demo", "--duration", "8",
+        [sys.executable, "-m", "marketd", "demo", "--duration", "12",
          "--listen", f"127.0.0.1:{port}", "--rate", "200", "--jump-every", "1.5"],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
     )  # fmt: skip
