@@ -20,7 +20,7 @@ import msgspec
 from marketd.binance import HistoricalTrade, RestAggTrade, StreamFrame
 from marketd.config import TopicSettings
 from marketd.errors import RestError
-from marketd.records import FrameBatch, Market, Record
+from marketd.records import FrameBatch, Market, Record, RecordBatch
 from marketd.stream_handlers import HEADERS, PB_MARKET, Handler, MarketHandlers
 from marketd.v1.market_data_pb2 import MarketEvent
 
@@ -95,7 +95,7 @@ class Codec:
         """Decode every frame of ``batch``; never raises for bad input, counts it instead."""
         mc = self._markets[batch.market]
         handlers = mc.handlers
-        records: list[Record] = []
+        records = RecordBatch()
         malformed = unknown = 0
         error = ""
         for frame, received_ns in zip(batch.frames, batch.received_ns, strict=True):

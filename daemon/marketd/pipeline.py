@@ -23,7 +23,7 @@ import trio
 
 from marketd.backfill import Backfiller
 from marketd.logs import RateLimitedLog
-from marketd.records import FrameBatch, Record
+from marketd.records import FrameBatch, Record, RecordBatch
 from marketd.sequence import Gap, SeqKey, TradeSequencer
 from marketd.telemetry import span
 
@@ -156,7 +156,9 @@ class Normalizer:
                 example=result.error,
                 suppressed=held,
             )
-        out: list[Record] = []
+        decoded = result.records
+        # Depth records keep the events they were decoded from (for the books stage).
+        out = RecordBatch(depth=decoded.depth if type(decoded) is RecordBatch else None)
         new: list[SeqKey] = []
         check = self.sequencer.check
         events = self.events

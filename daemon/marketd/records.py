@@ -6,6 +6,8 @@ They are msgspec Structs (frozen, no GC tracking) because thousands are made per
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -31,6 +33,20 @@ class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     connection: str
     frames: list[str]
     received_ns: list[int]
+
+
+class RecordBatch(list["Record"]):
+    """The normalizer's output batch: records, plus the decoded depth events they came
+    from (``depth``: ``id(record)`` → :class:`~marketd.binance.streams.DepthUpdate`), so the
+    books stage does not decode its own Protobuf back. Valid while the batch lives (its
+    records are alive, so the ids are theirs); a reader checks the event against the
+    record (symbol, final update id) and decodes the record when it does not match."""
+
+    __slots__ = ("depth",)
+
+    def __init__(self, records: Iterable[Record] = (), depth: dict[int, Any] | None = None):
+        super().__init__(records)
+        self.depth: dict[int, Any] = {} if depth is None else depth
 
 
 class Record(msgspec.Struct, frozen=True, gc=False, array_like=True):

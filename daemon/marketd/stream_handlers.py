@@ -26,7 +26,7 @@ from marketd.binance import (
     Trade,
 )
 from marketd.config import TopicSettings
-from marketd.records import Market, Record
+from marketd.records import Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 from marketd.v1.market_data_pb2 import Market as PbMarket
 
@@ -224,12 +224,13 @@ class MarketHandlers:
             level.price = price
             level.quantity = quantity
         value = ev.SerializeToString()
-        out.append(
-            Record(
-                self.depth_topic, symbol.encode(), value, _H_DEPTH, received_ns, self.market,
-                "depthUpdate", symbol, e.final_update_id,
-            )
+        record = Record(
+            self.depth_topic, symbol.encode(), value, _H_DEPTH, received_ns, self.market,
+            "depthUpdate", symbol, e.final_update_id,
         )  # fmt: skip
+        out.append(record)
+        if type(out) is RecordBatch:  # the books stage takes the decoded diff from here
+            out.depth[id(record)] = e
 
     def book_ticker(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
         e = self._decode_book_ticker(raw)

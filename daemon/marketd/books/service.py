@@ -24,11 +24,12 @@ import trio
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
+from marketd.binance import FuturesDepthUpdate
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import Diff, State, SymbolSync
 from marketd.config import Settings
 from marketd.metrics import counter, gauge
-from marketd.records import Market, Record
+from marketd.records import Market, Record, RecordBatch
 from marketd.rest import HttpGet, http_get
 from marketd.rest_budget import RestBudgets
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
@@ -232,9 +233,12 @@ class Books:
             nursery.cancel_scope.cancel()
 
     def take(self, batch: list[Record]) -> None:
-        """Apply the ``depthUpdate`` records of ``batch`` to their books."""
+        """Apply the ``depthUpdate`` records of ``batch`` to their books. A batch from the
+        normalizer carries the decoded events (:class:`RecordBatch`); other records are
+        decoded from their Protobuf value."""
         syncs = self.syncs
         request = self.scheduler.request
+        decoded = batch.depth if type(batch) is RecordBatch else None
         for r in batch:
             if r.kind != "depthUpdate":
                 continue
@@ -242,23 +246,39 @@ class Books:
             sync = syncs.get(key)
             if sync is None:
                 sync = self._add(key)
-            try:
-                ev = _parse(r.value)
-            except DecodeError:
-                self.invalid += 1
+            e = decoded.get(id(r)) if decoded else None
+            diff: Diff | None
+            if e is not None and e.final_update_id == r.seq and e.symbol == r.symbol:
+                diff = Diff(
+                    e.first_update_id,
+                    e.final_update_id,
+                    e.prev_final_update_id if type(e) is FuturesDepthUpdate else None,
+                    e.bids,
+                    e.asks,
+                    e.event_time,
+                    r.received_ns,
+                )
+            elif (diff := self._parse_diff(r)) is None:
                 continue
-            d = ev.depth_diff
-            diff = Diff(
-                d.first_update_id,
-                d.final_update_id,
-                d.prev_final_update_id if d.HasField("prev_final_update_id") else None,
-                [(lv.price, lv.quantity) for lv in d.bids],
-                [(lv.price, lv.quantity) for lv in d.asks],
-                ev.event_time_ms,
-                r.received_ns,
-            )
             if sync.on_diff(diff):
                 request(*key)
+
+    def _parse_diff(self, r: Record) -> Diff | None:
+        try:
+            ev = _parse(r.value)
+        except DecodeError:
+            self.invalid += 1
+            return None
+        d = ev.depth_diff
+        return Diff(
+            d.first_update_id,
+            d.final_update_id,
+            d.prev_final_update_id if d.HasField("prev_final_update_id") else None,
+            [(lv.price, lv.quantity) for lv in d.bids],
+            [(lv.price, lv.quantity) for lv in d.asks],
+            ev.event_time_ms,
+            r.received_ns,
+        )
 
     def _deliver(self, market: Market, symbol: str, snapshot: DepthSnapshot | None) -> bool:
         sync = self.syncs.get((market, symbol))
