@@ -21,7 +21,13 @@ from marketd import ws_compat
 RAW_PING = b"\x89\x04ping"  # FIN + opcode 9, unmasked (server to client), 4-byte payload
 
 
-async def _peer(stream: trio.SocketStream, saw_close: trio.Event) -> None:
+async def _raw_peer(
+    stream: trio.SocketStream,
+    greeting: Callable[[WSConnection], bytes],
+    before_close_reply: Callable[[trio.SocketStream], Awaitable[None]] | None = None,
+) -> None:
+    """A wsproto server: accepts and sends ``greeting(ws)``; answers our Close (after
+    ``before_close_reply``, if given)."""
     ws = WSConnection(ConnectionType.SERVER)
     async with stream:
         while True:
@@ -31,13 +37,23 @@ async def _peer(stream: trio.SocketStream, saw_close: trio.Event) -> None:
             ws.receive_data(data)
             for event in ws.events():
                 if isinstance(event, Request):
-                    await stream.send_all(ws.send(AcceptConnection()))
+                    await stream.send_all(ws.send(AcceptConnection()) + greeting(ws))
                 elif isinstance(event, CloseConnection):
-                    saw_close.set()
-                    await stream.send_all(RAW_PING)
-                    await trio.sleep(0.05)  # the client's reader handles the ping first
+                    if before_close_reply is not None:
+                        await before_close_reply(stream)
                     await stream.send_all(ws.send(event.response()))
                     return
+
+
+async def _peer(stream: trio.SocketStream, saw_close: trio.Event) -> None:
+    """Answers our Close with a Ping first and its own Close after."""
+
+    async def ping_first(stream: trio.SocketStream) -> None:
+        saw_close.set()
+        await stream.send_all(RAW_PING)
+        await trio.sleep(0.05)  # the client's reader handles the ping first
+
+    await _raw_peer(stream, lambda ws: b"", ping_first)
 
 
 @contextlib.asynccontextmanager
@@ -70,23 +86,13 @@ async def test_ping_racing_our_close_is_not_answered_and_close_is_clean() -> Non
 
 async def _burst(stream: trio.SocketStream, messages: list[str]) -> None:
     """Accept, then send every message in one write (and a fragmented one at the end)."""
-    ws = WSConnection(ConnectionType.SERVER)
-    async with stream:
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, Request):
-                    out = ws.send(AcceptConnection())
-                    out += b"".join(ws.send(Message(data=m)) for m in messages)
-                    out += ws.send(Message(data="frag-", message_finished=False))
-                    out += ws.send(Message(data="ment"))
-                    await stream.send_all(out)
-                elif isinstance(event, CloseConnection):
-                    await stream.send_all(ws.send(event.response()))
-                    return
+
+    def greeting(ws: WSConnection) -> bytes:
+        out = b"".join(ws.send(Message(data=m)) for m in messages)
+        out += ws.send(Message(data="frag-", message_finished=False))
+        return out + ws.send(Message(data="ment"))
+
+    await _raw_peer(stream, greeting)
 
 
 async def test_message_burst_beyond_the_queue_arrives_whole_and_in_order() -> None:
