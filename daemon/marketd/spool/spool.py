@@ -536,6 +536,11 @@ class Spool:
         """The seq of the last record appended (0 if none ever was)."""
         return self._next_seq - 1
 
+    @property
+    def synced_seq(self) -> int:
+        """Every record up to this seq survives an OS crash (as in :meth:`statistics`)."""
+        return self._synced_seq
+
     def sync(self) -> int:
         """fsync what was appended before the call and the ack checkpoint; return the
         highest seq now safe from an OS crash. Blocking: call it in a worker thread."""

@@ -169,7 +169,7 @@ class SpoolStage:
     async def _sync_every(self, spool: Spool, interval: float) -> None:
         while True:
             began = trio.current_time()
-            if spool.last_seq > spool.statistics().synced_seq or self._ids_moved:
+            if spool.last_seq > spool.synced_seq or self._ids_moved:
                 await self._sync(spool)
             await trio.sleep_until(began + interval)
 
