@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup system-deps demo run test lint protos bench chaos clean
+.PHONY: setup system-deps demo run test lint protos bench chaos mutate clean
 
 # Debian packages the tests use: Chromium (UI tests), promtool (metrics/rules checks),
 # systemd-analyze (unit verification). Installed only when missing; needs root (CI is root).
@@ -63,5 +63,11 @@ chaos: setup
 	$(BIN)/python -m marketd.devkafka fetch
 	$(BIN)/python scripts/chaos_report.py
 
+# Mutation testing of the pure cores (docs/TESTING.md): not part of make test. MODULES picks
+# some (paths under daemon/marketd/), e.g. make mutate MODULES="books/sync.py books/book.py".
+mutate: setup
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,mutate]'
+	$(BIN)/python scripts/mutate.py $(MODULES)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build/mutate*
