@@ -1,4 +1,4 @@
-"""The Binance sync rules, case by case, and the weight budget (pure)."""
+"""The Binance sync rules, case by case (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import pytest
 
 from marketd.books.book import Book, BookError, price_key
 from marketd.books.sync import Diff, State, SymbolSync
-from marketd.records import Market
-from marketd.rest_weight import WeightBudget, depth_weight, retry_after
 
 SNAP_BIDS = [("100.00", "1.0"), ("99.50", "2.0")]
 SNAP_ASKS = [("100.50", "1.5"), ("101.00", "3.0")]
@@ -105,33 +103,3 @@ def test_a_bad_price_resyncs() -> None:
     s.on_diff(Diff(101, 101, None, [], []))
     assert s.on_diff(Diff(102, 102, None, [("abc", "1")], [])) is True
     assert s.resyncs == {"invalid": 1}
-
-
-def test_depth_weights() -> None:
-    assert [depth_weight(Market.SPOT, n) for n in (100, 500, 1000, 5000)] == [5, 25, 50, 250]
-    assert [depth_weight(Market.USDM, n) for n in (50, 100, 500, 1000)] == [2, 5, 10, 20]
-
-
-def test_budget_window_header_and_blocks() -> None:
-    b = WeightBudget(100)  # burst 10, refill 100/60 per second
-    wall = 120.0
-    assert b.delay(10, 0.0, wall) == 0
-    b.charge(10, 0.0)
-    assert b.delay(10, 0.0, wall) == pytest.approx(6.0)
-    now = 0.0
-    sent = 10
-    while now < 59:
-        now += b.delay(10, now, wall + now)
-        if now >= 59:
-            break
-        b.charge(10, now)
-        sent += 10
-    assert sent <= 100  # never over the budget within a minute
-    b2 = WeightBudget(100)
-    b2.observe(95, 130.0)  # someone else used the IP's weight this minute
-    assert b2.delay(10, 0.0, 130.0) == pytest.approx(180 + 1 - 130)
-    b2.block(30, 0.0)
-    assert b2.delay(1, 0.0, 200.0) == pytest.approx(30)
-    assert retry_after("7", 60) == 7
-    assert retry_after(None, 60) == 60
-    assert retry_after("x", 5) == 5
