@@ -54,6 +54,11 @@ class TrueBook:
         return bool(self.bids) and bool(self.asks) and max(self.bids) >= min(self.asks)
 
 
+def event_time_ms(final: int) -> int:
+    """The event time the reference gives the diff ending at ``final`` (one per id)."""
+    return 1_600_000_000_000 + final
+
+
 @attrs.frozen
 class TrueDiff:
     first: int
@@ -69,6 +74,8 @@ class TrueDiff:
             self.prev if futures else None,
             [(fmt_price(p), fmt_qty(q)) for p, q in self.bids],
             [(fmt_price(p), fmt_qty(q)) for p, q in self.asks],
+            event_time_ms=event_time_ms(self.final),
+            received_ns=self.final * 1000,
         )
 
 

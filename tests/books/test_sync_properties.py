@@ -6,8 +6,9 @@ from bisect import bisect_left
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from refbook import TrueBook, TrueDiff, history
+from refbook import TrueBook, TrueDiff, event_time_ms, history
 
+from marketd.books.book import UNBOUNDED
 from marketd.books.sync import State, SymbolSync
 
 
@@ -137,3 +138,102 @@ def test_a_crossed_book_is_never_synced(
         if sync.synced:
             assert not sync.book.crossed()
             assert_true_prefix(sync, books)
+
+
+# --- liveness: every book does get synced -------------------------------------------------
+
+
+@st.composite
+def lives(draw: st.DrawFn) -> tuple[bool, int, list[TrueBook], list[TrueDiff]]:
+    """A history with a faulty first part (deletions, so books can get thin) and a calm
+    tail of 40 diffs that only add or change levels (no gap, deletion or crossing)."""
+    futures = draw(st.booleans())
+    faulty = draw(st.integers(0, 40))
+    bid, ask = st.integers(100, 140), st.integers(141, 180)
+
+    def changes(quantity: st.SearchStrategy[int], n: int) -> list[list[tuple[bool, int, int]]]:
+        level = st.one_of(
+            st.tuples(st.just(True), bid, quantity), st.tuples(st.just(False), ask, quantity)
+        )
+        return draw(st.lists(st.lists(level, max_size=4), min_size=n, max_size=n))
+
+    plan = changes(st.integers(0, 4), faulty) + changes(st.integers(1, 4), 40)
+    skips = draw(st.lists(st.integers(0, 3 if futures else 0), min_size=80, max_size=80))
+    start = TrueBook(last_update_id=draw(st.integers(1, 10**9)))
+    for p in draw(st.lists(bid, min_size=3, max_size=12)):
+        start.bids[p] = 1
+    for p in draw(st.lists(ask, min_size=3, max_size=12)):
+        start.asks[p] = 1
+    books, diffs = history(start, plan, skips)
+    return futures, faulty, books, diffs
+
+
+def assert_healthy(sync: SymbolSync, books: list[TrueBook]) -> None:
+    """What must hold at every step: a true book, never deeper than its depth, never
+    thinner than its minimum where bounded, stamped with its last diff's times."""
+    assert_true_prefix(sync, books)
+    bids, asks = sync.book.bids, sync.book.asks
+    assert len(bids) <= sync.book.depth
+    assert len(asks) <= sync.book.depth
+    if sync.synced:
+        assert sync.event_time_ms == event_time_ms(sync.last_update_id)
+        assert sync.received_ns == sync.last_update_id * 1000
+        for side in (bids, asks):
+            if side.bound != UNBOUNDED:
+                assert len(side) >= sync.min_levels
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(life=lives(), data=st.data())
+def test_every_book_gets_synced_through_late_failed_stale_and_shallow_snapshots(
+    life: tuple[bool, int, list[TrueBook], list[TrueDiff]], data: st.DataObject
+) -> None:
+    """A snapshot answers a request some diffs later (REST latency), taken at any moment
+    from the request to a little ahead of the WebSocket; in the faulty part it may also
+    fail, or be older than the request (stale), and diffs go missing or repeat. Each
+    request is answered, a failure is always asked again, and once the faults stop the
+    book syncs and follows every diff to the end."""
+    futures, faulty, books, diffs = life
+    sync = SymbolSync(
+        futures=futures,
+        depth=data.draw(st.sampled_from([2, 5, 1000]), label="depth"),
+        snapshot_limit=data.draw(st.sampled_from([3, 5, 1000]), label="snapshot limit"),
+        min_levels=data.draw(st.sampled_from([0, 2, 3]), label="min levels"),
+    )
+    request: tuple[int, int] | None = None  # (diffs delivered when asked, answer after)
+    outcomes = st.sampled_from(["ok", "ok", "fail", "stale"])
+
+    def ask(delivered: int) -> tuple[int, int]:
+        assert request is None, "a second request while one is outstanding"
+        return delivered, delivered + data.draw(st.integers(0, 4), label="latency")
+
+    for i, diff in enumerate(diffs):
+        calm = i >= faulty
+        action = "diff" if calm else data.draw(st.sampled_from(["diff"] * 4 + ["gap", "dup"]))
+        if action == "gap":
+            continue
+        if action == "dup" and i and sync.on_diff(diffs[i - 1].as_diff(futures=futures)):
+            request = ask(i)
+        if sync.on_diff(diff.as_diff(futures=futures)):
+            request = ask(i + 1)
+        assert_healthy(sync, books)
+        assert sync.pending == (request is not None)
+        if request is None or i + 1 < request[1]:
+            continue
+        asked_at, request = request[0], None
+        outcome = "ok" if calm else data.draw(outcomes, label="outcome")
+        if outcome == "fail":
+            assert sync.on_snapshot_failed() is True
+            request = ask(i + 1)
+            continue
+        if outcome == "stale":
+            k = data.draw(st.integers(0, asked_at), label="stale snapshot")
+        else:
+            k = data.draw(st.integers(asked_at, min(i + 3, len(diffs) - 5)), label="snapshot")
+        bids, asks = books[k].levels(sync.snapshot_limit)
+        if sync.on_snapshot(books[k].last_update_id, bids, asks):
+            request = ask(i + 1)
+        assert_healthy(sync, books)
+        assert sync.pending == (request is not None)
+    assert sync.synced
+    assert sync.last_update_id == diffs[-1].final
