@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketd.alerts.detector import Detector, Tick, alert_id
+from marketd.alerts.detector import Detector, DetectorStatistics, Tick, alert_id, wall_ms
 from marketd.alerts.model import Alert, Direction
 from marketd.settings_alerts import RuleSettings
 
@@ -168,6 +170,210 @@ def test_replay_rebuilds_the_same_state() -> None:
     for t, p in ticks[:3]:
         det.replay(M, S, t, p, ["r"] if t == 1000 else [])
     assert [a.id for a in feed(det, ticks[3:])] == [expected[1].id]
+
+
+def test_change_pct_is_rounded_to_four_decimals() -> None:
+    det = Detector([RULE], clock=clock)
+    [a] = feed(det, [(0, "3"), (1, "3.1")])
+    assert a.change_pct == 3.3333  # 10/3 %: display rounding only, the prices stay exact
+
+
+def test_alert_carries_its_instrument_and_its_id_is_24_hex_digits_of_sha1() -> None:
+    det = Detector([RULE], clock=clock)
+    assert det.observe("spot", "ETHUSDT", 0, "100") == ()
+    [a] = det.observe("spot", "ETHUSDT", 1, "103")
+    assert (a.market, a.symbol) == ("spot", "ETHUSDT")
+    # Written out so a change of the digest (length, input, algorithm) cannot go unseen:
+    # downstream deduplication relies on ids being stable across versions.
+    text = "spot|ETHUSDT|r|0|100|1|103"
+    assert a.id == hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:24]
+    assert a.id == "091c18e7028d0417f83616ee"
+
+
+def test_default_clock_is_wall_time_in_whole_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    now = wall_ms()
+    after = time.time_ns() // 1_000_000
+    assert type(now) is int
+    assert before <= now <= after
+    [a] = feed(Detector([RULE]), [(0, "100"), (1, "103")])
+    assert before <= a.detected_at_ms <= time.time_ns() // 1_000_000
+
+
+def test_statistics_of_a_new_detector_are_zero() -> None:
+    assert Detector([RULE], clock=clock).statistics() == DetectorStatistics(
+        ticks=0, duplicates=0, out_of_order=0, invalid=0, alerts={}, instruments=0,
+        last_event_time_ms=0,
+    )  # fmt: skip
+
+
+def test_statistics_count_every_drop_and_every_alert() -> None:
+    det = Detector([RULE], clock=clock)
+    ticks = [
+        (10_000, "100"), (10_000, "100"), (10_000, "100"),  # two duplicates
+        (9_000, "100"), (8_000, "99"),  # two out of order
+        (11_000, "x"), (11_000, "0"),  # two invalid
+        (12_000, "103"),  # up
+        (50_000, "106.5"),  # up again after the cooldown, against the post-alert base
+    ]  # fmt: skip
+    assert summary(feed(det, ticks)) == [
+        ("r", "up", "100", 10_000, "103", 12_000),
+        ("r", "up", "103", 12_000, "106.5", 50_000),
+    ]
+    feed(det, [(20_000, "50")], symbol="ETHUSDT")
+    assert det.statistics() == DetectorStatistics(
+        ticks=4, duplicates=2, out_of_order=2, invalid=2, alerts={("r", "up"): 2},
+        instruments=2, last_event_time_ms=50_000,
+    )  # fmt: skip
+
+
+def test_observe_many_keeps_each_ticks_instrument() -> None:
+    det = Detector([RULE], clock=clock)
+    alerts = det.observe_many(
+        [Tick("spot", "A", 0, "1"), Tick("usdm", "A", 0, "5"), Tick("spot", "B", 0, "9"),
+         Tick("usdm", "A", 1, "5.2"), Tick("spot", "A", 1, "1.03")]
+    )  # fmt: skip
+    assert [(a.market, a.symbol, a.base_price, a.price) for a in alerts] == [
+        ("usdm", "A", "5", "5.2"),
+        ("spot", "A", "1", "1.03"),
+    ]
+
+
+def test_forget_drops_the_instrument_and_its_next_tick_starts_fresh() -> None:
+    det = Detector([RULE], clock=clock)
+    feed(det, [(0, "100"), (10_000, "101")])
+    feed(det, [(0, "7")], symbol="OTHER")
+    det.forget(M, S)
+    det.forget(M, "NEVER-SEEN")  # not an error: the input may have moved before any tick
+    assert det.statistics().instruments == 1
+    # Older than the forgotten newest tick, yet not out of order; its own price is the
+    # base (the forgotten 100 is not: 103 would be a 3 % jump against it).
+    assert feed(det, [(5_000, "103")]) == []
+    assert summary(feed(det, [(6_000, "105.1")])) == [("r", "up", "103", 5_000, "105.1", 6_000)]
+    assert (det.statistics().out_of_order, det.statistics().instruments) == (0, 2)
+    # The other instrument kept its state.
+    assert summary(feed(det, [(1_000, "7.2")], symbol="OTHER")) == [
+        ("r", "up", "7", 0, "7.2", 1_000)
+    ]
+
+
+def test_restored_alert_time_keeps_the_cooldown_over_a_restart() -> None:
+    # Before the restart "r" alerted at t=1000; its tick is not replayed (older than the
+    # replayed range), so only the restored time keeps the move from alerting twice.
+    other = RuleSettings(name="other", window_s=60.0, threshold_pct=3.0, cooldown_s=30.0)
+    det = Detector([RULE, other], clock=clock)
+    det.restore_alert(M, S, "r", 1_000)
+    assert det.statistics().instruments == 1
+    ticks = [(0, "100"), (5_000, "103.5"), (31_000, "103.5")]
+    assert summary(feed(det, ticks)) == [
+        ("other", "up", "100", 0, "103.5", 5_000),  # not restored: not quiet
+        ("r", "up", "100", 0, "103.5", 31_000),  # quiet until 1000 + 30 s
+    ]
+    # Other instruments are not affected.
+    assert summary(feed(det, [(0, "100"), (5_000, "103.5")], symbol="ETHUSDT"))[0][0] == "r"
+
+
+def test_restore_alert_reaches_a_rule_added_after_the_instrument() -> None:
+    det = Detector([RULE], clock=clock)
+    feed(det, [(0, "100")])
+    b = RuleSettings(name="b", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
+    det.set_rules([RULE, b])
+    det.restore_alert(M, S, "b", 1_000)
+    # "b" starts with an empty window at 2000 and is quiet until 31000; "r" is not.
+    assert summary(feed(det, [(2_000, "100"), (3_000, "103.5")])) == [
+        ("r", "up", "100", 0, "103.5", 3_000)
+    ]
+    assert summary(feed(det, [(31_000, "103.5")])) == [("b", "up", "100", 2_000, "103.5", 31_000)]
+
+
+def test_replay_drops_out_of_order_ticks_like_observe() -> None:
+    det = Detector([RULE], clock=clock)
+    for t, p in [(0, "100"), (5_000, "101"), (3_000, "103")]:
+        det.replay(M, S, t, p)
+    # 5000 stays the newest time: 4000 is out of order, and 103 never became a price.
+    assert feed(det, [(4_000, "103")]) == []
+    stats = det.statistics()
+    assert (stats.ticks, stats.out_of_order, stats.duplicates) == (0, 1, 0)
+
+
+def test_replay_drops_a_duplicate_even_with_alert_names() -> None:
+    det = Detector([RULE], clock=clock)
+    det.replay(M, S, 0, "100")
+    det.replay(M, S, 1_000, "101")
+    det.replay(M, S, 1_000, "101", ["r"])  # a duplicate: not the alert tick again
+    assert summary(feed(det, [(2_000, "102.5")])) == [("r", "up", "100", 0, "102.5", 2_000)]
+
+
+def test_replay_keeps_several_trades_of_one_millisecond() -> None:
+    det = Detector([RULE], clock=clock)
+    det.replay(M, S, 0, "100")
+    det.replay(M, S, 1_000, "100.5")
+    det.replay(M, S, 1_000, "103", ["r"])  # same time, another price: it alerted last time
+    assert feed(det, [(2_000, "106")]) == []  # quiet, base reset to 103
+    assert summary(feed(det, [(31_000, "106")])) == [("r", "up", "103", 1_000, "106", 31_000)]
+
+
+def test_replay_skips_invalid_prices() -> None:
+    det = Detector([RULE], clock=clock)
+    for p in ["abc", "0", "-1", "NaN", "inf"]:
+        det.replay(M, S, 5_000, p)
+    det.replay(M, S, 0, "100")  # not out of order: the invalid ticks set no time
+    assert summary(feed(det, [(1_000, "103")])) == [("r", "up", "100", 0, "103", 1_000)]
+    assert (det.statistics().ticks, det.statistics().out_of_order) == (1, 0)
+
+
+def test_a_replayed_tick_is_the_last_one_for_duplicates() -> None:
+    det = Detector([RULE], clock=clock)
+    det.replay(M, S, 1_000, "100")
+    assert feed(det, [(1_000, "100")]) == []
+    stats = det.statistics()
+    assert (stats.ticks, stats.duplicates) == (0, 1)
+
+
+def test_replay_window_boundary_is_inside() -> None:
+    det = Detector([RULE], clock=clock)
+    det.replay(M, S, 0, "100")
+    det.replay(M, S, 60_000, "101")  # t=0 is exactly one window old: still inside
+    assert summary(feed(det, [(60_000, "102.5")])) == [("r", "up", "100", 0, "102.5", 60_000)]
+
+
+A = RuleSettings(name="a", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
+B = RuleSettings(name="b", window_s=60.0, threshold_pct=5.0, cooldown_s=0.0)
+
+
+def test_reordered_rules_keep_their_state_by_name() -> None:
+    det = Detector([A, B], clock=clock)
+    assert summary(feed(det, [(0, "100"), (1_000, "103")])) == [("a", "up", "100", 0, "103", 1_000)]
+    det.set_rules([B, A])
+    # "a" is quiet (cooldown) with its window reset; "b" still has base 100.
+    assert summary(feed(det, [(2_000, "106")])) == [("b", "up", "100", 0, "106", 2_000)]
+    assert summary(feed(det, [(31_000, "106")])) == [("a", "up", "103", 1_000, "106", 31_000)]
+
+
+def test_a_removed_rule_takes_its_state_with_it() -> None:
+    det = Detector([A, B], clock=clock)
+    feed(det, [(0, "100"), (1_000, "103")])  # "a" alerts, its window resets to 103
+    det.set_rules([B])
+    assert summary(feed(det, [(2_000, "106")])) == [("b", "up", "100", 0, "106", 2_000)]
+    assert det.statistics().alerts == {("a", "up"): 1, ("b", "up"): 1}
+
+
+def test_a_renamed_rule_starts_empty() -> None:
+    det = Detector([A], clock=clock)
+    feed(det, [(0, "100")])
+    det.set_rules([RuleSettings(name="c", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)])
+    assert feed(det, [(1_000, "103")]) == []  # the old base 100 belonged to "a"
+    assert summary(feed(det, [(2_000, "106.1")])) == [("c", "up", "103", 1_000, "106.1", 2_000)]
+    assert summary(feed(det, [(40_000, "100")])) == [("c", "down", "106.1", 2_000, "100", 40_000)]
+
+
+def test_invalid_rule_sets_report_every_problem() -> None:
+    det = Detector([RULE], clock=clock)
+    twice = "rule name 'r' is given twice (names must be unique)"
+    with pytest.raises(ValueError, match="given twice") as info:
+        det.set_rules([RULE, RULE, RULE])
+    assert str(info.value) == f"{twice}; {twice}"
+    assert det.rules == (RULE,)  # unchanged
 
 
 # --- properties against a brute-force reference ---------------------------------------

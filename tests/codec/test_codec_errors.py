@@ -159,3 +159,52 @@ def test_stream_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (len(result.records), result.unknown) == (1, 50)
     # Reach into the cache only to prove the bound; behaviour is covered above.
     assert len(codec._markets[Market.SPOT].handlers) <= 8
+
+
+def test_unknown_event_type_on_a_known_stream_is_unknown_not_malformed() -> None:
+    # Binance adding an event type to a stream is news, not damage: counted apart.
+    frames = [
+        frame("bnbbtc@trade", '{"e":"tradeV2","E":1,"s":"BNBBTC"}'),
+        frame("bnbbtc@depth", '{"e":"depthSnapshot","E":1}'),
+    ]
+    seqs, malformed, unknown, error = decode(Market.SPOT, frames)
+    assert seqs == [12345, 12345, 12345]
+    assert (malformed, unknown) == (0, 2)
+    assert error == "unknown event 'depthSnapshot' on 'bnbbtc@depth'"
+
+
+def test_known_or_missing_event_type_that_fails_to_decode_is_malformed() -> None:
+    frames = [
+        frame("bnbbtc@trade", '{"e":"trade","E":1}'),  # known e, fields missing
+        frame("bnbusdt@bookTicker", '{"u":1,"s":"BNBUSDT"}'),  # no e at all (spot)
+    ]
+    seqs, malformed, unknown, error = decode(Market.SPOT, frames)
+    assert (seqs, malformed, unknown) == ([12345] * 3, 2, 0)
+    assert error.startswith("malformed 'bnbusdt@bookTicker' payload: ")
+
+
+def test_error_texts_quote_a_bounded_part_of_the_frame() -> None:
+    def last_error(frames: list[str]) -> str:
+        batch = FrameBatch(Market.SPOT, "c", frames, [0] * len(frames))
+        return Codec(TopicSettings()).decode_batch(batch).error
+
+    bad_json = "{" + "x" * 200
+    error = last_error([bad_json])
+    assert error.startswith("malformed frame: ")
+    assert error.endswith(f": {bad_json[:100]!r}")
+    stream = "s" * 150 + "@kline_1m"
+    assert last_error([frame(stream, "{}")]) == f"unknown stream {stream[:100]!r}"
+    stream = "s" * 150 + "@trade"
+    error = last_error([frame(stream, "{}")])
+    assert error.startswith(f"malformed {stream[:100]!r} payload: ")
+    assert "missing required field" in error
+    event = "z" * 80
+    error = last_error([frame(stream, f'{{"e":"{event}"}}')])
+    assert error == f"unknown event {event[:60]!r} on {stream[:100]!r}"
+
+
+def test_a_batch_with_fewer_times_than_frames_is_refused() -> None:
+    # A programming error upstream: never decode frames against the wrong receive times.
+    batch = FrameBatch(Market.SPOT, "c", [GOOD, GOOD], [0])
+    with pytest.raises(ValueError, match="zip"):
+        Codec(TopicSettings()).decode_batch(batch)

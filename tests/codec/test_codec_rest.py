@@ -7,6 +7,7 @@ from binance_examples import (
     REST_AGG_TRADES,
     REST_HISTORICAL_TRADES,
     SPOT_TRADE,
+    USDM_AGG_TRADE,
     USDM_REST_AGG_TRADES,
     frame,
 )
@@ -113,3 +114,32 @@ def test_malformed_history_raises_rest_error(body: bytes) -> None:
 def test_unsupported_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="depthUpdate"):
         Codec(TopicSettings()).encode_rest_trades(Market.SPOT, "X", "depthUpdate", b"[]", 0)
+
+
+def test_backfilled_agg_trade_matches_the_stream_record_except_the_flag() -> None:
+    # REST has no event time: the stream event's E is set to its trade time to compare.
+    row = b'[{"a":5933014,"p":"0.001","q":"100","nq":"100","f":100,"l":105,"T":123456785,"m":true}]'
+    codec = Codec(TopicSettings(raw="t.raw"))
+    [rest] = codec.encode_rest_trades(Market.USDM, "btcusdt", "aggTrade", row, RECEIVED_NS)
+    live_data = USDM_AGG_TRADE.replace('"E":123456789', '"E":123456785')
+    [live] = codec.decode_batch(
+        FrameBatch(Market.USDM, "c", [frame("btcusdt@aggTrade", live_data)], [RECEIVED_NS])
+    ).records
+    rest_event = MarketEvent.FromString(rest.value)
+    assert (rest_event.symbol, rest_event.received_ns) == ("BTCUSDT", RECEIVED_NS)
+    assert rest_event.agg_trade.backfilled
+    rest_event.agg_trade.backfilled = False
+    assert rest_event == MarketEvent.FromString(live.value)
+    fields = ("topic", "key", "headers", "received_ns", "market", "kind", "symbol", "seq")
+    assert [getattr(rest, f) for f in fields] == [getattr(live, f) for f in fields]
+    assert (rest.topic, rest.key, rest.headers) == ("t.raw", b"BTCUSDT", (("type", b"aggTrade"),))
+
+
+@pytest.mark.parametrize("kind", ["trade", "aggTrade"])
+def test_rest_error_quotes_the_first_100_bytes_of_the_body(kind: str) -> None:
+    body = b"[" + b"x" * 200
+    with pytest.raises(RestError) as info:
+        Codec(TopicSettings()).encode_rest_trades(Market.USDM, "ethusdt", kind, body, 0)
+    text = str(info.value)
+    assert text.startswith(f"malformed {kind} history for usdm ETHUSDT from Binance REST: ")
+    assert text.endswith(f"; body starts {body[:100]!r}")

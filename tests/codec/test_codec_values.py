@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from binance_examples import frame
+from hypothesis import given
+from hypothesis import strategies as st
 
+from marketd.binance.values import values_check
 from marketd.codec import Codec
 from marketd.config import TopicSettings
 from marketd.errors import RestError
@@ -141,3 +145,76 @@ def test_deep_nesting_is_malformed_not_a_crash(depth: int) -> None:
 def test_rest_history_with_bad_values_is_rejected(row: dict[str, Any]) -> None:
     with pytest.raises(RestError, match="malformed trade history"):
         CODEC.encode_rest_trades(Market.SPOT, "BTCUSDT", "trade", json.dumps([row]).encode(), 0)
+
+
+# --- the value matchers themselves, against a plain-Python reference -------------------
+# The payload structs build their matchers at import time, so these call values_check()
+# directly: every rule of every token, and how tokens join.
+
+
+def ref_unsigned(s: str) -> bool:
+    parts = s.split(".")
+    return len(parts) <= 2 and all(p and all(c in "0123456789" for c in p) for p in parts)
+
+
+def ref_signed(s: str) -> bool:
+    return ref_unsigned(s[1:] if s.startswith("-") else s)
+
+
+def ref_symbol(s: str) -> bool:
+    return s != "" and all(ord(c) > 0x20 and c != "\x7f" for c in s)
+
+
+def ref_optional(s: str) -> bool:
+    return s == "" or ref_signed(s)
+
+
+REFERENCE: dict[str, Callable[[str], bool]] = {
+    "y": ref_symbol,
+    "u": ref_unsigned,
+    "s": ref_signed,
+    "o": ref_optional,
+}
+
+
+# The bad decimals above but the 65-digit one: length is msgspec's check, not the shape's.
+SHAPES = BAD_DECIMALS[:-1]
+
+
+@pytest.mark.parametrize(
+    ("signature", "good", "bad"),
+    [
+        ("u", ["0", "100", "0.001", "27123.45000000", "9" * 64], [*SHAPES, "-1"]),
+        ("s", ["-94.99", "-0", "0.5", "12"], [*SHAPES, "+1", "--1", "-.5", "- 1"]),
+        ("o", ["", "-0.00038167", "1"], ["+1", "-", " ", "1e5", "abc", "1.", "-1 "]),
+        ("y", ["BTCUSDT", "BTCUSDT_250627", "\u5e01\u5b89USDT", "a"], ["", "A B", "A\x00", "\x7f"]),
+    ],
+)
+def test_each_token_accepts_its_shape_only(signature: str, good: list[str], bad: list[str]) -> None:
+    check = values_check(signature)
+    assert [s for s in good if check(s) is None] == []
+    assert [s for s in bad if check(s) is not None] == []
+
+
+def test_values_are_joined_by_exactly_one_space() -> None:
+    check = values_check("ysuo")
+    assert check("BTCUSDT -1.5 2 ") is not None  # the optional last value is empty
+    assert check("BTCUSDT -1.5 2 -0.1") is not None
+    assert check("BTCUSDT -1.5  2 -0.1") is None  # two spaces
+    assert check("BTCUSDT -1.5 2") is None  # one value short
+    assert check("BTCUSDT -1.5 2 -0.1 3") is None  # one value too many
+    assert check("BTCUSDT\t-1.5 2 -0.1") is None
+
+
+VALUE_TEXT = st.text(st.sampled_from("0123456789.-+ eE,_x\t\n\x00\x7f\u0661\u00e9"), max_size=6)
+
+
+@given(
+    signature=st.text(st.sampled_from("yuso"), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_values_check_matches_the_reference(signature: str, data: st.DataObject) -> None:
+    values = [data.draw(VALUE_TEXT | st.sampled_from(["1.5", "-2", "", "BTC"])) for _ in signature]
+    # No value may hold a space, so the joined text splits back in exactly one way.
+    expected = all(" " not in v and REFERENCE[c](v) for c, v in zip(signature, values, strict=True))
+    assert (values_check(signature)(" ".join(values)) is not None) == expected
