@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -162,7 +163,11 @@ def ref_signed(s: str) -> bool:
 
 
 def ref_symbol(s: str) -> bool:
-    return s != "" and all(ord(c) > 0x20 and c != "\x7f" for c in s)
+    # Unicode's own idea of a control, space or separator (Cc, Zs, Zl, Zp), plus the
+    # zero-width space and the byte-order mark.
+    return s != "" and not any(
+        unicodedata.category(c) in ("Cc", "Zs", "Zl", "Zp") or c in "\u200b\ufeff" for c in s
+    )
 
 
 def ref_optional(s: str) -> bool:
@@ -187,7 +192,11 @@ SHAPES = BAD_DECIMALS[:-1]
         ("u", ["0", "100", "0.001", "27123.45000000", "9" * 64], [*SHAPES, "-1"]),
         ("s", ["-94.99", "-0", "0.5", "12"], [*SHAPES, "+1", "--1", "-.5", "- 1"]),
         ("o", ["", "-0.00038167", "1"], ["+1", "-", " ", "1e5", "abc", "1.", "-1 "]),
-        ("y", ["BTCUSDT", "BTCUSDT_250627", "\u5e01\u5b89USDT", "a"], ["", "A B", "A\x00", "\x7f"]),
+        (
+            "y",
+            ["BTCUSDT", "BTCUSDT_250627", "\u5e01\u5b89USDT", "a", "\u00e9"],
+            ["", "A B", "A\x00", "\x7f", "BTC\x85USDT", "BTC\u00a0USDT", "BTC\u2028USDT"],
+        ),
     ],
 )
 def test_each_token_accepts_its_shape_only(signature: str, good: list[str], bad: list[str]) -> None:
@@ -206,7 +215,10 @@ def test_values_are_joined_by_exactly_one_space() -> None:
     assert check("BTCUSDT\t-1.5 2 -0.1") is None
 
 
-VALUE_TEXT = st.text(st.sampled_from("0123456789.-+ eE,_x\t\n\x00\x7f\u0661\u00e9"), max_size=6)
+VALUE_TEXT = st.text(
+    st.sampled_from("0123456789.-+ eE,_x\t\n\x00\x7f\x85\xa0\u0661\u00e9\u2028\u3000\u5e01"),
+    max_size=6,
+)
 
 
 @given(
