@@ -66,6 +66,9 @@ UNIT_TESTS = (
 # Test files that need a network peer or a broker, excluded even if they sit in a folder above.
 SKIP_TESTS = ("tests/codec/test_gen_protos.py", "tests/codec/test_codec_fuzz.py")
 
+# Fewer Hypothesis examples per mutant (scripts/mutate_hypothesis.py).
+PLUGINS = ("-p", "mutate_hypothesis")
+
 # mutmut's verdicts (mutmut.stats.status_by_exit_code) as this report counts them: a mutant
 # that no selected test even calls ("no tests") survives, as it would in production.
 KILLED = {"killed", "timeout", "caught by type check"}
@@ -86,7 +89,7 @@ def stage(cores: tuple[str, ...]) -> None:
         'source_paths = ["src/marketd"]\n'
         f"only_mutate = {json.dumps([f'src/marketd/{c}' for c in cores])}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', *ignores])}\n"
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', *PLUGINS, *ignores])}\n"
         "timeout_multiplier = 5.0\n"
         "use_git_change_detection = false\n"
     )
@@ -98,7 +101,8 @@ def stage(cores: tuple[str, ...]) -> None:
 def run(cores: tuple[str, ...], jobs: int) -> int:
     stage(cores)
     mutmut = Path(sys.executable).with_name("mutmut")
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # scripts/ on the path for the pytest plugin; no .pyc files next to the mutants.
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(ROOT / "scripts"))
     cmd = [str(mutmut), "run", f"--max-children={jobs}"]
     return subprocess.run(cmd, cwd=STAGE, env=env, check=False).returncode
 
@@ -169,17 +173,21 @@ def report(cores: tuple[str, ...]) -> None:
         killed = sum(1 for v in verdicts.values() if v in KILLED)
         alive = [k for k, v in verdicts.items() if v in SURVIVED]
         other = len(codes) - killed - len(alive)
-        rows.append((rel[: -len(".meta")], len(codes), killed, len(alive), other))
+        timeouts = sum(1 for v in verdicts.values() if v == "timeout")
+        rows.append((rel[: -len(".meta")], len(codes), killed, timeouts, len(alive), other))
         for name in sorted(alive):
             line, text = locator.locate(name)
             survivors.append((rel[: -len(".meta")], line, name.rpartition(".")[2], text))
-    head = ("module", "mutants", "killed", "survived", "other", "score")
-    print("\n{:<24} {:>8} {:>7} {:>9} {:>6} {:>7}".format(*head))
-    for rel, total, killed, alive, other in rows:
+    head = ("module", "mutants", "killed", "timeout", "survived", "other", "score")
+    print("\n{:<24} {:>8} {:>7} {:>8} {:>9} {:>6} {:>7}".format(*head))
+    for rel, total, killed, timeouts, alive, other in rows:
         tested = killed + alive
         score = 100.0 * killed / tested if tested else 0.0
-        print(f"{rel:<24} {total:>8} {killed:>7} {alive:>9} {other:>6} {score:>6.1f}%")
-    print("\n(other: not covered by any selected test, skipped, or not yet run)")
+        print(
+            f"{rel:<24} {total:>8} {killed:>7} {timeouts:>8} {alive:>9} {other:>6} {score:>6.1f}%"
+        )
+    print("\n(killed includes timeout: the mutant ran past its time limit, e.g. a loop that")
+    print(" never ends; survived includes mutants no selected test calls; other: not yet run)")
     if survivors:
         print("\nsurvivors (file:line  mutant  → mutated line):")
         for rel, line, name, text in sorted(survivors):
