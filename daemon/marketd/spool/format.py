@@ -59,7 +59,9 @@ def segment_name(first_seq: int) -> str:
 
 def parse_segment_name(name: str) -> int | None:
     stem, dot, suffix = name.partition(".")
-    if dot + suffix != SEGMENT_SUFFIX or len(stem) != 20 or not stem.isdigit():
+    # isdigit() alone accepts non-ASCII digits: int() rejects some (U+00B2, raising), and
+    # parses others (U+0667) to a number whose segment_name() is another file.
+    if dot + suffix != SEGMENT_SUFFIX or len(stem) != 20 or not (stem.isascii() and stem.isdigit()):
         return None
     return int(stem)
 
