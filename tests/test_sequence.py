@@ -129,3 +129,95 @@ def test_interleaved_connections_would_cost_a_backfill() -> None:
     assert gaps == [Gap(Market.SPOT, "trade", "BTCUSDT", 101, 104)]
     assert out == [100, 105, 106]
     assert seq.duplicates == 2
+
+
+def test_every_gap_is_counted_and_bounded_by_the_ids_around_it() -> None:
+    seq = TradeSequencer()
+    seq.check(rec(1))
+    first = seq.check(rec(3))  # one id missing: a gap of size 1, not a duplicate
+    assert first == Gap(Market.SPOT, "trade", "BTCUSDT", 2, 2)
+    assert isinstance(first, Gap)
+    assert first.size == 1
+    seq.advance(rec(3))
+    second = seq.check(rec(10, kind="aggTrade"))  # first aggTrade: no gap
+    assert second is True
+    third = seq.check(rec(13, kind="aggTrade"))
+    assert third == Gap(Market.SPOT, "aggTrade", "BTCUSDT", 11, 12)
+    assert seq.gaps == 2
+    assert seq.duplicates == 0
+    # A gap does not move the last id: the same record asks for the same gap again.
+    assert seq.check(rec(13, kind="aggTrade")) == third
+    assert seq.gaps == 3
+    assert seq.last_ids[(Market.SPOT, "aggTrade", "BTCUSDT")] == 10
+
+
+def test_gap_carries_the_market_and_symbol_of_the_record() -> None:
+    seq = TradeSequencer()
+    seq.check(rec(40, symbol="ETHUSDT", market=Market.USDM))
+    gap = seq.check(rec(45, symbol="ETHUSDT", market=Market.USDM))
+    assert gap == Gap(Market.USDM, "trade", "ETHUSDT", 41, 44)
+
+
+def test_duplicate_counts_per_kind_start_at_one_and_add_up() -> None:
+    seq = TradeSequencer()
+    seq.check(rec(5))
+    assert seq.check(rec(5)) is False
+    assert seq.duplicates_by_kind == {"trade": 1}
+    assert seq.check(rec(4)) is False
+    assert seq.check(rec(5)) is False
+    assert seq.duplicates_by_kind == {"trade": 3}
+    assert seq.duplicates == 3
+    assert seq.last_ids[(Market.SPOT, "trade", "BTCUSDT")] == 5
+
+
+def test_deduplicated_kinds_keep_the_newest_id_and_never_count_gaps() -> None:
+    seq = TradeSequencer()
+    assert seq.check(rec(0, kind="bookTicker")) is True  # id 0 is a real first id
+    assert seq.check(rec(0, kind="bookTicker")) is False
+    assert seq.check(rec(1, kind="bookTicker")) is True  # the next id is no duplicate
+    assert seq.last_ids[(Market.SPOT, "bookTicker", "BTCUSDT")] == 1
+    assert (seq.duplicates, seq.gaps) == (1, 0)
+
+
+def test_unsequenced_kinds_leave_no_state_behind() -> None:
+    seq = TradeSequencer()
+    assert seq.check(rec(9, kind="24hrMiniTicker")) is True
+    assert seq.check(rec(3, kind="24hrMiniTicker")) is True
+    assert seq.last_ids == {}
+    assert (seq.duplicates, seq.gaps, seq.duplicates_by_kind) == (0, 0, {})
+
+
+def test_seed_makes_the_next_live_id_a_gap_or_a_duplicate() -> None:
+    seq = TradeSequencer()
+    key = (Market.SPOT, "trade", "BTCUSDT")
+    seq.seed({key: 100})
+    assert seq.last_ids == {key: 100}
+    assert seq.check(rec(100)) is False
+    assert seq.check(rec(103)) == Gap(Market.SPOT, "trade", "BTCUSDT", 101, 102)
+    assert seq.check(rec(101)) is True
+
+
+def test_seed_never_moves_a_key_back() -> None:
+    seq = TradeSequencer()
+    key = (Market.SPOT, "trade", "BTCUSDT")
+    other = (Market.USDM, "aggTrade", "BTCUSDT")
+    seq.check(rec(50))
+    # The live sequencer is ahead of the restart state for `key`; `other` is new.
+    seq.seed({key: 20, other: 7})
+    assert seq.last_ids == {key: 50, other: 7}
+    assert seq.check(rec(51)) is True
+
+
+def test_seed_accepts_id_zero() -> None:
+    # Depth and ticker ids may be 0; a seeded 0 must make a second 0 a duplicate.
+    seq = TradeSequencer()
+    key = (Market.SPOT, "depthUpdate", "BTCUSDT")
+    seq.seed({key: 0})
+    assert seq.last_ids == {key: 0}
+    assert seq.check(rec(0, kind="depthUpdate")) is False
+
+
+def test_advance_records_the_published_id_for_its_own_key() -> None:
+    seq = TradeSequencer()
+    seq.advance(rec(7, kind="aggTrade", symbol="ETHUSDT", market=Market.USDM))
+    assert seq.last_ids == {(Market.USDM, "aggTrade", "ETHUSDT"): 7}
