@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketd.books.book import UNBOUNDED, Book, BookError, Side, is_zero, price_key
+from marketd.books.book import UNBOUNDED, Book, BookError, Side, price_key
 
 
 def test_price_keys_are_exact_and_refuse_what_is_not_a_plain_decimal() -> None:
@@ -18,9 +18,13 @@ def test_price_keys_are_exact_and_refuse_what_is_not_a_plain_decimal() -> None:
             price_key(bad)
 
 
-def test_zero_quantities_in_any_spelling() -> None:
-    assert [is_zero(q) for q in ("0", "0.0", "0.00000000", "00.", "")] == [True] * 5
-    assert [is_zero(q) for q in ("0.00000001", "10", "1.0")] == [False] * 3
+def test_zero_quantities_in_any_spelling_delete() -> None:
+    side = Side(bids=False)
+    side.apply([(p, "1") for p in ("1", "2", "3", "4", "5", "6")])
+    side.apply([("1", "0"), ("2", "0.0"), ("3", "0.00000000"), ("4", "00.")])
+    assert side.top(10) == [("5", "1"), ("6", "1")]
+    side.apply([("5", "0.00000001"), ("6", "10.0")])  # small, not zero
+    assert side.top(10) == [("5", "0.00000001"), ("6", "10.0")]
 
 
 def test_a_diff_sets_updates_and_deletes_levels_keeping_the_exchange_text() -> None:
@@ -48,7 +52,7 @@ def test_a_snapshot_skips_zero_levels_and_refuses_bad_quantities() -> None:
     # A price repeated in a snapshot: its first spelling, its last quantity.
     book.load(8, [("9.0", "1"), ("9", "4")], [], limit=100)
     assert book.top(10) == ([("9.0", "4")], [])
-    for bad in ("1e3", "-1", "abc", "1.2.3"):
+    for bad in ("1e3", "-1", "abc", "1.2.3", "X", "X0", ".X."):
         with pytest.raises(BookError, match="not a decimal quantity"):
             Book(depth=10).load(1, [("10", bad)], [], limit=100)
 
@@ -71,6 +75,19 @@ def test_a_cut_snapshot_side_ignores_levels_beyond_its_worst() -> None:
     book.apply(2, [("8", "1"), ("9.5", "3")], [("13", "1"), ("12", "4")])
     # 8 and 13 lie beyond what the snapshot showed: unknown territory, ignored.
     assert book.top(10) == ([("10", "1"), ("9.5", "3"), ("9", "1")], [("11", "1"), ("12", "4")])
+    # The worst known level deleted and set again: it is inside the known region.
+    book.apply(3, [("9", "0")], [("12", "0")])
+    book.apply(4, [("9", "2")], [("12.0", "5")])
+    assert book.top(10) == ([("10", "1"), ("9.5", "3"), ("9", "2")], [("11", "1"), ("12.0", "5")])
+
+
+def test_a_complete_side_exactly_as_deep_as_the_limit_stays_complete() -> None:
+    book = Book(depth=2)
+    book.load(1, [("10", "1"), ("9", "1")], [], limit=100)  # complete, nothing pruned
+    assert (book.bids.bound, book.pruned) == (UNBOUNDED, 0)
+    book.apply(2, [("10", "0")], [])
+    book.apply(3, [("8", "1")], [])  # a new level below 9: the side is known in full
+    assert book.top(10)[0] == [("9", "1"), ("8", "1")]
 
 
 def test_the_depth_limit_holds_after_a_snapshot_and_after_every_diff() -> None:

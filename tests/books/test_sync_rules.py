@@ -191,18 +191,20 @@ def test_futures_diffs_chain_by_pu_in_the_buffer() -> None:
 def test_a_gap_inside_the_buffer_drops_what_came_before_it() -> None:
     s = SymbolSync(futures=False, depth=100)
     s.on_diff(Diff(1, 5, None, [], []))
+    s.on_diff(Diff(3, 4, None, [], []))  # older than the buffer's end: a duplicate
     s.on_diff(Diff(6, 9, None, [], []))
-    assert s.on_diff(Diff(12, 15, None, [], [])) is False  # 10-11 missing; request pending
-    assert (s.buffered, s.dropped, len(s.buffer)) == (3, 2, 1)
+    assert s.on_diff(Diff(11, 15, None, [], [])) is False  # 10 missing; request pending
+    assert (s.buffered, s.dropped, len(s.buffer)) == (3, 3, 1)
     s.on_diff(Diff(14, 15, None, [], []))  # ends where the buffer ends: a duplicate
     s.on_diff(Diff(13, 14, None, [], []))
-    assert (s.buffered, s.dropped, len(s.buffer)) == (3, 4, 1)
-    # A snapshot older than the surviving diffs is stale and asked again.
+    assert (s.buffered, s.dropped, len(s.buffer)) == (3, 5, 1)
+    # Snapshots older than the surviving diffs are stale and asked again; the diff that
+    # showed it is kept, as the buffer's last.
     assert s.on_snapshot(9, SNAP_BIDS, SNAP_ASKS) is True
-    assert s.resyncs == {"stale_snapshot": 1}
+    assert s.on_snapshot(8, SNAP_BIDS, SNAP_ASKS) is True
+    assert (s.resyncs, s.snapshots, s.buffered, len(s.buffer)) == ({"stale_snapshot": 2}, 2, 5, 1)
     assert s.on_snapshot(12, SNAP_BIDS, SNAP_ASKS) is False
-    assert s.synced
-    assert s.last_update_id == 15
+    assert (s.synced, s.last_update_id, s.snapshots) == (True, 15, 3)
 
 
 def test_the_buffer_is_capped_dropping_the_oldest() -> None:
@@ -250,6 +252,8 @@ def test_an_invalid_snapshot_is_asked_for_again() -> None:
     s.on_diff(Diff(1, 1, None, [], []))
     assert s.on_snapshot(1, [("1", "x")], []) is True
     assert (s.resyncs, s.snapshots, s.loaded, s.pending) == ({"invalid": 1}, 0, False, True)
+    assert s.on_snapshot(1, [], [("1.5.", "1")]) is True
+    assert s.resyncs == {"invalid": 2}
     assert s.book.top(5) == ([], [])
     assert s.on_snapshot(0, SNAP_BIDS, SNAP_ASKS) is False  # the kept diff 1 bridges it
     assert (s.synced, s.snapshots, s.last_update_id) == (True, 1, 1)
