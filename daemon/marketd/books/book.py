@@ -47,11 +47,6 @@ def price_key(text: str) -> int:
     return int(digits + _PAD[len(frac)])
 
 
-def is_zero(quantity: str) -> bool:
-    """True for ``"0"``, ``"0.00000000"``: a diff level that removes the price."""
-    return not quantity.strip("0.")
-
-
 class Side:
     """One side: ``qty[key]``, ``text[key]`` (the price string) and the sorted ``keys``."""
 

@@ -169,13 +169,12 @@ class SymbolSync:
         return True
 
     def _lose(self, reason: Reason, diff: Diff | None) -> bool:
-        """Discard the book; keep ``diff`` (the one past a gap) as the first buffered."""
+        """Discard the synced book; keep ``diff`` (the one past a gap) as the first buffered.
+
+        Only a synced book is lost, and a synced machine has nothing buffered or loaded."""
         self.resyncs[reason.value] += 1
         self.state = State.RESYNCING
-        self.loaded = False
         self.book.clear()
-        self.dropped += len(self.buffer)
-        self.buffer.clear()
         if diff is not None:
             self.buffer.append(diff)
             self.buffered += 1
