@@ -237,3 +237,5 @@ def test_every_book_gets_synced_through_late_failed_stale_and_shallow_snapshots(
         assert sync.pending == (request is not None)
     assert sync.synced
     assert sync.last_update_id == diffs[-1].final
+    for reason in sync.resyncs:
+        event(f"resynced: {reason}")
