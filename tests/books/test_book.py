@@ -132,6 +132,16 @@ def test_shallow_only_counts_bounded_sides() -> None:
     assert not book.shallow(2)  # an empty complete side is the truth, not too shallow
 
 
+def test_pruned_levels_are_counted_over_both_sides_and_every_snapshot() -> None:
+    book = Book(depth=1)
+    assert (book.last_update_id, book.pruned) == (0, 0)
+    book.load(1, [("10", "1"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], limit=100)
+    assert book.pruned == 3
+    book.load(2, [("10", "1"), ("9", "1")], [("11", "1"), ("12", "1")], limit=100)
+    assert book.pruned == 5
+    assert book.top(10) == ([("10", "1")], [("11", "1")])
+
+
 def test_clear_forgets_everything_including_the_known_region() -> None:
     book = Book(depth=10)
     book.load(9, [("10", "1")], [("11", "1")], limit=1)
