@@ -196,6 +196,13 @@ async def test_c_bursts_of_server_shutdown(
                         announced += fx.control("fault", fault)["connections"]
                         await trio.sleep(WITHIN_BURST_S)
                 await trio.sleep(BURST_EVERY_S)
+                # The handovers are waited for (a count), not assumed done in the 5 s: on a
+                # loaded machine the last burst's may still be under way.
+                await wait_for(
+                    lambda: metric(daemon, "marketd_feed_handovers_total") >= BURSTS,
+                    limit_s=60,
+                    what=f"{BURSTS} handovers",
+                )
                 window.notes["bursts"] = f"{BURSTS} x {SHUTDOWNS_PER_BURST}"
                 window.notes["announced"] = announced
                 window.notes["handovers"] = int(metric(daemon, "marketd_feed_handovers_total"))

@@ -52,6 +52,16 @@ async def test_broker_outage_is_absorbed_by_the_spool(
                 broker.stop()
                 frames_before = value("marketd_feed_frames_total")
                 time.sleep(OUTAGE_S)
+                # An outage of at least OUTAGE_S, and long enough for the counts below:
+                # waited for, since a loaded machine reads fewer frames in OUTAGE_S.
+                wait_until(
+                    lambda: (
+                        value("marketd_feed_frames_total") - frames_before > 1000
+                        and value("marketd_spool_records_pending") > 500
+                    ),
+                    timeout=90,
+                    what="frames read and records spooled during the outage",
+                )
                 during = {
                     "frames": value("marketd_feed_frames_total") - frames_before,
                     "pending": value("marketd_spool_records_pending"),

@@ -70,8 +70,20 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
             checkpoint = read_checkpoint(str(spool_dir))
             assert checkpoint is not None
             facts["checkpointed_keys"] = len(checkpoint[1])
-            # No daemon for a while: the exchange keeps trading.
+            # No daemon for a while: the exchange keeps trading, every symbol at least one
+            # trade (waited for: a loaded machine may trade fewer in the 2 s), so the next
+            # start finds a gap in each.
+            at_stop = last_trade_ids(fx)
             time.sleep(2.0)
+            wait_until(
+                lambda: all(
+                    now[s] > then[s]
+                    for now, then in zip(last_trade_ids(fx), at_stop, strict=True)
+                    for s in SYMBOLS
+                ),
+                timeout=30,
+                what="a trade of every symbol while no daemon ran",
+            )
             broker.start()
             with Daemon(tmp_path, config) as daemon:
 

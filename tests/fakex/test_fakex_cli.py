@@ -78,24 +78,28 @@ async def test_subprocess_prints_urls_and_exits_cleanly_on_sigterm() -> None:
 
 
 async def test_throughput_smoke() -> None:
-    """Flat out to one in-process client for 2 s (client and server share this core)."""
+    """Flat out to one in-process client (client and server share this core): the rate is
+    reported; what is asserted is that a count of frames arrives, each of a subscribed
+    stream, whatever the machine's speed (no frame count is expected in a time window)."""
     config = FakeExchangeConfig(symbols=10, seed=1, rate=0)
-    streams = "/".join(
+    names = [
         f"{s.lower()}@{c}"
         for s in ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
         for c in ("trade", "aggTrade", "depth@100ms", "bookTicker")
-    )
-    with trio.fail_after(15):
+    ]
+    wanted = 5_000
+    seen: set[str] = set()
+    with trio.fail_after(60):
         async with (
             open_fake_exchange(config) as fx,
-            open_ws(fx.spot_ws_url + "/stream?streams=" + streams, queue=1_000) as ws,
+            open_ws(fx.spot_ws_url + "/stream?streams=" + "/".join(names), queue=1_000) as ws,
         ):
             frames = 0
             start = time.perf_counter()
-            with trio.move_on_after(2.0):
-                while True:
-                    await ws.get_message()
-                    frames += 1
+            while frames < wanted:
+                seen.add(orjson.loads(await ws.get_message())["stream"])
+                frames += 1
             rate = frames / (time.perf_counter() - start)
     print(f"fake exchange → one in-process client: {rate:,.0f} frames/s")
-    assert frames > 1_000
+    assert seen <= set(names)
+    assert len(seen) > len(names) // 2  # the flat-out frames spread over the streams

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from marketd.testing.processes import Daemon, FakeExchange, http_json, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value, wait_until
 
 from .browser import csp_violations, in_browser, new_page, skip_without_browser
 from .test_browser import cards
@@ -80,11 +80,15 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                 daemon.wait_ready()
                 page = new_page(browser, daemon.base + "/")
                 assert cards(page) == []
-                # Let a few mini tickers set the window's base, then the jump.
+                # Let a few mini tickers set the window's base, then the jump. Waited for
+                # as a count of prices the detector took in (three tickers of the three
+                # symbols), not as 2.5 s: a loaded machine may deliver fewer in that time.
                 wait_until(lambda: daemon.ready()[0] == 200, timeout=10)
-                import time
-
-                time.sleep(2.5)
+                wait_until(
+                    lambda: metric_value(daemon.metrics(), "marketd_detector_ticks_total") >= 9,
+                    timeout=30,
+                    what="mini tickers before the jump",
+                )
                 jumped = fx.control("jump", {"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0})
                 page.wait_for_selector("#alerts > li.card", timeout=15_000)
                 (card,) = cards(page)
@@ -111,6 +115,8 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                            "cooldown_s": 30}]  # fmt: skip
                 assert put_rules(daemon.base, strict)[0] == 200
                 fx.control("jump", {"market": "usdm", "symbol": "ETHUSDT", "percent": 5.0})
+                import time
+
                 time.sleep(3)  # several mini tickers carry the +5 %: below 20 %, no alert
                 assert alerts_of(daemon.base, "ETHUSDT") == []
                 assert daemon.stop() == 0

@@ -14,6 +14,7 @@ from .support import make_alert, open_gateway, open_ws, receive_json
 
 ALERTS = 600
 INTERVAL_S = 0.002
+SEND_TIMEOUT_S = 2.0  # how long a send to the stuck client may hang before it is cut
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,7 +32,7 @@ async def test_slow_client_is_dropped_and_fast_client_keeps_its_latency() -> Non
         # The slow client: a tiny socket buffer and a one-message queue, and it never
         # reads, so trio-websocket stops reading its socket and the server's sends stall.
         async with (
-            open_gateway(settings, send_timeout_s=2.0) as served,
+            open_gateway(settings, send_timeout_s=SEND_TIMEOUT_S) as served,
             open_ws(served, rcvbuf=4096, message_queue_size=1) as slow,
             open_ws(served) as fast,
         ):
@@ -72,7 +73,10 @@ async def test_slow_client_is_dropped_and_fast_client_keeps_its_latency() -> Non
             assert metric_value(metrics, "marketd_gateway_clients") == 1
 
             # While the slow client was stuck (before and after its drop), the fast
-            # one kept up: its publish-to-receipt latency stayed small.
+            # one kept up: its publish-to-receipt latency stayed well below the time a
+            # send to the stuck client hangs, which it would have waited for had it been
+            # held up by that client. (Not a fixed 0.25 s: on a loaded machine this test's
+            # own tasks are late by more than that, with no client stuck at all.)
             stuck = latencies[: slow_dropped_after or 0]
             assert stuck, "no alert was published while the slow client was stuck"
             p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
@@ -81,8 +85,8 @@ async def test_slow_client_is_dropped_and_fast_client_keeps_its_latency() -> Non
                 f"max {max(latencies) * 1000:.2f} ms; slow dropped after "
                 f"{slow_dropped_after} alerts"
             )
-            assert p99 < 0.25, f"p99 {p99:.3f} s"
-            assert max(stuck) < 0.5
+            assert p99 < SEND_TIMEOUT_S / 2, f"p99 {p99:.3f} s"
+            assert max(stuck) < SEND_TIMEOUT_S / 2, f"max {max(stuck):.3f} s"
 
             # The stalled connection is cut by the kernel (TCP_USER_TIMEOUT), so the
             # slow client finds its connection gone when it finally reads.

@@ -278,9 +278,11 @@ async def test_starts_when_the_broker_appears(own_kafka_broker, kafka_topic, con
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve)
             await trio.sleep(2)
+            # It has been trying: waited for (an attempt may take longer than 2 s on a
+            # loaded machine), and meanwhile it has not claimed to be started.
+            await eventually(lambda: publisher.statistics().last_error is not None)
             assert not started.is_set()
             assert not publisher.statistics().connected
-            assert publisher.statistics().last_error is not None  # it has been trying
             await trio.to_thread.run_sync(broker.start)
             await started.wait()
             assert publisher.statistics().connected
