@@ -42,7 +42,7 @@ CORES = (
     "books/book.py",
     "alerts/detector.py",
     "sequence.py",
-    "binance/values.py",
+    "exchanges/binance/values.py",
     "codec.py",
     "backoff.py",
     "rest_weight.py",

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import msgspec
 
-from marketd.binance import HistoricalTrade, RestAggTrade, StreamFrame
 from marketd.config import TopicSettings
 from marketd.errors import RestError
+from marketd.exchanges.binance import HistoricalTrade, RestAggTrade, StreamFrame
 from marketd.records import FrameBatch, Market, Record, RecordBatch
 from marketd.stream_handlers import HEADERS, PB_MARKET, Handler, MarketHandlers
 from marketd.v1.market_data_pb2 import MarketEvent

@@ -37,8 +37,9 @@ class FrameBatch(msgspec.Struct, frozen=True, gc=False):
 
 class RecordBatch(list["Record"]):
     """The normalizer's output batch: records, plus the decoded depth events they came
-    from (``depth``: ``id(record)`` → :class:`~marketd.binance.streams.DepthUpdate`), so the
-    books stage does not decode its own Protobuf back. Valid while the batch lives (its
+    from (``depth``: ``id(record)`` →
+    :class:`~marketd.exchanges.binance.streams.DepthUpdate`), so the books stage does not
+    decode its own Protobuf back. Valid while the batch lives (its
     records are alive, so the ids are theirs); a reader checks the event against the
     record (symbol, final update id) and decodes the record when it does not match."""
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from marketd.binance import (
+from marketd.config import TopicSettings
+from marketd.exchanges.binance import (
     AggTrade,
     BookTicker,
     DepthUpdate,
@@ -25,7 +26,6 @@ from marketd.binance import (
     SpotTicker,
     Trade,
 )
-from marketd.config import TopicSettings
 from marketd.records import Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 from marketd.v1.market_data_pb2 import Market as PbMarket

@@ -24,10 +24,10 @@ import trio
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
-from marketd.binance import FuturesDepthUpdate
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import Diff, State, SymbolSync
 from marketd.config import Settings
+from marketd.exchanges.binance import FuturesDepthUpdate
 from marketd.metrics import counter, gauge
 from marketd.records import Market, Record, RecordBatch
 from marketd.rest import HttpGet, http_get

@@ -1,13 +1,20 @@
 """Rows of Binance's REST trade history, used to backfill gaps after a reconnect.
 
-Ids, times and decimals are checked like the stream payloads (:mod:`marketd.binance.values`).
+Ids, times and decimals are checked like the stream payloads
+(:mod:`marketd.exchanges.binance.values`).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from marketd.binance.values import BAD_VALUE, DecimalText, Id, OptionalDecimalText, values_check
+from marketd.exchanges.binance.values import (
+    BAD_VALUE,
+    DecimalText,
+    Id,
+    OptionalDecimalText,
+    values_check,
+)
 
 _U = values_check("u")
 _UU = values_check("uu")

@@ -2,7 +2,7 @@
 
 Event structs are tagged with Binance's event type (``e``): a payload whose ``e`` names a
 different event fails validation; a payload without ``e`` (spot ``bookTicker``) is accepted.
-Ids, times, symbols and decimals are checked as :mod:`marketd.binance.values` describes.
+Ids, times, symbols and decimals are checked as :mod:`marketd.exchanges.binance.values` describes.
 All structs are frozen and untracked by the GC (they hold only scalars and lists of str).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from marketd.binance.values import (
+from marketd.exchanges.binance.values import (
     BAD_VALUE,
     DecimalText,
     Id,

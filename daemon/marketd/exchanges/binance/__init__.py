@@ -4,11 +4,11 @@ Field names are descriptive; each maps to Binance's key with ``msgspec.field(nam
 Unknown keys are ignored (Binance adds fields without notice). Prices and quantities stay
 the exchange's decimal strings; ids and times are integers (ms). Values Binance never sends
 (a price that is not a decimal, a negative id, an id beyond int64, an absurd symbol) fail
-decoding like a wrong type does: see :mod:`marketd.binance.values`.
+decoding like a wrong type does: see :mod:`marketd.exchanges.binance.values`.
 """
 
-from marketd.binance.rest import HistoricalTrade, RestAggTrade
-from marketd.binance.streams import (
+from marketd.exchanges.binance.rest import HistoricalTrade, RestAggTrade
+from marketd.exchanges.binance.streams import (
     AggTrade,
     BookTicker,
     DepthUpdate,
