@@ -73,10 +73,10 @@ _decode_mark_prices = msgspec.json.Decoder(list[MarkPriceUpdate]).decode
 class MarketHandlers:
     """The handlers of one market, and the stream name → handler cache.
 
-    Streams: ``<symbol>@trade``, ``@aggTrade``, ``@depth``, ``@depth@100ms``,
-    ``@bookTicker``, ``@miniTicker``, ``@ticker``, ``!miniTicker@arr``; USD-M adds
-    ``@depth@250ms``, ``@depth@500ms``, ``@markPrice[@1s]``, ``!bookTicker``,
-    ``!ticker@arr``, ``!markPrice@arr[@1s]``. Anything else is unknown.
+    Streams: ``<symbol>@aggTrade``, ``@depth``, ``@depth@100ms``, ``@bookTicker``,
+    ``@miniTicker``, ``@ticker``, ``!miniTicker@arr``; spot adds ``@trade`` and
+    ``@depth@1000ms``; USD-M adds ``@depth@250ms``, ``@depth@500ms``, ``@markPrice[@1s]``,
+    ``!bookTicker``, ``!ticker@arr``, ``!markPrice@arr[@1s]``. Anything else is unknown.
     """
 
     def __init__(self, market: Market, topics: TopicSettings) -> None:
@@ -112,7 +112,6 @@ class MarketHandlers:
 
         # ``<symbol>@<channel>`` streams, by channel.
         self.channels: dict[str, Handler] = {
-            "trade": self.trade,
             "aggTrade": self.agg_trade,
             "depth": self.depth,
             "depth@100ms": self.depth,
@@ -122,7 +121,9 @@ class MarketHandlers:
         }
         # All-market streams (``!...``), by full name.
         self.all_market: dict[str, Handler] = {"!miniTicker@arr": self.mini_tickers}
-        if not spot:
+        if spot:
+            self.channels |= {"trade": self.trade, "depth@1000ms": self.depth}
+        else:
             self.channels |= {
                 "depth@250ms": self.depth,
                 "depth@500ms": self.depth,

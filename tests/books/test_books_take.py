@@ -1,16 +1,18 @@
-"""The books stage takes a depth diff from the event the normalizer decoded (no Protobuf
-decode) or, for any other batch, from the record's Protobuf value: the same books."""
+"""Which subscriptions get books; the books stage takes a depth diff from the event the
+normalizer decoded (no Protobuf decode) or, for any other batch, from the record's Protobuf
+value: the same books."""
 
 from __future__ import annotations
 
 import json
 
+import attrs
 import msgspec
 
 from marketd.books.scheduler import DepthSnapshot
-from marketd.books.service import Books
+from marketd.books.service import Books, book_symbols
 from marketd.codec import Codec
-from marketd.config import Settings
+from marketd.config import Settings, Subscription
 from marketd.records import FrameBatch, Market, Record, RecordBatch
 
 SNAPSHOT = DepthSnapshot(
@@ -96,3 +98,14 @@ def test_an_event_that_does_not_match_its_record_is_not_used() -> None:
     assert sync.synced
     assert sync.last_update_id == 107
     assert sync.book.top(1) == ([("100.10", "1")], [("100.25", "0.75")])
+
+
+def test_every_diff_depth_channel_gets_a_book_and_partial_depth_does_not() -> None:
+    subs = (
+        Subscription(Market.SPOT, symbols=("BTCUSDT",), channels=("depth@1000ms",)),
+        Subscription(Market.SPOT, symbols=("ETHUSDT",), channels=("depth20@100ms", "trade")),
+        Subscription(Market.USDM, symbols=("BTCUSDT",), channels=("depth@500ms",)),
+        Subscription(Market.USDM, symbols=("ETHUSDT",), channels=("depth5",)),
+    )
+    settings = attrs.evolve(Settings(), subscriptions=subs)
+    assert book_symbols(settings) == [(Market.SPOT, "BTCUSDT"), (Market.USDM, "BTCUSDT")]

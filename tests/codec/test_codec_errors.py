@@ -7,6 +7,7 @@ from binance_examples import (
     SPOT_BOOK_TICKER,
     SPOT_DEPTH_UPDATE,
     SPOT_TRADE,
+    USDM_AGG_TRADE,
     USDM_DEPTH_UPDATE,
     USDM_MARK_PRICE,
     USDM_MINI_TICKER,
@@ -18,14 +19,19 @@ from marketd.codec import Codec
 from marketd.config import TopicSettings
 from marketd.records import FrameBatch, Market
 
-GOOD = frame("bnbbtc@trade", SPOT_TRADE)
+# A good frame of each market with id 12345 (USD-M has no trade stream: its aggTrade).
+GOOD = {
+    Market.SPOT: frame("bnbbtc@trade", SPOT_TRADE),
+    Market.USDM: frame("btcusdt@aggTrade", USDM_AGG_TRADE.replace('"a":5933014', '"a":12345')),
+}
 
 
 def decode(market: Market, frames: list[str]) -> tuple[list[int], int, int, str]:
     """Decode ``frames`` between good trades; return the good trades' seqs and the counts."""
-    sandwiched = [GOOD]
+    good = GOOD[market]
+    sandwiched = [good]
     for f in frames:
-        sandwiched += [f, GOOD]
+        sandwiched += [f, good]
     result = Codec(TopicSettings()).decode_batch(
         FrameBatch(market, "c", sandwiched, list(range(len(sandwiched))))
     )
@@ -106,6 +112,8 @@ UNKNOWN = {
         frame("btcusdt@markPrice@3s", USDM_MARK_PRICE),
         frame("!forceOrder@arr", "[]"),
         frame("btcusdt@depth5@100ms", USDM_DEPTH_UPDATE),  # partial book, not a diff
+        frame("btcusdt@trade", SPOT_TRADE),  # a spot stream; USD-M serves aggTrade
+        frame("btcusdt@depth@1000ms", USDM_DEPTH_UPDATE),  # a spot speed
     ],
 }
 
@@ -121,11 +129,11 @@ def test_unknown_streams_are_counted_and_skipped(market: Market) -> None:
 
 def test_counts_and_last_error_over_a_mixed_batch() -> None:
     frames = [
-        GOOD,
+        GOOD[Market.SPOT],
         "{",
         frame("bnbbtc@kline_1m", "{}"),
         frame("bnbbtc@kline_1m", "{}"),
-        GOOD,
+        GOOD[Market.SPOT],
         frame("bnbbtc@trade", "{}"),
     ]
     result = Codec(TopicSettings()).decode_batch(
@@ -145,7 +153,9 @@ def test_error_text_is_bounded() -> None:
 
 
 def test_clean_batch_has_no_error() -> None:
-    result = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [GOOD], [0]))
+    result = Codec(TopicSettings()).decode_batch(
+        FrameBatch(Market.SPOT, "c", [GOOD[Market.SPOT]], [0])
+    )
     assert (result.malformed, result.unknown, result.error) == (0, 0, "")
     empty = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [], []))
     assert (empty.records, empty.malformed, empty.unknown) == ([], 0, 0)
@@ -154,7 +164,7 @@ def test_clean_batch_has_no_error() -> None:
 def test_stream_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_handlers, "MAX_CACHED_STREAMS", 8)
     codec = Codec(TopicSettings())
-    frames = [frame(f"sym{i}@kline_1m", "{}") for i in range(50)] + [GOOD]
+    frames = [frame(f"sym{i}@kline_1m", "{}") for i in range(50)] + [GOOD[Market.SPOT]]
     result = codec.decode_batch(FrameBatch(Market.SPOT, "c", frames, [0] * len(frames)))
     assert (len(result.records), result.unknown) == (1, 50)
     # Reach into the cache only to prove the bound; behaviour is covered above.
@@ -205,6 +215,6 @@ def test_error_texts_quote_a_bounded_part_of_the_frame() -> None:
 
 def test_a_batch_with_fewer_times_than_frames_is_refused() -> None:
     # A programming error upstream: never decode frames against the wrong receive times.
-    batch = FrameBatch(Market.SPOT, "c", [GOOD, GOOD], [0])
+    batch = FrameBatch(Market.SPOT, "c", [GOOD[Market.SPOT]] * 2, [0])
     with pytest.raises(ValueError, match="zip"):
         Codec(TopicSettings()).decode_batch(batch)

@@ -91,7 +91,7 @@ def test_agg_trade(market: Market, data: str, pb_market: int, normal_quantity: s
     assert a.backfilled is False
 
 
-@pytest.mark.parametrize("stream", ["bnbbtc@depth", "bnbbtc@depth@100ms"])
+@pytest.mark.parametrize("stream", ["bnbbtc@depth", "bnbbtc@depth@100ms", "bnbbtc@depth@1000ms"])
 def test_spot_depth_update(stream: str) -> None:
     record, event = decode_one(Market.SPOT, stream, SPOT_DEPTH_UPDATE)
     assert (record.topic, record.kind, record.symbol, record.seq) == (

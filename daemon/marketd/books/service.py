@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 
 KIND = "bookSnapshot"
 HEADERS: tuple[tuple[str, bytes], ...] = (("type", KIND.encode()),)
-DEPTH_CHANNELS = frozenset({"depth", "depth@100ms", "depth@250ms", "depth@500ms"})
+DEPTH_CHANNELS = frozenset({"depth", "depth@100ms", "depth@250ms", "depth@500ms", "depth@1000ms"})
 _PB_MARKET = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 _parse = MarketEvent.FromString
 
