@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketd.config import BinanceSettings, Subscription
+from marketd.exchanges.binance.vocabulary import Route
 from marketd.feed.streams import (
     MAX_URL_LENGTH,
     ConnectionPlan,
-    Route,
     SubscribeMessage,
     futures_route,
     plan_connections,

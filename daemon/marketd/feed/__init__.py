@@ -7,7 +7,6 @@ from marketd.feed.service import FeedSet
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import (
     ConnectionPlan,
-    Route,
     SubscribeMessage,
     plan_connections,
     plan_subscribe_messages,
@@ -20,7 +19,6 @@ __all__ = [
     "Feed",
     "FeedSet",
     "FeedStatistics",
-    "Route",
     "StaleFeed",
     "SubscribeMessage",
     "plan_connections",

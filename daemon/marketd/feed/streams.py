@@ -10,7 +10,6 @@ connection's URL and, where the combined-stream URL would be too long, plans the
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from marketd.config import BinanceSettings, Subscription
+from marketd.exchanges.binance.vocabulary import Route
 from marketd.records import Market
 
 # Beyond this length a combined-stream URL is not used: the connection opens
@@ -27,14 +27,6 @@ MAX_URL_LENGTH = 2000
 MAX_STREAMS_PER_SUBSCRIBE = 200
 # Incoming messages per second kept free of SUBSCRIBEs for pongs (which count too).
 PONG_RESERVE_PER_SECOND = 1.0
-
-
-class Route(enum.Enum):
-    """Where on a market's WebSocket base a stream is served."""
-
-    NONE = ""  # spot: the unrouted base
-    PUBLIC = "/public"  # futures: @depth*, @bookTicker, !bookTicker
-    MARKET = "/market"  # futures: everything else public
 
 
 @attrs.frozen

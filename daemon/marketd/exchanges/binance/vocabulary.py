@@ -1,0 +1,227 @@
+"""The Binance stream vocabulary: one row per stream kind (pure, no trio, no I/O).
+
+A row says everything marketd knows about one kind of stream: how each market spells it
+(``<symbol>@<channel>`` suffixes and ``!...`` all-market names), which USD-M route serves it,
+whether marketd decodes it (the ``MarketEvent`` field and the topic it lands in), how its
+ids are sequenced, which price the alert detector reads, and whether it is an order-book
+diff. Configuration, stream handlers, sequencer, books and alerts read this table: adding a
+stream kind is a row, a decoder and a ``.proto`` message.
+
+Rows with ``message=None`` are streams Binance serves that marketd accepts in the
+configuration but does not decode yet: their frames are counted as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+from marketd.records import Market
+
+
+class Route(enum.Enum):
+    """Where on a market's WebSocket base a stream is served."""
+
+    NONE = ""  # spot: the unrouted base
+    PUBLIC = "/public"  # USD-M: depth and book tickers
+    MARKET = "/market"  # USD-M: everything else public
+
+
+class Sequencing(enum.Enum):
+    """What a kind's ids promise."""
+
+    NONE = "none"  # no id order to keep (tickers, mark price)
+    CONSECUTIVE = "consecutive"  # trade ids: duplicates dropped, gaps reported and backfilled
+    INCREASING = "increasing"  # update ids: duplicates dropped, jumps allowed
+
+
+class Depth(enum.Enum):
+    """What a kind says about an order book."""
+
+    NONE = "none"
+    DIFF = "diff"  # changes since the previous event: the books apply them
+    PARTIAL = "partial"  # the top levels as they are: never a diff
+
+
+@attrs.frozen
+class StreamKind:
+    """One kind of stream; ``kind`` is Binance's event type, the record kind and the Kafka
+    header ``type`` (for a kind without an event type, the name marketd gives it)."""
+
+    kind: str
+    channels: Mapping[Market, frozenset[str]]  # per-symbol suffixes, per market
+    all_market: Mapping[Market, frozenset[str]] = attrs.field(factory=dict)
+    route: Route = Route.MARKET  # on USD-M; spot has one route
+    message: str | None = None  # the MarketEvent field it decodes into; None: not decoded
+    topic: str | None = None  # the TopicSettings field naming its topic
+    sequencing: Sequencing = Sequencing.NONE
+    price_field: str | None = None  # the field of ``message`` the detector reads
+    depth: Depth = Depth.NONE
+
+    @property
+    def decoded(self) -> bool:
+        return self.message is not None
+
+
+def _set(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+_KLINE_INTERVALS = (
+    *("1m", "3m", "5m", "15m", "30m"),
+    *("1h", "2h", "4h", "6h", "8h", "12h"),
+    *("1d", "3d", "1w", "1M"),
+)
+KLINE_INTERVALS: Mapping[Market, tuple[str, ...]] = {
+    Market.SPOT: ("1s", *_KLINE_INTERVALS),
+    Market.USDM: _KLINE_INTERVALS,
+}
+# Update speeds of the depth streams (the empty one is each market's default).
+DEPTH_SPEEDS: Mapping[Market, tuple[str, ...]] = {
+    Market.SPOT: ("", "@100ms", "@1000ms"),
+    Market.USDM: ("", "@100ms", "@250ms", "@500ms"),
+}
+PARTIAL_DEPTH_LEVELS = (5, 10, 20)
+
+ROWS: tuple[StreamKind, ...] = (
+    StreamKind(
+        "trade",
+        {Market.SPOT: _set("trade")},
+        message="trade",
+        topic="raw",
+        sequencing=Sequencing.CONSECUTIVE,
+        price_field="price",
+    ),
+    StreamKind(
+        "aggTrade",
+        {Market.SPOT: _set("aggTrade"), Market.USDM: _set("aggTrade")},
+        message="agg_trade",
+        topic="raw",
+        sequencing=Sequencing.CONSECUTIVE,
+        price_field="price",
+    ),
+    StreamKind(
+        "depthUpdate",
+        {m: frozenset(f"depth{s}" for s in speeds) for m, speeds in DEPTH_SPEEDS.items()},
+        route=Route.PUBLIC,
+        message="depth_diff",
+        topic="depth",
+        sequencing=Sequencing.INCREASING,
+        depth=Depth.DIFF,
+    ),
+    StreamKind(
+        "depthPartial",  # spot: no event type; USD-M: shaped like a diff, e=depthUpdate
+        {
+            m: frozenset(f"depth{n}{s}" for n in PARTIAL_DEPTH_LEVELS for s in speeds)
+            for m, speeds in DEPTH_SPEEDS.items()
+        },
+        route=Route.PUBLIC,
+        depth=Depth.PARTIAL,
+    ),
+    StreamKind(
+        "bookTicker",
+        {Market.SPOT: _set("bookTicker"), Market.USDM: _set("bookTicker")},
+        {Market.USDM: _set("!bookTicker")},
+        route=Route.PUBLIC,
+        message="book_ticker",
+        topic="raw",
+        sequencing=Sequencing.INCREASING,
+    ),
+    StreamKind(
+        "24hrMiniTicker",
+        {Market.SPOT: _set("miniTicker"), Market.USDM: _set("miniTicker")},
+        {Market.SPOT: _set("!miniTicker@arr"), Market.USDM: _set("!miniTicker@arr")},
+        message="mini_ticker",
+        topic="raw",
+        price_field="close_price",
+    ),
+    StreamKind(
+        "24hrTicker",
+        {Market.SPOT: _set("ticker"), Market.USDM: _set("ticker")},
+        {Market.USDM: _set("!ticker@arr")},
+        message="ticker",
+        topic="raw",
+        price_field="last_price",
+    ),
+    StreamKind(
+        "markPriceUpdate",
+        {Market.USDM: _set("markPrice", "markPrice@1s")},
+        {Market.USDM: _set("!markPrice@arr", "!markPrice@arr@1s")},
+        message="mark_price",
+        topic="raw",
+        price_field="mark_price",
+    ),
+    StreamKind(
+        "kline",
+        {m: frozenset(f"kline_{i}" for i in intervals) for m, intervals in KLINE_INTERVALS.items()},
+    ),
+    StreamKind("avgPrice", {Market.SPOT: _set("avgPrice")}),
+    StreamKind("1hTicker", {Market.SPOT: _set("ticker_1h")}),
+    StreamKind("4hTicker", {Market.SPOT: _set("ticker_4h")}),
+    StreamKind("1dTicker", {Market.SPOT: _set("ticker_1d")}),
+    StreamKind(
+        "forceOrder", {Market.USDM: _set("forceOrder")}, {Market.USDM: _set("!forceOrder@arr")}
+    ),
+)
+
+RETIRED_STREAMS: Mapping[Market, Mapping[str, str]] = {
+    Market.SPOT: {
+        "!ticker@arr": (
+            "Binance retired it on spot on 2026-03-26; "
+            "use <symbol>@ticker for the symbols you need, or !miniTicker@arr"
+        ),
+        "!bookTicker": "Binance does not serve it on spot; use <symbol>@bookTicker",
+    },
+}
+"""All-market streams that do not exist (any more) on a market, with the reason."""
+
+BY_KIND: Mapping[str, StreamKind] = {row.kind: row for row in ROWS}
+# Per market: channel (or all-market name) → its row.
+BY_CHANNEL: Mapping[Market, Mapping[str, StreamKind]] = {
+    m: {c: row for row in ROWS for c in row.channels.get(m, ())} for m in Market
+}
+BY_ALL_MARKET: Mapping[Market, Mapping[str, StreamKind]] = {
+    m: {s: row for row in ROWS for s in row.all_market.get(m, ())} for m in Market
+}
+
+
+def channels(market: Market) -> frozenset[str]:
+    """Every ``<symbol>@<channel>`` suffix the market serves."""
+    return frozenset(BY_CHANNEL[market])
+
+
+def all_market_streams(market: Market) -> frozenset[str]:
+    """Every ``!...`` stream the market serves."""
+    return frozenset(BY_ALL_MARKET[market])
+
+
+def kinds(sequencing: Sequencing) -> frozenset[str]:
+    """The decoded kinds whose ids promise ``sequencing``."""
+    return frozenset(r.kind for r in ROWS if r.decoded and r.sequencing is sequencing)
+
+
+def diff_depth_channels(market: Market) -> frozenset[str]:
+    """The channels of ``market`` whose events the books apply."""
+    return frozenset(c for c, row in BY_CHANNEL[market].items() if row.depth is Depth.DIFF)
+
+
+def price_fields() -> dict[str, tuple[str, str]]:
+    """Kind → (MarketEvent field, price field) for every kind the detector can read."""
+    return {
+        r.kind: (r.message, r.price_field)
+        for r in ROWS
+        if r.message is not None and r.price_field is not None
+    }
+
+
+def route(market: Market, stream: str) -> Route | None:
+    """The route serving ``stream`` on ``market`` (None: not a stream the table knows)."""
+    if stream.startswith("!"):
+        row = BY_ALL_MARKET[market].get(stream)
+    else:
+        row = BY_CHANNEL[market].get(stream.partition("@")[2])
+    if row is None:
+        return None
+    return Route.NONE if market is Market.SPOT else row.route

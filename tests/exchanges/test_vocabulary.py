@@ -1,0 +1,72 @@
+"""The Binance vocabulary table against every module that still spells stream kinds itself.
+
+Until each reader takes its facts from the table, this pins the table to what they say
+today; a reader that disagrees with the table fails here, by name.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from marketd import config, sequence, settings_alerts
+from marketd.alerts.encoding import PRICE_FIELDS
+from marketd.books.service import DEPTH_CHANNELS
+from marketd.exchanges.binance import vocabulary as vocab
+from marketd.exchanges.binance.vocabulary import Depth, Route, Sequencing
+from marketd.feed.streams import route_for
+from marketd.records import Market
+from marketd.stream_handlers import HEADERS, MarketHandlers
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_the_configuration_accepts_exactly_the_table(market: Market) -> None:
+    assert config.CHANNELS[market] == vocab.channels(market)
+    assert config.ALL_MARKET_STREAMS[market] == vocab.all_market_streams(market)
+    assert config.RETIRED_STREAMS.get(market, {}) == vocab.RETIRED_STREAMS.get(market, {})
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_the_handlers_decode_exactly_the_decoded_rows(market: Market) -> None:
+    handlers = MarketHandlers(market, config.TopicSettings())
+    decoded = {c for c, row in vocab.BY_CHANNEL[market].items() if row.decoded}
+    assert set(handlers.channels) == decoded
+    decoded_all = {s for s, row in vocab.BY_ALL_MARKET[market].items() if row.decoded}
+    assert set(handlers.all_market) == decoded_all
+    assert set(HEADERS) == {row.kind for row in vocab.ROWS if row.decoded}
+
+
+def test_the_sequencer_books_and_alerts_read_the_same_kinds() -> None:
+    assert vocab.kinds(Sequencing.CONSECUTIVE) == sequence.SEQUENCED_KINDS
+    assert vocab.kinds(Sequencing.INCREASING) == sequence.DEDUPLICATED_KINDS
+    diffs = vocab.diff_depth_channels(Market.SPOT) | vocab.diff_depth_channels(Market.USDM)
+    assert diffs == DEPTH_CHANNELS
+    assert vocab.price_fields() == PRICE_FIELDS
+    assert set(settings_alerts.PRICE_KINDS) == set(PRICE_FIELDS)
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_every_stream_has_the_route_the_feed_uses(market: Market) -> None:
+    streams = [f"btcusdt@{c}" for c in vocab.channels(market)]
+    streams += sorted(vocab.all_market_streams(market))
+    assert streams
+    for stream in streams:
+        assert vocab.route(market, stream) == route_for(market, stream), stream
+    assert vocab.route(market, "btcusdt@nonsense") is None
+
+
+def test_rows_are_consistent() -> None:
+    for row in vocab.ROWS:
+        assert row.channels or row.all_market, row.kind
+        # A decoded row says where it lands; an undecoded one promises nothing.
+        assert (row.message is None) == (row.topic is None), row.kind
+        if row.message is None:
+            assert (row.sequencing, row.price_field) == (Sequencing.NONE, None), row.kind
+        assert row.depth is not Depth.DIFF or row.topic == "depth", row.kind
+        assert row.route in (Route.PUBLIC, Route.MARKET), row.kind
+    # A spelling belongs to one row only.
+    for market in Market:
+        spelled = [c for row in vocab.ROWS for c in row.channels.get(market, ())]
+        assert len(spelled) == len(set(spelled))
+        spelled = [s for row in vocab.ROWS for s in row.all_market.get(market, ())]
+        assert len(spelled) == len(set(spelled))
+    assert len(vocab.BY_KIND) == len(vocab.ROWS)
