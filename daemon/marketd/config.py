@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from marketd.exchanges.binance import vocabulary
 from marketd.records import Market
 from marketd.roles import ROLES, role_problems
 from marketd.settings_alerts import AlertSettings, GatewaySettings
@@ -48,61 +49,17 @@ SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
 
-# --- Binance stream vocabulary -------------------------------------------------------
+# --- Binance stream vocabulary: the table in marketd.exchanges.binance.vocabulary ------
 
-_KLINE_INTERVALS = (
-    *("1m", "3m", "5m", "15m", "30m"),
-    *("1h", "2h", "4h", "6h", "8h", "12h"),
-    *("1d", "3d", "1w", "1M"),
-)
-SPOT_KLINE_INTERVALS = ("1s", *_KLINE_INTERVALS)
-USDM_KLINE_INTERVALS = _KLINE_INTERVALS
-
-SPOT_CHANNELS: frozenset[str] = frozenset(
-    {"trade", "aggTrade", "bookTicker", "miniTicker", "ticker", "avgPrice"}
-    | {"ticker_1h", "ticker_4h", "ticker_1d"}
-    | {"depth", "depth@100ms", "depth@1000ms"}
-    | {f"depth{n}{s}" for n in (5, 10, 20) for s in ("", "@100ms", "@1000ms")}
-    | {f"kline_{i}" for i in SPOT_KLINE_INTERVALS}
-)
-"""Per-symbol stream suffixes served on spot (``<symbol>@<channel>``)."""
-
-USDM_CHANNELS: frozenset[str] = frozenset(
-    {"aggTrade", "bookTicker", "miniTicker", "ticker", "markPrice", "markPrice@1s"}
-    | {"forceOrder"}
-    | {"depth", "depth@100ms", "depth@250ms", "depth@500ms"}
-    | {f"depth{n}{s}" for n in (5, 10, 20) for s in ("", "@100ms", "@250ms", "@500ms")}
-    | {f"kline_{i}" for i in USDM_KLINE_INTERVALS}
-)
-"""Per-symbol stream suffixes served on USD-M futures."""
-
-CHANNELS: dict[Market, frozenset[str]] = {Market.SPOT: SPOT_CHANNELS, Market.USDM: USDM_CHANNELS}
+CHANNELS: dict[Market, frozenset[str]] = {m: vocabulary.channels(m) for m in Market}
+"""Per-symbol stream suffixes (``<symbol>@<channel>``) each market serves."""
 
 ALL_MARKET_STREAMS: dict[Market, frozenset[str]] = {
-    Market.SPOT: frozenset({"!miniTicker@arr"}),
-    Market.USDM: frozenset(
-        {
-            "!miniTicker@arr",
-            "!ticker@arr",
-            "!bookTicker",
-            "!markPrice@arr",
-            "!markPrice@arr@1s",
-            "!forceOrder@arr",
-        }
-    ),
+    m: vocabulary.all_market_streams(m) for m in Market
 }
 """All-market streams (``!...``) known per market."""
 
-RETIRED_STREAMS: dict[Market, dict[str, str]] = {
-    Market.SPOT: {
-        "!ticker@arr": (
-            "Binance retired it on spot on 2026-03-26; "
-            "use <symbol>@ticker for the symbols you need, or !miniTicker@arr"
-        ),
-        "!bookTicker": "Binance does not serve it on spot; use <symbol>@bookTicker",
-    },
-}
-"""All-market streams that do not exist (any more) on a market, with the reason."""
+RETIRED_STREAMS = vocabulary.RETIRED_STREAMS
 
 _SYMBOL_RE = {
     Market.SPOT: re.compile(r"[A-Z0-9]+"),
@@ -282,24 +239,11 @@ def _check_symbols(
         raise InvalidValue(attribute.name, problems, relational=relational)
 
 
-CHANNEL_HELP: dict[Market, str] = {
-    Market.SPOT: (
-        "trade, aggTrade, bookTicker, miniTicker, ticker, ticker_1h|4h|1d, avgPrice, "
-        "depth, depth@100ms, depth@1000ms, depth5|10|20[@100ms|@1000ms], "
-        "kline_<1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
-    ),
-    Market.USDM: (
-        "aggTrade, bookTicker, miniTicker, ticker, markPrice, markPrice@1s, forceOrder, "
-        "depth, depth@100ms|@250ms|@500ms, depth5|10|20[@100ms|@250ms|@500ms], "
-        "kline_<1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
-    ),
-}
-
-
 def _unknown_channel(channel: str, market: Market) -> str:
     close = difflib.get_close_matches(channel, sorted(CHANNELS[market]), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
-    return f"unknown channel {channel!r} on {market.value} ({hint}known: {CHANNEL_HELP[market]})"
+    known = vocabulary.CHANNEL_HELP[market]
+    return f"unknown channel {channel!r} on {market.value} ({hint}known: {known})"
 
 
 def _check_channels(

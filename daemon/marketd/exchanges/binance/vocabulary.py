@@ -177,6 +177,20 @@ RETIRED_STREAMS: Mapping[Market, Mapping[str, str]] = {
 }
 """All-market streams that do not exist (any more) on a market, with the reason."""
 
+CHANNEL_HELP: Mapping[Market, str] = {
+    Market.SPOT: (
+        "trade, aggTrade, bookTicker, miniTicker, ticker, ticker_1h|4h|1d, avgPrice, "
+        "depth, depth@100ms, depth@1000ms, depth5|10|20[@100ms|@1000ms], "
+        "kline_<1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
+    ),
+    Market.USDM: (
+        "aggTrade, bookTicker, miniTicker, ticker, markPrice, markPrice@1s, forceOrder, "
+        "depth, depth@100ms|@250ms|@500ms, depth5|10|20[@100ms|@250ms|@500ms], "
+        "kline_<1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
+    ),
+}
+"""The channels of each market, as one line for error messages."""
+
 BY_KIND: Mapping[str, StreamKind] = {row.kind: row for row in ROWS}
 # Per market: channel (or all-market name) → its row.
 BY_CHANNEL: Mapping[Market, Mapping[str, StreamKind]] = {
