@@ -11,6 +11,8 @@ Depth diffs (``depthUpdate``, seq = final update id ``u``) and book tickers
 at or below the last published is a duplicate and dropped; a jump is not a gap here (the
 books stage resyncs a book on a depth gap itself, and book tickers skip ids by design).
 
+Which kinds are sequenced which way is the vocabulary table's ``sequencing`` column.
+
 Duplicates are dropped, never reordered: a record is published only when it is newer
 than everything published for its key, so downstream ids strictly increase per key.
 """
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import attrs
 
+from marketd.exchanges.binance import vocabulary
+from marketd.exchanges.binance.vocabulary import Sequencing
 from marketd.records import Market, Record
 
 # Consecutive ids: duplicates dropped, gaps reported.
-SEQUENCED_KINDS = frozenset({"trade", "aggTrade"})
+SEQUENCED_KINDS = vocabulary.kinds(Sequencing.CONSECUTIVE)
 # Increasing ids: duplicates dropped, jumps allowed.
-DEDUPLICATED_KINDS = frozenset({"depthUpdate", "bookTicker"})
+DEDUPLICATED_KINDS = vocabulary.kinds(Sequencing.INCREASING)
 
 SeqKey = tuple[Market, str, str]
 
