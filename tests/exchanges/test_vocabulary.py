@@ -10,7 +10,6 @@ import pytest
 
 from marketd import config, sequence, settings_alerts
 from marketd.alerts.encoding import PRICE_FIELDS
-from marketd.books.service import DEPTH_CHANNELS
 from marketd.exchanges.binance import vocabulary as vocab
 from marketd.exchanges.binance.vocabulary import Depth, Route, Sequencing
 from marketd.feed.streams import route_for
@@ -38,8 +37,6 @@ def test_the_handlers_decode_exactly_the_decoded_rows(market: Market) -> None:
 def test_the_sequencer_books_and_alerts_read_the_same_kinds() -> None:
     assert vocab.kinds(Sequencing.CONSECUTIVE) == sequence.SEQUENCED_KINDS
     assert vocab.kinds(Sequencing.INCREASING) == sequence.DEDUPLICATED_KINDS
-    diffs = vocab.diff_depth_channels(Market.SPOT) | vocab.diff_depth_channels(Market.USDM)
-    assert diffs == DEPTH_CHANNELS
     assert vocab.price_fields() == PRICE_FIELDS
     assert set(settings_alerts.PRICE_KINDS) == set(PRICE_FIELDS)
 

@@ -27,7 +27,7 @@ from prometheus_client.core import Metric
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import Diff, State, SymbolSync
 from marketd.config import Settings
-from marketd.exchanges.binance import FuturesDepthUpdate
+from marketd.exchanges.binance import FuturesDepthUpdate, vocabulary
 from marketd.metrics import counter, gauge
 from marketd.records import Market, Record, RecordBatch
 from marketd.rest import HttpGet, http_get
@@ -38,7 +38,6 @@ log = structlog.get_logger(__name__)
 
 KIND = "bookSnapshot"
 HEADERS: tuple[tuple[str, bytes], ...] = (("type", KIND.encode()),)
-DEPTH_CHANNELS = frozenset({"depth", "depth@100ms", "depth@250ms", "depth@500ms", "depth@1000ms"})
 _PB_MARKET = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 _parse = MarketEvent.FromString
 
@@ -69,7 +68,7 @@ def book_symbols(settings: Settings) -> list[Key]:
     """(market, symbol) of every subscription with a depth-diff channel."""
     out: list[Key] = []
     for sub in settings.subscriptions:
-        if DEPTH_CHANNELS.intersection(sub.channels):
+        if vocabulary.diff_depth_channels(sub.market).intersection(sub.channels):
             out.extend((sub.market, s) for s in sub.symbols)
     return list(dict.fromkeys(out))
 
