@@ -7,11 +7,13 @@ from typing import Any
 
 import attrs
 
+from marketd.exchanges.binance import vocabulary
+from marketd.records import Market
 from marketd.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
 
-# Event kinds the detector can read a price from, and which price it takes.
-PRICE_KINDS = ("24hrMiniTicker", "24hrTicker", "trade", "aggTrade", "markPriceUpdate")
-ALERT_MARKETS = ("spot", "usdm")
+# Event kinds the detector can read a price from (the vocabulary table's price column).
+PRICE_KINDS = tuple(vocabulary.price_fields())
+ALERT_MARKETS = tuple(m.value for m in Market)
 # At most this many rules: each is a label value of marketd_alerts_detected_total.
 MAX_RULES = 16
 _RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")

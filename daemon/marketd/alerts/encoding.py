@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from marketd.alerts.detector import Tick
 from marketd.alerts.model import Alert, Direction
+from marketd.exchanges.binance import vocabulary
 from marketd.records import Market, Record
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
@@ -28,13 +29,7 @@ _DIRECTION_OF_PB = {v: k for k, v in _PB_DIRECTION.items()}
 _MARKETS = {m.value: m for m in Market}
 
 # The oneof field of MarketEvent that carries each kind, and the price field in it.
-PRICE_FIELDS: dict[str, tuple[str, str]] = {
-    "24hrMiniTicker": ("mini_ticker", "close_price"),
-    "24hrTicker": ("ticker", "last_price"),
-    "trade": ("trade", "price"),
-    "aggTrade": ("agg_trade", "price"),
-    "markPriceUpdate": ("mark_price", "mark_price"),
-}
+PRICE_FIELDS: dict[str, tuple[str, str]] = vocabulary.price_fields()
 _KIND_OF_FIELD = {field: kind for kind, (field, _) in PRICE_FIELDS.items()}
 
 
