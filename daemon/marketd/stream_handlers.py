@@ -25,6 +25,7 @@ from marketd.exchanges.binance import (
     MiniTicker,
     SpotTicker,
     Trade,
+    vocabulary,
 )
 from marketd.records import Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
@@ -39,16 +40,7 @@ PB_MARKET: dict[Market, PbMarket] = {Market.SPOT: MARKET_SPOT, Market.USDM: MARK
 # The Kafka record header ``type``: the Binance event type, so consumers can filter
 # without decoding the value.
 HEADERS: dict[str, tuple[tuple[str, bytes], ...]] = {
-    kind: (("type", kind.encode()),)
-    for kind in (
-        "trade",
-        "aggTrade",
-        "depthUpdate",
-        "bookTicker",
-        "24hrMiniTicker",
-        "24hrTicker",
-        "markPriceUpdate",
-    )
+    row.kind: (("type", row.kind.encode()),) for row in vocabulary.ROWS if row.decoded
 }
 _H_TRADE = HEADERS["trade"]
 _H_AGG_TRADE = HEADERS["aggTrade"]
@@ -73,10 +65,8 @@ _decode_mark_prices = msgspec.json.Decoder(list[MarkPriceUpdate]).decode
 class MarketHandlers:
     """The handlers of one market, and the stream name → handler cache.
 
-    Streams: ``<symbol>@aggTrade``, ``@depth``, ``@depth@100ms``, ``@bookTicker``,
-    ``@miniTicker``, ``@ticker``, ``!miniTicker@arr``; spot adds ``@trade`` and
-    ``@depth@1000ms``; USD-M adds ``@depth@250ms``, ``@depth@500ms``, ``@markPrice[@1s]``,
-    ``!bookTicker``, ``!ticker@arr``, ``!markPrice@arr[@1s]``. Anything else is unknown.
+    The streams are the decoded rows of the vocabulary table
+    (:mod:`marketd.exchanges.binance.vocabulary`); anything else is unknown.
     """
 
     def __init__(self, market: Market, topics: TopicSettings) -> None:
@@ -110,32 +100,32 @@ class MarketHandlers:
         self._ticker = MarketEvent(market=pb_market)
         self._mark_price = MarketEvent(market=pb_market)
 
+        # The vocabulary table says which streams carry which kind; this is what decodes a
+        # kind, one event or (for the array streams) a list of them.
+        one: dict[str, Handler] = {
+            "trade": self.trade,
+            "aggTrade": self.agg_trade,
+            "depthUpdate": self.depth,
+            "bookTicker": self.book_ticker,
+            "24hrMiniTicker": self.mini_ticker,
+            "24hrTicker": self.ticker,
+            "markPriceUpdate": self.mark_price,
+        }
+        many: dict[str, Handler] = {
+            "24hrMiniTicker": self.mini_tickers,
+            "24hrTicker": self.tickers,
+            "markPriceUpdate": self.mark_prices,
+        }
         # ``<symbol>@<channel>`` streams, by channel.
         self.channels: dict[str, Handler] = {
-            "aggTrade": self.agg_trade,
-            "depth": self.depth,
-            "depth@100ms": self.depth,
-            "bookTicker": self.book_ticker,
-            "miniTicker": self.mini_ticker,
-            "ticker": self.ticker,
+            c: one[row.kind] for c, row in vocabulary.BY_CHANNEL[market].items() if row.decoded
         }
         # All-market streams (``!...``), by full name.
-        self.all_market: dict[str, Handler] = {"!miniTicker@arr": self.mini_tickers}
-        if spot:
-            self.channels |= {"trade": self.trade, "depth@1000ms": self.depth}
-        else:
-            self.channels |= {
-                "depth@250ms": self.depth,
-                "depth@500ms": self.depth,
-                "markPrice": self.mark_price,
-                "markPrice@1s": self.mark_price,
-            }
-            self.all_market |= {
-                "!bookTicker": self.book_ticker,
-                "!ticker@arr": self.tickers,
-                "!markPrice@arr": self.mark_prices,
-                "!markPrice@arr@1s": self.mark_prices,
-            }
+        self.all_market: dict[str, Handler] = {
+            s: (many if s in row.arrays else one)[row.kind]
+            for s, row in vocabulary.BY_ALL_MARKET[market].items()
+            if row.decoded
+        }
 
     def resolve(self, stream: str) -> Handler | None:
         """The handler for ``stream`` (None: not supported), remembered for next time."""

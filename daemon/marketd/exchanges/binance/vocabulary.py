@@ -53,6 +53,7 @@ class StreamKind:
     kind: str
     channels: Mapping[Market, frozenset[str]]  # per-symbol suffixes, per market
     all_market: Mapping[Market, frozenset[str]] = attrs.field(factory=dict)
+    arrays: frozenset[str] = frozenset()  # the all-market names whose data is a JSON array
     route: Route = Route.MARKET  # on USD-M; spot has one route
     message: str | None = None  # the MarketEvent field it decodes into; None: not decoded
     topic: str | None = None  # the TopicSettings field naming its topic
@@ -133,6 +134,7 @@ ROWS: tuple[StreamKind, ...] = (
         "24hrMiniTicker",
         {Market.SPOT: _set("miniTicker"), Market.USDM: _set("miniTicker")},
         {Market.SPOT: _set("!miniTicker@arr"), Market.USDM: _set("!miniTicker@arr")},
+        _set("!miniTicker@arr"),
         message="mini_ticker",
         topic="raw",
         price_field="close_price",
@@ -141,6 +143,7 @@ ROWS: tuple[StreamKind, ...] = (
         "24hrTicker",
         {Market.SPOT: _set("ticker"), Market.USDM: _set("ticker")},
         {Market.USDM: _set("!ticker@arr")},
+        _set("!ticker@arr"),
         message="ticker",
         topic="raw",
         price_field="last_price",
@@ -149,6 +152,7 @@ ROWS: tuple[StreamKind, ...] = (
         "markPriceUpdate",
         {Market.USDM: _set("markPrice", "markPrice@1s")},
         {Market.USDM: _set("!markPrice@arr", "!markPrice@arr@1s")},
+        _set("!markPrice@arr", "!markPrice@arr@1s"),
         message="mark_price",
         topic="raw",
         price_field="mark_price",
@@ -161,6 +165,7 @@ ROWS: tuple[StreamKind, ...] = (
     StreamKind("1hTicker", {Market.SPOT: _set("ticker_1h")}),
     StreamKind("4hTicker", {Market.SPOT: _set("ticker_4h")}),
     StreamKind("1dTicker", {Market.SPOT: _set("ticker_1d")}),
+    # One liquidation per message, even on the all-market stream (not an array).
     StreamKind(
         "forceOrder", {Market.USDM: _set("forceOrder")}, {Market.USDM: _set("!forceOrder@arr")}
     ),

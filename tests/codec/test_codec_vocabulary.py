@@ -1,0 +1,136 @@
+"""Walk the vocabulary table: every channel the configuration accepts either decodes a
+real-format payload into its row's MarketEvent field, topic, kind and header, or is one of
+the streams marketd does not decode yet (counted as unknown, never silently lost)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from binance_examples import (
+    SPOT_AGG_TRADE,
+    SPOT_BOOK_TICKER,
+    SPOT_DEPTH_UPDATE,
+    SPOT_MINI_TICKER,
+    SPOT_TICKER,
+    SPOT_TRADE,
+    USDM_AGG_TRADE,
+    USDM_BOOK_TICKER,
+    USDM_DEPTH_UPDATE,
+    USDM_MARK_PRICE,
+    USDM_MINI_TICKER,
+    USDM_TICKER,
+    frame,
+)
+
+from marketd.codec import Codec
+from marketd.config import Subscription, TopicSettings
+from marketd.exchanges.binance import vocabulary
+from marketd.exchanges.binance.vocabulary import Sequencing, StreamKind
+from marketd.records import FrameBatch, Market
+from marketd.v1.market_data_pb2 import MarketEvent
+from marketd.validators import InvalidValue
+
+# One payload per decoded (market, kind), in Binance's documented format.
+PAYLOADS = {
+    (Market.SPOT, "trade"): SPOT_TRADE,
+    (Market.SPOT, "aggTrade"): SPOT_AGG_TRADE,
+    (Market.SPOT, "depthUpdate"): SPOT_DEPTH_UPDATE,
+    (Market.SPOT, "bookTicker"): SPOT_BOOK_TICKER,
+    (Market.SPOT, "24hrMiniTicker"): SPOT_MINI_TICKER,
+    (Market.SPOT, "24hrTicker"): SPOT_TICKER,
+    (Market.USDM, "aggTrade"): USDM_AGG_TRADE,
+    (Market.USDM, "depthUpdate"): USDM_DEPTH_UPDATE,
+    (Market.USDM, "bookTicker"): USDM_BOOK_TICKER,
+    (Market.USDM, "24hrMiniTicker"): USDM_MINI_TICKER,
+    (Market.USDM, "24hrTicker"): USDM_TICKER,
+    (Market.USDM, "markPriceUpdate"): USDM_MARK_PRICE,
+}
+# What the configuration accepts and marketd does not decode yet (issue 11, item 2).
+NOT_DECODED = {
+    "depthPartial",
+    "kline",
+    "avgPrice",
+    "1hTicker",
+    "4hTicker",
+    "1dTicker",
+    "forceOrder",
+}
+TOPICS = TopicSettings()
+
+
+def streams(market: Market) -> list[tuple[str, StreamKind]]:
+    """Every stream name the configuration accepts on ``market``, with its row."""
+    named = [(f"btcusdt@{c}", row) for c, row in vocabulary.BY_CHANNEL[market].items()]
+    named += list(vocabulary.BY_ALL_MARKET[market].items())
+    return sorted(named, key=lambda item: item[0])
+
+
+def accepted(market: Market, stream: str) -> bool:
+    """The configuration takes ``stream`` (it raises InvalidValue otherwise)."""
+    if stream.startswith("!"):
+        Subscription(market, streams=(stream,))
+    else:
+        Subscription(market, symbols=("BTCUSDT",), channels=(stream.partition("@")[2],))
+    return True
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_every_accepted_stream_is_decoded_as_its_row_says_or_counted_unknown(
+    market: Market,
+) -> None:
+    codec = Codec(TOPICS)
+    for stream, row in streams(market):
+        assert accepted(market, stream), stream
+        if not row.decoded:
+            assert row.kind in NOT_DECODED, stream
+            result = codec.decode_batch(FrameBatch(market, "c", [frame(stream, "{}")], [1]))
+            assert (len(result.records), result.unknown, result.malformed) == (0, 1, 0), stream
+            continue
+        payload = PAYLOADS[(market, row.kind)]
+        data = f"[{payload},{payload}]" if stream in row.arrays else payload
+        result = codec.decode_batch(FrameBatch(market, "c", [frame(stream, data)], [7]))
+        assert (result.unknown, result.malformed) == (0, 0), (stream, result.error)
+        assert len(result.records) == (2 if stream in row.arrays else 1), stream
+        symbol = json.loads(payload).get("s", "")
+        for record in result.records:
+            event = MarketEvent.FromString(record.value)
+            assert event.WhichOneof("event") == row.message, stream
+            assert (record.topic, record.kind, record.market) == (
+                getattr(TOPICS, str(row.topic)),
+                row.kind,
+                market,
+            ), stream
+            assert record.headers == (("type", row.kind.encode()),), stream
+            assert (record.symbol, record.key, record.received_ns) == (
+                symbol,
+                symbol.encode(),
+                7,
+            ), stream
+            assert (record.seq > 0) == (row.sequencing is not Sequencing.NONE), stream
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_a_channel_the_table_lacks_is_refused_with_the_valid_ones(market: Market) -> None:
+    for channel in ("kline_2s", "depth@1ms", "trades", "markPrice@3s"):
+        if channel in vocabulary.channels(market):
+            continue
+        with pytest.raises(InvalidValue, match=r"unknown channel .* \(.*known: "):
+            Subscription(market, symbols=("BTCUSDT",), channels=(channel,))
+    with pytest.raises(InvalidValue, match="unknown all-market stream"):
+        Subscription(market, streams=("!kline@arr",))
+    other = {Market.SPOT: Market.USDM, Market.USDM: Market.SPOT}[market]
+    foreign = vocabulary.channels(other) - vocabulary.channels(market)
+    assert foreign  # each market has channels the other lacks
+    for channel in sorted(foreign):
+        with pytest.raises(InvalidValue):
+            Subscription(market, symbols=("BTCUSDT",), channels=(channel,))
+
+
+def test_every_decoded_kind_has_a_payload_here() -> None:
+    decoded = {
+        (m, row.kind) for m in Market for row in vocabulary.ROWS if row.decoded and (
+            row.channels.get(m) or row.all_market.get(m))
+    }  # fmt: skip
+    assert decoded == set(PAYLOADS)
+    assert {r.kind for r in vocabulary.ROWS if not r.decoded} == NOT_DECODED
