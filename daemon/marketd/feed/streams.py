@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from marketd.config import BinanceSettings, Subscription
+from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.records import Market
 
@@ -100,15 +101,9 @@ def stream_names(subscriptions: Iterable[Subscription]) -> dict[Market, tuple[st
 
 
 def futures_route(stream: str) -> Route:
-    """The USD-M routed path serving ``stream``: ``/public`` for depth and book ticker."""
-    if stream.startswith("!"):
-        kind = stream[1:].split("@", 1)[0]
-    else:
-        _, _, channel = stream.partition("@")
-        kind = channel.split("@", 1)[0]
-    if kind.startswith("depth") or kind == "bookTicker":
-        return Route.PUBLIC
-    return Route.MARKET
+    """The USD-M routed path serving ``stream``: the vocabulary table's route (``/public``
+    for depth and book tickers); ``/market`` for a stream the table does not know."""
+    return vocabulary.route(Market.USDM, stream) or Route.MARKET
 
 
 def route_for(market: Market, stream: str) -> Route:
