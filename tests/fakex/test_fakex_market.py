@@ -201,6 +201,35 @@ def test_parse_stream_and_routes() -> None:
         parse_stream(Market.USDM, "btcusdt@trade", symbols)
 
 
+def test_every_stream_binance_serves_is_accepted_the_ungenerated_ones_quiet() -> None:
+    symbols = {"btcusdt": 0}
+    quiet = [
+        (Market.SPOT, "btcusdt@kline_1s", Route.SPOT),
+        (Market.SPOT, "btcusdt@depth20@100ms", Route.SPOT),
+        (Market.SPOT, "btcusdt@avgPrice", Route.SPOT),
+        (Market.USDM, "btcusdt@kline_1M", Route.MARKET),
+        (Market.USDM, "btcusdt@forceOrder", Route.MARKET),
+        (Market.USDM, "!forceOrder@arr", Route.MARKET),
+        (Market.USDM, "btcusdt@depth5@500ms", Route.PUBLIC),
+    ]
+    for market, name, route in quiet:
+        ref = parse_stream(market, name, symbols)
+        assert (ref.name, ref.channel, ref.symbol, ref.route) == (name, Channel.QUIET, -1, route)
+    ref = parse_stream(Market.USDM, "!ticker@arr", symbols)
+    assert (ref.channel, ref.route) == (Channel.ALL_TICKERS, Route.MARKET)
+    ref = parse_stream(Market.USDM, "!bookTicker", symbols)
+    assert (ref.channel, ref.route) == (Channel.ALL_BOOK_TICKERS, Route.PUBLIC)
+    # Still unknown: a retired stream, another market's channel, an unknown symbol.
+    for market, bad in (
+        (Market.SPOT, "!ticker@arr"),
+        (Market.SPOT, "btcusdt@forceOrder"),
+        (Market.USDM, "btcusdt@kline_1s"),
+        (Market.SPOT, "dogeusdt@kline_1m"),
+    ):
+        with pytest.raises(UnknownStream):
+            parse_stream(market, bad, symbols)
+
+
 def test_parse_ws_path() -> None:
     p = parse_ws_path("/usdm/market/stream?streams=btcusdt@aggTrade/!miniTicker@arr")
     assert (p.market, p.route, p.combined) == (Market.USDM, Route.MARKET, True)

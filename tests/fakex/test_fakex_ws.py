@@ -99,6 +99,51 @@ async def test_futures_routing_wrong_route_never_delivered() -> None:
                     names.add((await recv_data(ws))["stream"])
 
 
+async def test_a_stream_the_fake_does_not_generate_keeps_the_others_flowing() -> None:
+    """Binance accepts every stream it serves; the fake accepts those it cannot generate
+    (here klines) and stays silent on them, so the trades beside them still flow."""
+    with trio.fail_after(10):
+        async with open_fake_exchange(FAST) as fx:
+            url = fx.spot_ws_url + "/stream?streams=btcusdt@kline_1m/btcusdt@trade"
+            async with open_ws(url) as ws:
+                ids = []
+                for _ in range(20):
+                    frame = await recv_data(ws)
+                    assert frame["stream"] == "btcusdt@trade"
+                    ids.append(frame["data"]["t"])
+                assert ids == list(range(ids[0], ids[0] + 20))
+                listed = await control(ws, "LIST_SUBSCRIPTIONS", [], 1)
+                assert sorted(listed["result"]) == ["btcusdt@kline_1m", "btcusdt@trade"]
+                reply = await control(ws, "SUBSCRIBE", ["btcusdt@avgPrice"], 2)
+                assert reply == {"result": None, "id": 2}
+                reply = await control(ws, "SUBSCRIBE", ["!forceOrder@arr"], 3)
+                assert reply["error"]["code"] == 2  # spot has no liquidations
+            assert fx.state()["markets"]["spot"]["wrong_route_subscriptions"] == 0
+
+
+async def test_futures_all_market_tickers_and_book_tickers() -> None:
+    with trio.fail_after(15):
+        async with open_fake_exchange(FAST) as fx:
+            url = fx.futures_ws_url + "/market/stream?streams=!ticker@arr"
+            async with open_ws(url) as ws:
+                frame = await recv_data(ws)
+                assert frame["stream"] == "!ticker@arr"
+                items = frame["data"]
+                assert isinstance(items, list)
+                assert items
+                assert {i["e"] for i in items} == {"24hrTicker"}
+                assert {i["s"] for i in items} <= {"BTCUSDT", "ETHUSDT", "BNBUSDT"}
+            url = fx.futures_ws_url + "/public/stream?streams=!bookTicker"
+            async with open_ws(url) as ws:
+                symbols = set()
+                while len(symbols) < 2:
+                    frame = await recv_data(ws)
+                    assert frame["stream"] == "!bookTicker"
+                    assert frame["data"]["e"] == "bookTicker"
+                    assert float(frame["data"]["b"]) < float(frame["data"]["a"])
+                    symbols.add(frame["data"]["s"])
+
+
 async def test_unknown_path_and_stream_rejected() -> None:
     with trio.fail_after(10):
         async with open_fake_exchange(FAST) as fx:

@@ -25,6 +25,8 @@ _EVENT_OF: dict[Channel, str] = {
     Channel.MARK_PRICE: "markPriceUpdate",
     Channel.MARK_PRICE_1S: "markPriceUpdate",
     Channel.ALL_MINI_TICKERS: "24hrMiniTicker",
+    Channel.ALL_TICKERS: "24hrTicker",
+    Channel.ALL_BOOK_TICKERS: "bookTicker",
     Channel.ALL_MARK_PRICES: "markPriceUpdate",
     Channel.ALL_MARK_PRICES_1S: "markPriceUpdate",
 }
@@ -42,7 +44,8 @@ def malformed_frames(
     count: int, stream: StreamRef | None, symbol: str, now_ms: int, *, is_combined: bool
 ) -> list[str]:
     """``count`` broken frames cycling through ``MALFORMED_KINDS``."""
-    event = _EVENT_OF[stream.channel] if stream else "trade"
+    # A quiet stream carries nothing of the fake's; its damage looks like a trade's.
+    event = _EVENT_OF.get(stream.channel, "trade") if stream else "trade"
     out: list[str] = []
     for i in range(count):
         kind = MALFORMED_KINDS[i % len(MALFORMED_KINDS)]
@@ -93,25 +96,29 @@ def _payload(fr: SymbolFrames, channel: Channel, now_ms: int) -> str:
         bids = [(max(last - 1, 1), 5), (max(last - 2, 1), 0)]
         diff = DepthEvent(100, 102, 99, bids, [(last + 1, 4)], now_ms, False)
         return fr.depth(diff, now_ms)
-    if channel is Channel.BOOK_TICKER:
+    if channel in (Channel.BOOK_TICKER, Channel.ALL_BOOK_TICKERS):
         return fr.book_ticker(102, now_ms)
     if channel in (Channel.MINI_TICKER, Channel.ALL_MINI_TICKERS):
         return fr.mini_ticker(now_ms)
-    if channel is Channel.TICKER:
+    if channel in (Channel.TICKER, Channel.ALL_TICKERS):
         return fr.ticker(now_ms)
     return fr.mark_price(now_ms)  # MARK_PRICE*, ALL_MARK_PRICES*
 
 
 def fuzz_bases(hub: MarketHub, refs: Sequence[StreamRef], now_ms: int) -> list[FuzzBase]:
-    """One valid frame per stream of ``refs`` (none: the market's first symbol's trades)."""
+    """One valid frame per stream of ``refs`` (none: the market's first symbol's trades).
+
+    Quiet streams carry nothing of the fake's, so there is nothing of theirs to damage."""
+    refs = [r for r in refs if r.channel is not Channel.QUIET]
     if not refs:
         channel = Channel.TRADE if hub.market is Market.SPOT else Channel.AGG_TRADE
         name = f"{hub.model.symbols[0].spec.stream_symbol}@{channel.value}"
         refs = [StreamRef(name, channel, 0, route_of(hub.market, channel))]
     out = []
     for ref in refs:
-        if ref.symbol >= 0:
-            out.append(FuzzBase(ref.name, _payload(hub.frames[ref.symbol], ref.channel, now_ms)))
+        if ref.symbol >= 0 or ref.channel is Channel.ALL_BOOK_TICKERS:  # one event a message
+            fr = hub.frames[max(ref.symbol, 0)]
+            out.append(FuzzBase(ref.name, _payload(fr, ref.channel, now_ms)))
             continue
         items = [_payload(fr, ref.channel, now_ms) for fr in hub.frames[:FUZZ_ARRAY_ITEMS]]
         out.append(FuzzBase(ref.name, array_payload(items)))

@@ -125,8 +125,13 @@ class MarketHub:
             depth = None
         if depth is not None:
             sent += self._send(depth, self.frames[idx].depth(ev, now_ms), True)
-        if bt is not None and ev.best_changed:
-            sent += self._send(bt, self.frames[idx].book_ticker(ev.last_id, now_ms), False)
+        all_bt = self._slots[Channel.ALL_BOOK_TICKERS][0]
+        if (bt is not None or all_bt is not None) and ev.best_changed:
+            payload = self.frames[idx].book_ticker(ev.last_id, now_ms)
+            if bt is not None:
+                sent += self._send(bt, payload, False)
+            if all_bt is not None:
+                self.global_frames_sent += self._send(all_bt, payload, False)
         if sent:
             self.frames_sent[idx] += sent
 
@@ -144,10 +149,12 @@ class MarketHub:
         slots = self._slots
         mini_slot, ticker_slot = slots[Channel.MINI_TICKER], slots[Channel.TICKER]
         all_minis = slots[Channel.ALL_MINI_TICKERS][0]
+        all_tickers = slots[Channel.ALL_TICKERS][0]
         items: list[str] = []
+        tickers: list[str] = []
         for idx in self.model.take_changed():
             mini_g, ticker_g = mini_slot[idx], ticker_slot[idx]
-            if mini_g is None and ticker_g is None and all_minis is None:
+            if mini_g is None and ticker_g is None and all_minis is None and all_tickers is None:
                 continue
             fr, sent = self.frames[idx], 0
             if mini_g is not None or all_minis is not None:
@@ -156,11 +163,17 @@ class MarketHub:
                     items.append(mini)
                 if mini_g is not None:
                     sent += self._send(mini_g, mini, False)
-            if ticker_g is not None:
-                sent += self._send(ticker_g, fr.ticker(now_ms), False)
+            if ticker_g is not None or all_tickers is not None:
+                ticker = fr.ticker(now_ms)
+                if all_tickers is not None:
+                    tickers.append(ticker)
+                if ticker_g is not None:
+                    sent += self._send(ticker_g, ticker, False)
             self.frames_sent[idx] += sent
         if all_minis is not None and items:
             self.global_frames_sent += self._send(all_minis, array_payload(items), False)
+        if all_tickers is not None and tickers:
+            self.global_frames_sent += self._send(all_tickers, array_payload(tickers), False)
         self.seconds += 1
         self._mark_prices(now_ms, Channel.MARK_PRICE_1S, Channel.ALL_MARK_PRICES_1S)
         if self.seconds % 3 == 0:

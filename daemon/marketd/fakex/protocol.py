@@ -3,7 +3,9 @@
 * URL paths: ``/spot/ws``, ``/spot/ws/<stream>``, ``/spot/stream?streams=a/b``; futures the
   same under ``/usdm/public/...`` and ``/usdm/market/...`` (an unrouted ``/usdm/ws...`` acts
   as ``/public``, as Binance does since the routed paths became mandatory).
-* Stream names: ``<symbol>@<channel>`` (symbol lowercase) or a market-wide ``!...@arr``.
+* Stream names: ``<symbol>@<channel>`` (symbol lowercase) or a market-wide ``!...``. Every
+  name the Binance vocabulary table knows is accepted, as Binance accepts it; the ones the
+  fake does not generate are ``Channel.QUIET``: subscribed, routed, and silent.
 * Control messages: ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` and their replies.
 """
 
@@ -16,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import orjson
 
+from marketd.exchanges.binance import vocabulary
 from marketd.records import Market
 
 
@@ -29,8 +32,13 @@ class Channel(enum.Enum):
     MARK_PRICE = "markPrice"  # every 3 s
     MARK_PRICE_1S = "markPrice@1s"
     ALL_MINI_TICKERS = "!miniTicker@arr"
+    ALL_TICKERS = "!ticker@arr"
+    ALL_BOOK_TICKERS = "!bookTicker"
     ALL_MARK_PRICES = "!markPrice@arr"  # every 3 s
     ALL_MARK_PRICES_1S = "!markPrice@arr@1s"
+    # A stream Binance serves that the fake does not generate (klines, liquidations, ...):
+    # a subscription is accepted and routed like Binance's, and nothing is ever sent on it.
+    QUIET = "quiet"
 
 
 class Route(enum.Enum):
@@ -40,9 +48,16 @@ class Route(enum.Enum):
 
 
 GLOBAL_CHANNELS = frozenset(
-    {Channel.ALL_MINI_TICKERS, Channel.ALL_MARK_PRICES, Channel.ALL_MARK_PRICES_1S}
+    {
+        Channel.ALL_MINI_TICKERS,
+        Channel.ALL_TICKERS,
+        Channel.ALL_BOOK_TICKERS,
+        Channel.ALL_MARK_PRICES,
+        Channel.ALL_MARK_PRICES_1S,
+        Channel.QUIET,
+    }
 )
-PUBLIC_CHANNELS = frozenset({Channel.DEPTH, Channel.BOOK_TICKER})
+PUBLIC_CHANNELS = frozenset({Channel.DEPTH, Channel.BOOK_TICKER, Channel.ALL_BOOK_TICKERS})
 
 _SYMBOL_CHANNELS: dict[Market, dict[str, Channel]] = {
     Market.SPOT: {
@@ -73,6 +88,8 @@ _GLOBAL_STREAMS: dict[Market, dict[str, Channel]] = {
     Market.SPOT: {"!miniTicker@arr": Channel.ALL_MINI_TICKERS},
     Market.USDM: {
         "!miniTicker@arr": Channel.ALL_MINI_TICKERS,
+        "!ticker@arr": Channel.ALL_TICKERS,
+        "!bookTicker": Channel.ALL_BOOK_TICKERS,
         "!markPrice@arr": Channel.ALL_MARK_PRICES,
         "!markPrice@arr@3s": Channel.ALL_MARK_PRICES,
         "!markPrice@arr@1s": Channel.ALL_MARK_PRICES_1S,
@@ -111,12 +128,25 @@ def parse_stream(market: Market, name: str, symbols: Mapping[str, int]) -> Strea
     glob = _GLOBAL_STREAMS[market].get(name)
     if glob is not None:
         return StreamRef(name, glob, -1, route_of(market, glob))
+    if name in vocabulary.BY_ALL_MARKET[market]:
+        return StreamRef(name, Channel.QUIET, -1, _quiet_route(market, name))
     symbol, sep, rest = name.partition("@")
     channel = _SYMBOL_CHANNELS[market].get(rest)
+    if channel is None and rest in vocabulary.BY_CHANNEL[market]:
+        channel = Channel.QUIET
     index = symbols.get(symbol)
     if not sep or channel is None or index is None:
         raise UnknownStream(f"unknown stream {name!r}")
+    if channel is Channel.QUIET:
+        return StreamRef(name, channel, -1, _quiet_route(market, name))
     return StreamRef(name, channel, index, route_of(market, channel))
+
+
+def _quiet_route(market: Market, name: str) -> Route:
+    if market is Market.SPOT:
+        return Route.SPOT
+    public = vocabulary.route(market, name) is vocabulary.Route.PUBLIC
+    return Route.PUBLIC if public else Route.MARKET
 
 
 @attrs.frozen
