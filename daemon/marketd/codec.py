@@ -9,8 +9,8 @@ Frames that cannot be used are counted, never raised: ``malformed`` (invalid JSO
 combined-stream envelope, wrong types, missing fields, a payload whose ``e`` contradicts its
 stream, negative ids or ids beyond int64, prices that are not decimal strings, absurd
 symbols, JSON nested deeper than the interpreter's recursion limit) and ``unknown`` (a valid
-envelope on a stream this codec does not handle, e.g. ``btcusdt@kline_1m``, or a payload
-with an unknown ``e``).
+envelope on a stream this codec does not handle, e.g. ``btcusdt@markPrice@3s``, or a
+payload with an unknown ``e``).
 """
 
 from __future__ import annotations

@@ -9,26 +9,37 @@ A handler is therefore not re-entrant; a codec serves one thread (the trio threa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import msgspec
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from marketd.config import TopicSettings
 from marketd.exchanges.binance import (
     AggTrade,
+    AvgPrice,
     BookTicker,
+    DayTicker,
     DepthUpdate,
+    ForceOrder,
+    FourHourTicker,
     FuturesBookTicker,
     FuturesDepthUpdate,
     FuturesTicker,
+    HourTicker,
+    Kline,
     MarkPriceUpdate,
     MiniTicker,
+    PartialDepth,
     SpotTicker,
     Trade,
+    WindowTicker,
     vocabulary,
 )
+from marketd.exchanges.binance.values import MAX_SYMBOL_CHARS, values_check
 from marketd.records import Market, Record, RecordBatch
-from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
+from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 from marketd.v1.market_data_pb2 import Market as PbMarket
 
 # Appends the records made from one frame's ``data`` (raw JSON) to the list; raises
@@ -37,8 +48,8 @@ Handler = Callable[[msgspec.Raw, int, list[Record]], None]
 
 PB_MARKET: dict[Market, PbMarket] = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 
-# The Kafka record header ``type``: the Binance event type, so consumers can filter
-# without decoding the value.
+# The Kafka record header ``type``: the row's kind (the Binance event type, or marketd's
+# name for a kind without one), so consumers can filter without decoding the value.
 HEADERS: dict[str, tuple[tuple[str, bytes], ...]] = {
     row.kind: (("type", row.kind.encode()),) for row in vocabulary.ROWS if row.decoded
 }
@@ -49,6 +60,10 @@ _H_BOOK_TICKER = HEADERS["bookTicker"]
 _H_MINI_TICKER = HEADERS["24hrMiniTicker"]
 _H_TICKER = HEADERS["24hrTicker"]
 _H_MARK_PRICE = HEADERS["markPriceUpdate"]
+_H_KLINE = HEADERS["kline"]
+_H_AVG_PRICE = HEADERS["avgPrice"]
+_H_FORCE_ORDER = HEADERS["forceOrder"]
+_H_PARTIAL_BOOK = HEADERS["depthPartial"]
 
 # Distinct stream names remembered per market; beyond this the cache starts over, so a
 # peer sending endless made-up stream names cannot grow memory.
@@ -60,6 +75,33 @@ _decode_mini_ticker = msgspec.json.Decoder(MiniTicker).decode
 _decode_mini_tickers = msgspec.json.Decoder(list[MiniTicker]).decode
 _decode_mark_price = msgspec.json.Decoder(MarkPriceUpdate).decode
 _decode_mark_prices = msgspec.json.Decoder(list[MarkPriceUpdate]).decode
+_decode_kline = msgspec.json.Decoder(Kline).decode
+_decode_avg_price = msgspec.json.Decoder(AvgPrice).decode
+_decode_force_order = msgspec.json.Decoder(ForceOrder).decode
+_decode_partial_depth = msgspec.json.Decoder(PartialDepth).decode
+_decode_futures_depth = msgspec.json.Decoder(FuturesDepthUpdate).decode
+# Spot rolling-window tickers: kind → (decoder, the ``Ticker.window`` value).
+_WINDOW_TICKERS: dict[str, tuple[Callable[[msgspec.Raw], WindowTicker], str]] = {
+    "1hTicker": (msgspec.json.Decoder(HourTicker).decode, "1h"),
+    "4hTicker": (msgspec.json.Decoder(FourHourTicker).decode, "4h"),
+    "1dTicker": (msgspec.json.Decoder(DayTicker).decode, "1d"),
+}
+_is_symbol = values_check("y")
+
+
+def _levels(channel: str) -> int:
+    """The level count of a partial-depth channel: ``depth20@100ms`` → 20."""
+    return int(channel.removeprefix("depth").partition("@")[0])
+
+
+def _fill(side: RepeatedCompositeFieldContainer[PriceLevel], levels: list[tuple[str, str]]) -> None:
+    """Replace the levels of a repeated ``PriceLevel`` field (reused message) by ``levels``."""
+    del side[:]
+    add = side.add
+    for price, quantity in levels:
+        level = add()
+        level.price = price
+        level.quantity = quantity
 
 
 class MarketHandlers:
@@ -99,6 +141,11 @@ class MarketHandlers:
         self._mini_ticker = MarketEvent(market=pb_market)
         self._ticker = MarketEvent(market=pb_market)
         self._mark_price = MarketEvent(market=pb_market)
+        self._kline = MarketEvent(market=pb_market)
+        self._avg_price = MarketEvent(market=pb_market)
+        self._window_ticker = MarketEvent(market=pb_market)
+        self._liquidation = MarketEvent(market=pb_market)
+        self._partial_book = MarketEvent(market=pb_market)
 
         # The vocabulary table says which streams carry which kind; this is what decodes a
         # kind, one event or (for the array streams) a list of them.
@@ -110,6 +157,10 @@ class MarketHandlers:
             "24hrMiniTicker": self.mini_ticker,
             "24hrTicker": self.ticker,
             "markPriceUpdate": self.mark_price,
+            "kline": self.kline,
+            "avgPrice": self.avg_price,
+            "forceOrder": self.force_order,
+            **{kind: self._window_ticker_handler(kind) for kind in _WINDOW_TICKERS},
         }
         many: dict[str, Handler] = {
             "24hrMiniTicker": self.mini_tickers,
@@ -118,8 +169,26 @@ class MarketHandlers:
         }
         # ``<symbol>@<channel>`` streams, by channel.
         self.channels: dict[str, Handler] = {
-            c: one[row.kind] for c, row in vocabulary.BY_CHANNEL[market].items() if row.decoded
+            c: one[row.kind]
+            for c, row in vocabulary.BY_CHANNEL[market].items()
+            if row.decoded and row.kind != "depthPartial"
         }
+        # Partial depth: the level count is in the channel's name, and on spot the symbol
+        # only in the stream's (the payload has none). Their handlers are bound per channel
+        # here; the spot ones have no symbol yet (they refuse every payload): resolve()
+        # binds the stream's, once per stream.
+        partial_levels = {
+            c: _levels(c)
+            for c, row in vocabulary.BY_CHANNEL[market].items()
+            if row.decoded and row.kind == "depthPartial"
+        }
+        self._symbol_bound: dict[str, int] = partial_levels if spot else {}
+        for c, levels in partial_levels.items():
+            self.channels[c] = (
+                functools.partial(self.spot_partial_book, "", levels)
+                if spot
+                else functools.partial(self.usdm_partial_book, levels)
+            )
         # All-market streams (``!...``), by full name.
         self.all_market: dict[str, Handler] = {
             s: (many if s in row.arrays else one)[row.kind]
@@ -134,6 +203,9 @@ class MarketHandlers:
         else:
             symbol, _, channel = stream.partition("@")
             handler = self.channels.get(channel) if symbol else None
+            levels = self._symbol_bound.get(channel)
+            if handler is not None and levels is not None:
+                handler = self._bind_symbol(symbol, levels)
         if len(self.handlers) >= MAX_CACHED_STREAMS:
             self.handlers.clear()
         self.handlers[stream] = handler
@@ -336,4 +408,182 @@ class MarketHandlers:
         return Record(
             self.raw_topic, symbol.encode(), value, _H_MARK_PRICE, received_ns, self.market,
             "markPriceUpdate", symbol, 0,
+        )  # fmt: skip
+
+    # -- the kinds added with the rest of the vocabulary -------------------------------
+
+    def kline(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+        e = _decode_kline(raw)
+        symbol = e.symbol
+        ev = self._kline
+        ev.symbol = symbol
+        ev.event_time_ms = e.event_time
+        ev.received_ns = received_ns
+        b = e.bar
+        k = ev.kline
+        k.open_time_ms = b.open_time
+        k.close_time_ms = b.close_time
+        k.interval = b.interval
+        k.first_trade_id = b.first_trade_id
+        k.last_trade_id = b.last_trade_id
+        k.open_price = b.open_price
+        k.close_price = b.close_price
+        k.high_price = b.high_price
+        k.low_price = b.low_price
+        k.base_volume = b.base_volume
+        k.trade_count = b.trade_count
+        k.closed = b.closed
+        k.quote_volume = b.quote_volume
+        k.taker_buy_base_volume = b.taker_buy_base_volume
+        k.taker_buy_quote_volume = b.taker_buy_quote_volume
+        value = ev.SerializeToString()
+        out.append(
+            Record(
+                self.raw_topic, symbol.encode(), value, _H_KLINE, received_ns, self.market,
+                "kline", symbol, 0,
+            )
+        )  # fmt: skip
+
+    def avg_price(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+        e = _decode_avg_price(raw)
+        symbol = e.symbol
+        ev = self._avg_price
+        ev.symbol = symbol
+        ev.event_time_ms = e.event_time
+        ev.received_ns = received_ns
+        a = ev.avg_price
+        a.interval = e.interval
+        a.average_price = e.average_price
+        a.last_trade_time_ms = e.last_trade_time
+        value = ev.SerializeToString()
+        out.append(
+            Record(
+                self.raw_topic, symbol.encode(), value, _H_AVG_PRICE, received_ns, self.market,
+                "avgPrice", symbol, 0,
+            )
+        )  # fmt: skip
+
+    def _window_ticker_handler(self, kind: str) -> Handler:
+        """The handler of one spot rolling-window ticker kind (``1hTicker`` ...): the
+        ``Ticker`` message with ``window`` set; ``Q`` and the spot 24 h extras stay empty
+        (this reused message never sets them)."""
+        decode, window = _WINDOW_TICKERS[kind]
+        headers = HEADERS[kind]
+
+        def window_ticker(raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+            e = decode(raw)
+            symbol = e.symbol
+            ev = self._window_ticker
+            ev.symbol = symbol
+            ev.event_time_ms = e.event_time
+            ev.received_ns = received_ns
+            t = ev.ticker
+            t.window = window
+            t.price_change = e.price_change
+            t.price_change_percent = e.price_change_percent
+            t.weighted_avg_price = e.weighted_avg_price
+            t.last_price = e.last_price
+            t.open_price = e.open_price
+            t.high_price = e.high_price
+            t.low_price = e.low_price
+            t.base_volume = e.base_volume
+            t.quote_volume = e.quote_volume
+            t.open_time_ms = e.open_time
+            t.close_time_ms = e.close_time
+            t.first_trade_id = e.first_trade_id
+            t.last_trade_id = e.last_trade_id
+            t.trade_count = e.trade_count
+            value = ev.SerializeToString()
+            out.append(
+                Record(
+                    self.raw_topic, symbol.encode(), value, headers, received_ns, self.market,
+                    kind, symbol, 0,
+                )
+            )  # fmt: skip
+
+        return window_ticker
+
+    def force_order(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+        e = _decode_force_order(raw)
+        o = e.order
+        symbol = o.symbol
+        ev = self._liquidation
+        ev.symbol = symbol
+        ev.event_time_ms = e.event_time
+        ev.received_ns = received_ns
+        q = ev.liquidation
+        q.side = o.side
+        q.order_type = o.order_type
+        q.time_in_force = o.time_in_force
+        q.quantity = o.quantity
+        q.price = o.price
+        q.average_price = o.average_price
+        q.status = o.status
+        q.last_filled_quantity = o.last_filled_quantity
+        q.filled_quantity = o.filled_quantity
+        q.trade_time_ms = o.trade_time
+        value = ev.SerializeToString()
+        out.append(
+            Record(
+                self.raw_topic, symbol.encode(), value, _H_FORCE_ORDER, received_ns, self.market,
+                "forceOrder", symbol, 0,
+            )
+        )  # fmt: skip
+
+    def _bind_symbol(self, symbol: str, levels: int) -> Handler | None:
+        """The spot partial-depth handler of one stream, its symbol bound (None when the
+        stream name's symbol is not one Binance could list: an unknown stream)."""
+        symbol = symbol.upper()  # stream names spell symbols in lower case
+        if len(symbol) > MAX_SYMBOL_CHARS or _is_symbol(symbol) is None:
+            return None
+        return functools.partial(self.spot_partial_book, symbol, levels)
+
+    def spot_partial_book(
+        self, symbol: str, levels: int, raw: msgspec.Raw, received_ns: int, out: list[Record]
+    ) -> None:
+        """Spot ``{lastUpdateId,bids,asks}``: no event time, the symbol bound by resolve()."""
+        if not symbol:
+            raise ValueError("spot partial depth without the stream name's symbol")
+        e = _decode_partial_depth(raw)
+        ev = self._partial_book
+        ev.symbol = symbol
+        ev.received_ns = received_ns
+        p = ev.partial_book
+        p.last_update_id = e.last_update_id
+        p.levels = levels
+        _fill(p.bids, e.bids)
+        _fill(p.asks, e.asks)
+        value = ev.SerializeToString()
+        out.append(
+            Record(
+                self.raw_topic, symbol.encode(), value, _H_PARTIAL_BOOK, received_ns,
+                self.market, "depthPartial", symbol, 0,
+            )
+        )  # fmt: skip
+
+    def usdm_partial_book(
+        self, levels: int, raw: msgspec.Raw, received_ns: int, out: list[Record]
+    ) -> None:
+        """USD-M: diff-shaped (``e`` depthUpdate, ``U``/``u``/``pu``), but the top levels as
+        they are: the raw topic, and not handed to the books."""
+        e = _decode_futures_depth(raw)
+        symbol = e.symbol
+        ev = self._partial_book
+        ev.symbol = symbol
+        ev.event_time_ms = e.event_time
+        ev.received_ns = received_ns
+        p = ev.partial_book
+        p.last_update_id = e.final_update_id
+        p.levels = levels
+        p.first_update_id = e.first_update_id
+        p.prev_final_update_id = e.prev_final_update_id
+        p.transaction_time_ms = e.transaction_time
+        _fill(p.bids, e.bids)
+        _fill(p.asks, e.asks)
+        value = ev.SerializeToString()
+        out.append(
+            Record(
+                self.raw_topic, symbol.encode(), value, _H_PARTIAL_BOOK, received_ns,
+                self.market, "depthPartial", symbol, 0,
+            )
         )  # fmt: skip

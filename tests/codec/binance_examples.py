@@ -57,6 +57,42 @@ USDM_TICKER = (
     '"O":0,"C":86400000,"F":0,"L":18150,"n":18151}'
 )
 
+# The kinds decoded since the vocabulary table was completed (Binance's documented examples).
+SPOT_KLINE = (
+    '{"e":"kline","E":1672515782136,"s":"BNBBTC","k":{"t":1672515780000,"T":1672515839999,'
+    '"s":"BNBBTC","i":"1m","f":100,"L":200,"o":"0.0010","c":"0.0020","h":"0.0025",'
+    '"l":"0.0015","v":"1000","n":100,"x":false,"q":"1.0000","V":"500","Q":"0.500",'
+    '"B":"123456"}}'
+)
+USDM_KLINE = (
+    '{"e":"kline","E":1638747660000,"s":"BTCUSDT","k":{"t":1638747660000,"T":1638747719999,'
+    '"s":"BTCUSDT","i":"1m","f":100,"L":200,"o":"0.0010","c":"0.0020","h":"0.0025",'
+    '"l":"0.0015","v":"1000","n":100,"x":false,"q":"1.0000","V":"500","Q":"0.500",'
+    '"B":"123456"}}'
+)
+SPOT_AVG_PRICE = (
+    '{"e":"avgPrice","E":1693907033000,"s":"BTCUSDT","i":"5m","w":"25776.86000000",'
+    '"T":1693907032213}'
+)
+SPOT_1H_TICKER = (
+    '{"e":"1hTicker","E":1672515782136,"s":"BNBBTC","p":"0.0015","P":"250.00","o":"0.0010",'
+    '"h":"0.0025","l":"0.0010","c":"0.0025","w":"0.0018","v":"10000","q":"18","O":0,'
+    '"C":1675216573749,"F":0,"L":18150,"n":18151}'
+)
+SPOT_4H_TICKER = SPOT_1H_TICKER.replace('"1hTicker"', '"4hTicker"')
+SPOT_1D_TICKER = SPOT_1H_TICKER.replace('"1hTicker"', '"1dTicker"')
+USDM_FORCE_ORDER = (
+    '{"e":"forceOrder","E":1568014460893,"o":{"s":"BTCUSDT","S":"SELL","o":"LIMIT","f":"IOC",'
+    '"q":"0.014","p":"9910","ap":"9910","X":"FILLED","l":"0.014","z":"0.014",'
+    '"T":1568014460893}}'
+)
+SPOT_PARTIAL_DEPTH = '{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}'
+USDM_PARTIAL_DEPTH = (
+    '{"e":"depthUpdate","E":1571889248277,"T":1571889248276,"s":"BTCUSDT","U":390497796,'
+    '"u":390497878,"pu":390497794,"b":[["7403.89","0.002"],["7403.90","3.906"]],'
+    '"a":[["7405.96","3.340"],["7406.63","4.525"]]}'
+)
+
 # REST: GET /api/v3/historicalTrades and GET /api/v3/aggTrades (one documented row each,
 # plus a second row), GET /fapi/v1/aggTrades (adds nq, no M).
 REST_HISTORICAL_TRADES = (

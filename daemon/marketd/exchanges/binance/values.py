@@ -12,6 +12,8 @@ but damage (or a hostile peer), and the whole payload is rejected as malformed:
   ``__post_init__`` (msgspec turns the ``ValueError`` into a ``ValidationError``).
   Rejected: ``"abc"``, ``"1.2.3"``, ``""``, ``"NaN"``, ``"1e5"``, ``".5"``, ``"5."``,
   ``"+1"``, ``" 1"``, ``"1,5"``, ``"0x1F"``, non-ASCII digits, ...
+* kline intervals: ``<1-2 digits><s|m|h|d|w|M>``; order words (liquidation side, type, time
+  in force, status): 1..32 of ``A-Z 0-9 _``, starting with a letter (msgspec patterns).
 * symbols: 1..40 characters, none of them a control character, a space or a line break,
   ASCII or not (Binance lists symbols with CJK letters, so other non-ASCII is allowed);
   checked in the same regex call as the decimals.
@@ -38,6 +40,12 @@ DecimalText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_DECIMAL_C
 # A decimal Binance may leave empty (``"r": ""`` for contracts without funding).
 OptionalDecimalText = Annotated[str, msgspec.Meta(max_length=MAX_DECIMAL_CHARS)]
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SYMBOL_CHARS)]
+# A kline or average-price interval as Binance spells it ("1s", "15m", "1M": M is a month).
+# ``\Z``, not ``$``: msgspec searches the pattern, and ``$`` also matches before a newline.
+Interval = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{1,2}[smhdwM]\Z")]
+# An upper-case word naming an order property (side, type, time in force, status:
+# "SELL", "LIMIT", "IOC", "FILLED"). A word rather than a fixed list: Binance adds values.
+OrderWord = Annotated[str, msgspec.Meta(pattern=r"\A[A-Z][A-Z0-9_]{0,31}\Z")]
 
 BAD_VALUE = "a symbol, price, quantity or volume is not well-formed"
 

@@ -7,8 +7,9 @@ ids are sequenced, which price the alert detector reads, and whether it is an or
 diff. Configuration, stream handlers, sequencer, books and alerts read this table: adding a
 stream kind is a row, a decoder and a ``.proto`` message.
 
-Rows with ``message=None`` are streams Binance serves that marketd accepts in the
-configuration but does not decode yet: their frames are counted as ``unknown``.
+A row with ``message=None`` would be a stream Binance serves that marketd accepts in the
+configuration but does not decode (its frames counted as ``unknown``); every row is decoded
+today.
 """
 
 from __future__ import annotations
@@ -112,13 +113,17 @@ ROWS: tuple[StreamKind, ...] = (
         sequencing=Sequencing.INCREASING,
         depth=Depth.DIFF,
     ),
+    # Spot: no event type and no symbol (the stream name's); USD-M: shaped like a diff,
+    # e=depthUpdate. Not a diff either way: the raw topic, never the depth topic or books.
     StreamKind(
-        "depthPartial",  # spot: no event type; USD-M: shaped like a diff, e=depthUpdate
+        "depthPartial",
         {
             m: frozenset(f"depth{n}{s}" for n in PARTIAL_DEPTH_LEVELS for s in speeds)
             for m, speeds in DEPTH_SPEEDS.items()
         },
         route=Route.PUBLIC,
+        message="partial_book",
+        topic="raw",
         depth=Depth.PARTIAL,
     ),
     StreamKind(
@@ -160,14 +165,29 @@ ROWS: tuple[StreamKind, ...] = (
     StreamKind(
         "kline",
         {m: frozenset(f"kline_{i}" for i in intervals) for m, intervals in KLINE_INTERVALS.items()},
+        message="kline",
+        topic="raw",
+        price_field="close_price",
     ),
-    StreamKind("avgPrice", {Market.SPOT: _set("avgPrice")}),
-    StreamKind("1hTicker", {Market.SPOT: _set("ticker_1h")}),
-    StreamKind("4hTicker", {Market.SPOT: _set("ticker_4h")}),
-    StreamKind("1dTicker", {Market.SPOT: _set("ticker_1d")}),
+    StreamKind(
+        "avgPrice",
+        {Market.SPOT: _set("avgPrice")},
+        message="avg_price",
+        topic="raw",
+        price_field="average_price",
+    ),
+    # Rolling-window tickers share the Ticker message (``window`` tells them apart), so
+    # they carry no price_field: the detector maps a message field back to one kind.
+    StreamKind("1hTicker", {Market.SPOT: _set("ticker_1h")}, message="ticker", topic="raw"),
+    StreamKind("4hTicker", {Market.SPOT: _set("ticker_4h")}, message="ticker", topic="raw"),
+    StreamKind("1dTicker", {Market.SPOT: _set("ticker_1d")}, message="ticker", topic="raw"),
     # One liquidation per message, even on the all-market stream (not an array).
     StreamKind(
-        "forceOrder", {Market.USDM: _set("forceOrder")}, {Market.USDM: _set("!forceOrder@arr")}
+        "forceOrder",
+        {Market.USDM: _set("forceOrder")},
+        {Market.USDM: _set("!forceOrder@arr")},
+        message="liquidation",
+        topic="raw",
     ),
 )
 
