@@ -89,7 +89,8 @@ BAD_DECIMALS = (
     "\u0661\u0662",  # Arabic-Indic digits
     "\uff11.\uff15",  # full-width digits
 )  # fmt: skip
-UNKNOWN_EVENTS = ("kline", "forceOrder", "depthSnapshot", "listStatus", "24hrFuzzTicker")
+# Event types marketd does not decode (kline and forceOrder were, until they became known).
+UNKNOWN_EVENTS = ("klineV2", "forceOrderV2", "depthSnapshot", "listStatus", "24hrFuzzTicker")
 _BREAKERS = "#;@<>|~"
 _GARBAGE = ("}", "]", ",", "x", "{}", '"', "0", ":1", "\x00")
 # Invalid whatever follows them (a short ``\\u00`` could borrow hex digits that follow).
