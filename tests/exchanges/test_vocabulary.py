@@ -1,7 +1,8 @@
-"""The Binance vocabulary table against every module that still spells stream kinds itself.
+"""The Binance vocabulary table and its readers.
 
-Until each reader takes its facts from the table, this pins the table to what they say
-today; a reader that disagrees with the table fails here, by name.
+Every reader (configuration, handlers, sequencer, books, alerts, routing) derives its facts
+from the table; these tests fail by name if one of them grows a local copy that disagrees,
+and check that the rows themselves are consistent.
 """
 
 from __future__ import annotations
