@@ -28,8 +28,6 @@ from marketd.v1.market_data_pb2 import MarketEvent
 MAX_ERROR_CHARS = 300
 
 _REST_KINDS = frozenset({"trade", "aggTrade"})
-_H_TRADE = HEADERS["trade"]
-_H_AGG_TRADE = HEADERS["aggTrade"]
 
 _decode_frame = msgspec.json.Decoder(StreamFrame).decode
 _decode_historical_trades = msgspec.json.Decoder(list[HistoricalTrade]).decode
@@ -46,7 +44,7 @@ _UNRESOLVED: Handler = _unresolved
 
 # Event types (``e``) the codec decodes. A payload with another ``e`` on a known stream is
 # a new or unknown event (counted as unknown); a known ``e`` that fails to decode is malformed.
-KNOWN_EVENT_TYPES = frozenset(HEADERS)
+KNOWN_EVENT_TYPES = frozenset(kind for kinds in HEADERS.values() for kind in kinds)
 
 
 class _EventType(msgspec.Struct):
@@ -154,6 +152,7 @@ class Codec:
         key = symbol.encode()
         pb_market = PB_MARKET[market]
         topic = self.topics.raw
+        headers = HEADERS[market]["trade"]
         out: list[Record] = []
         for row in _decode_historical_trades(body):
             ev = MarketEvent(
@@ -169,7 +168,7 @@ class Codec:
             value = ev.SerializeToString()
             out.append(
                 Record(
-                    topic, key, value, _H_TRADE, received_ns, market, "trade", symbol, row.trade_id
+                    topic, key, value, headers, received_ns, market, "trade", symbol, row.trade_id
                 )
             )
         return out
@@ -180,6 +179,7 @@ class Codec:
         key = symbol.encode()
         pb_market = PB_MARKET[market]
         topic = self.topics.raw
+        headers = HEADERS[market]["aggTrade"]
         out: list[Record] = []
         for row in _decode_rest_agg_trades(body):
             ev = MarketEvent(
@@ -204,7 +204,7 @@ class Codec:
                     topic,
                     key,
                     value,
-                    _H_AGG_TRADE,
+                    headers,
                     received_ns,
                     market,
                     "aggTrade",

@@ -21,6 +21,16 @@ class Market(enum.Enum):
     __hash__ = object.__hash__
 
 
+Headers = tuple[tuple[str, bytes], ...]
+
+
+def kafka_headers(market: Market, kind: str) -> Headers:
+    """The Kafka headers of a market-data record: ``type`` (its kind: the Binance event type,
+    or marketd's name for a kind without one, like ``bookSnapshot``) and ``market`` (``spot``
+    or ``usdm``), so consumers can filter and route without decoding the value."""
+    return (("type", kind.encode()), ("market", market.value.encode()))
+
+
 class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     """Text frames read from one WebSocket connection, in arrival order.
 

@@ -38,7 +38,7 @@ from marketd.exchanges.binance import (
     vocabulary,
 )
 from marketd.exchanges.binance.values import MAX_SYMBOL_CHARS, values_check
-from marketd.records import Market, Record, RecordBatch
+from marketd.records import Headers, Market, Record, RecordBatch, kafka_headers
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 from marketd.v1.market_data_pb2 import Market as PbMarket
 
@@ -48,22 +48,11 @@ Handler = Callable[[msgspec.Raw, int, list[Record]], None]
 
 PB_MARKET: dict[Market, PbMarket] = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 
-# The Kafka record header ``type``: the row's kind (the Binance event type, or marketd's
-# name for a kind without one), so consumers can filter without decoding the value.
-HEADERS: dict[str, tuple[tuple[str, bytes], ...]] = {
-    row.kind: (("type", row.kind.encode()),) for row in vocabulary.ROWS if row.decoded
+# Per market, per decoded kind: built once, shared by every record.
+HEADERS: dict[Market, dict[str, Headers]] = {
+    m: {row.kind: kafka_headers(m, row.kind) for row in vocabulary.ROWS if row.decoded}
+    for m in Market
 }
-_H_TRADE = HEADERS["trade"]
-_H_AGG_TRADE = HEADERS["aggTrade"]
-_H_DEPTH = HEADERS["depthUpdate"]
-_H_BOOK_TICKER = HEADERS["bookTicker"]
-_H_MINI_TICKER = HEADERS["24hrMiniTicker"]
-_H_TICKER = HEADERS["24hrTicker"]
-_H_MARK_PRICE = HEADERS["markPriceUpdate"]
-_H_KLINE = HEADERS["kline"]
-_H_AVG_PRICE = HEADERS["avgPrice"]
-_H_FORCE_ORDER = HEADERS["forceOrder"]
-_H_PARTIAL_BOOK = HEADERS["depthPartial"]
 
 # Distinct stream names remembered per market; beyond this the cache starts over, so a
 # peer sending endless made-up stream names cannot grow memory.
@@ -133,6 +122,19 @@ class MarketHandlers:
             self._decode_tickers = msgspec.json.Decoder(list[FuturesTicker]).decode
 
         # The reused messages, one per event type, with their constant fields set.
+        # Kafka headers of each kind on this market.
+        headers = HEADERS[market]
+        self._h_trade = headers["trade"]
+        self._h_agg_trade = headers["aggTrade"]
+        self._h_depth = headers["depthUpdate"]
+        self._h_book_ticker = headers["bookTicker"]
+        self._h_mini_ticker = headers["24hrMiniTicker"]
+        self._h_ticker = headers["24hrTicker"]
+        self._h_mark_price = headers["markPriceUpdate"]
+        self._h_kline = headers["kline"]
+        self._h_avg_price = headers["avgPrice"]
+        self._h_force_order = headers["forceOrder"]
+        self._h_partial_book = headers["depthPartial"]
         pb_market = PB_MARKET[market]
         self._trade = MarketEvent(market=pb_market)
         self._agg_trade = MarketEvent(market=pb_market)
@@ -229,7 +231,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_TRADE, received_ns, self.market,
+                self.raw_topic, symbol.encode(), value, self._h_trade, received_ns, self.market,
                 "trade", symbol, e.trade_id,
             )
         )  # fmt: skip
@@ -253,7 +255,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_AGG_TRADE, received_ns, self.market,
+                self.raw_topic, symbol.encode(), value, self._h_agg_trade, received_ns, self.market,
                 "aggTrade", symbol, e.agg_trade_id,
             )
         )  # fmt: skip
@@ -288,7 +290,7 @@ class MarketHandlers:
             level.quantity = quantity
         value = ev.SerializeToString()
         record = Record(
-            self.depth_topic, symbol.encode(), value, _H_DEPTH, received_ns, self.market,
+            self.depth_topic, symbol.encode(), value, self._h_depth, received_ns, self.market,
             "depthUpdate", symbol, e.final_update_id,
         )  # fmt: skip
         out.append(record)
@@ -313,8 +315,8 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_BOOK_TICKER, received_ns, self.market,
-                "bookTicker", symbol, e.update_id,
+                self.raw_topic, symbol.encode(), value, self._h_book_ticker, received_ns,
+                self.market, "bookTicker", symbol, e.update_id,
             )
         )  # fmt: skip
 
@@ -340,7 +342,7 @@ class MarketHandlers:
         m.quote_volume = e.quote_volume
         value = ev.SerializeToString()
         return Record(
-            self.raw_topic, symbol.encode(), value, _H_MINI_TICKER, received_ns, self.market,
+            self.raw_topic, symbol.encode(), value, self._h_mini_ticker, received_ns, self.market,
             "24hrMiniTicker", symbol, 0,
         )  # fmt: skip
 
@@ -381,7 +383,7 @@ class MarketHandlers:
             t.best_ask_quantity = e.best_ask_quantity
         value = ev.SerializeToString()
         return Record(
-            self.raw_topic, symbol.encode(), value, _H_TICKER, received_ns, self.market,
+            self.raw_topic, symbol.encode(), value, self._h_ticker, received_ns, self.market,
             "24hrTicker", symbol, 0,
         )  # fmt: skip
 
@@ -406,7 +408,7 @@ class MarketHandlers:
         m.next_funding_time_ms = e.next_funding_time
         value = ev.SerializeToString()
         return Record(
-            self.raw_topic, symbol.encode(), value, _H_MARK_PRICE, received_ns, self.market,
+            self.raw_topic, symbol.encode(), value, self._h_mark_price, received_ns, self.market,
             "markPriceUpdate", symbol, 0,
         )  # fmt: skip
 
@@ -439,7 +441,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_KLINE, received_ns, self.market,
+                self.raw_topic, symbol.encode(), value, self._h_kline, received_ns, self.market,
                 "kline", symbol, 0,
             )
         )  # fmt: skip
@@ -458,7 +460,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_AVG_PRICE, received_ns, self.market,
+                self.raw_topic, symbol.encode(), value, self._h_avg_price, received_ns, self.market,
                 "avgPrice", symbol, 0,
             )
         )  # fmt: skip
@@ -468,7 +470,7 @@ class MarketHandlers:
         ``Ticker`` message with ``window`` set; ``Q`` and the spot 24 h extras stay empty
         (this reused message never sets them)."""
         decode, window = _WINDOW_TICKERS[kind]
-        headers = HEADERS[kind]
+        headers = HEADERS[self.market][kind]
 
         def window_ticker(raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
             e = decode(raw)
@@ -525,8 +527,8 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_FORCE_ORDER, received_ns, self.market,
-                "forceOrder", symbol, 0,
+                self.raw_topic, symbol.encode(), value, self._h_force_order, received_ns,
+                self.market, "forceOrder", symbol, 0,
             )
         )  # fmt: skip
 
@@ -556,7 +558,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_PARTIAL_BOOK, received_ns,
+                self.raw_topic, symbol.encode(), value, self._h_partial_book, received_ns,
                 self.market, "depthPartial", symbol, 0,
             )
         )  # fmt: skip
@@ -583,7 +585,7 @@ class MarketHandlers:
         value = ev.SerializeToString()
         out.append(
             Record(
-                self.raw_topic, symbol.encode(), value, _H_PARTIAL_BOOK, received_ns,
+                self.raw_topic, symbol.encode(), value, self._h_partial_book, received_ns,
                 self.market, "depthPartial", symbol, 0,
             )
         )  # fmt: skip

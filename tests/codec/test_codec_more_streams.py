@@ -44,7 +44,7 @@ def decode_one(market: Market, stream: str, data: str, kind: str) -> tuple[Recor
     [record] = result.records
     event = MarketEvent.FromString(record.value)
     assert (record.topic, record.kind, record.market, record.seq) == ("t.raw", kind, market, 0)
-    assert record.headers == (("type", kind.encode()),)
+    assert record.headers == (("type", kind.encode()), ("market", record.market.value.encode()))
     assert (record.key, event.symbol) == (record.symbol.encode(), record.symbol)
     assert record.received_ns == event.received_ns == RECEIVED_NS
     assert event.market == (MARKET_SPOT if market is Market.SPOT else MARKET_USDM)

@@ -31,7 +31,7 @@ def test_historical_trades() -> None:
     ]
     assert {r.market for r in records} == {Market.SPOT}
     assert {r.received_ns for r in records} == {RECEIVED_NS}
-    assert {r.headers for r in records} == {(("type", b"trade"),)}
+    assert {r.headers for r in records} == {(("type", b"trade"), ("market", b"spot"))}
     first, second = (MarketEvent.FromString(r.value) for r in records)
     assert first.WhichOneof("event") == "trade"
     assert (first.market, first.symbol) == (MARKET_SPOT, "BNBBTC")
@@ -132,7 +132,11 @@ def test_backfilled_agg_trade_matches_the_stream_record_except_the_flag() -> Non
     assert rest_event == MarketEvent.FromString(live.value)
     fields = ("topic", "key", "headers", "received_ns", "market", "kind", "symbol", "seq")
     assert [getattr(rest, f) for f in fields] == [getattr(live, f) for f in fields]
-    assert (rest.topic, rest.key, rest.headers) == ("t.raw", b"BTCUSDT", (("type", b"aggTrade"),))
+    assert (rest.topic, rest.key, rest.headers) == (
+        "t.raw",
+        b"BTCUSDT",
+        (("type", b"aggTrade"), ("market", b"usdm")),
+    )
 
 
 @pytest.mark.parametrize("kind", ["trade", "aggTrade"])

@@ -40,7 +40,10 @@ def decode_one(market: Market, stream: str, data: str) -> tuple[Record, MarketEv
     assert record.market is market
     assert record.key == record.symbol.encode()
     assert event.symbol == record.symbol
-    assert record.headers == (("type", record.kind.encode()),)
+    assert record.headers == (
+        ("type", record.kind.encode()),
+        ("market", record.market.value.encode()),
+    )
     return record, event
 
 
@@ -53,7 +56,7 @@ def test_spot_trade() -> None:
         12345,
     )
     assert record.key == b"BNBBTC"
-    assert record.headers == (("type", b"trade"),)
+    assert record.headers == (("type", b"trade"), ("market", b"spot"))
     assert event.WhichOneof("event") == "trade"
     assert event.market == MARKET_SPOT
     assert event.event_time_ms == 1672515782136

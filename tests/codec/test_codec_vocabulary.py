@@ -118,7 +118,10 @@ def test_every_accepted_stream_is_decoded_as_its_row_says_or_counted_unknown(
                 row.kind,
                 market,
             ), stream
-            assert record.headers == (("type", row.kind.encode()),), stream
+            assert record.headers == (
+                ("type", row.kind.encode()),
+                ("market", market.value.encode()),
+            ), stream
             assert (record.symbol, record.key, record.received_ns) == (
                 symbol,
                 symbol.encode(),
