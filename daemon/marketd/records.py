@@ -24,7 +24,7 @@ class Market(enum.Enum):
 Headers = tuple[tuple[str, bytes], ...]
 
 
-def kafka_headers(market: Market, kind: str) -> Headers:
+def record_headers(market: Market, kind: str) -> Headers:
     """The Kafka headers of a market-data record: ``type`` (its kind: the Binance event type,
     or marketd's name for a kind without one, like ``bookSnapshot``) and ``market`` (``spot``
     or ``usdm``), so consumers can filter and route without decoding the value."""

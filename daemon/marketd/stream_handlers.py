@@ -38,7 +38,7 @@ from marketd.exchanges.binance import (
     vocabulary,
 )
 from marketd.exchanges.binance.values import MAX_SYMBOL_CHARS, values_check
-from marketd.records import Headers, Market, Record, RecordBatch, kafka_headers
+from marketd.records import Headers, Market, Record, RecordBatch, record_headers
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 from marketd.v1.market_data_pb2 import Market as PbMarket
 
@@ -50,7 +50,7 @@ PB_MARKET: dict[Market, PbMarket] = {Market.SPOT: MARKET_SPOT, Market.USDM: MARK
 
 # Per market, per decoded kind: built once, shared by every record.
 HEADERS: dict[Market, dict[str, Headers]] = {
-    m: {row.kind: kafka_headers(m, row.kind) for row in vocabulary.ROWS if row.decoded}
+    m: {row.kind: record_headers(m, row.kind) for row in vocabulary.ROWS if row.decoded}
     for m in Market
 }
 

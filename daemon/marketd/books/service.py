@@ -29,7 +29,7 @@ from marketd.books.sync import Diff, State, SymbolSync
 from marketd.config import Settings
 from marketd.exchanges.binance import FuturesDepthUpdate, vocabulary
 from marketd.metrics import counter, gauge
-from marketd.records import Market, Record, RecordBatch, kafka_headers
+from marketd.records import Market, Record, RecordBatch, record_headers
 from marketd.rest import HttpGet, http_get
 from marketd.rest_budget import RestBudgets
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
@@ -37,7 +37,7 @@ from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 log = structlog.get_logger(__name__)
 
 KIND = "bookSnapshot"
-HEADERS = {m: kafka_headers(m, KIND) for m in Market}
+HEADERS = {m: record_headers(m, KIND) for m in Market}
 _PB_MARKET = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 _parse = MarketEvent.FromString
 
