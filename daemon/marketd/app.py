@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 
 from marketd import __version__
 from marketd.alerts.rules import RulesError, RulesStore
-from marketd.alerts.service import DetectorService, serve_detector
+from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.backfill import Backfiller
 from marketd.backoff import policy_from_settings
@@ -565,7 +565,11 @@ class Daemon:
 
         async def child(*, task_status: trio.TaskStatus[None]) -> None:
             if batches is None:
-                await serve_detector(detector, None, task_status=task_status)
+                # aiokafka loads only in a process whose detector reads Kafka.
+                from marketd.alerts.kafka_io import serve_kafka_detector
+
+                assert detector.kafka is not None
+                await serve_kafka_detector(detector, detector.kafka, task_status=task_status)
                 return
             await detector.serve_channel(
                 batches.clone(),

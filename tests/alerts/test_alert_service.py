@@ -12,7 +12,7 @@ import trio
 from marketd.alerts.encoding import TickReader, alert_record, decode_alert
 from marketd.alerts.model import Alert, Direction
 from marketd.alerts.rules import RulesStore
-from marketd.alerts.service import DetectorService, serve_detector
+from marketd.alerts.service import DetectorService
 from marketd.app import Daemon
 from marketd.config import BinanceSettings, HttpSettings, Settings, Subscription
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
@@ -63,7 +63,7 @@ async def test_channel_input_alerts_listeners_and_applies_rule_changes(tmp_path:
     send, recv = trio.open_memory_channel[list[Record]](1)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_detector, service, recv)
+            await nursery.start(service.serve_channel, recv)
             await send.send([
                 mini("BTCUSDT", 1000, "100"),
                 trade("BTCUSDT", 1000, "200"),  # spot trade: not a watched kind/market
@@ -156,7 +156,7 @@ async def test_fake_exchange_jump_raises_an_alert_through_the_daemon(tmp_path: P
         try:
             with trio.fail_after(30):
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(serve_detector, service, daemon.bus.subscribe())
+                    await nursery.start(service.serve_channel, daemon.bus.subscribe())
                     await nursery.start(daemon.run, stop)
                     # polling another component's counters: no event to wait on
                     while service.statistics().ticks < 10:  # noqa: ASYNC110

@@ -2,10 +2,11 @@
 
 Two inputs, one detector (:mod:`marketd.alerts.detector`):
 
-* **Embedded** — ``serve_detector(service, bus.subscribe())``: record batches from the
-  in-process bus. The bus waits when this channel is full, so a slow detector slows the
+* **Embedded** — ``service.serve_channel(batches)``: record batches from the
+  in-process pipeline. The bus waits when this channel is full, so a slow detector slows the
   pipeline (backpressure), nothing is dropped. Alerts go to the listeners only.
-* **Kafka** — ``serve_detector(service)`` with ``kafka`` settings: consume ``topics.raw``
+* **Kafka** — :func:`marketd.alerts.kafka_io.serve_kafka_detector` (imported only where it
+  runs, so aiokafka loads only then) with ``kafka`` settings: consume ``topics.raw``
   in the consumer group ``alerts.consumer_group`` (replicas share symbols by partition,
   records are keyed by symbol) and publish alerts to ``topics.alerts`` exactly once, in
   transactions that also commit the consumed offsets (:mod:`marketd.alerts.kafka_io`).
@@ -244,21 +245,3 @@ class DetectorService:
                                 self.alerts_published += len(alerts)
             finally:
                 self.running = False
-
-
-async def serve_detector(
-    service: DetectorService,
-    batches: trio.abc.ReceiveChannel[list[Record]] | None = None,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``service`` on the in-process ``batches``, or on Kafka when none are given
-    (then ``service.kafka`` must be set). See the module doc."""
-    if batches is not None:
-        await service.serve_channel(batches, task_status=task_status)
-        return
-    if service.kafka is None:
-        raise ValueError("serve_detector needs record batches or Kafka settings")
-    from marketd.alerts.kafka_io import serve_kafka_detector  # aiokafka only when needed
-
-    await serve_kafka_detector(service, service.kafka, task_status=task_status)
