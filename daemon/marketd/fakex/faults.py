@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.frames import SymbolFrames, array_payload, combined, server_shutdown
 from marketd.fakex.fuzz import FuzzBase
 from marketd.fakex.hub import MarketHub
-from marketd.fakex.market import DepthEvent, TradeEvent
 from marketd.fakex.protocol import Channel, StreamRef, route_of
 from marketd.records import Market
 

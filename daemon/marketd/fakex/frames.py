@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from marketd.fakex.market import DepthEvent, SymbolModel, TickerStats, TradeEvent
+from marketd.fakex.events import DepthEvent, TradeEvent
+from marketd.fakex.market import SymbolModel, TickerStats
 from marketd.records import Market
 
 DAY_MS = 86_400_000

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.frames import SymbolFrames, array_payload, combined_prefix
-from marketd.fakex.market import DepthEvent, MarketModel, TradeEvent
+from marketd.fakex.market import MarketModel
 from marketd.fakex.protocol import GLOBAL_CHANNELS, Channel, StreamRef
 
 

@@ -7,12 +7,9 @@ oldest is folded into the base. ``book_at(u)`` replays up to the diff whose ``u`
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
 
 from marketd.fakex.book import OrderBook
-
-if TYPE_CHECKING:
-    from marketd.fakex.market import DepthEvent
+from marketd.fakex.events import DepthEvent
 
 
 def copy_book(book: OrderBook) -> OrderBook:

@@ -16,9 +16,9 @@ import random
 from collections.abc import Iterator
 
 import attrs
-import msgspec
 
 from marketd.fakex.book import OrderBook, Side
+from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.history import TradeHistory
 from marketd.fakex.journal import BookJournal
 from marketd.records import Market
@@ -76,29 +76,6 @@ def symbol_specs(count: int, seed: int) -> list[SymbolSpec]:
             start = rng.randint(10 ** (magnitude + pd), 9 * 10 ** (magnitude + pd))
             specs.append(SymbolSpec(f"SYM{i:04d}USDT", pd, rng.randint(0, 3), start))
     return specs
-
-
-class TradeEvent(msgspec.Struct, frozen=True, gc=False):
-    """One aggregate trade: raw trades ``first_id .. first_id+len(qtys)-1`` at one price."""
-
-    agg_id: int
-    first_id: int
-    price: int
-    qtys: list[int]
-    time: int
-    buyer_maker: bool
-
-
-class DepthEvent(msgspec.Struct, frozen=True, gc=False):
-    """One depth diff ``U..u`` (``pu`` = previous ``u``); levels are ``(price, qty)``."""
-
-    first_id: int
-    last_id: int
-    prev_id: int
-    bids: list[tuple[int, int]]
-    asks: list[tuple[int, int]]
-    time: int
-    best_changed: bool
 
 
 @attrs.define
