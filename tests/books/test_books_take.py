@@ -109,3 +109,13 @@ def test_every_diff_depth_channel_gets_a_book_and_partial_depth_does_not() -> No
     )
     settings = attrs.evolve(Settings(), subscriptions=subs)
     assert book_symbols(settings) == [(Market.SPOT, "BTCUSDT"), (Market.USDM, "BTCUSDT")]
+
+
+def test_a_depth_stream_named_in_streams_gets_a_book_too() -> None:
+    subs = (
+        Subscription(Market.USDM, streams=("ethusdt@depth@100ms", "!miniTicker@arr")),
+        Subscription(Market.SPOT, streams=("bnbusdt@depth10", "xrpusdt@depth")),
+        Subscription(Market.SPOT, symbols=("XRPUSDT",), channels=("depth@100ms",)),
+    )
+    settings = attrs.evolve(Settings(), subscriptions=subs)
+    assert book_symbols(settings) == [(Market.USDM, "ETHUSDT"), (Market.SPOT, "XRPUSDT")]

@@ -65,11 +65,17 @@ class BookStatistics:
 
 
 def book_symbols(settings: Settings) -> list[Key]:
-    """(market, symbol) of every subscription with a depth-diff channel."""
+    """(market, symbol) of every subscribed depth-diff stream: a depth-diff channel of a
+    subscription's symbols, or a ``<symbol>@<channel>`` in its ``streams``."""
     out: list[Key] = []
     for sub in settings.subscriptions:
-        if vocabulary.diff_depth_channels(sub.market).intersection(sub.channels):
+        diffs = vocabulary.diff_depth_channels(sub.market)
+        if diffs.intersection(sub.channels):
             out.extend((sub.market, s) for s in sub.symbols)
+        for stream in sub.streams:
+            symbol, _, channel = stream.partition("@")
+            if channel in diffs:
+                out.append((sub.market, symbol.upper()))
     return list(dict.fromkeys(out))
 
 
