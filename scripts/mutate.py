@@ -55,6 +55,7 @@ UNIT_TESTS = (
     "tests/books/test_sync_rules.py",
     "tests/books/test_sync_properties.py",
     "tests/books/test_book.py",
+    "tests/books/test_books_take.py",
     "tests/alerts/test_alert_detector.py",
     "tests/alerts/test_alert_rules.py",
     "tests/test_sequence.py",
@@ -65,6 +66,7 @@ UNIT_TESTS = (
     "tests/spool/test_spool_format.py",
     "tests/spool/test_spool_recovery.py",
     "tests/feed/test_feed_overlap.py",
+    "tests/feed/test_feed_streams.py",
 )
 # Test files that need a network peer or a broker, excluded even if they sit in a folder above.
 SKIP_TESTS = ("tests/codec/test_gen_protos.py", "tests/codec/test_codec_fuzz.py")

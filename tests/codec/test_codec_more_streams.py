@@ -312,6 +312,13 @@ def test_spot_partial_depth_on_a_stream_without_a_valid_symbol_is_unknown(stream
     assert result.error.startswith("unknown stream")
 
 
+def test_spot_partial_depth_takes_a_symbol_as_long_as_binance_allows() -> None:
+    longest = "x" * 40  # MAX_SYMBOL_CHARS
+    result = decode(Market.SPOT, [frame(f"{longest}@depth5", SPOT_PARTIAL_DEPTH)])
+    assert (result.malformed, result.unknown) == (0, 0)
+    assert [r.symbol for r in result.records] == [longest.upper()]
+
+
 # -- the detector reads klines and the average price -----------------------------------
 
 

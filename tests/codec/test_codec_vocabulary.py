@@ -37,6 +37,7 @@ from marketd.config import Subscription, TopicSettings
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.vocabulary import Sequencing, StreamKind
 from marketd.records import FrameBatch, Market
+from marketd.stream_handlers import PB_MARKET
 from marketd.v1.market_data_pb2 import MarketEvent
 from marketd.validators import InvalidValue
 
@@ -113,6 +114,7 @@ def test_every_accepted_stream_is_decoded_as_its_row_says_or_counted_unknown(
         for record in result.records:
             event = MarketEvent.FromString(record.value)
             assert event.WhichOneof("event") == row.message, stream
+            assert (event.market, event.symbol) == (PB_MARKET[market], record.symbol), stream
             assert (record.topic, record.kind, record.market) == (
                 getattr(TOPICS, str(row.topic)),
                 row.kind,

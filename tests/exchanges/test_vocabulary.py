@@ -52,6 +52,14 @@ def test_every_stream_has_the_route_the_feed_uses(market: Market) -> None:
     assert vocab.route(market, "btcusdt@nonsense") is None
 
 
+def test_usdm_routes_depth_and_book_tickers_to_public_the_rest_to_market() -> None:
+    public = ["btcusdt@depth", "btcusdt@depth20@100ms", "btcusdt@bookTicker", "!bookTicker"]
+    market = ["btcusdt@aggTrade", "btcusdt@kline_1m", "!miniTicker@arr", "!forceOrder@arr"]
+    assert {vocab.route(Market.USDM, s) for s in public} == {Route.PUBLIC}
+    assert {vocab.route(Market.USDM, s) for s in market} == {Route.MARKET}
+    assert {vocab.route(Market.SPOT, s) for s in ("btcusdt@depth", "btcusdt@trade")} == {Route.NONE}
+
+
 def test_rows_are_consistent() -> None:
     for row in vocab.ROWS:
         assert row.channels or row.all_market, row.kind
