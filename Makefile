@@ -46,7 +46,7 @@ lint: setup
 	$(BIN)/python scripts/gen_protos.py --check
 
 test: lint system-deps
-	$(BIN)/python -m marketd.devkafka fetch
+	$(BIN)/python -m marketd.testing.devkafka fetch
 	$(BIN)/pytest
 
 bench: setup
@@ -60,7 +60,7 @@ bench: setup
 
 # The chaos suite (also part of `make test`) with its table rewritten into docs/CHAOS.md.
 chaos: setup
-	$(BIN)/python -m marketd.devkafka fetch
+	$(BIN)/python -m marketd.testing.devkafka fetch
 	$(BIN)/python scripts/chaos_report.py
 
 # Mutation testing of the pure cores (docs/TESTING.md): not part of make test. MODULES picks

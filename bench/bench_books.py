@@ -20,9 +20,9 @@ import tracemalloc
 
 from marketd.books.service import Books
 from marketd.books.sync import Diff, SymbolSync
-from marketd.config import Settings, Subscription
-from marketd.records import Market, Record
-from marketd.settings_books import BookSettings
+from marketd.config.books import BookSettings
+from marketd.config.settings import Settings, Subscription
+from marketd.pipeline.records import Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MarketEvent
 
 

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from marketd.codec import Codec
-from marketd.config import TopicSettings
-from marketd.records import FrameBatch, Market
+from marketd.config.settings import TopicSettings
+from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.records import FrameBatch, Market
 
 T0 = 1_700_000_000_000
 

@@ -17,7 +17,7 @@ import sys
 import time
 
 from marketd.alerts.detector import Detector
-from marketd.settings_alerts import RuleSettings
+from marketd.config.alerts import RuleSettings
 
 T0 = 1_700_000_000_000
 ONE_RULE = (RuleSettings(name="default"),)

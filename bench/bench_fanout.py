@@ -29,9 +29,9 @@ import trio
 import trio_websocket
 
 from marketd.alerts.model import Alert, Direction
+from marketd.config.alerts import GatewaySettings
 from marketd.gateway import AlertHub, install_gateway
-from marketd.settings_alerts import GatewaySettings
-from marketd.web import create_app, serve_http
+from marketd.obs.web import create_app, serve_http
 
 # -- client worker (a separate process) ----------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Benchmark: the Kafka publisher alone, flat out, into a real broker.
 
 Publishes N ~150-byte records (keyed by ~20 symbols, over 2 topics of 3 partitions) in
-batches of 500 through :class:`marketd.kafka_sink.KafkaPublisher` and reports, per run,
+batches of 500 through :class:`marketd.kafka.sink.KafkaPublisher` and reports, per run,
 the rate of records acknowledged by Kafka (acks=all, idempotent), the CPU time this
 process spent per record (``time.process_time()``, producer connected to all acked), and
 the publish latency (received_ns → ack, p50/p99 from the publisher's own histogram) — as a
@@ -23,10 +23,10 @@ from typing import Any
 import trio
 from prometheus_client import REGISTRY, generate_latest
 
-from marketd.config import KafkaSettings
-from marketd.devkafka import create_topics, running_broker
-from marketd.kafka_sink import KafkaPublisher
-from marketd.records import Market, Record
+from marketd.config.settings import KafkaSettings
+from marketd.kafka.sink import KafkaPublisher
+from marketd.pipeline.records import Market, Record
+from marketd.testing.devkafka import create_topics, running_broker
 from marketd.testing.processes import histogram_quantile
 
 LATENCY = "marketd_publish_latency_seconds"

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marketd.devkafka import running_broker
+from marketd.testing.devkafka import running_broker
 from marketd.testing.processes import (
     Daemon,
     FakeExchange,

@@ -179,7 +179,7 @@ def machine_facts(wall_s: float | None, exit_code: int | None) -> str:
         commit += " with uncommitted changes"
     try:
         from marketd import __version__ as version
-        from marketd.devkafka import KAFKA_VERSION as kafka
+        from marketd.testing.devkafka import KAFKA_VERSION as kafka
     except ImportError:
         version = kafka = "unknown"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

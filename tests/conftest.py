@@ -18,7 +18,7 @@ from typing import Protocol
 import pytest
 import trio
 
-from marketd.devkafka import ConsumedRecord, KafkaBroker, read_topics, running_broker
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, read_topics, running_broker
 
 
 @pytest.fixture(scope="session")

@@ -27,27 +27,27 @@ from marketd import __version__
 from marketd.alerts.rules import RulesError, RulesStore
 from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
-from marketd.backfill import Backfiller
-from marketd.backoff import policy_from_settings
 from marketd.books.service import Books
-from marketd.bus import MemoryBus
-from marketd.codec import Codec
-from marketd.config import Settings
+from marketd.config.settings import Settings
 from marketd.errors import ConfigError
+from marketd.exchanges.binance.codec import Codec
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.gateway import AlertHub, Gateway, install_gateway
-from marketd.kafka_sink import KafkaPublisher
-from marketd.metrics import StatisticsCollector, counter, gauge
-from marketd.pipeline import Normalizer
-from marketd.records import FrameBatch, Market, Record
-from marketd.rest_budget import RestBudgets
+from marketd.kafka.sink import KafkaPublisher
+from marketd.obs.metrics import StatisticsCollector, counter, gauge
+from marketd.obs.systemd import notify_stopping, serve_systemd_notify
+from marketd.obs.web import create_app, serve_http
+from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.bus import MemoryBus
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.records import FrameBatch, Market, Record
+from marketd.pipeline.tap import serve_tap
+from marketd.rest.budget import RestBudgets
 from marketd.roles import Roles
+from marketd.runtime.backoff import policy_from_settings
+from marketd.runtime.supervisor import ChildState, serve_restarting, wait_for_signal
 from marketd.spool.stage import SpoolStage
-from marketd.supervisor import ChildState, serve_restarting, wait_for_signal
-from marketd.systemd import notify_stopping, serve_systemd_notify
-from marketd.tap import serve_tap
-from marketd.web import create_app, serve_http
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from marketd import __version__
 from marketd.errors import ConfigError, MarketdError, leaves
 
 if TYPE_CHECKING:
-    from marketd.config import Settings
+    from marketd.config.settings import Settings
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -26,8 +26,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 def _load(args: argparse.Namespace) -> Settings:
     """Load and validate the configuration, then set up logging from it."""
-    from marketd.config_load import load_settings
-    from marketd.logs import configure_logging
+    from marketd.config.load import load_settings
+    from marketd.obs.logs import configure_logging
 
     settings = load_settings(_config_path(args), os.environ)
     configure_logging(settings.log.level, settings.log.format)
@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
     from marketd.app import run_daemon
-    from marketd.telemetry import tracing
+    from marketd.obs.telemetry import tracing
 
     settings = _load(args)
     with tracing(settings.telemetry):
@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from marketd.demo import run_demo
-    from marketd.telemetry import tracing
+    from marketd.obs.telemetry import tracing
 
     settings = _load(args)
     with tracing(settings.telemetry):
@@ -55,7 +55,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from marketd.config_load import check_config
+    from marketd.config.load import check_config
 
     return check_config(_config_path(args), os.environ, sys.stdout)
 

@@ -20,8 +20,8 @@ import attrs
 import structlog
 import trio
 
-from marketd.config import Settings, Subscription
-from marketd.records import Market
+from marketd.config.settings import Settings, Subscription
+from marketd.pipeline.records import Market
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ def demo_settings(settings: Settings, urls: dict[str, str], symbols: list[str]) 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from marketd.app import Daemon
     from marketd.fakex import FakeExchangeConfig, open_fake_exchange
-    from marketd.supervisor import wait_for_signal
+    from marketd.runtime.supervisor import wait_for_signal
 
     config = FakeExchangeConfig(symbols=args.symbols, seed=args.seed, rate=args.rate)
     async with open_fake_exchange(config) as fx:

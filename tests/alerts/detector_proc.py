@@ -15,8 +15,8 @@ import trio
 from marketd.alerts.kafka_io import serve_kafka_detector
 from marketd.alerts.rules import RulesStore
 from marketd.alerts.service import DetectorService
-from marketd.config import KafkaSettings, TopicSettings
-from marketd.settings_alerts import AlertSettings, RuleSettings
+from marketd.config.alerts import AlertSettings, RuleSettings
+from marketd.config.settings import KafkaSettings, TopicSettings
 
 RULES = (RuleSettings(name="r", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0),)
 

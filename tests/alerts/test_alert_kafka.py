@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from marketd.alerts.detector import Detector
 from marketd.alerts.encoding import decode_alert
-from marketd.devkafka import KafkaBroker, create_topics
+from marketd.testing.devkafka import KafkaBroker, create_topics
 from marketd.v1.market_data_pb2 import MARKET_USDM, MarketEvent
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

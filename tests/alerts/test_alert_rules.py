@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from marketd.alerts.rules import RulesError, RulesStore, parse_rules
-from marketd.settings_alerts import AlertSettings, RuleSettings
+from marketd.config.alerts import AlertSettings, RuleSettings
 
 
 def settings(tmp_path: Path) -> AlertSettings:
@@ -98,7 +98,7 @@ def test_a_corrupt_file_stops_start_up_with_a_clear_message(tmp_path: Path) -> N
 
 
 def test_settings_refuse_bad_rule_sets() -> None:
-    from marketd.validators import InvalidValue
+    from marketd.config.validators import InvalidValue
 
     with pytest.raises(InvalidValue, match="given twice"):
         AlertSettings(rules=(RuleSettings(name="a"), RuleSettings(name="a")))

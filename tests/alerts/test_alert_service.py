@@ -14,11 +14,11 @@ from marketd.alerts.model import Alert, Direction
 from marketd.alerts.rules import RulesStore
 from marketd.alerts.service import DetectorService
 from marketd.app import Daemon
-from marketd.config import BinanceSettings, HttpSettings, Settings, Subscription
+from marketd.config.alerts import AlertSettings, RuleSettings
+from marketd.config.settings import BinanceSettings, HttpSettings, Settings, Subscription
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
-from marketd.metrics import StatisticsCollector
-from marketd.records import Market, Record
-from marketd.settings_alerts import AlertSettings, RuleSettings
+from marketd.obs.metrics import StatisticsCollector
+from marketd.pipeline.records import Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 

@@ -25,9 +25,9 @@ from marketd.alerts.topic_reader import (
     replay_start,
     serve_alerts_reader,
 )
-from marketd.config import KafkaSettings, TopicSettings
-from marketd.devkafka import KafkaBroker, create_topics
+from marketd.config.settings import KafkaSettings, TopicSettings
 from marketd.gateway import AlertHub
+from marketd.testing.devkafka import KafkaBroker, create_topics
 
 BASE_MS = 1_760_000_000_000
 

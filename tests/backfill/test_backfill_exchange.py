@@ -17,20 +17,20 @@ import attrs
 import pytest
 import trio
 
-from marketd.backfill import Backfiller
 from marketd.books.service import Books
-from marketd.codec import Codec
-from marketd.config import BackoffSettings, Settings, Subscription
+from marketd.config.books import BookSettings
+from marketd.config.settings import BackoffSettings, Settings, Subscription
+from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.config import SPOT_LIMITS
 from marketd.fakex.rest import RestReply
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
-from marketd.pipeline import Normalizer
-from marketd.records import FrameBatch, Market, Record
-from marketd.rest_budget import BACKFILL, SNAPSHOTS, RestBudgets
-from marketd.sequence import Gap
-from marketd.settings_books import BookSettings
+from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.records import FrameBatch, Market, Record
+from marketd.pipeline.sequence import Gap
+from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
 from marketd.v1.market_data_pb2 import MarketEvent
 
 TRADE_KIND = {Market.SPOT: "trade", Market.USDM: "aggTrade"}

@@ -9,14 +9,14 @@ import attrs
 import trio
 
 from marketd.books.service import Books
-from marketd.codec import Codec
-from marketd.config import BackoffSettings, Settings, Subscription
+from marketd.config.books import BookSettings
+from marketd.config.settings import BackoffSettings, Settings, Subscription
+from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
-from marketd.pipeline import Normalizer
-from marketd.records import FrameBatch, Market, Record
-from marketd.settings_books import BookSettings
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MarketEvent
 
 

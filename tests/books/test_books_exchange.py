@@ -11,6 +11,7 @@ import trio
 from harness import book_settings, decode, running_books
 
 from marketd.books.service import KIND, Books
+from marketd.config.books import BookSettings
 from marketd.fakex import (
     FakeExchange,
     FakeExchangeConfig,
@@ -22,8 +23,7 @@ from marketd.fakex import (
 from marketd.fakex.book import OrderBook
 from marketd.fakex.journal import copy_book
 from marketd.fakex.rest import RestReply
-from marketd.records import Market, Record
-from marketd.settings_books import BookSettings
+from marketd.pipeline.records import Market, Record
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 

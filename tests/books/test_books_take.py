@@ -11,9 +11,9 @@ import msgspec
 
 from marketd.books.scheduler import DepthSnapshot
 from marketd.books.service import Books, book_symbols
-from marketd.codec import Codec
-from marketd.config import Settings, Subscription
-from marketd.records import FrameBatch, Market, Record, RecordBatch
+from marketd.config.settings import Settings, Subscription
+from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 
 SNAPSHOT = DepthSnapshot(
     last_update_id=100,

@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 import trio
 
-from marketd.devkafka import ConsumedRecord
+from marketd.testing.devkafka import ConsumedRecord
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
 from marketd.v1.market_data_pb2 import MarketEvent
 

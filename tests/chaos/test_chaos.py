@@ -37,8 +37,8 @@ from chaoskit import (
     wait_ready,
 )
 
-from marketd.config import KafkaSettings
-from marketd.devkafka import KafkaBroker
+from marketd.config.settings import KafkaSettings
+from marketd.testing.devkafka import KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.slow]

@@ -19,10 +19,10 @@ from binance_examples import (
     frame,
 )
 
-from marketd import stream_handlers
-from marketd.codec import Codec
-from marketd.config import TopicSettings
-from marketd.records import FrameBatch, Market
+from marketd.config.settings import TopicSettings
+from marketd.exchanges.binance import handlers as stream_handlers
+from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.records import FrameBatch, Market
 
 # A good frame of each market with id 12345 (USD-M has no trade stream: its aggTrade).
 GOOD = {

@@ -12,10 +12,10 @@ from binance_examples import (
     frame,
 )
 
-from marketd.codec import Codec
-from marketd.config import TopicSettings
+from marketd.config.settings import TopicSettings
 from marketd.errors import RestError
-from marketd.records import FrameBatch, Market
+from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 RECEIVED_NS = 1_700_000_000_000_000_001

@@ -12,11 +12,11 @@ from binance_examples import frame
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketd.codec import Codec
-from marketd.config import TopicSettings
+from marketd.config.settings import TopicSettings
 from marketd.errors import RestError
+from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.values import values_check
-from marketd.records import FrameBatch, Market
+from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 CODEC = Codec(TopicSettings())

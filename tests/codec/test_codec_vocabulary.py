@@ -32,14 +32,14 @@ from binance_examples import (
     frame,
 )
 
-from marketd.codec import Codec
-from marketd.config import Subscription, TopicSettings
+from marketd.config.settings import Subscription, TopicSettings
+from marketd.config.validators import InvalidValue
 from marketd.exchanges.binance import vocabulary
+from marketd.exchanges.binance.codec import Codec
+from marketd.exchanges.binance.handlers import PB_MARKET
 from marketd.exchanges.binance.vocabulary import Sequencing, StreamKind
-from marketd.records import FrameBatch, Market
-from marketd.stream_handlers import PB_MARKET
+from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
-from marketd.validators import InvalidValue
 
 # One payload per decoded (market, kind), in Binance's documented format.
 PAYLOADS = {

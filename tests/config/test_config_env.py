@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketd.config import Settings, Subscription
-from marketd.config_load import env_name, load_settings
+from marketd.config.load import env_name, load_settings
+from marketd.config.settings import Settings, Subscription
 from marketd.errors import ConfigError
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 def problems_of(environ: dict[str, str], path: Path | None = None) -> list[str]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from marketd.config import BackoffSettings, Settings, Subscription
-from marketd.config_load import load_settings
+from marketd.config.load import load_settings
+from marketd.config.settings import BackoffSettings, Settings, Subscription
 from marketd.errors import ConfigError
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -13,14 +13,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketd.config import (
+from marketd.config.load import check_config, load_settings, render_settings, to_plain
+from marketd.config.settings import (
     BackoffSettings,
     KafkaSettings,
     Settings,
     Subscription,
 )
-from marketd.config_load import check_config, load_settings, render_settings, to_plain
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "marketd.yaml"
 

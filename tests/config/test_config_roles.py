@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketd.config import Settings
-from marketd.config_load import check_config, load_settings
+from marketd.config.load import check_config, load_settings
+from marketd.config.settings import Settings
 from marketd.errors import ConfigError
 from marketd.roles import Roles
 

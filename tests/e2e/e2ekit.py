@@ -8,7 +8,7 @@ from typing import Any
 
 from test_collector_kafka import SYMBOLS, trades_by_symbol
 
-from marketd.devkafka import ConsumedRecord
+from marketd.testing.devkafka import ConsumedRecord
 from marketd.testing.processes import FakeExchange
 
 LastIds = dict[str, int]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 from marketd.v1.market_data_pb2 import Market, MarketEvent
 

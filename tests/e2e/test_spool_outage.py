@@ -18,8 +18,8 @@ import trio
 from e2ekit import assert_trades_complete, last_trade_ids
 from test_collector_kafka import daemon_config
 
-from marketd.config import KafkaSettings
-from marketd.devkafka import ConsumedRecord, KafkaBroker
+from marketd.config.settings import KafkaSettings
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

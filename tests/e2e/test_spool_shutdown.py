@@ -18,9 +18,9 @@ import trio
 from e2ekit import assert_trades_complete, last_trade_ids
 from test_collector_kafka import SYMBOLS, daemon_config
 
-from marketd.devkafka import ConsumedRecord, KafkaBroker
 from marketd.spool import Spool, SpoolSettings
 from marketd.spool.sequence import read_checkpoint
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

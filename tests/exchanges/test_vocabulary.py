@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from marketd import config, sequence, settings_alerts
 from marketd.alerts.encoding import PRICE_FIELDS
+from marketd.config import alerts as settings_alerts
+from marketd.config import settings as config
 from marketd.exchanges.binance import vocabulary as vocab
+from marketd.exchanges.binance.handlers import HEADERS, MarketHandlers
 from marketd.exchanges.binance.vocabulary import Depth, Route, Sequencing
 from marketd.feed.streams import route_for
-from marketd.records import Market
-from marketd.stream_handlers import HEADERS, MarketHandlers
+from marketd.pipeline import sequence
+from marketd.pipeline.records import Market
 
 
 @pytest.mark.parametrize("market", list(Market))

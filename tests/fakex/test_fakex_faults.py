@@ -17,7 +17,7 @@ from marketd.fakex import (
     PeriodicFault,
     open_fake_exchange,
 )
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)
 

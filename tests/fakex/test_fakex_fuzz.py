@@ -10,8 +10,8 @@ import pytest
 import trio
 from fxclient import http, open_ws, wait_until
 
-from marketd.codec import Codec
-from marketd.config import TopicSettings
+from marketd.config.settings import TopicSettings
+from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.control import BadControl, parse_fault
 from marketd.fakex.faults import fuzz_bases
@@ -19,7 +19,7 @@ from marketd.fakex.fuzz import BAD_DECIMALS, MUTATIONS, FuzzBase, fuzz_frames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
-from marketd.records import FrameBatch, Market
+from marketd.pipeline.records import FrameBatch, Market
 
 CODEC = Codec(TopicSettings())
 CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)

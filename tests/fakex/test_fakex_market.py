@@ -21,7 +21,7 @@ from marketd.fakex.protocol import (
     parse_stream,
     parse_ws_path,
 )
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 def _contents(model: SymbolModel, steps: int) -> list[tuple[object, ...]]:

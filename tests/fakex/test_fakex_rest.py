@@ -11,7 +11,7 @@ from fxclient import http, open_ws, recv_data, wait_until
 
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.fakex.frames import SymbolFrames
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=21, rate=1_500)
 

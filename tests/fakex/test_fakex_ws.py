@@ -10,7 +10,7 @@ from fxclient import control, open_ws, read_until_closed, recv_data, recv_json, 
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from marketd.fakex import FakeExchange, FakeExchangeConfig, MarketLimits, open_fake_exchange
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 FAST = FakeExchangeConfig(symbols=3, seed=11, rate=2_000)
 

@@ -24,7 +24,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from marketd.config import BackoffSettings, BinanceSettings
+from marketd.config.settings import BackoffSettings, BinanceSettings
 
 AckMode = Literal["ok", "error", "silent"]
 

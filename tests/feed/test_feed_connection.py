@@ -12,10 +12,10 @@ import pytest
 import trio
 from feedserver import ServerConn, WsServer, feed_settings, stream_counter
 
-from marketd.config import BackoffSettings, BinanceSettings, Settings, Subscription
+from marketd.config.settings import BackoffSettings, BinanceSettings, Settings, Subscription
 from marketd.feed import Feed, FeedSet, plan_connections
 from marketd.feed.streams import ConnectionPlan
-from marketd.records import FrameBatch, Market
+from marketd.pipeline.records import FrameBatch, Market
 
 TRADES = (Subscription(Market.SPOT, symbols=("BTCUSDT", "ETHUSDT"), channels=("trade",)),)
 

@@ -19,13 +19,13 @@ import trio
 from feedserver import ServerConn, WsServer, feed_settings
 from trio_websocket import ConnectionClosed
 
-from marketd.backfill import Backfiller
-from marketd.codec import Codec
-from marketd.config import BackoffSettings, BinanceSettings, Subscription, TopicSettings
+from marketd.config.settings import BackoffSettings, BinanceSettings, Subscription, TopicSettings
+from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.feed import Feed, FeedSet, plan_connections
-from marketd.pipeline import Normalizer
-from marketd.records import FrameBatch, Market, Record
+from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MarketEvent
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketd.config import BinanceSettings, Subscription
+from marketd.config.settings import BinanceSettings, Subscription
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.feed.streams import (
     MAX_URL_LENGTH,
@@ -19,7 +19,7 @@ from marketd.feed.streams import (
     plan_subscribe_messages,
     stream_names,
 )
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 SPOT = "ws://spot.test:9443"
 FUTURES = "ws://127.0.0.1:5555/usdm"

@@ -1,4 +1,4 @@
-"""The trio-websocket pong-after-close race (marketd.ws_compat) against a raw peer.
+"""The trio-websocket pong-after-close race (marketd.feed.ws_compat) against a raw peer.
 
 The peer answers our Close frame with a Ping first and its own Close after: exactly the
 interleaving that made trio-websocket 0.12.2's reader raise ``LocalProtocolError``.
@@ -16,7 +16,7 @@ from trio_websocket import WebSocketConnection, wrap_client_stream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
 
-from marketd import ws_compat
+from marketd.feed import ws_compat
 
 RAW_PING = b"\x89\x04ping"  # FIN + opcode 9, unmasked (server to client), 4-byte payload
 

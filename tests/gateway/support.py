@@ -16,10 +16,10 @@ import trio
 import trio_websocket
 
 from marketd.alerts.model import Alert, Direction
+from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.gateway import AlertHub, Gateway, install_gateway
-from marketd.metrics import StatisticsCollector
-from marketd.settings_alerts import GatewaySettings, RuleSettings
-from marketd.web import create_app, serve_http
+from marketd.obs.metrics import StatisticsCollector
+from marketd.obs.web import create_app, serve_http
 
 _seq = itertools.count(1)
 

@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from marketd.alerts.model import Alert, Direction
+from marketd.config.alerts import GatewaySettings
 from marketd.gateway import AlertHub
-from marketd.settings_alerts import GatewaySettings
 from marketd.testing.processes import free_port
 
 from .browser import csp_violations, in_browser, new_page, skip_without_browser, wait_js

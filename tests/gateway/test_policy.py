@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from marketd.config.alerts import GatewaySettings
+from marketd.config.validators import InvalidValue
 from marketd.gateway import policy
 from marketd.gateway.timing import RouteTimings
-from marketd.settings_alerts import GatewaySettings
-from marketd.validators import InvalidValue
 
 
 @pytest.mark.parametrize(

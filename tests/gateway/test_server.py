@@ -10,7 +10,7 @@ import trio_websocket
 from trio_websocket import ConnectionRejected
 
 from marketd.alerts.model import Direction
-from marketd.settings_alerts import GatewaySettings, RuleSettings
+from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.testing.processes import metric_value
 
 from .support import MemoryRules, Served, http, make_alert, open_gateway, open_ws, receive_json

@@ -7,7 +7,7 @@ import json
 import trio
 import trio_websocket
 
-from marketd.settings_alerts import GatewaySettings
+from marketd.config.alerts import GatewaySettings
 from marketd.testing.processes import metric_value
 
 from .support import make_alert, open_gateway, open_ws, receive_json

@@ -14,9 +14,9 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from marketd.config import KafkaSettings
+from marketd.config.settings import KafkaSettings
 from marketd.errors import ConfigError, RetryableError, leaves
-from marketd.kafka_delivery import (
+from marketd.kafka.delivery import (
     Chunk,
     Failure,
     KafkaDeliveryError,
@@ -24,8 +24,8 @@ from marketd.kafka_delivery import (
     producer_kwargs,
     sort_out,
 )
-from marketd.logs import RateLimitedLog
-from marketd.records import Market, Record
+from marketd.obs.logs import RateLimitedLog
+from marketd.pipeline.records import Market, Record
 
 
 @pytest.mark.parametrize(

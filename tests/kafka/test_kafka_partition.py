@@ -11,8 +11,8 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Histogram
 
-from marketd.kafka_delivery import PUBLISH_LATENCY, observe_latencies
-from marketd.kafka_partition import partition_for
+from marketd.kafka.delivery import PUBLISH_LATENCY, observe_latencies
+from marketd.kafka.partition import partition_for
 
 # murmur2 of the Java client (org.apache.kafka.common.utils.UtilsTest#testMurmur2), as
 # signed 32-bit ints: the default partitioner uses (murmur2(key) & 0x7fffffff) % n.

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 import pytest
 import trio
 
-from marketd.config import BackoffSettings, KafkaSettings
-from marketd.devkafka import ConsumedRecord, KafkaBroker, create_topics
-from marketd.kafka_partition import partition_for
-from marketd.kafka_sink import KafkaDeliveryError, KafkaPublisher, serve_kafka_publisher
-from marketd.records import Market, Record
+from marketd.config.settings import BackoffSettings, KafkaSettings
+from marketd.kafka.partition import partition_for
+from marketd.kafka.sink import KafkaDeliveryError, KafkaPublisher, serve_kafka_publisher
+from marketd.pipeline.records import Market, Record
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
 
 pytestmark = pytest.mark.kafka
 

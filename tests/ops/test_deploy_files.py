@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from marketd.config_load import load_settings
+from marketd.config.load import load_settings
 from marketd.testing.processes import Process, free_port, http_json, wait_until
 
 ROOT = Path(__file__).parents[2]

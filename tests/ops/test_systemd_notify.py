@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from marketd.systemd import (
+from marketd.obs.systemd import (
     Notifier,
     notify_status,
     notify_stopping,

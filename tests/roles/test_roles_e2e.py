@@ -22,7 +22,7 @@ import trio_websocket
 from gateway.support import open_ws, receive_json
 
 from marketd.alerts.encoding import decode_alert
-from marketd.devkafka import ConsumedRecord, KafkaBroker, create_topics
+from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
 from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from spoolkit import read_all, record, records, segment_files, settings
 
+from marketd.config.validators import InvalidValue
 from marketd.spool import AckWindow, Position, Spool, SpoolError, SpoolFull, SpoolSettings
 from marketd.spool import format as fmt
-from marketd.validators import InvalidValue
 
 
 def test_order_across_rollover_and_acks_delete_segments(tmp_path: Path) -> None:

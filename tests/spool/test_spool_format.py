@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from spoolkit import record
 
-from marketd.records import Market, Record
+from marketd.pipeline.records import Market, Record
 from marketd.spool import format as fmt
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import trio
 from spoolkit import settings
 
-from marketd.records import Market, Record
-from marketd.sequence import Gap, TradeSequencer
+from marketd.pipeline.records import Market, Record
+from marketd.pipeline.sequence import Gap, TradeSequencer
 from marketd.spool import Spool
 from marketd.spool.sequence import (
     SEQUENCE_FILE,

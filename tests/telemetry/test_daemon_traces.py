@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from otlp_receiver import OtlpReceiver
 
-from marketd.devkafka import ConsumedRecord
+from marketd.testing.devkafka import ConsumedRecord
 
 
 def run_demo(env: dict[str, str], duration: float = 3.0) -> subprocess.CompletedProcess[str]:

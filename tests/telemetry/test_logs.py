@@ -11,15 +11,15 @@ import pytest
 import structlog
 from otlp_receiver import OtlpReceiver
 
-from marketd.logs import LimitRepeats, add_trace_context
+from marketd.obs.logs import LimitRepeats, add_trace_context
 
 SCRIPT = textwrap.dedent(
     """
     import logging, sys
     import structlog
-    from marketd.logs import configure_logging
-    from marketd.settings_telemetry import TelemetrySettings
-    from marketd.telemetry import span, tracing
+    from marketd.obs.logs import configure_logging
+    from marketd.config.telemetry import TelemetrySettings
+    from marketd.obs.telemetry import span, tracing
 
     configure_logging("info", "json")
     log = structlog.get_logger("marketd.test")

@@ -11,12 +11,11 @@ import trio
 from opentelemetry import trace
 from otlp_receiver import OtlpReceiver
 
-from marketd.config import BinanceSettings, Subscription
+from marketd.config.settings import BinanceSettings, Subscription
+from marketd.config.telemetry import TelemetrySettings
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.feed import Feed, plan_connections
-from marketd.records import FrameBatch, Market
-from marketd.settings_telemetry import TelemetrySettings
-from marketd.telemetry import (
+from marketd.obs.telemetry import (
     Tracing,
     configure_tracing,
     end_span,
@@ -26,6 +25,7 @@ from marketd.telemetry import (
     start_span,
     tracing_enabled,
 )
+from marketd.pipeline.records import FrameBatch, Market
 
 
 @pytest.fixture

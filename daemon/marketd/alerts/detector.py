@@ -56,7 +56,7 @@ from decimal import Decimal
 import attrs
 
 from marketd.alerts.model import Alert, Direction
-from marketd.settings_alerts import RuleSettings, check_rules
+from marketd.config.alerts import RuleSettings, check_rules
 
 _CTX = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
 _mul = _CTX.multiply

@@ -42,11 +42,11 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from trio_asyncio import aio_as_trio
 
 from marketd.alerts.encoding import alert_record
-from marketd.alerts.kafka_hosting import client_kwargs, open_hosted
 from marketd.alerts.model import Alert
 from marketd.alerts.service import DetectorError, DetectorService
-from marketd.config import KafkaSettings
-from marketd.kafka_delivery import producer_kwargs
+from marketd.config.settings import KafkaSettings
+from marketd.kafka.delivery import producer_kwargs
+from marketd.kafka.hosting import client_kwargs, open_hosted
 
 log = structlog.get_logger(__name__)
 

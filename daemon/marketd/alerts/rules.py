@@ -26,9 +26,9 @@ from typing import Any
 
 import attrs
 
-from marketd.config_load import make_converter
-from marketd.settings_alerts import AlertSettings, RuleSettings, check_rules
-from marketd.validators import InvalidValue
+from marketd.config.alerts import AlertSettings, RuleSettings, check_rules
+from marketd.config.load import make_converter
+from marketd.config.validators import InvalidValue
 
 RULES_FILE = "rules.json"
 _CONVERTER = make_converter()

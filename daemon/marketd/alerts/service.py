@@ -33,13 +33,13 @@ from marketd.alerts.detector import Detector, wall_ms
 from marketd.alerts.encoding import TickReader, alert_record
 from marketd.alerts.model import Alert, AlertListener
 from marketd.alerts.rules import RulesError, RulesStore
-from marketd.config import KafkaSettings
+from marketd.config.alerts import AlertSettings
+from marketd.config.settings import KafkaSettings
 from marketd.errors import RetryableError
-from marketd.logs import RateLimitedLog
-from marketd.metrics import counter, gauge
-from marketd.records import Record
-from marketd.settings_alerts import AlertSettings
-from marketd.telemetry import span
+from marketd.obs.logs import RateLimitedLog
+from marketd.obs.metrics import counter, gauge
+from marketd.obs.telemetry import span
+from marketd.pipeline.records import Record
 
 log = structlog.get_logger(__name__)
 

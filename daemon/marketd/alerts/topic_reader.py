@@ -2,7 +2,7 @@
 
 A gateway whose process has no detector role reads ``kafka.topics.alerts`` as the detector
 publishes it (``marketd.v1.Alert``, :func:`marketd.alerts.encoding.decode_alert`), with the
-same trio-asyncio hosting as the detector on Kafka (:mod:`marketd.alerts.kafka_hosting`):
+same trio-asyncio hosting as the detector on Kafka (:mod:`marketd.kafka.hosting`):
 
 * **Every replica reads every partition.** Partitions are assigned by hand, with no
   consumer group: each browser-facing replica must see every alert. The reader uses
@@ -38,12 +38,12 @@ from prometheus_client.core import Metric
 from trio_asyncio import aio_as_trio
 
 from marketd.alerts.encoding import decode_alert
-from marketd.alerts.kafka_hosting import client_kwargs, open_hosted
 from marketd.alerts.model import Alert, AlertListener
-from marketd.config import KafkaSettings
+from marketd.config.settings import KafkaSettings
 from marketd.errors import RetryableError
-from marketd.logs import RateLimitedLog
-from marketd.metrics import counter, gauge
+from marketd.kafka.hosting import client_kwargs, open_hosted
+from marketd.obs.logs import RateLimitedLog
+from marketd.obs.metrics import counter, gauge
 
 log = structlog.get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 One lane per market (spot and USD-M have separate IP limits): a FIFO of symbols waiting
 for a snapshot (each at most once) and a cap on requests in flight. The weight budget is the
-market's in :class:`~marketd.rest_budget.RestBudgets`, shared with the trade backfiller,
+market's in :class:`~marketd.rest.budget.RestBudgets`, shared with the trade backfiller,
 which goes first (a waiting backfill holds snapshots back). A 429 or 418 (to either user)
 blocks the whole market for its ``Retry-After``; a snapshot that met one goes back to the
 head of the queue. A network error or another status retries that symbol alone after a
@@ -21,14 +21,14 @@ import msgspec
 import structlog
 import trio
 
-from marketd.backoff import BackoffPolicy
+from marketd.config.books import BookSettings
 from marketd.errors import RestError
-from marketd.records import Market
-from marketd.rest import HttpGet, http_get
-from marketd.rest_budget import SNAPSHOTS, RestBudgets
-from marketd.rest_weight import WeightBudget, depth_weight
-from marketd.settings_books import BookSettings
-from marketd.telemetry import span
+from marketd.obs.telemetry import span
+from marketd.pipeline.records import Market
+from marketd.rest.budget import SNAPSHOTS, RestBudgets
+from marketd.rest.client import HttpGet, http_get
+from marketd.rest.weight import WeightBudget, depth_weight
+from marketd.runtime.backoff import BackoffPolicy
 
 log = structlog.get_logger(__name__)
 

@@ -26,12 +26,12 @@ from prometheus_client.core import Metric
 
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import Diff, State, SymbolSync
-from marketd.config import Settings
+from marketd.config.settings import Settings
 from marketd.exchanges.binance import FuturesDepthUpdate, vocabulary
-from marketd.metrics import counter, gauge
-from marketd.records import Market, Record, RecordBatch, record_headers
-from marketd.rest import HttpGet, http_get
-from marketd.rest_budget import RestBudgets
+from marketd.obs.metrics import counter, gauge
+from marketd.pipeline.records import Market, Record, RecordBatch, record_headers
+from marketd.rest.budget import RestBudgets
+from marketd.rest.client import HttpGet, http_get
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ import enum
 
 import attrs
 
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ import orjson
 
 from marketd.fakex.config import Fault, FaultKind
 from marketd.fakex.http11 import HttpRequest, HttpResponse
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 if TYPE_CHECKING:
     from marketd.fakex.server import FakeExchange

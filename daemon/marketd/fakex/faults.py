@@ -13,7 +13,7 @@ from marketd.fakex.frames import SymbolFrames, array_payload, combined, server_s
 from marketd.fakex.fuzz import FuzzBase
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.protocol import Channel, StreamRef, route_of
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 _EVENT_OF: dict[Channel, str] = {
     Channel.TRADE: "trade",

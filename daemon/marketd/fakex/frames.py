@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.market import SymbolModel, TickerStats
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 DAY_MS = 86_400_000
 FUNDING_MS = 8 * 3_600_000

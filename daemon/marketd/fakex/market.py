@@ -21,7 +21,7 @@ from marketd.fakex.book import OrderBook, Side
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.history import TradeHistory
 from marketd.fakex.journal import BookJournal
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 # (symbol, start price as printed, quantity decimals): the first symbols look real.
 _REAL_SYMBOLS: tuple[tuple[str, str, int], ...] = (

@@ -19,7 +19,7 @@ import attrs
 import orjson
 
 from marketd.exchanges.binance import vocabulary
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 class Channel(enum.Enum):

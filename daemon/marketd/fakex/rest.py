@@ -16,7 +16,7 @@ import orjson
 from marketd.fakex.frames import SymbolFrames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import SymbolModel
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 @attrs.frozen

@@ -29,7 +29,7 @@ from marketd.fakex.protocol import (
     parse_stream,
     result_reply,
 )
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 CORK_BYTES = 64 * 1024
 LOW_WATER = 2_000

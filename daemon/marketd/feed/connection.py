@@ -27,7 +27,7 @@ is closed (close handshake; frames already read are kept), and the held frames f
 old connection's last frame, minus the prefix that repeats it. So each connection's frames
 reach downstream in one contiguous run, old before new: no interleaving, no gap, and what
 duplicates remain (frames not byte-identical across connections) are sequenced kinds that
-:class:`~marketd.sequence.TradeSequencer` drops. A successor that fails is retried with
+:class:`~marketd.pipeline.sequence.TradeSequencer` drops. A successor that fails is retried with
 backoff while the old connection keeps serving. A replacement of a connection that was
 healthy for ``reconnect.reset_after_s`` starts at once; otherwise after the backoff delay.
 
@@ -63,18 +63,18 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from marketd import ws_compat
-from marketd.backoff import Backoff, policy_from_settings
-from marketd.config import BinanceSettings
+from marketd.config.settings import BinanceSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
+from marketd.feed import ws_compat
 from marketd.feed.buffer import FrameBuffer
 from marketd.feed.control import Ack, ErrorReply, parse_control
 from marketd.feed.handover import Overlap
 from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_second_for
-from marketd.records import FrameBatch
-from marketd.telemetry import span
+from marketd.obs.telemetry import span
+from marketd.pipeline.records import FrameBatch
+from marketd.runtime.backoff import Backoff, policy_from_settings
 
 ws_compat.install()
 log = structlog.get_logger()

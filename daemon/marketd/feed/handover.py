@@ -13,7 +13,7 @@ class watches both sides to decide two things:
 * **the duplicate prefix** — at promotion, the successor's held frames that repeat the
   old connection's last frames, in order and byte for byte, are dropped. This removes
   overlap duplicates of every kind (tickers too), not only the sequenced ones that
-  :class:`~marketd.sequence.TradeSequencer` deduplicates downstream. When frames are not
+  :class:`~marketd.pipeline.sequence.TradeSequencer` deduplicates downstream. When frames are not
   identical across connections nothing is dropped here and the sequencer does the work.
 """
 

@@ -6,11 +6,11 @@ from typing import NoReturn
 
 import trio
 
-from marketd.config import BinanceSettings, Settings
+from marketd.config.settings import BinanceSettings, Settings
 from marketd.feed.connection import Feed
 from marketd.feed.stats import FeedStatistics
 from marketd.feed.streams import ConnectionPlan, plan_connections
-from marketd.records import FrameBatch
+from marketd.pipeline.records import FrameBatch
 
 
 class FeedSet:

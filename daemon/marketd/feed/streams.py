@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from marketd.config import BinanceSettings, Subscription
+from marketd.config.settings import BinanceSettings, Subscription
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.vocabulary import Route
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 # Beyond this length a combined-stream URL is not used: the connection opens
 # ``/stream`` bare and subscribes with SUBSCRIBE messages instead.

@@ -1,6 +1,6 @@
 """The gateway's routes on the Quart-Trio app: the UI, ``/ws/alerts`` and the JSON API.
 
-``install_gateway`` adds them to the app :func:`marketd.web.create_app` returns, plus an
+``install_gateway`` adds them to the app :func:`marketd.obs.web.create_app` returns, plus an
 ``after_request`` hook that sets the security headers and times every HTTP request.
 
 API (JSON; errors are ``{"error": "<message>"}``):
@@ -39,11 +39,11 @@ from prometheus_client.core import Metric
 from quart import Response
 from quart_trio import QuartTrio
 
+from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.gateway import policy
 from marketd.gateway.hub import MAX_BATCH, AlertHub, Subscription, alerts_message, replay_message
 from marketd.gateway.timing import RouteTimings
-from marketd.metrics import counter, gauge
-from marketd.settings_alerts import GatewaySettings, RuleSettings
+from marketd.obs.metrics import counter, gauge
 
 MAX_RULES_BODY: Final = 64 * 1024
 RULES_ELSEWHERE: Final = (

@@ -24,8 +24,8 @@ from typing import Final
 import msgspec
 import structlog
 
-from marketd.records import Market, Record
-from marketd.sequence import SEQUENCED_KINDS, SeqKey
+from marketd.pipeline.records import Market, Record
+from marketd.pipeline.sequence import SEQUENCED_KINDS, SeqKey
 from marketd.spool.spool import Spool
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from marketd.validators import _fail_relational, at_least, within
+from marketd.config.validators import _fail_relational, at_least, within
 
 MIB = 1024 * 1024
 

@@ -27,8 +27,8 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from marketd.records import Record
-from marketd.sequence import SeqKey
+from marketd.pipeline.records import Record
+from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
 from marketd.spool.model import SpoolFull
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from marketd.records import Market
+from marketd.pipeline.records import Market
 
 
 class Route(enum.Enum):

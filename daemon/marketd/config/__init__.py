@@ -1,0 +1,1 @@
+"""Configuration: settings classes, their validators, and loading YAML + environment."""

@@ -1,0 +1,137 @@
+"""Settings of the alerter: detector rules, its input, and the browser gateway."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from marketd.config.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
+from marketd.exchanges.binance import vocabulary
+from marketd.pipeline.records import Market
+
+# Event kinds the detector can read a price from (the vocabulary table's price column).
+PRICE_KINDS = tuple(vocabulary.price_fields())
+ALERT_MARKETS = tuple(m.value for m in Market)
+# At most this many rules: each is a label value of marketd_alerts_detected_total.
+MAX_RULES = 16
+_RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+def _rule_name(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not _RULE_NAME_RE.fullmatch(value):
+        raise _fail(attribute, f"must be 1-40 of A-Z a-z 0-9 _ . -, got {value!r}")
+
+
+def _kinds(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    shown = ", ".join(PRICE_KINDS)
+    problems = [f"{k!r} carries no price the detector reads ({shown})" for k in value
+                if k not in PRICE_KINDS]  # fmt: skip
+    if not value:
+        problems.append(f"at least one kind is needed ({shown})")
+    if len(set(value)) != len(value):
+        problems.append("a kind is given twice")
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def _markets(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    problems = [f"{m!r} is not a market (spot, usdm)" for m in value if m not in ALERT_MARKETS]
+    if not value:
+        problems.append("at least one market is needed (spot, usdm)")
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def check_rules(rules: tuple[RuleSettings, ...]) -> list[str]:
+    """Problems with a rule set as a whole (each rule checks its own fields)."""
+    problems = []
+    if not rules:
+        problems.append("at least one rule is needed")
+    if len(rules) > MAX_RULES:
+        problems.append(f"at most {MAX_RULES} rules, got {len(rules)}")
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            problems.append(f"rule name {rule.name!r} is given twice (names must be unique)")
+        seen.add(rule.name)
+    return problems
+
+
+def _rules(_: Any, attribute: attrs.Attribute[Any], value: tuple[RuleSettings, ...]) -> None:
+    problems = check_rules(value)
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+@attrs.frozen
+class RuleSettings:
+    """One detection rule: alert when the price moves more than ``threshold_pct`` against
+    the oldest price in the last ``window_s`` seconds, then stay quiet ``cooldown_s``."""
+
+    name: str = attrs.field(default="default", validator=_rule_name)
+    window_s: float = attrs.field(default=60.0, validator=within(0, 86_400, low_open=True))
+    threshold_pct: float = attrs.field(default=2.0, validator=within(0, 1000, low_open=True))
+    cooldown_s: float = attrs.field(default=30.0, validator=within(0, 86_400))
+
+
+@attrs.frozen
+class AlertSettings:
+    enabled: bool = True
+    # Where the detector reads prices: "pipeline" (this process's own stream, the
+    # default) or "kafka" (the raw topic in a consumer group: replicas share symbols by
+    # partition, alerts are published exactly once with Kafka transactions).
+    source: str = attrs.field(default="pipeline", validator=one_of(("pipeline", "kafka")))
+    # Event kinds that feed the detector (Binance event types).
+    kinds: tuple[str, ...] = attrs.field(default=("24hrMiniTicker",), validator=_kinds)
+    # Markets watched.
+    markets: tuple[str, ...] = attrs.field(default=("usdm",), validator=_markets)
+    rules: tuple[RuleSettings, ...] = attrs.field(default=(RuleSettings(),), validator=_rules)
+    # Directory for state that survives restarts (rules changed at runtime).
+    state_dir: str = "var"
+    # Kafka consumer group of the detector (when Kafka is configured).
+    consumer_group: str = "marketd-detector"
+    # Transactional id of the detector's alert producer; unique per replica. Empty:
+    # "<consumer_group>.<host name>".
+    transactional_id: str = ""
+    # Where a new consumer group starts reading the raw topic: latest | earliest.
+    start_from: str = attrs.field(default="latest", validator=one_of(("latest", "earliest")))
+
+
+def _origins(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    """Each allowed origin is "*" or scheme://host[:port] (http or https, nothing more)."""
+    from urllib.parse import urlsplit
+
+    problems = []
+    for origin in value:
+        if origin == "*":
+            continue
+        problem = f'{origin!r} is not an origin: use http(s)://host[:port], or "*"'
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except ValueError:
+            problems.append(problem)
+            continue
+        extra = parts.path not in ("", "/") or parts.query or parts.fragment or parts.username
+        if parts.scheme not in ("http", "https") or not parts.hostname or extra:
+            problems.append(problem)
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+@attrs.frozen
+class GatewaySettings:
+    # Alerts a new client receives first, and the default of GET /api/alerts.
+    replay: int = attrs.field(default=50, validator=at_least(0))
+    # Alerts kept in memory for replay and the API.
+    history: int = attrs.field(default=1000, validator=at_least(1))
+    # Messages queued per WebSocket client before it is dropped as too slow.
+    client_queue: int = attrs.field(default=256, validator=at_least(1))
+    # Origins allowed to open /ws/alerts besides the page's own ("*" allows any).
+    allowed_origins: tuple[str, ...] = attrs.field(default=(), validator=_origins)
+    # Bearer token required by PUT /api/rules; empty disables rule changes over HTTP.
+    api_token: str = attrs.field(default="", repr=False, metadata=SECRET)
+    # Directory of the browser UI; empty: the ui/ directory shipped with marketd.
+    ui_dir: str = ""

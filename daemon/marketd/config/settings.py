@@ -1,0 +1,441 @@
+"""Configuration: frozen attrs classes, loaded from YAML and overlaid by environment.
+
+Environment variables are named ``MARKETD_<SECTION>__<KEY>`` (nested deeper with more
+``__``), e.g. ``MARKETD_KAFKA__BOOTSTRAP_SERVERS``. See ``conf/marketd.yaml`` for every key
+and :mod:`marketd.config.load` for loading.
+
+Every field carries its range check as an attrs validator, so an out-of-range value cannot
+be constructed. A validator raises :class:`InvalidValue`, which holds the problems without
+the dotted key; the loader runs all validators itself to report every problem at once.
+Fields marked ``metadata={"secret": True}`` are masked when the configuration is shown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from marketd.config.alerts import AlertSettings, GatewaySettings
+from marketd.config.books import BookSettings
+from marketd.config.telemetry import ReadinessSettings, TelemetrySettings
+from marketd.config.validators import (
+    SECRET,
+    InvalidValue,
+    _fail,
+    _fail_relational,
+    at_least,
+    greater_than,
+    one_of,
+    url,
+    within,
+)
+from marketd.exchanges.binance import vocabulary
+from marketd.pipeline.records import Market
+from marketd.roles import ROLES, role_problems
+from marketd.spool.settings import SpoolSettings
+
+LIVE_SPOT_WS_URL = "wss://stream.binance.com:9443"
+LIVE_SPOT_REST_URL = "https://api.binance.com"
+LIVE_FUTURES_WS_URL = "wss://fstream.binance.com"
+LIVE_FUTURES_REST_URL = "https://fapi.binance.com"
+
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("console", "json")
+
+# --- Binance stream vocabulary: the table in marketd.exchanges.binance.vocabulary ------
+
+CHANNELS: dict[Market, frozenset[str]] = {m: vocabulary.channels(m) for m in Market}
+"""Per-symbol stream suffixes (``<symbol>@<channel>``) each market serves."""
+
+ALL_MARKET_STREAMS: dict[Market, frozenset[str]] = {
+    m: vocabulary.all_market_streams(m) for m in Market
+}
+"""All-market streams (``!...``) known per market."""
+
+RETIRED_STREAMS = vocabulary.RETIRED_STREAMS
+
+_SYMBOL_RE = {
+    Market.SPOT: re.compile(r"[A-Z0-9]+"),
+    # USD-M delivery contracts carry their expiry: BTCUSDT_260626.
+    Market.USDM: re.compile(r"[A-Z0-9]+(?:_[0-9]{6})?"),
+}
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); ValueError when malformed."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"must be host:port, got {text!r}")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"must be host:port ([v6-address]:port for IPv6), got {text!r}")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"must be host:port (write IPv6 as [address]:port), got {text!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    return host, port
+
+
+def _listen_address(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parse_host_port(value)
+    except ValueError as exc:
+        raise _fail(attribute, str(exc)) from None
+
+
+def _bootstrap_servers(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.strip():
+        return  # no Kafka: the embedded bus
+    problems = []
+    for server in value.split(","):
+        try:
+            _, port = parse_host_port(server)
+        except ValueError as exc:
+            problems.append(f"{server.strip()!r}: {exc} (comma-separated host:port list)")
+            continue
+        if port == 0:
+            problems.append(f"{server.strip()!r}: port must be in 1..65535")
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def _non_empty(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.strip():
+        raise _fail(attribute, "must not be empty")
+
+
+def _topic(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not _TOPIC_RE.fullmatch(value) or value in (".", ".."):
+        raise _fail(
+            attribute, f"must be a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -), got {value!r}"
+        )
+
+
+def _max_s(inst: BackoffSettings, attribute: attrs.Attribute[Any], value: float) -> None:
+    at_least(0)(inst, attribute, value)
+    if value < inst.initial_s:
+        raise _fail_relational(
+            attribute, f"must be >= initial_s ({inst.initial_s:g}), got {value!r}"
+        )
+
+
+def _sasl_mechanism(inst: KafkaSettings, attribute: attrs.Attribute[Any], value: str) -> None:
+    one_of(SASL_MECHANISMS)(inst, attribute, value)
+    sasl = inst.security_protocol.startswith("SASL_")
+    if sasl and not value:
+        raise _fail_relational(
+            attribute, f"must be set when security_protocol is {inst.security_protocol}"
+        )
+    if value and not sasl:
+        raise _fail_relational(attribute, "needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+
+
+def _sasl_credential(inst: KafkaSettings, attribute: attrs.Attribute[Any], value: str) -> None:
+    sasl = inst.security_protocol.startswith("SASL_")
+    if sasl and inst.sasl_mechanism in SASL_MECHANISMS[1:] and not value:
+        raise _fail_relational(attribute, f"must be set for sasl_mechanism {inst.sasl_mechanism}")
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _upper(value: str) -> str:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BackoffSettings:
+    initial_s: float = attrs.field(default=0.5, validator=greater_than(0))
+    max_s: float = attrs.field(default=30.0, validator=_max_s)
+    multiplier: float = attrs.field(default=2.0, validator=at_least(1))
+    jitter: float = attrs.field(default=0.5, validator=within(0, 1))
+    reset_after_s: float = attrs.field(default=60.0, validator=greater_than(0))
+
+
+@attrs.frozen
+class BinanceSettings:
+    spot_ws_url: str = attrs.field(default=LIVE_SPOT_WS_URL, validator=url("ws", "wss"))
+    spot_rest_url: str = attrs.field(default=LIVE_SPOT_REST_URL, validator=url("http", "https"))
+    futures_ws_url: str = attrs.field(default=LIVE_FUTURES_WS_URL, validator=url("ws", "wss"))
+    futures_rest_url: str = attrs.field(
+        default=LIVE_FUTURES_REST_URL, validator=url("http", "https")
+    )
+    # Per-connection limits (Binance: 1024 streams; 5 msg/s spot, 10 msg/s futures).
+    max_streams_per_connection: int = attrs.field(default=1024, validator=within(1, 1024))
+    spot_messages_per_second: float = attrs.field(
+        default=4.0, validator=within(0, 5, low_open=True)
+    )
+    futures_messages_per_second: float = attrs.field(
+        default=8.0, validator=within(0, 10, low_open=True)
+    )
+    # No frame for this long → the connection is stale and is replaced.
+    stale_after_s: float = attrs.field(default=30.0, validator=greater_than(0))
+    # Rotate before Binance cuts the connection at 24 h.
+    rotate_after_s: float = attrs.field(
+        default=23.5 * 3600, validator=within(0, 86_400, low_open=True)
+    )
+    connect_timeout_s: float = attrs.field(default=10.0, validator=greater_than(0))
+    rest_timeout_s: float = attrs.field(default=10.0, validator=greater_than(0))
+    # Frames read from one connection are handed on in batches of at most this many.
+    max_frames_per_batch: int = attrs.field(default=500, validator=at_least(1))
+    reconnect: BackoffSettings = attrs.field(factory=BackoffSettings)
+
+
+def _symbols(values: Iterable[str]) -> tuple[str, ...]:
+    """Symbols are stored upper-case, whatever case they were written in."""
+    return tuple(v.strip().upper() if isinstance(v, str) else v for v in values)
+
+
+def _strip_all(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(v.strip() if isinstance(v, str) else v for v in values)
+
+
+def _streams(values: Iterable[str]) -> tuple[str, ...]:
+    """Per-symbol stream names get a lower-case symbol, as Binance wants."""
+    out = []
+    for v in values:
+        if isinstance(v, str) and not v.strip().startswith("!") and "@" in v:
+            symbol, _, channel = v.strip().partition("@")
+            v = f"{symbol.lower()}@{channel}"
+        out.append(v.strip() if isinstance(v, str) else v)
+    return tuple(out)
+
+
+def _duplicates(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for v in values:
+        if v in seen and v not in repeated:
+            repeated.append(v)
+        seen.add(v)
+    return repeated
+
+
+def _check_symbols(
+    inst: Subscription, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    pattern = _SYMBOL_RE[inst.market]
+    shown = "upper-case letters and digits"
+    if inst.market is Market.USDM:
+        shown += ", delivery contracts as SYMBOL_YYMMDD"
+    problems = [f"{s!r} is not a symbol ({shown})" for s in value if not pattern.fullmatch(s)]
+    problems += [f"{s} is given twice" for s in _duplicates(value)]
+    relational = ["symbols are given but no channels"] if value and not inst.channels else []
+    if problems or relational:
+        raise InvalidValue(attribute.name, problems, relational=relational)
+
+
+def _unknown_channel(channel: str, market: Market) -> str:
+    close = difflib.get_close_matches(channel, sorted(CHANNELS[market]), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    known = vocabulary.CHANNEL_HELP[market]
+    return f"unknown channel {channel!r} on {market.value} ({hint}known: {known})"
+
+
+def _check_channels(
+    inst: Subscription, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    known = CHANNELS[inst.market]
+    problems = [_unknown_channel(c, inst.market) for c in value if c not in known]
+    problems += [f"{c} is given twice" for c in _duplicates(value)]
+    relational = ["channels are given but no symbols"] if value and not inst.symbols else []
+    if problems or relational:
+        raise InvalidValue(attribute.name, problems, relational=relational)
+
+
+def _check_streams(
+    inst: Subscription, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    market = inst.market
+    problems = []
+    for stream in value:
+        if stream.startswith("!"):
+            if stream in RETIRED_STREAMS.get(market, {}):
+                reason = RETIRED_STREAMS[market][stream]
+                problems.append(f"{stream} is not available on {market.value}: {reason}")
+            elif stream not in ALL_MARKET_STREAMS[market]:
+                known = ", ".join(sorted(ALL_MARKET_STREAMS[market]))
+                problems.append(
+                    f"unknown all-market stream {stream!r} on {market.value} (known: {known})"
+                )
+            continue
+        symbol, at, channel = stream.partition("@")
+        if not at or not _SYMBOL_RE[market].fullmatch(symbol.upper()):
+            problems.append(f"{stream!r} is not a stream name (<symbol>@<channel> or !<name>)")
+        elif channel not in CHANNELS[market]:
+            problems.append(f"{stream!r}: {_unknown_channel(channel, market)}")
+    problems += [f"{s} is given twice" for s in _duplicates(value)]
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+    if not value and not inst.symbols and not inst.channels:
+        nothing = "subscribes to nothing: give symbols and channels, or streams"
+        raise InvalidValue(attribute.name, [], relational=[nothing], whole=True)
+
+
+@attrs.frozen
+class Subscription:
+    """Streams on one market: every symbol with every channel, plus raw ``streams``.
+
+    ``channels`` are stream suffixes (``trade``, ``aggTrade``, ``depth@100ms``,
+    ``bookTicker``, ``miniTicker``, ``ticker``, ``markPrice@1s``); ``streams`` are
+    full names, typically all-market streams such as ``!miniTicker@arr``.
+    Symbols are stored upper-case; see :data:`CHANNELS` and :data:`ALL_MARKET_STREAMS`
+    for what each market serves.
+    """
+
+    market: Market
+    symbols: tuple[str, ...] = attrs.field(default=(), converter=_symbols, validator=_check_symbols)
+    channels: tuple[str, ...] = attrs.field(
+        default=(), converter=_strip_all, validator=_check_channels
+    )
+    streams: tuple[str, ...] = attrs.field(default=(), converter=_streams, validator=_check_streams)
+
+
+def default_subscriptions() -> tuple[Subscription, ...]:
+    return (
+        Subscription(
+            market=Market.SPOT,
+            symbols=("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT"),
+            channels=("trade", "depth@100ms"),
+        ),
+        Subscription(market=Market.USDM, streams=("!miniTicker@arr",)),
+    )
+
+
+@attrs.frozen
+class TopicSettings:
+    raw: str = attrs.field(default="marketdata.raw", validator=_topic)
+    depth: str = attrs.field(default="marketdata.depth", validator=_topic)
+    orderbook: str = attrs.field(default="marketdata.orderbook", validator=_topic)
+    alerts: str = attrs.field(default="alerts", validator=_topic)
+
+
+@attrs.frozen
+class KafkaSettings:
+    # Empty: no Kafka, the pipeline runs on the embedded in-process bus.
+    bootstrap_servers: str = attrs.field(default="", validator=_bootstrap_servers)
+    client_id: str = attrs.field(default="marketd", validator=_non_empty)
+    compression: str = attrs.field(  # none | gzip | snappy | lz4 | zstd
+        default="none", converter=_lower, validator=one_of(COMPRESSIONS)
+    )
+    linger_ms: int = attrs.field(default=5, validator=at_least(0))
+    max_batch_bytes: int = attrs.field(default=1_048_576, validator=at_least(1))
+    request_timeout_ms: int = attrs.field(default=10_000, validator=at_least(1))
+    # Records handed to aiokafka per trio→asyncio crossing (at most: what is queued).
+    # Large when behind: aiokafka keeps one batch per partition in flight, so the
+    # per-partition batch size is what carries a backlog away.
+    max_records_per_send: int = attrs.field(default=5000, validator=at_least(1))
+    # Batches handed to aiokafka but not yet acknowledged (the in-flight window).
+    max_inflight_batches: int = attrs.field(default=4, validator=at_least(1))
+    security_protocol: str = attrs.field(  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+        default="PLAINTEXT", converter=_upper, validator=one_of(SECURITY_PROTOCOLS)
+    )
+    sasl_mechanism: str = attrs.field(  # "" | PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+        default="", converter=_upper, validator=_sasl_mechanism
+    )
+    sasl_username: str = attrs.field(default="", validator=_sasl_credential)
+    sasl_password: str = attrs.field(  # secret: masked
+        default="", repr=False, validator=_sasl_credential, metadata=SECRET
+    )
+    retry: BackoffSettings = attrs.field(factory=lambda: BackoffSettings(initial_s=0.2, max_s=10.0))
+    topics: TopicSettings = attrs.field(factory=TopicSettings)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bootstrap_servers.strip())
+
+
+@attrs.frozen
+class PipelineSettings:
+    # Capacity, in batches, of each bounded channel between stages: the backpressure.
+    channel_capacity: int = attrs.field(default=16, validator=at_least(1))
+    # Backfill missed trades from REST after a reconnect (trade ids stay consecutive).
+    backfill_trades: bool = True
+    backfill_max_trades: int = attrs.field(default=10_000, validator=at_least(1))
+
+
+@attrs.frozen
+class HttpSettings:
+    # host:port; port 0 picks a free port (tests).
+    listen: str = attrs.field(default="127.0.0.1:8080", validator=_listen_address)
+
+
+@attrs.frozen
+class LogSettings:
+    level: str = attrs.field(  # debug | info | warning | error
+        default="info", converter=_lower, validator=one_of(LOG_LEVELS)
+    )
+    format: str = attrs.field(  # console | json
+        default="console", converter=_lower, validator=one_of(LOG_FORMATS)
+    )
+    # Counters are summarised in one log line this often (no per-message logs).
+    stats_interval_s: float = attrs.field(default=10.0, validator=greater_than(0))
+
+
+@attrs.frozen
+class ShutdownSettings:
+    # 0 → cancel at once, no draining.
+    grace_s: float = attrs.field(default=10.0, validator=at_least(0))
+
+
+@attrs.frozen
+class SupervisorSettings:
+    restart: BackoffSettings = attrs.field(factory=BackoffSettings)
+
+
+def _some_subscription(_: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    if not value:
+        raise _fail(attribute, "at least one subscription is needed")
+
+
+def _lower_all(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_lower(v) for v in values)
+
+
+def _check_roles(inst: Settings, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    problems, relational = role_problems(
+        value,
+        alerts_enabled=inst.alerts.enabled,
+        alerts_source=inst.alerts.source,
+        kafka_enabled=inst.kafka.enabled,
+    )
+    if problems or relational:
+        raise InvalidValue(attribute.name, problems, relational=relational)
+
+
+@attrs.frozen
+class Settings:
+    # What this process runs: collector, detector, gateway (see marketd.roles).
+    roles: tuple[str, ...] = attrs.field(
+        default=ROLES, converter=_lower_all, validator=_check_roles
+    )
+    binance: BinanceSettings = attrs.field(factory=BinanceSettings)
+    subscriptions: tuple[Subscription, ...] = attrs.field(
+        factory=default_subscriptions, validator=_some_subscription
+    )
+    kafka: KafkaSettings = attrs.field(factory=KafkaSettings)
+    pipeline: PipelineSettings = attrs.field(factory=PipelineSettings)
+    http: HttpSettings = attrs.field(factory=HttpSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+    shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
+    supervisor: SupervisorSettings = attrs.field(factory=SupervisorSettings)
+    alerts: AlertSettings = attrs.field(factory=AlertSettings)
+    gateway: GatewaySettings = attrs.field(factory=GatewaySettings)
+    books: BookSettings = attrs.field(factory=BookSettings)
+    telemetry: TelemetrySettings = attrs.field(factory=TelemetrySettings)
+    readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)
+    spool: SpoolSettings = attrs.field(factory=SpoolSettings)

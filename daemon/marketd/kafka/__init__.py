@@ -1,0 +1,1 @@
+"""Kafka: the publisher, its partitioner and delivery rules, and hosting aiokafka in trio."""

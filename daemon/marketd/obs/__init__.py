@@ -1,0 +1,1 @@
+"""What the operator sees: logs, metrics, traces, the HTTP probes and systemd notifications."""

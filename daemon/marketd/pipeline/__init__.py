@@ -1,0 +1,1 @@
+"""The exchange-agnostic data path: records, the normalizer, sequencing, backfill, tap and bus."""

@@ -1,0 +1,194 @@
+"""Fill trade-id gaps from Binance's REST trade history, in order, within the weight budget.
+
+After a reconnect, trades that happened while disconnected are fetched with ``fromId``
+(``historicalTrades`` for ``trade``, ``aggTrades`` for ``aggTrade``) and published before
+the live trade that revealed the gap, so each symbol's ids stay consecutive in Kafka.
+
+Every request is charged to the market's REST weight budget, shared with the book
+snapshots (:class:`~marketd.rest.budget.RestBudgets`), ahead of them: the symbol's live
+trades are held until its backfill is done. Each response's used-weight header is taken
+in; a 429 or 418 blocks the market for both users, and the backfill waits for the block to
+end, up to ``max_wait_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Protocol
+
+import attrs
+import structlog
+import trio
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from marketd.config.books import BookSettings
+from marketd.errors import RestError
+from marketd.obs.metrics import counter
+from marketd.pipeline.records import Market, Record
+from marketd.pipeline.sequence import Gap
+from marketd.rest.budget import BACKFILL, RestBudgets
+from marketd.rest.client import HttpGet, http_get
+from marketd.rest.weight import trades_weight
+from marketd.runtime.backoff import Backoff, BackoffPolicy
+
+log = structlog.get_logger(__name__)
+
+# (path, page size) per (market, kind); USD-M historicalTrades serves at most 500 rows.
+_ENDPOINTS: dict[tuple[Market, str], tuple[str, int]] = {
+    (Market.SPOT, "trade"): ("/api/v3/historicalTrades", 1000),
+    (Market.SPOT, "aggTrade"): ("/api/v3/aggTrades", 1000),
+    (Market.USDM, "trade"): ("/fapi/v1/historicalTrades", 500),
+    (Market.USDM, "aggTrade"): ("/fapi/v1/aggTrades", 1000),
+}
+
+
+class RestTradeEncoder(Protocol):
+    def encode_rest_trades(
+        self, market: Market, symbol: str, kind: str, body: bytes, received_ns: int
+    ) -> list[Record]: ...
+
+
+def _default_budgets() -> RestBudgets:
+    return RestBudgets.from_settings(BookSettings())
+
+
+@attrs.define
+class Backfiller:
+    encoder: RestTradeEncoder
+    rest_urls: dict[Market, str]
+    max_trades: int = 10_000
+    timeout: float = 10.0
+    attempts: int = 3
+    retry: BackoffPolicy = attrs.field(factory=lambda: BackoffPolicy(initial=0.2, cap=2.0))
+    # The REST weight budget, shared with the book snapshots (pass the daemon's one).
+    budgets: RestBudgets = attrs.field(factory=_default_budgets)
+    # Longest wait for the budget before a gap is given up: a 429's Retry-After or the
+    # next wall-clock minute (at most 61 s) is waited out; a 418 ban (2 min or more) is not.
+    max_wait_s: float = 65.0
+    get: HttpGet = http_get
+    filled: int = 0
+    unfilled: int = 0
+    requests: int = 0
+    last_error: str = ""
+    # (market, status) → requests: ok, 429, 418, http_error, network, bad_body; and
+    # budget_timeout: not sent, the budget would not admit it within max_wait_s.
+    statuses: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
+    budget_wait_s: dict[str, float] = attrs.field(factory=dict)  # market → seconds waited
+
+    async def fill(self, gap: Gap) -> list[Record]:
+        """Return the records with ids ``gap.first..gap.last`` that REST still has, in order.
+
+        Gives up after ``attempts`` failed requests, when the budget stays closed beyond
+        ``max_wait_s``, or beyond ``max_trades`` (counted in ``unfilled``): a gap that
+        cannot be filled is reported, never hidden.
+        """
+        endpoint = _ENDPOINTS.get((gap.market, gap.kind))
+        if endpoint is None:
+            self.unfilled += gap.size
+            return []
+        path, page_limit = endpoint
+        wanted_last = min(gap.last, gap.first + self.max_trades - 1)
+        out: list[Record] = []
+        next_id = gap.first
+        while next_id <= wanted_last:
+            page = await self._page(gap, path, next_id, page_limit)
+            fresh = [r for r in page if next_id <= r.seq <= wanted_last]
+            if not fresh:
+                break
+            fresh.sort(key=lambda r: r.seq)
+            out.extend(fresh)
+            next_id = fresh[-1].seq + 1
+            if len(page) < page_limit:
+                break
+        self.filled += len(out)
+        self.unfilled += gap.size - len(out)
+        return out
+
+    async def _page(self, gap: Gap, path: str, from_id: int, limit: int) -> list[Record]:
+        backoff = Backoff(self.retry)
+        params: dict[str, str | int] = {"symbol": gap.symbol, "fromId": from_id, "limit": limit}
+        market = gap.market.value
+        for attempt in range(self.attempts):
+            if not await self._admit(gap):
+                self.statuses[(market, "budget_timeout")] += 1
+                log.warning(
+                    "backfill gave up: the REST weight budget stays closed",
+                    market=market,
+                    symbol=gap.symbol,
+                    kind=gap.kind,
+                    wait_s=round(self.budgets.delay(gap.market, 0), 1),
+                    max_wait_s=self.max_wait_s,
+                )
+                return []
+            self.requests += 1
+            status, records = await self._get(gap, path, params)
+            self.statuses[(market, status)] += 1
+            if records is not None:
+                return records
+            log.warning(
+                "backfill request failed",
+                symbol=gap.symbol,
+                kind=gap.kind,
+                attempt=attempt + 1,
+                error=self.last_error,
+            )
+            if status not in ("429", "418"):  # those block the budget: waited for above
+                await trio.sleep(backoff.next_delay())
+        return []
+
+    async def _admit(self, gap: Gap) -> bool:
+        """Wait for the budget (ahead of snapshots) and charge one page; False: too long."""
+        weight = trades_weight(gap.market, gap.kind)
+        if self.budgets.delay(gap.market, weight) > self.max_wait_s:
+            return False  # a ban or a long block: do not hold the symbol's trades for it
+        started = trio.current_time()
+        try:
+            with trio.move_on_after(self.max_wait_s):
+                await self.budgets.acquire(gap.market, weight, user=BACKFILL, urgent=True)
+                return True
+            return False
+        finally:
+            waited = trio.current_time() - started
+            key = gap.market.value
+            self.budget_wait_s[key] = self.budget_wait_s.get(key, 0.0) + waited
+
+    async def _get(
+        self, gap: Gap, path: str, params: dict[str, str | int]
+    ) -> tuple[str, list[Record] | None]:
+        try:
+            resp = await self.get(self.rest_urls[gap.market], path, params, time_limit=self.timeout)
+        except RestError as exc:
+            self.last_error = str(exc)
+            return "network", None
+        self.budgets.observe(gap.market, resp, user=BACKFILL)
+        if resp.status != 200:
+            self.last_error = f"HTTP {resp.status}: {resp.body[:200]!r}"
+            return (str(resp.status) if resp.status in (429, 418) else "http_error"), None
+        try:
+            return "ok", self.encoder.encode_rest_trades(
+                gap.market, gap.symbol, gap.kind, resp.body, time.time_ns()
+            )
+        except RestError as exc:
+            self.last_error = str(exc)
+            return "bad_body", None
+
+    def metrics(self) -> Iterable[Metric]:
+        """Backfill requests and budget waits (trades filled/unfilled: the normalizer's)."""
+        yield counter(
+            "marketd_backfill_requests_total",
+            "REST trade-history requests for gap backfill, by market and outcome (ok, 429, "
+            "418, http_error, network, bad_body; budget_timeout: not sent, the weight "
+            "budget stayed closed too long).",
+            ("market", "status"),
+            {(m.value, "ok"): 0 for m in self.rest_urls} | self.statuses,
+        )
+        waited = CounterMetricFamily(
+            "marketd_backfill_budget_wait_seconds",
+            "Seconds backfill requests waited for the REST weight budget, by market.",
+            labels=["market"],
+        )
+        for market in sorted(self.rest_urls, key=lambda m: m.value):
+            waited.add_metric([market.value], self.budget_wait_s.get(market.value, 0.0))
+        yield waited

@@ -1,0 +1,238 @@
+"""The normalizer stage: frame batches → decoded, sequenced records, in batches.
+
+It decodes with the codec, drops duplicate trades, backfills trade gaps from REST
+(see :mod:`marketd.pipeline.backfill`), and hands record batches to the sink. Both of its
+channels are bounded, so a slow sink slows the feeds rather than growing memory.
+
+A trade gap parks only its own (market, kind, symbol): the live records of that key are
+held, in order, while a background task fetches the missing trades (within the REST
+weight budget, which may take a while after a mass reconnect) and then publishes the
+filled trades followed by the held ones. Every other symbol keeps flowing, so one slow
+backfill never stalls the feeds. Held records are bounded in total
+(``MAX_PARKED_RECORDS``); past it the normalizer waits for the backfills (backpressure).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Protocol
+
+import attrs
+import structlog
+import trio
+
+from marketd.obs.logs import RateLimitedLog
+from marketd.obs.telemetry import span
+from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.records import FrameBatch, Record, RecordBatch
+from marketd.pipeline.sequence import Gap, SeqKey, TradeSequencer
+
+log = structlog.get_logger(__name__)
+
+# Live records held behind trade gaps being backfilled, all symbols together.
+MAX_PARKED_RECORDS = 200_000
+
+
+class DecodeResultLike(Protocol):
+    @property
+    def records(self) -> list[Record]: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def unknown(self) -> int: ...
+    @property
+    def error(self) -> str: ...
+
+
+class BatchDecoder(Protocol):
+    def decode_batch(self, batch: FrameBatch) -> DecodeResultLike: ...
+
+
+@attrs.frozen
+class NormalizerStatistics:
+    frames: int
+    records: int
+    malformed: dict[str, int]
+    unknown: dict[str, int]
+    events: dict[tuple[str, ...], int]
+    duplicates: int
+    duplicates_by_kind: dict[str, int]
+    gaps: int
+    gaps_closed: int  # gaps whose every missing trade was backfilled
+    backfilled: int
+    unfilled: int
+    backfills_running: int  # symbols parked behind a gap being filled
+    parked_records: int  # live records held behind those gaps
+
+
+@attrs.define
+class Normalizer:
+    decoder: BatchDecoder
+    backfiller: Backfiller | None = None
+    sequencer: TradeSequencer = attrs.field(factory=TradeSequencer)
+    frames: int = 0
+    records: int = 0
+    malformed: Counter[str] = attrs.field(factory=Counter)
+    unknown: Counter[str] = attrs.field(factory=Counter)
+    events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
+    gaps_closed: int = 0
+    # Per parked key, in order: the gaps to fill and the live records behind them.
+    _parked: dict[SeqKey, deque[Record | Gap]] = attrs.field(factory=dict)
+    _parked_records: int = 0
+    _room: trio.Event = attrs.field(factory=trio.Event)
+    _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
+
+    def statistics(self) -> NormalizerStatistics:
+        bf = self.backfiller
+        return NormalizerStatistics(
+            frames=self.frames,
+            records=self.records,
+            malformed=dict(self.malformed),
+            unknown=dict(self.unknown),
+            events=dict(self.events),
+            duplicates=self.sequencer.duplicates,
+            duplicates_by_kind=dict(self.sequencer.duplicates_by_kind),
+            gaps=self.sequencer.gaps,
+            gaps_closed=self.gaps_closed,
+            backfilled=bf.filled if bf else 0,
+            unfilled=bf.unfilled if bf else 0,
+            backfills_running=len(self._parked),
+            parked_records=self._parked_records,
+        )
+
+    async def serve(
+        self,
+        frames_in: trio.abc.ReceiveChannel[FrameBatch],
+        records_out: trio.abc.SendChannel[list[Record]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run until ``frames_in`` is closed by every feed and the running backfills have
+        published what they hold, then close ``records_out``."""
+        async with frames_in, records_out, trio.open_nursery() as backfills:
+            # After a restart of this stage, what was parked is filled and published.
+            for key in self._parked:
+                backfills.start_soon(self._backfill, key, records_out)
+            task_status.started()
+            async for batch in frames_in:
+                while self._parked_records >= MAX_PARKED_RECORDS:
+                    self._room = trio.Event()
+                    await self._room.wait()
+                with span(
+                    "pipeline.normalize", connection=batch.connection, frames=len(batch.frames)
+                ):
+                    out, parked = self._normalize(batch)
+                if out:
+                    await self._emit(out, records_out)
+                # Started after the batch went out: its records of a parked key that came
+                # before the gap are ahead of the backfilled ones.
+                for key in parked:
+                    backfills.start_soon(self._backfill, key, records_out)
+
+    async def _emit(
+        self, records: list[Record], records_out: trio.abc.SendChannel[list[Record]]
+    ) -> None:
+        self.records += len(records)
+        await records_out.send(records)
+
+    def _normalize(self, batch: FrameBatch) -> tuple[list[Record], list[SeqKey]]:
+        """Decode and sequence ``batch``: the records to publish now, and the keys that a
+        gap has just parked."""
+        result = self.decoder.decode_batch(batch)
+        market = batch.market.value
+        self.frames += len(batch.frames)
+        if result.malformed:
+            self.malformed[market] += result.malformed
+        if result.unknown:
+            self.unknown[market] += result.unknown
+        if (result.malformed or result.unknown) and (
+            held := self._bad_frame_log.ready()
+        ) is not None:
+            log.warning(
+                "frames skipped",
+                connection=batch.connection,
+                malformed=result.malformed,
+                unknown=result.unknown,
+                example=result.error,
+                suppressed=held,
+            )
+        decoded = result.records
+        # Depth records keep the events they were decoded from (for the books stage).
+        out = RecordBatch(depth=decoded.depth if type(decoded) is RecordBatch else None)
+        new: list[SeqKey] = []
+        check = self.sequencer.check
+        events = self.events
+        parked = self._parked
+        for record in result.records:
+            verdict = check(record)
+            if verdict is False:
+                continue
+            events[(record.market.value, record.kind)] += 1
+            if (
+                parked
+                and (queue := parked.get((record.market, record.kind, record.symbol))) is not None
+            ):
+                if verdict is not True:  # another gap behind the one being filled
+                    self.sequencer.advance(record)
+                    queue.append(verdict)
+                queue.append(record)
+                self._parked_records += 1
+            elif verdict is True:
+                out.append(record)
+            else:
+                self.sequencer.advance(record)
+                if self.backfiller is None:
+                    log.warning("trade gap not backfilled (backfill disabled)", gap=str(verdict))
+                    out.append(record)
+                    continue
+                key = (record.market, record.kind, record.symbol)
+                parked[key] = deque((verdict, record))
+                self._parked_records += 1
+                new.append(key)
+        return out, new
+
+    async def _backfill(self, key: SeqKey, records_out: trio.abc.SendChannel[list[Record]]) -> None:
+        """Fill the gaps parked under ``key`` and publish them with the records held behind,
+        in order, until nothing is held; then unpark ``key``. An item leaves the queue only
+        once published, so a restart of the stage resumes where this one stopped."""
+        queue = self._parked[key]
+        while queue:
+            first = queue[0]
+            if isinstance(first, Gap):
+                filled = await self._fill(first)
+                if filled:
+                    await self._emit(filled, records_out)
+                queue.popleft()
+                continue
+            run: list[Record] = []
+            for item in queue:
+                if isinstance(item, Gap):
+                    break
+                run.append(item)
+            await self._emit(run, records_out)
+            for _ in run:
+                queue.popleft()
+            self._parked_records -= len(run)
+            if self._parked_records < MAX_PARKED_RECORDS:
+                self._room.set()
+        del self._parked[key]
+
+    async def _fill(self, gap: Gap) -> list[Record]:
+        assert self.backfiller is not None
+        with span("pipeline.backfill", symbol=gap.symbol, kind=gap.kind, missing=gap.size):
+            filled = await self.backfiller.fill(gap)
+        closed = len(filled) == gap.size
+        self.gaps_closed += closed
+        emit = log.info if closed else log.warning
+        emit(
+            "trade gap backfilled",
+            market=gap.market.value,
+            symbol=gap.symbol,
+            kind=gap.kind,
+            first=gap.first,
+            last=gap.last,
+            filled=len(filled),
+        )
+        for record in filled:
+            self.events[(record.market.value, record.kind)] += 1
+        return filled

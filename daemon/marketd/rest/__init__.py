@@ -1,0 +1,1 @@
+"""REST: the HTTP client, request weights and the shared weight budgets."""

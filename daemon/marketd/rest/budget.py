@@ -1,0 +1,186 @@
+"""One REST weight budget per Binance API, shared by every REST user of marketd (trio).
+
+Binance counts request weight per IP and API (spot, USD-M), so the book snapshot
+scheduler and the trade backfiller spend from one allowance: one
+:class:`~marketd.rest.weight.WeightBudget` per market, held here.
+
+* :meth:`RestBudgets.acquire` waits until the budget admits a request, then charges it.
+  An ``urgent`` request (backfill: a symbol's live trades wait for it) goes first: while one
+  waits, no other request of that market starts. Neither ever exceeds the budget.
+* :meth:`RestBudgets.observe` feeds each response's ``X-MBX-USED-WEIGHT-1M`` to the budget;
+  a 429 or 418 blocks the whole market, for every user, until its ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+
+import attrs
+import structlog
+import trio
+from prometheus_client.core import Metric
+
+from marketd.config.books import BookSettings
+from marketd.obs.metrics import counter, gauge
+from marketd.pipeline.records import Market
+from marketd.rest.client import RestResponse
+from marketd.rest.weight import DEFAULT_BAN_S, DEFAULT_RETRY_AFTER_S, WeightBudget, retry_after
+
+log = structlog.get_logger(__name__)
+
+# The users of the budget, as they appear in metric labels.
+SNAPSHOTS = "snapshots"
+BACKFILL = "backfill"
+USERS = (SNAPSHOTS, BACKFILL)
+
+
+@attrs.define(eq=False)
+class _Lane:
+    budget: WeightBudget
+    urgent: int = 0  # urgent requests waiting
+    calm: trio.Event = attrs.field(factory=trio.Event)  # set when none is waiting
+    requested: Counter[str] = attrs.field(factory=Counter)  # weight charged, by user
+
+
+@attrs.frozen
+class BudgetStatistics:
+    weight_used: int  # counted against the budget right now (last 60 s / this minute)
+    budget: int
+    blocked_s: float  # seconds until a 429/418 block ends (0: not blocked)
+    urgent_waiting: int  # urgent requests (backfill) waiting for the budget
+    weight_requested: dict[str, int]  # by user, since start
+
+
+class RestBudgets:
+    """Market → :class:`WeightBudget`, shared by the snapshot scheduler and the backfiller."""
+
+    def __init__(
+        self, budgets: Mapping[Market, int], *, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.wall = wall
+        self._lanes = {m: _Lane(WeightBudget(b)) for m, b in budgets.items()}
+        for lane in self._lanes.values():
+            lane.calm.set()
+
+    @classmethod
+    def from_settings(
+        cls, settings: BookSettings, *, wall: Callable[[], float] = time.time
+    ) -> RestBudgets:
+        """``weight_budget_fraction`` of each market's limit (used even with books disabled)."""
+        limits = {
+            Market.SPOT: settings.spot_weight_limit,
+            Market.USDM: settings.futures_weight_limit,
+        }
+        fraction = settings.weight_budget_fraction
+        return cls({m: int(limit * fraction) for m, limit in limits.items()}, wall=wall)
+
+    def budget(self, market: Market) -> WeightBudget:
+        return self._lanes[market].budget
+
+    def requested(self, market: Market, user: str) -> int:
+        """Weight charged for ``user`` in ``market`` since start."""
+        return self._lanes[market].requested[user]
+
+    def delay(self, market: Market, weight: int) -> float:
+        """Seconds before a request of ``weight`` could start, were nothing else waiting."""
+        return self._lanes[market].budget.delay(weight, trio.current_time(), self.wall())
+
+    async def acquire(
+        self, market: Market, weight: int, *, user: str, urgent: bool = False
+    ) -> None:
+        """Wait until the budget admits ``weight``, then charge it (send the request now).
+
+        Cancelling the wait charges nothing.
+        """
+        lane = self._lanes[market]
+        if urgent:
+            if not lane.urgent:
+                lane.calm = trio.Event()
+            lane.urgent += 1
+        try:
+            # A loop, not one wait: the budget moves with time, responses and other users.
+            while True:
+                if not urgent and lane.urgent:
+                    await lane.calm.wait()
+                    continue
+                delay = lane.budget.delay(weight, trio.current_time(), self.wall())
+                if delay <= 0:
+                    break
+                await trio.sleep(delay)
+            lane.budget.charge(weight, trio.current_time())
+            lane.requested[user] += weight
+        finally:
+            if urgent:
+                lane.urgent -= 1
+                if not lane.urgent:
+                    lane.calm.set()
+
+    def observe(self, market: Market, response: RestResponse, *, user: str) -> float:
+        """Take in a response: its used-weight header; on 429/418 block ``market`` for every
+        user. Return the seconds blocked (0 for any other status)."""
+        budget = self._lanes[market].budget
+        budget.observe(response.used_weight, self.wall())
+        status = response.status
+        if status not in (429, 418):
+            return 0.0
+        default = DEFAULT_RETRY_AFTER_S if status == 429 else DEFAULT_BAN_S
+        seconds = retry_after(response.headers.get("retry-after"), default)
+        budget.block(seconds, trio.current_time())
+        log.warning(
+            "REST weight limit hit (429): market paused"
+            if status == 429
+            else "REST banned (418): market paused",
+            market=market.value,
+            user=user,
+            retry_after_s=seconds,
+            used_weight=response.used_weight,
+        )
+        return seconds
+
+    def statistics(self) -> dict[Market, BudgetStatistics]:
+        try:
+            now = trio.current_time()
+        except RuntimeError:  # outside trio.run (a test, a bench): nothing expires
+            now = float("-inf")
+        wall = self.wall()
+        return {
+            m: BudgetStatistics(
+                weight_used=lane.budget.used(now, wall),
+                budget=lane.budget.budget,
+                blocked_s=0.0 if now < 0 else max(0.0, lane.budget.blocked_until - now),
+                urgent_waiting=lane.urgent,
+                weight_requested=dict(lane.requested),
+            )
+            for m, lane in self._lanes.items()
+        }
+
+    def metrics(self) -> Iterable[Metric]:
+        st = self.statistics()
+        yield gauge(
+            "marketd_rest_weight_used",
+            "REST request weight counted against the budget (last 60 s, or the server's "
+            "count this minute), by market; book snapshots and trade backfill together.",
+            ("market",),
+            {(m.value,): float(s.weight_used) for m, s in st.items()},
+        )
+        yield gauge(
+            "marketd_rest_weight_budget",
+            "REST request weight per minute marketd may use (book snapshots and trade "
+            "backfill together), by market.",
+            ("market",),
+            {(m.value,): float(s.budget) for m, s in st.items()},
+        )
+        yield counter(
+            "marketd_rest_weight_requested_total",
+            "REST request weight spent, by market and user (snapshots, backfill).",
+            ("market", "user"),
+            {(m.value, u): s.weight_requested.get(u, 0) for m, s in st.items() for u in USERS},
+        )
+        yield gauge(
+            "marketd_rest_blocked_seconds",
+            "Seconds until a 429 (Retry-After) or 418 (ban) block of the market ends.",
+            ("market",),
+            {(m.value,): s.blocked_s for m, s in st.items()},
+        )

@@ -1,0 +1,1 @@
+"""How stages run: the supervisor, restart backoff and the shutdown signal."""
