@@ -19,9 +19,10 @@ import time
 import tracemalloc
 
 from marketd.books.service import Books
-from marketd.books.sync import Diff, SymbolSync
+from marketd.books.sync import SymbolSync
 from marketd.config.books import BookSettings
 from marketd.config.settings import Settings, Subscription
+from marketd.pipeline.events import DepthDiff
 from marketd.pipeline.records import Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MarketEvent
 
@@ -63,7 +64,7 @@ def bench_sync(symbols: int, levels: int, n: int) -> tuple[float, int]:
     syncs = []
     for _ in range(symbols):
         s = SymbolSync(futures=False, depth=levels + 100, snapshot_limit=5000)
-        s.on_diff(Diff(1, 1, None, [], []))
+        s.on_diff(DepthDiff(1, 1, None, [], []))
         s.on_snapshot(1, *make_book(levels, mid))
         syncs.append(s)
     pool = make_diffs(rng, 20_000, levels, mid)
@@ -74,7 +75,7 @@ def bench_sync(symbols: int, levels: int, n: int) -> tuple[float, int]:
         b, a = pool[i % len(pool)]
         u = ids[sym]
         ids[sym] = u + 1
-        work.append((syncs[sym], Diff(u, u, None, b, a)))
+        work.append((syncs[sym], DepthDiff(u, u, None, b, a)))
     level_count = sum(len(d.bids) + len(d.asks) for _, d in work)
     gc.collect()
     t0 = time.perf_counter()
@@ -98,7 +99,7 @@ def bench_take(symbols: int, levels: int, n: int) -> float:
     books = Books(settings)
     for name in names:
         sync = books.syncs[(Market.SPOT, name)]
-        sync.on_diff(Diff(1, 1, None, [], []))
+        sync.on_diff(DepthDiff(1, 1, None, [], []))
         sync.on_snapshot(1, *make_book(levels, mid))
     pool = make_diffs(rng, 5_000, levels, mid)
     ids = [2] * symbols
@@ -139,7 +140,7 @@ def book_memory(levels: int) -> int:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     s = SymbolSync(futures=False, depth=levels, snapshot_limit=5000)
-    s.on_diff(Diff(1, 1, None, [], []))
+    s.on_diff(DepthDiff(1, 1, None, [], []))
     s.on_snapshot(1, bids, asks)
     del bids, asks
     gc.collect()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from marketd.books.sync import Diff
+from marketd.pipeline.events import DepthDiff
 
 Level = tuple[str, str]
 
@@ -67,8 +67,8 @@ class TrueDiff:
     bids: list[tuple[int, int]]
     asks: list[tuple[int, int]]
 
-    def as_diff(self, *, futures: bool) -> Diff:
-        return Diff(
+    def as_diff(self, *, futures: bool) -> DepthDiff:
+        return DepthDiff(
             self.first,
             self.final,
             self.prev if futures else None,

@@ -19,12 +19,12 @@ from binance_examples import (
     frame,
 )
 
-from marketd.alerts.detector import Tick
 from marketd.alerts.encoding import TickReader
 from marketd.config.alerts import PRICE_KINDS
 from marketd.config.settings import TopicSettings
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.codec import KNOWN_EVENT_TYPES, Codec, DecodeResult
+from marketd.pipeline.events import Tick
 from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 

@@ -57,6 +57,7 @@ import attrs
 
 from marketd.alerts.model import Alert, Direction
 from marketd.config.alerts import RuleSettings, check_rules
+from marketd.pipeline.events import Tick
 
 _CTX = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
 _mul = _CTX.multiply
@@ -93,16 +94,6 @@ def parse_price(text: str) -> Decimal | None:
     if not value.is_finite() or value <= _ZERO:
         return None
     return value
-
-
-@attrs.frozen
-class Tick:
-    """One price observation of one instrument (exchange event time, decimal string)."""
-
-    market: str
-    symbol: str
-    time_ms: int
-    price: str
 
 
 @attrs.frozen

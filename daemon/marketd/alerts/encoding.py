@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf.message import DecodeError
 
-from marketd.alerts.detector import Tick
 from marketd.alerts.model import Alert, Direction
 from marketd.exchanges.binance import vocabulary
+from marketd.pipeline.events import Tick
 from marketd.pipeline.records import Market, Record
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent

@@ -23,6 +23,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
+from marketd.pipeline.events import Level
+
 # Decimal places of the integer price keys. Binance prints at most 8; 18 leaves room.
 SCALE = 18
 _PAD = tuple("0" * (SCALE - n) for n in range(SCALE + 1))
@@ -30,8 +32,6 @@ _PAD = tuple("0" * (SCALE - n) for n in range(SCALE + 1))
 CACHE_LIMIT = 16_384
 # The bound of a side known in full (larger than every key).
 UNBOUNDED = 1 << 256
-
-Level = tuple[str, str]
 
 
 class BookError(ValueError):

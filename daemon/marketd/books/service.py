@@ -25,10 +25,11 @@ from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
-from marketd.books.sync import Diff, State, SymbolSync
+from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
 from marketd.exchanges.binance import FuturesDepthUpdate, vocabulary
 from marketd.obs.metrics import counter, gauge
+from marketd.pipeline.events import DepthDiff
 from marketd.pipeline.records import Market, Record, RecordBatch, record_headers
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import HttpGet, http_get
@@ -252,9 +253,9 @@ class Books:
             if sync is None:
                 sync = self._add(key)
             e = decoded.get(id(r)) if decoded else None
-            diff: Diff | None
+            diff: DepthDiff | None
             if e is not None and e.final_update_id == r.seq and e.symbol == r.symbol:
-                diff = Diff(
+                diff = DepthDiff(
                     e.first_update_id,
                     e.final_update_id,
                     e.prev_final_update_id if type(e) is FuturesDepthUpdate else None,
@@ -268,14 +269,14 @@ class Books:
             if sync.on_diff(diff):
                 request(*key)
 
-    def _parse_diff(self, r: Record) -> Diff | None:
+    def _parse_diff(self, r: Record) -> DepthDiff | None:
         try:
             ev = _parse(r.value)
         except DecodeError:
             self.invalid += 1
             return None
         d = ev.depth_diff
-        return Diff(
+        return DepthDiff(
             d.first_update_id,
             d.final_update_id,
             d.prev_final_update_id if d.HasField("prev_final_update_id") else None,

@@ -26,7 +26,8 @@ import enum
 from collections import Counter, deque
 from collections.abc import Sequence
 
-from marketd.books.book import Book, BookError, Level
+from marketd.books.book import Book, BookError
+from marketd.pipeline.events import DepthDiff, Level
 
 
 class State(enum.Enum):
@@ -43,30 +44,6 @@ class Reason(enum.Enum):
     INVALID = "invalid"  # a diff level that is not a decimal string
     SHALLOW = "shallow"  # fewer levels known than wanted (the price moved past the snapshot)
     STALE_SNAPSHOT = "stale_snapshot"  # the snapshot is older than the buffered diffs
-
-
-class Diff:
-    """One depth diff as the machine sees it (``prev`` is ``pu``; None on spot)."""
-
-    __slots__ = ("asks", "bids", "event_time_ms", "final", "first", "prev", "received_ns")
-
-    def __init__(
-        self,
-        first: int,
-        final: int,
-        prev: int | None,
-        bids: Sequence[Level],
-        asks: Sequence[Level],
-        event_time_ms: int = 0,
-        received_ns: int = 0,
-    ) -> None:
-        self.first = first
-        self.final = final
-        self.prev = prev
-        self.bids = bids
-        self.asks = asks
-        self.event_time_ms = event_time_ms
-        self.received_ns = received_ns
 
 
 class SymbolSync:
@@ -88,7 +65,7 @@ class SymbolSync:
         self.min_levels = min(min_levels, depth, snapshot_limit)
         self.state = State.SYNCING
         self.max_buffered = max_buffered
-        self.buffer: deque[Diff] = deque()
+        self.buffer: deque[DepthDiff] = deque()
         # A snapshot is loaded but no diff has bridged it yet (still SYNCING/RESYNCING).
         self.loaded = False
         self.pending = False  # a snapshot request is outstanding
@@ -110,7 +87,7 @@ class SymbolSync:
 
     # -- diffs ----------------------------------------------------------------------------
 
-    def on_diff(self, diff: Diff) -> bool:
+    def on_diff(self, diff: DepthDiff) -> bool:
         """Take one diff; return True when a snapshot should be requested now."""
         if self.state is State.SYNCED:
             last = self.book.last_update_id
@@ -124,7 +101,7 @@ class SymbolSync:
             return self._bridge(diff)
         return self._buffer(diff)
 
-    def _apply(self, diff: Diff) -> bool:
+    def _apply(self, diff: DepthDiff) -> bool:
         try:
             self.book.apply(diff.final, diff.bids, diff.asks)
         except BookError:
@@ -138,7 +115,7 @@ class SymbolSync:
             return self._lose(Reason.SHALLOW, None)
         return False
 
-    def _buffer(self, diff: Diff) -> bool:
+    def _buffer(self, diff: DepthDiff) -> bool:
         buf = self.buffer
         if buf:
             tail = buf[-1]
@@ -157,7 +134,7 @@ class SymbolSync:
         return self._want()
 
     @staticmethod
-    def _continues(last: int, diff: Diff) -> bool:
+    def _continues(last: int, diff: DepthDiff) -> bool:
         if diff.prev is None:
             return diff.first <= last + 1
         return diff.prev == last
@@ -168,7 +145,7 @@ class SymbolSync:
         self.pending = True
         return True
 
-    def _lose(self, reason: Reason, diff: Diff | None) -> bool:
+    def _lose(self, reason: Reason, diff: DepthDiff | None) -> bool:
         """Discard the synced book; keep ``diff`` (the one past a gap) as the first buffered.
 
         Only a synced book is lost, and a synced machine has nothing buffered or loaded."""
@@ -214,7 +191,7 @@ class SymbolSync:
             return False
         return self._want()
 
-    def _bridge(self, diff: Diff) -> bool:
+    def _bridge(self, diff: DepthDiff) -> bool:
         """A diff after the snapshot was loaded, before one has bridged it."""
         if self.state is State.SYNCED:
             return self.on_diff(diff)

@@ -1,0 +1,48 @@
+"""Decoded events that travel beside their records: what books and the detector read.
+
+An exchange adapter decodes each frame once; the events it made on the way (a depth diff,
+a price) ride in the record batch next to the Protobuf records, so the stages downstream
+need not parse the Protobuf back. They name no exchange.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+Level = tuple[str, str]  # (price, quantity) as the exchange's decimal strings
+
+
+class DepthDiff:
+    """One depth diff as the machine sees it (``prev`` is ``pu``; None on spot)."""
+
+    __slots__ = ("asks", "bids", "event_time_ms", "final", "first", "prev", "received_ns")
+
+    def __init__(
+        self,
+        first: int,
+        final: int,
+        prev: int | None,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        event_time_ms: int = 0,
+        received_ns: int = 0,
+    ) -> None:
+        self.first = first
+        self.final = final
+        self.prev = prev
+        self.bids = bids
+        self.asks = asks
+        self.event_time_ms = event_time_ms
+        self.received_ns = received_ns
+
+
+@attrs.frozen
+class Tick:
+    """One price observation of one instrument (exchange event time, decimal string)."""
+
+    market: str
+    symbol: str
+    time_ms: int
+    price: str
