@@ -31,6 +31,8 @@ def test_arguments_make_a_config() -> None:
             "5",
             "--usdm-ping-interval",
             "1",
+            "--kline-ms",
+            "500",
         ]
     )
     config = config_from_args(args)
@@ -40,6 +42,7 @@ def test_arguments_make_a_config() -> None:
     assert config.spot.max_messages_per_second == 5
     assert config.usdm.max_messages_per_second == 10
     assert [p.every for p in config.periodic_faults] == [5.0]
+    assert config.kline_ms == 500
 
 
 async def test_subprocess_prints_urls_and_exits_cleanly_on_sigterm() -> None:

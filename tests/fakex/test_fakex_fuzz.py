@@ -203,3 +203,42 @@ async def test_ten_thousand_frames_do_not_cut_a_reader() -> None:
     assert valid > 0  # real trades kept flowing between the fuzzed frames
     assert (usdm["fuzz_frames"], usdm["fuzz_pending"]) == (10_000, 0)
     assert (usdm["slow_disconnects"], usdm["connections_open"]) == (0, 1)
+
+
+TIMED_STREAMS = {
+    Market.SPOT: [
+        "btcusdt@kline_1s", "ethusdt@kline_1M", "btcusdt@avgPrice", "btcusdt@ticker_1h",
+        "ethusdt@ticker_1d", "btcusdt@depth5", "ethusdt@depth20@100ms",
+    ],
+    Market.USDM: [
+        "btcusdt@kline_1m", "btcusdt@depth10@500ms", "btcusdt@forceOrder", "!forceOrder@arr",
+        "btcusdt@markPrice", "!markPrice@arr",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_fuzzing_the_timed_kinds_spoils_every_frame(market: Market) -> None:
+    """Nested objects (a kline's candle, a liquidation's order) and payloads without a
+    string value (spot partial depth) are fuzzed too, and none of the results is usable."""
+    b = bases(market, TIMED_STREAMS[market])
+    assert unusable(market, [f'{{"stream":"{x.stream}","data":{x.payload}}}' for x in b]) == 0
+    frames = list(fuzz_frames(60 * len(MUTATIONS), 21, b, is_combined=True))
+    assert {f.mutation for f in frames} == set(MUTATIONS)
+    for start in range(0, len(frames), 200):
+        chunk = [f.text for f in frames[start : start + 200]]
+        assert unusable(market, chunk) == len(chunk)
+    # Some mutations hit inside the nested objects.
+    required = {
+        "k": set("tTifLochlvnxqVQ"),
+        "o": {"s", "S", "o", "f", "q", "p", "ap", "X", "l", "z", "T"},
+    }
+    inside = 0
+    for f in frames:
+        if f.mutation != "missing_key" or not is_json(f.text):
+            continue
+        data = orjson.loads(f.text).get("data")
+        for key, keys in required.items():
+            if isinstance(data, dict) and isinstance(data.get(key), dict):
+                inside += not keys <= data[key].keys()
+    assert inside > 0

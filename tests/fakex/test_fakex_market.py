@@ -7,6 +7,7 @@ import itertools
 import orjson
 import pytest
 
+from marketd.exchanges.binance import vocabulary
 from marketd.fakex.book import OrderBook
 from marketd.fakex.frames import SymbolFrames, decimal_formatter
 from marketd.fakex.history import TradeHistory
@@ -20,6 +21,7 @@ from marketd.fakex.protocol import (
     parse_control,
     parse_stream,
     parse_ws_path,
+    served,
 )
 from marketd.pipeline.records import Market
 
@@ -201,30 +203,54 @@ def test_parse_stream_and_routes() -> None:
         parse_stream(Market.USDM, "btcusdt@trade", symbols)
 
 
-def test_every_stream_binance_serves_is_accepted_the_ungenerated_ones_quiet() -> None:
+def test_the_fake_serves_exactly_the_vocabulary() -> None:
+    """Every name of the vocabulary table, per market, is accepted and generated (no
+    channel is quiet), routed as the table says; nothing else is accepted."""
     symbols = {"btcusdt": 0}
-    quiet = [
-        (Market.SPOT, "btcusdt@kline_1s", Route.SPOT),
-        (Market.SPOT, "btcusdt@depth20@100ms", Route.SPOT),
-        (Market.SPOT, "btcusdt@avgPrice", Route.SPOT),
-        (Market.USDM, "btcusdt@kline_1M", Route.MARKET),
-        (Market.USDM, "btcusdt@forceOrder", Route.MARKET),
-        (Market.USDM, "!forceOrder@arr", Route.MARKET),
-        (Market.USDM, "btcusdt@depth5@500ms", Route.PUBLIC),
+    for market in Market:
+        table = vocabulary.channels(market) | vocabulary.all_market_streams(market)
+        assert served(market) == table
+        for channel in table:
+            name = channel if channel.startswith("!") else f"btcusdt@{channel}"
+            ref = parse_stream(market, name, symbols)
+            assert ref.name == name
+            want = vocabulary.route(market, name)
+            assert want is not None
+            route = {
+                vocabulary.Route.NONE: Route.SPOT,
+                vocabulary.Route.PUBLIC: Route.PUBLIC,
+                vocabulary.Route.MARKET: Route.MARKET,
+            }[want if market is Market.USDM else vocabulary.Route.NONE]
+            assert ref.route is route, name
+            assert ref.symbol == (-1 if channel.startswith("!") else 0)
+    cases = [
+        (Market.SPOT, "btcusdt@kline_1s", Channel.KLINE, "1s"),
+        (Market.USDM, "btcusdt@kline_1M", Channel.KLINE, "1M"),
+        (Market.SPOT, "btcusdt@depth20@100ms", Channel.PARTIAL_DEPTH, "depth20@100ms"),
+        (Market.USDM, "btcusdt@depth5", Channel.PARTIAL_DEPTH, "depth5"),
+        (Market.SPOT, "btcusdt@ticker_4h", Channel.WINDOW_TICKER, "4h"),
+        (Market.SPOT, "btcusdt@avgPrice", Channel.AVG_PRICE, ""),
+        (Market.USDM, "btcusdt@forceOrder", Channel.LIQUIDATION, ""),
+        (Market.USDM, "!forceOrder@arr", Channel.ALL_LIQUIDATIONS, ""),
+        (Market.USDM, "btcusdt@markPrice", Channel.MARK_PRICE, ""),
+        (Market.USDM, "!markPrice@arr@1s", Channel.ALL_MARK_PRICES_1S, ""),
     ]
-    for market, name, route in quiet:
+    for market, name, channel, variant in cases:
         ref = parse_stream(market, name, symbols)
-        assert (ref.name, ref.channel, ref.symbol, ref.route) == (name, Channel.QUIET, -1, route)
-    ref = parse_stream(Market.USDM, "!ticker@arr", symbols)
-    assert (ref.channel, ref.route) == (Channel.ALL_TICKERS, Route.MARKET)
-    ref = parse_stream(Market.USDM, "!bookTicker", symbols)
-    assert (ref.channel, ref.route) == (Channel.ALL_BOOK_TICKERS, Route.PUBLIC)
-    # Still unknown: a retired stream, another market's channel, an unknown symbol.
+        assert (ref.channel, ref.variant) == (channel, variant), name
+    # Unknown: a retired stream, another market's channel, an unknown symbol, and the
+    # spellings Binance does not use (mark prices every 3 s have no suffix).
     for market, bad in (
         (Market.SPOT, "!ticker@arr"),
         (Market.SPOT, "btcusdt@forceOrder"),
         (Market.USDM, "btcusdt@kline_1s"),
+        (Market.USDM, "btcusdt@ticker_1h"),
+        (Market.USDM, "btcusdt@avgPrice"),
         (Market.SPOT, "dogeusdt@kline_1m"),
+        (Market.USDM, "btcusdt@markPrice@3s"),
+        (Market.USDM, "!markPrice@arr@3s"),
+        (Market.SPOT, "btcusdt@depth5@250ms"),
+        (Market.USDM, "btcusdt@depth5@1000ms"),
     ):
         with pytest.raises(UnknownStream):
             parse_stream(market, bad, symbols)
@@ -238,6 +264,7 @@ def test_parse_ws_path() -> None:
     assert (raw.combined, raw.streams) == (False, ("btcusdt@trade",))
     assert parse_ws_path("/usdm/ws").route is Route.PUBLIC  # unrouted legacy URL
     assert parse_ws_path("/spot/stream").streams == ()
+    assert parse_ws_path("/usdm/private/ws").route is Route.PRIVATE  # user data: no market
     for bad in ("/", "/coinm/ws", "/spot/foo", "/usdm/public"):
         with pytest.raises(BadPath):
             parse_ws_path(bad)

@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 from binance.spot import Spot
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
+from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=5, rate=2_000)
 
@@ -104,6 +106,110 @@ async def test_binance_connector_streams_every_spot_kind_the_fake_serves() -> No
                 # stop() sends a close frame and joins the reader; the socket itself stays
                 # open (binance-connector 3.13) until closed here.
                 await trio.to_thread.run_sync(client.socket_manager.ws.shutdown)
+
+
+def gather(
+    inbox: queue.Queue[str], want: dict[str, int], kind: Callable[[Any], str | None]
+) -> dict[str, list[Any]]:
+    """Block (in a worker thread) until each kind of ``want`` has its count of payloads."""
+    got: dict[str, list[Any]] = {k: [] for k in want}
+    deadline = time.monotonic() + 20
+    while any(len(got[k]) < n for k, n in want.items()):
+        message = json.loads(inbox.get(timeout=max(0.1, deadline - time.monotonic())))
+        name = kind(message)
+        if name in got:
+            got[name].append(message)
+    return got
+
+
+def spot_kind(m: Any) -> str | None:
+    """What a message of a raw ``/ws`` connection is (partial depth: by its level count)."""
+    if not isinstance(m, dict) or "result" in m:
+        return None
+    if "lastUpdateId" in m:
+        return f"depth{len(m['bids'])}"
+    if m.get("e") == "kline":
+        return f"kline_{m['k']['i']}" + (" closed" if m["k"]["x"] else "")
+    return m.get("e")
+
+
+async def test_binance_connector_streams_the_spot_kinds_pushed_on_a_clock() -> None:
+    """Klines, average price, rolling-window tickers and partial depth, through the
+    connector's own stream methods (``subscribe`` for avgPrice, which it has none for)."""
+    config = attrs.evolve(CONFIG, book_journal=200_000)
+    inbox: queue.Queue[str] = queue.Queue()
+    errors: list[Exception] = []
+    want = {
+        "trade": 50,
+        "kline_1s": 1,
+        "kline_1s closed": 3,
+        "avgPrice": 2,
+        "1hTicker": 2,
+        "4hTicker": 2,
+        "1dTicker": 2,
+        "depth10": 5,
+        "depth5": 2,
+    }
+    with trio.fail_after(60):
+        async with open_fake_exchange(config) as fx:
+            client = await trio.to_thread.run_sync(
+                lambda: SpotWebsocketStreamClient(
+                    stream_url=fx.spot_ws_url,
+                    on_message=lambda _, m: inbox.put(m),
+                    on_error=lambda _, e: errors.append(e),
+                    timeout=10,
+                )
+            )
+            try:
+                # Four messages: under the 5 a second Binance allows, with no pacing.
+                subscribe = [
+                    lambda: client.kline(symbol="btcusdt", interval="1s"),
+                    lambda: client.partial_book_depth(symbol="btcusdt", level=10, speed=100),
+                    lambda: client.rolling_window_ticker(symbol="btcusdt", windowSize="1h"),
+                    lambda: client.subscribe(
+                        stream=[
+                            "btcusdt@trade",
+                            "btcusdt@avgPrice",
+                            "btcusdt@ticker_4h",
+                            "btcusdt@ticker_1d",
+                            "btcusdt@depth5@1000ms",
+                        ]
+                    ),
+                ]
+                for call in subscribe:
+                    await trio.to_thread.run_sync(call)
+                got = await trio.to_thread.run_sync(gather, inbox, want, spot_kind)
+                assert errors == []
+                for name in ("depth10", "depth5"):
+                    n = int(name.removeprefix("depth"))
+                    for book in got[name]:
+                        _, bids, asks = fx.true_book(Market.SPOT, "BTCUSDT", book["lastUpdateId"])
+                        assert book["bids"] == [list(b) for b in bids[:n]]
+                        assert book["asks"] == [list(a) for a in asks[:n]]
+            finally:
+                await trio.to_thread.run_sync(client.stop)
+                await trio.to_thread.run_sync(client.socket_manager.ws.shutdown)
+    trades = {t["t"]: t for t in got["trade"]}
+    covered = 0
+    for kline in got["kline_1s"] + got["kline_1s closed"]:
+        k = kline["k"]
+        assert (k["s"], k["T"] - k["t"]) == ("BTCUSDT", 999)
+        if k["x"] and k["n"] and all(i in trades for i in range(k["f"], k["L"] + 1)):
+            inside = [trades[i] for i in range(k["f"], k["L"] + 1)]
+            assert (k["o"], k["c"]) == (inside[0]["p"], inside[-1]["p"])
+            assert k["n"] == len(inside)
+            assert all(k["t"] <= t["T"] <= k["T"] for t in inside)
+            covered += 1
+    for avg in got["avgPrice"]:
+        assert (avg["s"], avg["i"]) == ("BTCUSDT", "5m")
+        assert avg["T"] <= avg["E"]
+        assert float(avg["w"]) > 0
+    for kind in ("1hTicker", "4hTicker", "1dTicker"):
+        for t in got[kind]:
+            assert t["O"] % 60_000 == 0
+            assert t["n"] == t["L"] - t["F"] + 1
+            assert float(t["l"]) <= float(t["c"]) <= float(t["h"])
+    assert covered >= 1  # the later seconds closed after the trades were subscribed: whole
 
 
 async def test_binance_connector_rest_market_data() -> None:

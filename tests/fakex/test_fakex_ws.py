@@ -99,19 +99,24 @@ async def test_futures_routing_wrong_route_never_delivered() -> None:
                     names.add((await recv_data(ws))["stream"])
 
 
-async def test_a_stream_the_fake_does_not_generate_keeps_the_others_flowing() -> None:
-    """Binance accepts every stream it serves; the fake accepts those it cannot generate
-    (here klines) and stays silent on them, so the trades beside them still flow."""
+async def test_a_timed_stream_flows_beside_the_per_event_ones() -> None:
+    """Klines (pushed on a clock) and trades (per event) on one connection: both flow, and
+    the trades stay consecutive."""
     with trio.fail_after(10):
         async with open_fake_exchange(FAST) as fx:
             url = fx.spot_ws_url + "/stream?streams=btcusdt@kline_1m/btcusdt@trade"
-            async with open_ws(url) as ws:
-                ids = []
-                for _ in range(20):
+            async with open_ws(url, queue=100) as ws:
+                ids: list[int] = []
+                klines = 0
+                while len(ids) < 20 or not klines:
                     frame = await recv_data(ws)
-                    assert frame["stream"] == "btcusdt@trade"
-                    ids.append(frame["data"]["t"])
-                assert ids == list(range(ids[0], ids[0] + 20))
+                    if frame["stream"] == "btcusdt@kline_1m":
+                        assert frame["data"]["k"]["i"] == "1m"
+                        klines += 1
+                    else:
+                        assert frame["stream"] == "btcusdt@trade"
+                        ids.append(frame["data"]["t"])
+                assert ids == list(range(ids[0], ids[0] + len(ids)))
                 listed = await control(ws, "LIST_SUBSCRIPTIONS", [], 1)
                 assert sorted(listed["result"]) == ["btcusdt@kline_1m", "btcusdt@trade"]
                 reply = await control(ws, "SUBSCRIBE", ["btcusdt@avgPrice"], 2)
@@ -119,6 +124,7 @@ async def test_a_stream_the_fake_does_not_generate_keeps_the_others_flowing() ->
                 reply = await control(ws, "SUBSCRIBE", ["!forceOrder@arr"], 3)
                 assert reply["error"]["code"] == 2  # spot has no liquidations
             assert fx.state()["markets"]["spot"]["wrong_route_subscriptions"] == 0
+            await wait_until(lambda: fx.hubs[Market.SPOT].subscribers() == 0)
 
 
 async def test_futures_all_market_tickers_and_book_tickers() -> None:

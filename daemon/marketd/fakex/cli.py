@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", type=int, default=100_000, help="trades kept per symbol")
     parser.add_argument("--max-queue", type=int, default=200_000, help="frames queued per client")
     parser.add_argument("--paused", action="store_true", help="start with generation paused")
+    parser.add_argument(
+        "--kline-ms",
+        type=int,
+        default=0,
+        help="give every kline interval this length in ms, so candles close quickly "
+        "(0: Binance's lengths)",
+    )
     for market, limits in (("spot", SPOT_LIMITS), ("usdm", USDM_LIMITS)):
         parser.add_argument(
             f"--{market}-ping-interval", type=float, default=limits.ping_interval, metavar="S"
@@ -115,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> FakeExchangeConfig:
         max_queue=args.max_queue,
         periodic_faults=periodic,
         paused=args.paused,
+        kline_ms=args.kline_ms,
     )
 
 

@@ -77,6 +77,9 @@ class FakeExchangeConfig:
     # Depth diffs remembered per symbol so tests can read the true book at an update id
     # (``FakeExchange.true_book``); 0: off.
     book_journal: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    # Tests: every kline interval lasts this many ms, so candles close (``x: true``) without
+    # waiting real minutes; the payloads still name Binance's intervals. 0: their real lengths.
+    kline_ms: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     spot: MarketLimits = SPOT_LIMITS
     usdm: MarketLimits = USDM_LIMITS
     max_queue: int = 200_000  # frames queued for one connection before it is cut as too slow

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from marketd.fakex.candles import Candle
 from marketd.fakex.events import DepthEvent, TradeEvent
+from marketd.fakex.liquidations import Liquidation
 from marketd.fakex.market import SymbolModel, TickerStats
+from marketd.fakex.windows import WindowStats
 from marketd.pipeline.records import Market
 
 DAY_MS = 86_400_000
@@ -65,6 +68,9 @@ class SymbolFrames:
         self.fmt_quote = decimal_formatter(
             pd + qd, max(pd + qd, 8) if not self.futures else pd + qd
         )
+        # An average price is not on the tick grid: printed to the market's price decimals.
+        self.avg_decimals = pd if self.futures else max(pd, SPOT_DECIMALS)
+        self.fmt_avg = decimal_formatter(self.avg_decimals, self.avg_decimals)
 
     # -- trades ---------------------------------------------------------------------------
 
@@ -156,6 +162,67 @@ class SymbolFrames:
         return (
             f'{{"e":"markPriceUpdate","E":{now_ms},"s":"{self.symbol}","p":"{fp(mark)}",'
             f'"i":"{fp(mark)}","P":"{fp(mark)}","r":"0.00010000","T":{funding}}}'
+        )
+
+    # -- the timed kinds (fakex.timed) ----------------------------------------------------
+
+    def kline(self, c: Candle, interval: str, closed: bool, now_ms: int) -> str:
+        fp, fq, fquote, s = self.fmt_p, self.fmt_q, self.fmt_quote, self.symbol
+        return (
+            f'{{"e":"kline","E":{now_ms},"s":"{s}","k":{{"t":{c.open_time},'
+            f'"T":{c.close_time},"s":"{s}","i":"{interval}","f":{c.first_id},'
+            f'"L":{c.last_id},"o":"{fp(c.open)}","c":"{fp(c.close)}","h":"{fp(c.high)}",'
+            f'"l":"{fp(c.low)}","v":"{fq(c.volume)}","n":{c.count},"x":{_bool(closed)},'
+            f'"q":"{fquote(c.quote)}","V":"{fq(c.taker_volume)}",'
+            f'"Q":"{fquote(c.taker_quote)}","B":"0"}}}}'
+        )
+
+    def average(self, quote: int, volume: int) -> str:
+        """``quote / volume`` (ticks) printed exactly, truncated to ``avg_decimals``."""
+        shift = 10 ** (self.avg_decimals - self.model.spec.price_decimals)
+        return self.fmt_avg(quote * shift // volume)
+
+    def avg_price(self, average: str, last_trade_ms: int, now_ms: int) -> str:
+        return (
+            f'{{"e":"avgPrice","E":{now_ms},"s":"{self.symbol}","i":"5m","w":"{average}",'
+            f'"T":{last_trade_ms}}}'
+        )
+
+    def window_ticker(self, kind: str, st: WindowStats, now_ms: int) -> str:
+        """A spot rolling-window ticker (``kind``: 1hTicker, 4hTicker, 1dTicker)."""
+        fp = self.fmt_p
+        change = st.close - st.open
+        return (
+            f'{{"e":"{kind}","E":{now_ms},"s":"{self.symbol}","p":"{fp(change)}",'
+            f'"P":"{change * 100 / st.open:.3f}","o":"{fp(st.open)}","h":"{fp(st.high)}",'
+            f'"l":"{fp(st.low)}","c":"{fp(st.close)}","w":"{self.average(st.quote, st.volume)}",'
+            f'"v":"{self.fmt_q(st.volume)}","q":"{self.fmt_quote(st.quote)}",'
+            f'"O":{st.open_time},"C":{now_ms},"F":{st.first_id},"L":{st.last_id},'
+            f'"n":{st.count}}}'
+        )
+
+    def partial_depth(
+        self, levels: int, first_id: int, last_id: int, prev_id: int, time_ms: int, now_ms: int
+    ) -> str:
+        """The top ``levels`` of the true book now: spot ``{lastUpdateId,bids,asks}``, USD-M
+        diff-shaped with ``U``/``u``/``pu`` of the diffs since the stream's previous push."""
+        book = self.model.book
+        b = _levels(self.fmt_p, self.fmt_q, book.bids.top(levels))
+        a = _levels(self.fmt_p, self.fmt_q, book.asks.top(levels))
+        if self.futures:
+            return (
+                f'{{"e":"depthUpdate","E":{now_ms},"T":{time_ms},"s":"{self.symbol}",'
+                f'"U":{first_id},"u":{last_id},"pu":{prev_id},"b":[{b}],"a":[{a}]}}'
+            )
+        return f'{{"lastUpdateId":{last_id},"bids":[{b}],"asks":[{a}]}}'
+
+    def force_order(self, liq: Liquidation, now_ms: int) -> str:
+        q = self.fmt_q(liq.quantity)
+        return (
+            f'{{"e":"forceOrder","E":{now_ms},"o":{{"s":"{self.symbol}","S":"{liq.side}",'
+            f'"o":"LIMIT","f":"IOC","q":"{q}","p":"{self.fmt_p(liq.price)}",'
+            f'"ap":"{self.fmt_p(liq.average_price)}","X":"FILLED","l":"{q}","z":"{q}",'
+            f'"T":{liq.time}}}}}'
         )
 
 

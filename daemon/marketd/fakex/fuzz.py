@@ -80,6 +80,16 @@ MUTATIONS: tuple[str, ...] = (
 
 # Keys a payload may lack (``e``: spot bookTicker has none; ``M``: ignored; ``nq``: spot).
 OPTIONAL_KEYS = frozenset({"e", "M", "nq"})
+# Objects nested in a payload (a kline's candle ``k``, a liquidation's order ``o``): a
+# mutation may spoil them too. Per key: the keys in it that marketd ignores (may go).
+NESTED: dict[str, frozenset[str]] = {"k": frozenset({"s", "B"}), "o": frozenset()}
+# String values that are words, not decimals (symbols, intervals, order side/type/status):
+# ``bad_decimal`` leaves them alone. Per nested key ("" for the payload itself).
+WORDS: dict[str, frozenset[str]] = {
+    "": frozenset({"s", "i"}),
+    "k": frozenset({"s", "i"}),
+    "o": frozenset({"s", "S", "o", "f", "X"}),
+}
 # Decimals Binance may send empty (funding rate and estimated settle price of a contract
 # without funding), so ``""`` is no fault there.
 EMPTY_OK = frozenset({("markPriceUpdate", "P"), ("markPriceUpdate", "r")})
@@ -153,27 +163,55 @@ class _Ctx:
             return text
         return combined(self.base.stream if stream is None else stream, text)
 
-    def item(self) -> tuple[dict[str, Any], Pack]:
-        """One object of the payload (an array payload: a random item) and its re-packer."""
-        payload = self.payload
+    def item(self, eligible: Callable[[Part], bool] | None = None) -> Part:
+        """One object of the payload (an array payload: a random item; a payload with a
+        nested object: it or that object, among those ``eligible``) and its re-packer."""
+        payload, rng = self.payload, self.rng
         if isinstance(payload, dict):
-            return payload, _dumps
-        i = self.rng.randrange(len(payload))
-        return payload[i], lambda obj: _dumps([*payload[:i], obj, *payload[i + 1 :]])
+            top = Part(payload, _dumps, "")
+        else:
+            i = rng.randrange(len(payload))
+            top = Part(payload[i], lambda obj: _dumps([*payload[:i], obj, *payload[i + 1 :]]), "")
+        nested = [k for k in NESTED if isinstance(top.obj.get(k), dict)]
+        if not nested:
+            return top
+        parts = [top] + [Part(top.obj[k], _repack(top, k), k) for k in nested]
+        if eligible is not None:
+            parts = [p for p in parts if eligible(p)] or parts
+        return rng.choice(parts)
 
     def event(self, item: dict[str, Any]) -> str:
         e = item.get("e")
         return e if isinstance(e, str) else "bookTicker"
 
-    def keys(self, item: dict[str, Any], kind: type | None = None) -> list[str]:
+    def keys(self, item: dict[str, Any] | Part, kind: type | None = None) -> list[str]:
         """The required keys of ``item`` (of values of ``kind``; int excludes bool)."""
+        optional = OPTIONAL_KEYS
+        if isinstance(item, Part):
+            optional = OPTIONAL_KEYS | NESTED.get(item.nested, frozenset())
+            item = item.obj
         out = []
         for key, value in item.items():
-            if key in OPTIONAL_KEYS:
+            if key in optional:
                 continue
             if kind is None or (type(value) is kind):
                 out.append(key)
         return out
+
+
+@attrs.frozen
+class Part:
+    """An object of a payload a mutation spoils, the re-packer of the whole payload around
+    it, and the key it is nested under ("" for the payload or an item of it)."""
+
+    obj: dict[str, Any]
+    pack: Pack
+    nested: str
+
+
+def _repack(outer: Part, key: str) -> Pack:
+    """The re-packer of the object nested under ``key`` in ``outer``."""
+    return lambda inner: outer.pack({**outer.obj, key: inner})
 
 
 def _dumps(obj: Any) -> str:
@@ -241,9 +279,9 @@ def _missing_key(ctx: _Ctx) -> str:
         if rng.random() < 0.5:
             return f'{{"data":{ctx.base.payload}}}'
         return f'{{"stream":"{ctx.base.stream}"}}'
-    item, pack = ctx.item()
-    drop = rng.choice(ctx.keys(item))
-    return ctx.frame(pack({k: v for k, v in item.items() if k != drop}))
+    part = ctx.item()
+    drop = rng.choice(ctx.keys(part))
+    return ctx.frame(part.pack({k: v for k, v in part.obj.items() if k != drop}))
 
 
 def _wrong_value(rng: random.Random, value: Any) -> str:
@@ -266,8 +304,9 @@ def _wrong_type(ctx: _Ctx) -> str:
     if ctx.combined and rng.random() < 0.15:
         value = rng.choice(["7", "null", "true", '["btcusdt@trade"]', '{"s":"x"}'])
         return f'{{"stream":{value},"data":{ctx.base.payload}}}'
-    item, pack = ctx.item()
-    keys = ctx.keys(item) + (["e"] if "e" in item else [])
+    part = ctx.item()
+    item, pack = part.obj, part.pack
+    keys = ctx.keys(part) + (["e"] if "e" in item else [])
     key = rng.choice(keys)
     if key == "e":
         return _replace(ctx, item, pack, "e", rng.choice(["7", "null", "true", '["x"]', "{}"]))
@@ -275,8 +314,8 @@ def _wrong_type(ctx: _Ctx) -> str:
 
 
 def _set_int(ctx: _Ctx, value: int) -> str:
-    item, pack = ctx.item()
-    return _replace(ctx, item, pack, ctx.rng.choice(ctx.keys(item, int)), str(value))
+    part = ctx.item(lambda p: bool(ctx.keys(p, int)))
+    return _replace(ctx, part.obj, part.pack, ctx.rng.choice(ctx.keys(part, int)), str(value))
 
 
 def _int64_overflow(ctx: _Ctx) -> str:
@@ -298,12 +337,18 @@ def _negative_id(ctx: _Ctx) -> str:
 
 def _long_string(ctx: _Ctx) -> str:
     rng = ctx.rng
-    item, pack = ctx.item()
-    key = rng.choice(ctx.keys(item, str))
+    part = ctx.item(lambda p: bool(ctx.keys(p, str)))
+    item, pack = part.obj, part.pack
     n = rng.randint(1_000, 20_000)
     fill = rng.choice(["9", "1.5", "A", "x", "é"])
     value = (fill * (n // len(fill) + 1))[:n]
-    return _replace(ctx, item, pack, key, _dumps(value))
+    keys = ctx.keys(part, str)
+    if not keys:  # no string but in the depth levels (spot partial depth): spoil a level
+        key = rng.choice([k for k in ctx.keys(part, list) if item[k]])
+        levels = [list(level) for level in item[key]]
+        levels[rng.randrange(len(levels))][rng.randrange(2)] = value
+        return ctx.frame(pack({**item, key: levels}))
+    return _replace(ctx, item, pack, rng.choice(keys), _dumps(value))
 
 
 def _nested(rng: random.Random, depth: int) -> str:
@@ -318,16 +363,21 @@ def _deep_nesting(ctx: _Ctx) -> str:
     nested = _nested(rng, depth)
     if ctx.combined and rng.random() < 0.3:
         return ctx.frame(nested)
-    item, pack = ctx.item()
-    return _replace(ctx, item, pack, rng.choice(ctx.keys(item)), nested)
+    part = ctx.item()
+    return _replace(ctx, part.obj, part.pack, rng.choice(ctx.keys(part)), nested)
 
 
 def _bad_decimal(ctx: _Ctx) -> str:
     rng = ctx.rng
-    item, pack = ctx.item()
+
+    def decimals(part: Part) -> list[str]:
+        words = WORDS[part.nested]
+        return [k for k in ctx.keys(part, str) if k not in words] + ctx.keys(part, list)
+
+    part = ctx.item(lambda p: bool(decimals(p)))
+    item, pack = part.obj, part.pack
     event = ctx.event(item)
-    keys = [k for k in ctx.keys(item, str) if k != "s"] + ctx.keys(item, list)
-    key = rng.choice(keys)
+    key = rng.choice(decimals(part))
     choices = BAD_DECIMALS if (event, key) in EMPTY_OK else (*BAD_DECIMALS, "")
     bad = rng.choice(choices)
     value = item[key]

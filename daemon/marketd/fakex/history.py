@@ -8,6 +8,7 @@ one taker side and one time; only the first raw id of each is stored.
 
 from __future__ import annotations
 
+import bisect
 from array import array
 
 import msgspec
@@ -124,6 +125,13 @@ class TradeHistory:
                 AggTrade(aid, self._price[i], qty, f, last, self._time[i], bool(self._maker[i]))
             )
         return out
+
+    def first_id_since(self, time_ms: int) -> int:
+        """The first raw trade id still held with ``time >= time_ms`` (``next_id``: none).
+
+        A binary search: trade times follow ids (each is its step's wall-clock reading; a
+        clock stepping back only blurs the edge)."""
+        return self.base_id + bisect.bisect_left(self._time, time_ms)
 
     def aggs_in_time(self, start_ms: int, end_ms: int, limit: int) -> list[AggTrade]:
         """Aggregates with ``start_ms <= T <= end_ms`` (linear scan; tests and backfill only)."""

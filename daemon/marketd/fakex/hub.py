@@ -1,43 +1,43 @@
 """Who is subscribed to what, and the fan-out of one market's events (pure, no trio).
 
-The index is a list per channel indexed by symbol, each slot a dict from the combined-frame
-prefix (``None`` for raw ``/ws`` connections) to the subscribers. A payload is formatted
-only when a slot has subscribers, and once per event; a combined frame once per stream name.
+The index is a list per channel indexed by symbol, each slot a group (``fakex.fanout``:
+the combined-frame prefix, ``None`` for raw ``/ws`` connections, to the subscribers). A
+payload is formatted only when a slot has subscribers, and once per event; a combined frame
+once per stream name. The kinds pushed on a clock live in ``fakex.timed`` and cost nothing
+while nobody subscribes to them.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from marketd.fakex.events import DepthEvent, TradeEvent
+from marketd.fakex.fanout import Group, Subscriber, join, leave, send
 from marketd.fakex.frames import SymbolFrames, array_payload, combined_prefix
 from marketd.fakex.market import MarketModel
-from marketd.fakex.protocol import GLOBAL_CHANNELS, Channel, StreamRef
+from marketd.fakex.protocol import GLOBAL_CHANNELS, TIMED_CHANNELS, Channel, StreamRef
+from marketd.fakex.timed import TimedFeeds
 
-
-class Subscriber(Protocol):
-    def push(self, frame: str) -> None:
-        """Queue one frame for sending."""
-
-    def push_seq(self, frame: str) -> None:
-        """Queue one sequenced frame (trade, aggTrade, depth): a ``gap`` fault may skip it."""
-
-
-Group = dict[str | None, list[Subscriber]]
+__all__ = ["Group", "MarketHub", "Subscriber"]
 
 
 class MarketHub:
-    """One market: its model, its formatters, its subscription index and its counters."""
+    """One market: its model, its formatters, its subscription index and its counters.
 
-    def __init__(self, model: MarketModel) -> None:
+    ``kline_ms`` > 0 gives every kline interval that length (tests: candles close without
+    waiting real minutes)."""
+
+    def __init__(self, model: MarketModel, *, kline_ms: int = 0) -> None:
         self.model = model
         self.market = model.market
         self.frames = [SymbolFrames(m) for m in model.symbols]
         self.symbol_index = {m.spec.stream_symbol: i for i, m in enumerate(model.symbols)}
         n = len(model.symbols)
         self._slots: dict[Channel, list[Group | None]] = {
-            c: [None] * (1 if c in GLOBAL_CHANNELS else n) for c in Channel
+            c: [None] * (1 if c in GLOBAL_CHANNELS else n)
+            for c in Channel
+            if c not in TIMED_CHANNELS
         }
+        self.timed = TimedFeeds(model, self.frames, kline_ms)
+        self._depth_watchers = self.timed.depth_watchers  # the same list: one lookup a diff
         self.frames_sent = [0] * n
         # Depth diffs a per-symbol `gap` fault still has to swallow, per symbol.
         self.skip_depth = [0] * n
@@ -49,46 +49,47 @@ class MarketHub:
     # -- subscriptions --------------------------------------------------------------------
 
     def add(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None:
+        prefix = combined_prefix(ref.name) if combined else None
+        if ref.channel in TIMED_CHANNELS:
+            self.timed.add(sub, ref, prefix)
+            return
         slot = self._slots[ref.channel]
         i = max(ref.symbol, 0)
         group = slot[i]
         if group is None:
             group = slot[i] = {}
-        group.setdefault(combined_prefix(ref.name) if combined else None, []).append(sub)
+        join(group, sub, prefix)
 
     def remove(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None:
+        prefix = combined_prefix(ref.name) if combined else None
+        if ref.channel in TIMED_CHANNELS:
+            self.timed.remove(sub, ref, prefix)
+            return
         slot = self._slots[ref.channel]
         i = max(ref.symbol, 0)
         group = slot[i]
-        key = combined_prefix(ref.name) if combined else None
-        if group is None or key not in group:
+        if group is None:
             return
-        subs = group[key]
-        if sub in subs:
-            subs.remove(sub)
-        if not subs:
-            del group[key]
+        leave(group, sub, prefix)
         if not group:
             slot[i] = None
 
     def subscribers(self) -> int:
         """How many (subscriber, stream) pairs are registered (for tests)."""
-        return sum(len(s) for slot in self._slots.values() for g in slot if g for s in g.values())
+        slots = self._slots.values()
+        return sum(len(s) for slot in slots for g in slot if g for s in g.values()) + len(
+            self.timed
+        )
 
     # -- fan-out --------------------------------------------------------------------------
 
-    @staticmethod
-    def _send(group: Group, payload: str, seq: bool) -> int:
-        n = 0
-        for prefix, subs in group.items():
-            frame = payload if prefix is None else prefix + payload + "}"
-            for s in subs:
-                if seq:
-                    s.push_seq(frame)
-                else:
-                    s.push(frame)
-            n += len(subs)
-        return n
+    _send = staticmethod(send)
+
+    def tick(self, now_ms: int) -> None:
+        """Push the timed kinds that are due (klines, partial depth, ...): call it often."""
+        timed = self.timed
+        if now_ms >= timed.next_due:
+            self.global_frames_sent += timed.tick(now_ms, self.frames_sent)
 
     def run_steps(self, n: int, now_ms: int) -> None:
         """Generate ``n`` events and send them to their subscribers."""
@@ -120,6 +121,8 @@ class MarketHub:
         self, idx: int, ev: DepthEvent, now_ms: int, depth: Group | None, bt: Group | None
     ) -> None:
         sent = 0
+        if self._depth_watchers[idx] is not None:
+            self.timed.saw_diff(idx, ev)
         if self.skip_depth[idx]:
             self.skip_depth[idx] -= 1
             self.depth_skipped += 1

@@ -336,6 +336,7 @@ class MarketModel:
         journal: int = 0,
     ) -> None:
         self.market = market
+        self.seed = seed
         self.symbols = [
             SymbolModel(s, market, seed, book_levels=book_levels, history=history, journal=journal)
             for s in specs

@@ -3,9 +3,9 @@
 * URL paths: ``/spot/ws``, ``/spot/ws/<stream>``, ``/spot/stream?streams=a/b``; futures the
   same under ``/usdm/public/...`` and ``/usdm/market/...`` (an unrouted ``/usdm/ws...`` acts
   as ``/public``, as Binance does since the routed paths became mandatory).
-* Stream names: ``<symbol>@<channel>`` (symbol lowercase) or a market-wide ``!...``. Every
-  name the Binance vocabulary table knows is accepted, as Binance accepts it; the ones the
-  fake does not generate are ``Channel.QUIET``: subscribed, routed, and silent.
+* Stream names: ``<symbol>@<channel>`` (symbol lowercase) or a market-wide ``!...``: exactly
+  the names the Binance vocabulary table gives each market, each generated (``Channel``).
+  ``/usdm/private`` is accepted as Binance's user-data route: it carries no market stream.
 * Control messages: ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` and their replies.
 """
 
@@ -31,20 +31,25 @@ class Channel(enum.Enum):
     TICKER = "ticker"
     MARK_PRICE = "markPrice"  # every 3 s
     MARK_PRICE_1S = "markPrice@1s"
+    # Pushed on a clock (fakex.timed), one stream per ``StreamRef.variant``.
+    KLINE = "kline"
+    AVG_PRICE = "avgPrice"
+    WINDOW_TICKER = "windowTicker"
+    PARTIAL_DEPTH = "partialDepth"
+    LIQUIDATION = "forceOrder"
     ALL_MINI_TICKERS = "!miniTicker@arr"
     ALL_TICKERS = "!ticker@arr"
     ALL_BOOK_TICKERS = "!bookTicker"
     ALL_MARK_PRICES = "!markPrice@arr"  # every 3 s
     ALL_MARK_PRICES_1S = "!markPrice@arr@1s"
-    # A stream Binance serves that the fake does not generate (klines, liquidations, ...):
-    # a subscription is accepted and routed like Binance's, and nothing is ever sent on it.
-    QUIET = "quiet"
+    ALL_LIQUIDATIONS = "!forceOrder@arr"
 
 
 class Route(enum.Enum):
     SPOT = "spot"  # spot has a single route
     PUBLIC = "public"
     MARKET = "market"
+    PRIVATE = "private"  # user data: no market stream is served there
 
 
 GLOBAL_CHANNELS = frozenset(
@@ -54,47 +59,67 @@ GLOBAL_CHANNELS = frozenset(
         Channel.ALL_BOOK_TICKERS,
         Channel.ALL_MARK_PRICES,
         Channel.ALL_MARK_PRICES_1S,
-        Channel.QUIET,
+        Channel.ALL_LIQUIDATIONS,
     }
 )
-PUBLIC_CHANNELS = frozenset({Channel.DEPTH, Channel.BOOK_TICKER, Channel.ALL_BOOK_TICKERS})
+TIMED_CHANNELS = frozenset(
+    {
+        Channel.KLINE,
+        Channel.AVG_PRICE,
+        Channel.WINDOW_TICKER,
+        Channel.PARTIAL_DEPTH,
+        Channel.LIQUIDATION,
+        Channel.ALL_LIQUIDATIONS,
+    }
+)
+PUBLIC_CHANNELS = frozenset(
+    {Channel.DEPTH, Channel.PARTIAL_DEPTH, Channel.BOOK_TICKER, Channel.ALL_BOOK_TICKERS}
+)
+
+# The vocabulary's kinds as the fake generates them (mark prices: by channel, below).
+_CHANNEL_OF_KIND: dict[str, Channel] = {
+    "trade": Channel.TRADE,
+    "aggTrade": Channel.AGG_TRADE,
+    "depthUpdate": Channel.DEPTH,
+    "depthPartial": Channel.PARTIAL_DEPTH,
+    "bookTicker": Channel.BOOK_TICKER,
+    "24hrMiniTicker": Channel.MINI_TICKER,
+    "24hrTicker": Channel.TICKER,
+    "kline": Channel.KLINE,
+    "avgPrice": Channel.AVG_PRICE,
+    "1hTicker": Channel.WINDOW_TICKER,
+    "4hTicker": Channel.WINDOW_TICKER,
+    "1dTicker": Channel.WINDOW_TICKER,
+    "forceOrder": Channel.LIQUIDATION,
+}
+_CHANNEL_OF_NAME: dict[str, Channel] = {
+    "markPrice": Channel.MARK_PRICE,
+    "markPrice@1s": Channel.MARK_PRICE_1S,
+    **{c.value: c for c in GLOBAL_CHANNELS},
+}
+
+
+def _channel(kind: str, name: str) -> Channel | None:
+    """The fake's channel for a vocabulary name (None: a kind the fake does not know, so
+    a row added to the table fails ``test_the_fake_serves_exactly_the_vocabulary``)."""
+    return _CHANNEL_OF_NAME.get(name) or _CHANNEL_OF_KIND.get(kind)
+
+
+def _known(names: Mapping[str, vocabulary.StreamKind]) -> dict[str, Channel]:
+    return {n: c for n, row in names.items() if (c := _channel(row.kind, n)) is not None}
+
 
 _SYMBOL_CHANNELS: dict[Market, dict[str, Channel]] = {
-    Market.SPOT: {
-        "trade": Channel.TRADE,
-        "aggTrade": Channel.AGG_TRADE,
-        "depth": Channel.DEPTH,
-        "depth@100ms": Channel.DEPTH,
-        "depth@1000ms": Channel.DEPTH,
-        "bookTicker": Channel.BOOK_TICKER,
-        "miniTicker": Channel.MINI_TICKER,
-        "ticker": Channel.TICKER,
-    },
-    Market.USDM: {
-        "aggTrade": Channel.AGG_TRADE,
-        "depth": Channel.DEPTH,
-        "depth@100ms": Channel.DEPTH,
-        "depth@250ms": Channel.DEPTH,
-        "depth@500ms": Channel.DEPTH,
-        "bookTicker": Channel.BOOK_TICKER,
-        "miniTicker": Channel.MINI_TICKER,
-        "ticker": Channel.TICKER,
-        "markPrice": Channel.MARK_PRICE,
-        "markPrice@3s": Channel.MARK_PRICE,
-        "markPrice@1s": Channel.MARK_PRICE_1S,
-    },
+    m: _known(vocabulary.BY_CHANNEL[m]) for m in Market
 }
 _GLOBAL_STREAMS: dict[Market, dict[str, Channel]] = {
-    Market.SPOT: {"!miniTicker@arr": Channel.ALL_MINI_TICKERS},
-    Market.USDM: {
-        "!miniTicker@arr": Channel.ALL_MINI_TICKERS,
-        "!ticker@arr": Channel.ALL_TICKERS,
-        "!bookTicker": Channel.ALL_BOOK_TICKERS,
-        "!markPrice@arr": Channel.ALL_MARK_PRICES,
-        "!markPrice@arr@3s": Channel.ALL_MARK_PRICES,
-        "!markPrice@arr@1s": Channel.ALL_MARK_PRICES_1S,
-    },
+    m: _known(vocabulary.BY_ALL_MARKET[m]) for m in Market
 }
+
+
+def served(market: Market) -> frozenset[str]:
+    """Every channel suffix and ``!...`` name the fake accepts on ``market``."""
+    return frozenset(_SYMBOL_CHANNELS[market]) | frozenset(_GLOBAL_STREAMS[market])
 
 
 class UnknownStream(ValueError):
@@ -107,18 +132,33 @@ class BadPath(ValueError):
 
 @attrs.frozen
 class StreamRef:
-    """A parsed stream name. ``symbol`` is the index into the market's symbols, -1 if global."""
+    """A parsed stream name. ``symbol`` is the index into the market's symbols, -1 if global.
+
+    ``variant`` tells streams of one timed channel apart: the kline interval (``1m``), the
+    rolling window (``1h``) or the partial-depth channel (``depth5@100ms``); else empty.
+    """
 
     name: str
     channel: Channel
     symbol: int
     route: Route
+    variant: str = ""
 
 
 def route_of(market: Market, channel: Channel) -> Route:
     if market is Market.SPOT:
         return Route.SPOT
     return Route.PUBLIC if channel in PUBLIC_CHANNELS else Route.MARKET
+
+
+def _variant(channel: Channel, suffix: str) -> str:
+    if channel is Channel.KLINE:
+        return suffix.removeprefix("kline_")
+    if channel is Channel.WINDOW_TICKER:
+        return suffix.removeprefix("ticker_")
+    if channel is Channel.PARTIAL_DEPTH:
+        return suffix
+    return ""
 
 
 def parse_stream(market: Market, name: str, symbols: Mapping[str, int]) -> StreamRef:
@@ -128,25 +168,12 @@ def parse_stream(market: Market, name: str, symbols: Mapping[str, int]) -> Strea
     glob = _GLOBAL_STREAMS[market].get(name)
     if glob is not None:
         return StreamRef(name, glob, -1, route_of(market, glob))
-    if name in vocabulary.BY_ALL_MARKET[market]:
-        return StreamRef(name, Channel.QUIET, -1, _quiet_route(market, name))
     symbol, sep, rest = name.partition("@")
     channel = _SYMBOL_CHANNELS[market].get(rest)
-    if channel is None and rest in vocabulary.BY_CHANNEL[market]:
-        channel = Channel.QUIET
     index = symbols.get(symbol)
     if not sep or channel is None or index is None:
         raise UnknownStream(f"unknown stream {name!r}")
-    if channel is Channel.QUIET:
-        return StreamRef(name, channel, -1, _quiet_route(market, name))
-    return StreamRef(name, channel, index, route_of(market, channel))
-
-
-def _quiet_route(market: Market, name: str) -> Route:
-    if market is Market.SPOT:
-        return Route.SPOT
-    public = vocabulary.route(market, name) is vocabulary.Route.PUBLIC
-    return Route.PUBLIC if public else Route.MARKET
+    return StreamRef(name, channel, index, route_of(market, channel), _variant(channel, rest))
 
 
 @attrs.frozen
@@ -170,7 +197,7 @@ def parse_ws_path(target: str) -> WsPath:
     segs = segs[1:]
     if market is Market.SPOT:
         route = Route.SPOT
-    elif segs and segs[0] in ("public", "market"):
+    elif segs and segs[0] in ("public", "market", "private"):
         route = Route(segs[0])
         segs = segs[1:]
     else:

@@ -73,7 +73,7 @@ class FakeExchange:
                 history=config.history,
                 journal=config.book_journal,
             )
-            hub = self.hubs[market] = MarketHub(model)
+            hub = self.hubs[market] = MarketHub(model, kline_ms=config.kline_ms)
             limits = config.limits(market)
             self.rest[market] = RestApi(
                 hub, limits.rest_weight_per_minute, limits.ban_after_rejections, limits.ban_seconds
@@ -391,6 +391,8 @@ class FakeExchange:
                 next_second = last + 1.0
             now = trio.current_time()
             now_ms = wall_ms()
+            # Before this round's events: a candle closing now holds only earlier trades.
+            hub.tick(now_ms)
             if rate > 0:
                 credit = min(credit + (now - last) * rate, max(rate * 0.1, 1.0))
                 last = now
