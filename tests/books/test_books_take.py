@@ -13,7 +13,9 @@ from marketd.books.scheduler import DepthSnapshot
 from marketd.books.service import Books, book_symbols
 from marketd.config.settings import Settings, Subscription
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
+from marketd.pipeline.events import DepthDiff, Tick
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.records import FrameBatch, Market, RecordBatch
 
 SNAPSHOT = DepthSnapshot(
     last_update_id=100,
@@ -30,7 +32,7 @@ def _frame(market: Market, first: int, final: int, bids: list, asks: list) -> st
     return json.dumps({"stream": "btcusdt@depth@100ms", "data": data})
 
 
-def _decoded(market: Market) -> list[Record]:
+def _decoded(market: Market) -> RecordBatch:
     frames = [
         _frame(market, 101, 103, [["100.00", "0"], ["99.75", "4.25"]], [["100.50", "0.5"]]),
         _frame(market, 104, 106, [["99.50", "2.125"]], [["100.25", "0.75"], ["101.50", "0"]]),
@@ -53,7 +55,7 @@ def test_decoded_events_and_protobuf_give_the_same_book() -> None:
     for market in (Market.SPOT, Market.USDM):
         records = _decoded(market)
         assert type(records) is RecordBatch
-        assert len(records.depth) == 3  # one decoded event per depth record
+        assert [type(e) for e in records.events] == [DepthDiff] * 3  # one per depth record
         via_events, via_protobuf = _books(market), _books(market)
         via_events.take(records)
         via_protobuf.take(list(records))  # a plain list: decoded from the Protobuf values
@@ -74,10 +76,8 @@ def test_the_decoded_event_is_used_instead_of_the_protobuf_value() -> None:
     records = _decoded(Market.USDM)
     # The same records with unreadable values: only the decoded events can build the book.
     spoiled = RecordBatch()
-    for r in records:
-        bad = msgspec.structs.replace(r, value=b"not protobuf")
-        spoiled.append(bad)
-        spoiled.depth[id(bad)] = records.depth[id(r)]
+    for r, event in zip(records, records.events, strict=True):
+        spoiled.add(msgspec.structs.replace(r, value=b"not protobuf"), event)
     books = _books(Market.USDM)
     books.take(spoiled)
     assert books.invalid == 0
@@ -87,17 +87,31 @@ def test_the_decoded_event_is_used_instead_of_the_protobuf_value() -> None:
     assert fallback.invalid == 3
 
 
-def test_an_event_that_does_not_match_its_record_is_not_used() -> None:
-    records = _decoded(Market.SPOT)
-    # Swap two events: each record's final update id now disagrees with its event's.
-    first, second = (id(r) for r in records[:2])
-    records.depth[first], records.depth[second] = records.depth[second], records.depth[first]
-    books = _books(Market.SPOT)
-    books.take(records)
-    sync = books.syncs[(Market.SPOT, "BTCUSDT")]
-    assert sync.synced
-    assert sync.last_update_id == 107
-    assert sync.book.top(1) == ([("100.10", "1")], [("100.25", "0.75")])
+def test_the_normalizer_keeps_each_event_beside_its_record() -> None:
+    # Trades (no event unless watched), diffs, a duplicate diff the sequencer drops and
+    # watched mini tickers: what comes out pairs every record with its own event.
+    trade = {"e": "trade", "E": 5, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 5, "m": True}
+    mini = {"e": "24hrMiniTicker", "E": 6, "s": "BTCUSDT", "c": "101.5", "o": "100", "h": "102",
+            "l": "99", "v": "10", "q": "1000"}  # fmt: skip
+    frames = [
+        _frame(Market.SPOT, 101, 103, [["100.00", "1"]], []),
+        json.dumps({"stream": "btcusdt@trade", "data": trade}),
+        _frame(Market.SPOT, 101, 103, [["100.00", "1"]], []),  # a duplicate: dropped
+        json.dumps({"stream": "btcusdt@miniTicker", "data": mini}),
+        _frame(Market.SPOT, 104, 105, [], [["100.50", "2"]]),
+    ]
+    codec = Codec(Settings().kafka.topics)
+    codec.watch_prices(["24hrMiniTicker"], [Market.SPOT])
+    out, parked = Normalizer(codec)._normalize(FrameBatch(Market.SPOT, "t", frames, [1] * 5))
+    assert parked == []
+    assert [r.kind for r in out] == ["depthUpdate", "trade", "24hrMiniTicker", "depthUpdate"]
+    d1, none, tick, d2 = out.events
+    assert isinstance(d1, DepthDiff)
+    assert isinstance(d2, DepthDiff)
+    assert (d1.first, d1.final, d1.bids) == (101, 103, [("100.00", "1")])
+    assert (d2.first, d2.final, d2.asks) == (104, 105, [("100.50", "2")])
+    assert none is None
+    assert tick == Tick("spot", "BTCUSDT", 6, "101.5")
 
 
 def test_every_diff_depth_channel_gets_a_book_and_partial_depth_does_not() -> None:

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, Record
+from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 from marketd.pipeline.sequence import Gap
 
 
@@ -31,7 +31,7 @@ def trade(symbol: str, tid: int, *, source: str = "live") -> Record:
 
 @attrs.frozen
 class Decoded:
-    records: list[Record]
+    records: RecordBatch
     malformed: int = 0
     unknown: int = 0
     error: str = ""
@@ -45,7 +45,7 @@ class Decoder:
         for frame in batch.frames:
             symbol, tid = frame.split()
             out.append(trade(symbol, int(tid)))
-        return Decoded(out)
+        return Decoded(RecordBatch(out))
 
 
 class Backfiller:

@@ -11,14 +11,15 @@ the event's exchange time ``E``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from itertools import repeat
 
 from google.protobuf.message import DecodeError
 
 from marketd.alerts.model import Alert, Direction
 from marketd.exchanges.binance import vocabulary
 from marketd.pipeline.events import Tick
-from marketd.pipeline.records import Market, Record
+from marketd.pipeline.records import Market, Record, events_of
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
@@ -122,13 +123,16 @@ class TickReader:
         price: str = getattr(getattr(event, field), PRICE_FIELDS[kind][1])
         return Tick(_MARKET_OF_PB[event.market], event.symbol, event.event_time_ms, price)
 
-    def ticks(self, records: Sequence[Record]) -> list[Tick]:
-        """Ticks of an in-process record batch (filtered on ``kind``/``market`` first)."""
+    def ticks(self, records: list[Record]) -> list[Tick]:
+        """Ticks of an in-process record batch (filtered on ``kind``/``market`` first):
+        the ones the codec put beside the records (:class:`RecordBatch`), and for a record
+        without one (a backfilled trade, a plain list) its Protobuf value parsed."""
         out = []
         kinds, markets = self.kinds, self.markets
-        for record in records:
+        events = events_of(records)
+        for record, event in zip(records, events or repeat(None, len(records)), strict=True):
             if record.kind in kinds and record.market.value in markets:
-                t = self.tick(record.value)
+                t = event if type(event) is Tick else self.tick(record.value)
                 if t is not None:
                     out.append(t)
         return out

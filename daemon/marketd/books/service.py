@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 import attrs
@@ -27,10 +28,10 @@ from prometheus_client.core import Metric
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
-from marketd.exchanges.binance import FuturesDepthUpdate, vocabulary
+from marketd.exchanges.binance import vocabulary
 from marketd.obs.metrics import counter, gauge
 from marketd.pipeline.events import DepthDiff
-from marketd.pipeline.records import Market, Record, RecordBatch, record_headers
+from marketd.pipeline.records import Market, Record, events_of, record_headers
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import HttpGet, http_get
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
@@ -240,31 +241,19 @@ class Books:
 
     def take(self, batch: list[Record]) -> None:
         """Apply the ``depthUpdate`` records of ``batch`` to their books. A batch from the
-        normalizer carries the decoded events (:class:`RecordBatch`); other records are
-        decoded from their Protobuf value."""
+        normalizer carries the decoded diffs beside the records (:class:`RecordBatch`);
+        a record without one is decoded from its Protobuf value."""
         syncs = self.syncs
         request = self.scheduler.request
-        decoded = batch.depth if type(batch) is RecordBatch else None
-        for r in batch:
+        events = events_of(batch)
+        for r, diff in zip(batch, events or repeat(None, len(batch)), strict=True):
             if r.kind != "depthUpdate":
                 continue
             key = (r.market, r.symbol)
             sync = syncs.get(key)
             if sync is None:
                 sync = self._add(key)
-            e = decoded.get(id(r)) if decoded else None
-            diff: DepthDiff | None
-            if e is not None and e.final_update_id == r.seq and e.symbol == r.symbol:
-                diff = DepthDiff(
-                    e.first_update_id,
-                    e.final_update_id,
-                    e.prev_final_update_id if type(e) is FuturesDepthUpdate else None,
-                    e.bids,
-                    e.asks,
-                    e.event_time,
-                    r.received_ns,
-                )
-            elif (diff := self._parse_diff(r)) is None:
+            if type(diff) is not DepthDiff and (diff := self._parse_diff(r)) is None:
                 continue
             if sync.on_diff(diff):
                 request(*key)

@@ -1,15 +1,16 @@
 """Decoded events that travel beside their records: what books and the detector read.
 
 An exchange adapter decodes each frame once; the events it made on the way (a depth diff,
-a price) ride in the record batch next to the Protobuf records, so the stages downstream
-need not parse the Protobuf back. They name no exchange.
+a watched price) ride in the record batch beside their records
+(:class:`~marketd.pipeline.records.RecordBatch`), so the stages downstream need not parse
+the Protobuf back. They name no exchange.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import attrs
+import msgspec
 
 Level = tuple[str, str]  # (price, quantity) as the exchange's decimal strings
 
@@ -38,9 +39,10 @@ class DepthDiff:
         self.received_ns = received_ns
 
 
-@attrs.frozen
-class Tick:
-    """One price observation of one instrument (exchange event time, decimal string)."""
+class Tick(msgspec.Struct, frozen=True, gc=False):
+    """One price observation of one instrument (exchange event time, decimal string).
+
+    A msgspec Struct: the codec makes one per watched price event on the hot path."""
 
     market: str
     symbol: str

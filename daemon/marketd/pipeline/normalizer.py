@@ -24,7 +24,7 @@ import trio
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import span
 from marketd.pipeline.backfill import Backfiller
-from marketd.pipeline.records import FrameBatch, Record, RecordBatch
+from marketd.pipeline.records import Event, FrameBatch, Record, RecordBatch
 from marketd.pipeline.sequence import Gap, SeqKey, TradeSequencer
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ MAX_PARKED_RECORDS = 200_000
 
 class DecodeResultLike(Protocol):
     @property
-    def records(self) -> list[Record]: ...
+    def records(self) -> RecordBatch: ...
     @property
     def malformed(self) -> int: ...
     @property
@@ -76,8 +76,9 @@ class Normalizer:
     unknown: Counter[str] = attrs.field(factory=Counter)
     events: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
     gaps_closed: int = 0
-    # Per parked key, in order: the gaps to fill and the live records behind them.
-    _parked: dict[SeqKey, deque[Record | Gap]] = attrs.field(factory=dict)
+    # Per parked key, in order: the gaps to fill and the live records (with their events)
+    # behind them.
+    _parked: dict[SeqKey, deque[tuple[Record, Event] | Gap]] = attrs.field(factory=dict)
     _parked_records: int = 0
     _room: trio.Event = attrs.field(factory=trio.Event)
     _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
@@ -130,12 +131,12 @@ class Normalizer:
                     backfills.start_soon(self._backfill, key, records_out)
 
     async def _emit(
-        self, records: list[Record], records_out: trio.abc.SendChannel[list[Record]]
+        self, records: RecordBatch, records_out: trio.abc.SendChannel[list[Record]]
     ) -> None:
         self.records += len(records)
         await records_out.send(records)
 
-    def _normalize(self, batch: FrameBatch) -> tuple[list[Record], list[SeqKey]]:
+    def _normalize(self, batch: FrameBatch) -> tuple[RecordBatch, list[SeqKey]]:
         """Decode and sequence ``batch``: the records to publish now, and the keys that a
         gap has just parked."""
         result = self.decoder.decode_batch(batch)
@@ -157,17 +158,18 @@ class Normalizer:
                 suppressed=held,
             )
         decoded = result.records
-        # Depth records keep the events they were decoded from (for the books stage).
-        out = RecordBatch(depth=decoded.depth if type(decoded) is RecordBatch else None)
+        # The records go on with the events decoded beside them (for books and detector).
+        out = RecordBatch()
+        out_events = out.events
         new: list[SeqKey] = []
         check = self.sequencer.check
-        events = self.events
+        counts = self.events
         parked = self._parked
-        for record in result.records:
+        for record, event in zip(decoded, decoded.events, strict=True):
             verdict = check(record)
             if verdict is False:
                 continue
-            events[(record.market.value, record.kind)] += 1
+            counts[(record.market.value, record.kind)] += 1
             if (
                 parked
                 and (queue := parked.get((record.market, record.kind, record.symbol))) is not None
@@ -175,18 +177,20 @@ class Normalizer:
                 if verdict is not True:  # another gap behind the one being filled
                     self.sequencer.advance(record)
                     queue.append(verdict)
-                queue.append(record)
+                queue.append((record, event))
                 self._parked_records += 1
             elif verdict is True:
                 out.append(record)
+                out_events.append(event)
             else:
                 self.sequencer.advance(record)
                 if self.backfiller is None:
                     log.warning("trade gap not backfilled (backfill disabled)", gap=str(verdict))
                     out.append(record)
+                    out_events.append(event)
                     continue
                 key = (record.market, record.kind, record.symbol)
-                parked[key] = deque((verdict, record))
+                parked[key] = deque((verdict, (record, event)))
                 self._parked_records += 1
                 new.append(key)
         return out, new
@@ -201,14 +205,14 @@ class Normalizer:
             if isinstance(first, Gap):
                 filled = await self._fill(first)
                 if filled:
-                    await self._emit(filled, records_out)
+                    await self._emit(RecordBatch(filled), records_out)
                 queue.popleft()
                 continue
-            run: list[Record] = []
+            run = RecordBatch()
             for item in queue:
                 if isinstance(item, Gap):
                     break
-                run.append(item)
+                run.add(*item)
             await self._emit(run, records_out)
             for _ in run:
                 queue.popleft()

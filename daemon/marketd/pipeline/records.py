@@ -6,10 +6,11 @@ They are msgspec Structs (frozen, no GC tracking) because thousands are made per
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Collection, Iterable
 
 import msgspec
+
+from marketd.pipeline.events import DepthDiff, Tick
 
 
 class Market(enum.Enum):
@@ -45,19 +46,67 @@ class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     received_ns: list[int]
 
 
+Event = DepthDiff | Tick | None
+
+
 class RecordBatch(list["Record"]):
-    """The normalizer's output batch: records, plus the decoded depth events they came
-    from (``depth``: ``id(record)`` →
-    :class:`~marketd.exchanges.binance.streams.DepthUpdate`), so the books stage does not
-    decode its own Protobuf back. Valid while the batch lives (its
-    records are alive, so the ids are theirs); a reader checks the event against the
-    record (symbol, final update id) and decodes the record when it does not match."""
+    """A typed batch: records, and beside them the events they were decoded from.
 
-    __slots__ = ("depth",)
+    ``events[i]`` belongs to ``self[i]``: the :class:`DepthDiff` of a depth-diff record, the
+    :class:`Tick` of a price event the detector watches, or None. The books stage and the
+    detector read them instead of parsing the Protobuf value back; a record without one
+    (backfilled trades, records from elsewhere) is decoded by its reader. Whoever builds or
+    filters a batch keeps the two lists aligned (:meth:`add`, :meth:`attach`, :meth:`pad`,
+    :meth:`select`).
+    """
 
-    def __init__(self, records: Iterable[Record] = (), depth: dict[int, Any] | None = None):
+    __slots__ = ("events",)
+
+    def __init__(self, records: Iterable[Record] = (), events: list[Event] | None = None):
         super().__init__(records)
-        self.depth: dict[int, Any] = {} if depth is None else depth
+        self.events: list[Event] = [None] * len(self) if events is None else events
+
+    def add(self, record: Record, event: Event) -> None:
+        self.append(record)
+        self.events.append(event)
+
+    def attach(self, event: Event) -> None:
+        """``event`` belongs to the record appended last. The codec's handlers append
+        records alone and attach the few events there are, so a record without one costs
+        nothing until :meth:`pad` (or the next attach) fills its None."""
+        events = self.events
+        if (missing := len(self) - 1 - len(events)) > 0:
+            events.extend([None] * missing)
+        events.append(event)
+
+    def attach_last(self, events: list[Event]) -> None:
+        """``events`` belong, in order, to the last ``len(events)`` records appended."""
+        mine = self.events
+        if (missing := len(self) - len(events) - len(mine)) > 0:
+            mine.extend([None] * missing)
+        mine.extend(events)
+
+    def pad(self) -> RecordBatch:
+        """Give every record without an event its None; returns the batch."""
+        events = self.events
+        if (missing := len(self) - len(events)) > 0:
+            events.extend([None] * missing)
+        return self
+
+    def select(self, kinds: Collection[str], markets: Collection[Market]) -> RecordBatch:
+        """The records of ``kinds`` on ``markets``, with their events."""
+        out = RecordBatch()
+        records, events = out, out.events
+        for record, event in zip(self, self.events, strict=True):
+            if record.kind in kinds and record.market in markets:
+                records.append(record)
+                events.append(event)
+        return out
+
+
+def events_of(batch: list[Record]) -> list[Event] | None:
+    """The events beside ``batch`` (None when it is a plain list of records)."""
+    return batch.events if type(batch) is RecordBatch else None
 
 
 class Record(msgspec.Struct, frozen=True, gc=False, array_like=True):

@@ -15,6 +15,8 @@ payload with an unknown ``e``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import msgspec
 
 from marketd.config.settings import TopicSettings
@@ -70,7 +72,7 @@ class DecodeResult(msgspec.Struct, frozen=True, gc=False):
     caller to log at a bounded rate.
     """
 
-    records: list[Record]
+    records: RecordBatch
     malformed: int = 0
     unknown: int = 0
     error: str = ""
@@ -88,6 +90,12 @@ class Codec:
     def __init__(self, topics: TopicSettings) -> None:
         self.topics = topics
         self._markets = {market: MarketHandlers(market, topics) for market in Market}
+
+    def watch_prices(self, kinds: Collection[str], markets: Collection[Market]) -> None:
+        """Put a :class:`~marketd.pipeline.events.Tick` beside each record of ``kinds`` on
+        ``markets`` (what the detector watches), so it never parses those records back."""
+        for market, handlers in self._markets.items():
+            handlers.watch_prices(kinds if market in markets else ())
 
     def decode_batch(self, batch: FrameBatch) -> DecodeResult:
         """Decode every frame of ``batch``; never raises for bad input, counts it instead."""
@@ -121,7 +129,7 @@ class Codec:
                 else:
                     malformed += 1
                     error = f"malformed {stream[:100]!r} payload: {exc}"
-        return DecodeResult(records, malformed, unknown, error[:MAX_ERROR_CHARS])
+        return DecodeResult(records.pad(), malformed, unknown, error[:MAX_ERROR_CHARS])
 
     def encode_rest_trades(
         self, market: Market, symbol: str, kind: str, body: bytes, received_ns: int

@@ -11,7 +11,7 @@ A handler is therefore not re-entrant; a codec serves one thread (the trio threa
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -39,13 +39,15 @@ from marketd.exchanges.binance import (
     vocabulary,
 )
 from marketd.exchanges.binance.values import MAX_SYMBOL_CHARS, values_check
+from marketd.pipeline.events import DepthDiff, Tick
 from marketd.pipeline.records import Headers, Market, Record, RecordBatch, record_headers
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 from marketd.v1.market_data_pb2 import Market as PbMarket
 
-# Appends the records made from one frame's ``data`` (raw JSON) to the list; raises
-# ValueError (msgspec.DecodeError, or a Protobuf range/UTF-8 error) for a bad payload.
-Handler = Callable[[msgspec.Raw, int, list[Record]], None]
+# Appends the records made from one frame's ``data`` (raw JSON) to the batch and attaches
+# their events where they have one (the codec pads the rest with None); raises ValueError
+# (msgspec.DecodeError, or a Protobuf range/UTF-8 error) for a bad payload.
+Handler = Callable[[msgspec.Raw, int, RecordBatch], None]
 
 PB_MARKET: dict[Market, PbMarket] = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 
@@ -77,6 +79,8 @@ _WINDOW_TICKERS: dict[str, tuple[Callable[[msgspec.Raw], WindowTicker], str]] = 
     "1dTicker": (msgspec.json.Decoder(DayTicker).decode, "1d"),
 }
 _is_symbol = values_check("y")
+# The kinds a detector can watch (the vocabulary's price column).
+_PRICED = frozenset(vocabulary.price_fields())
 
 
 def _levels(channel: str) -> int:
@@ -106,6 +110,8 @@ class MarketHandlers:
         self.raw_topic = topics.raw
         self.depth_topic = topics.depth
         self.handlers: dict[str, Handler | None] = {}
+        # Price kinds whose ticks the detector reads (watch_prices); empty: no ticks made.
+        self.watched: frozenset[str] = frozenset()
         spot = market is Market.SPOT
         self._decode_depth = msgspec.json.Decoder(
             DepthUpdate if spot else FuturesDepthUpdate
@@ -214,9 +220,17 @@ class MarketHandlers:
         self.handlers[stream] = handler
         return handler
 
+    def watch_prices(self, kinds: Iterable[str]) -> None:
+        """Make a :class:`Tick` beside every record of ``kinds`` (price kinds of the
+        vocabulary table) from now on."""
+        kinds = frozenset(kinds)
+        if unpriced := sorted(k for k in kinds if k not in _PRICED):
+            raise ValueError(f"no price in event kinds {unpriced}")
+        self.watched = kinds
+
     # -- one handler per event type; ``raw`` is the frame's ``data`` ---------------------
 
-    def trade(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def trade(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = _decode_trade(raw)
         symbol = e.symbol
         ev = self._trade
@@ -236,8 +250,10 @@ class MarketHandlers:
                 "trade", symbol, e.trade_id,
             )
         )  # fmt: skip
+        if "trade" in self.watched:
+            out.attach(Tick(self.market.value, symbol, e.event_time, e.price))
 
-    def agg_trade(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def agg_trade(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = _decode_agg_trade(raw)
         symbol = e.symbol
         ev = self._agg_trade
@@ -260,8 +276,10 @@ class MarketHandlers:
                 "aggTrade", symbol, e.agg_trade_id,
             )
         )  # fmt: skip
+        if "aggTrade" in self.watched:
+            out.attach(Tick(self.market.value, symbol, e.event_time, e.price))
 
-    def depth(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def depth(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = self._decode_depth(raw)
         symbol = e.symbol
         ev = self._depth
@@ -295,10 +313,15 @@ class MarketHandlers:
             "depthUpdate", symbol, e.final_update_id,
         )  # fmt: skip
         out.append(record)
-        if type(out) is RecordBatch:  # the books stage takes the decoded diff from here
-            out.depth[id(record)] = e
+        out.attach(
+            DepthDiff(
+                e.first_update_id, e.final_update_id,
+                e.prev_final_update_id if type(e) is FuturesDepthUpdate else None,
+                e.bids, e.asks, e.event_time, received_ns,
+            )
+        )  # fmt: skip
 
-    def book_ticker(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def book_ticker(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = self._decode_book_ticker(raw)
         symbol = e.symbol
         ev = self._book_ticker
@@ -321,12 +344,19 @@ class MarketHandlers:
             )
         )  # fmt: skip
 
-    def mini_ticker(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
-        out.append(self._mini_ticker_record(_decode_mini_ticker(raw), received_ns))
+    def mini_ticker(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
+        e = _decode_mini_ticker(raw)
+        out.append(self._mini_ticker_record(e, received_ns))
+        if "24hrMiniTicker" in self.watched:
+            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.close_price))
 
-    def mini_tickers(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def mini_tickers(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self._mini_ticker_record
-        out.extend([make(e, received_ns) for e in _decode_mini_tickers(raw)])
+        items = _decode_mini_tickers(raw)
+        out.extend([make(e, received_ns) for e in items])
+        if "24hrMiniTicker" in self.watched:
+            m = self.market.value
+            out.attach_last([Tick(m, e.symbol, e.event_time, e.close_price) for e in items])
 
     def _mini_ticker_record(self, e: MiniTicker, received_ns: int) -> Record:
         symbol = e.symbol
@@ -347,12 +377,19 @@ class MarketHandlers:
             "24hrMiniTicker", symbol, 0,
         )  # fmt: skip
 
-    def ticker(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
-        out.append(self._ticker_record(self._decode_ticker(raw), received_ns))
+    def ticker(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
+        e = self._decode_ticker(raw)
+        out.append(self._ticker_record(e, received_ns))
+        if "24hrTicker" in self.watched:
+            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.last_price))
 
-    def tickers(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def tickers(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self._ticker_record
-        out.extend([make(e, received_ns) for e in self._decode_tickers(raw)])
+        items = self._decode_tickers(raw)
+        out.extend([make(e, received_ns) for e in items])
+        if "24hrTicker" in self.watched:
+            m = self.market.value
+            out.attach_last([Tick(m, e.symbol, e.event_time, e.last_price) for e in items])
 
     def _ticker_record(self, e: FuturesTicker, received_ns: int) -> Record:
         symbol = e.symbol
@@ -388,12 +425,19 @@ class MarketHandlers:
             "24hrTicker", symbol, 0,
         )  # fmt: skip
 
-    def mark_price(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
-        out.append(self._mark_price_record(_decode_mark_price(raw), received_ns))
+    def mark_price(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
+        e = _decode_mark_price(raw)
+        out.append(self._mark_price_record(e, received_ns))
+        if "markPriceUpdate" in self.watched:
+            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.mark_price))
 
-    def mark_prices(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def mark_prices(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self._mark_price_record
-        out.extend([make(e, received_ns) for e in _decode_mark_prices(raw)])
+        items = _decode_mark_prices(raw)
+        out.extend([make(e, received_ns) for e in items])
+        if "markPriceUpdate" in self.watched:
+            m = self.market.value
+            out.attach_last([Tick(m, e.symbol, e.event_time, e.mark_price) for e in items])
 
     def _mark_price_record(self, e: MarkPriceUpdate, received_ns: int) -> Record:
         symbol = e.symbol
@@ -415,7 +459,7 @@ class MarketHandlers:
 
     # -- the kinds added with the rest of the vocabulary -------------------------------
 
-    def kline(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def kline(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = _decode_kline(raw)
         symbol = e.symbol
         ev = self._kline
@@ -446,8 +490,10 @@ class MarketHandlers:
                 "kline", symbol, 0,
             )
         )  # fmt: skip
+        if "kline" in self.watched:
+            out.attach(Tick(self.market.value, symbol, e.event_time, b.close_price))
 
-    def avg_price(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def avg_price(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = _decode_avg_price(raw)
         symbol = e.symbol
         ev = self._avg_price
@@ -465,6 +511,8 @@ class MarketHandlers:
                 "avgPrice", symbol, 0,
             )
         )  # fmt: skip
+        if "avgPrice" in self.watched:
+            out.attach(Tick(self.market.value, symbol, e.event_time, e.average_price))
 
     def _window_ticker_handler(self, kind: str) -> Handler:
         """The handler of one spot rolling-window ticker kind (``1hTicker`` ...): the
@@ -473,7 +521,7 @@ class MarketHandlers:
         decode, window = _WINDOW_TICKERS[kind]
         headers = HEADERS[self.market][kind]
 
-        def window_ticker(raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+        def window_ticker(raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
             e = decode(raw)
             symbol = e.symbol
             ev = self._window_ticker
@@ -506,7 +554,7 @@ class MarketHandlers:
 
         return window_ticker
 
-    def force_order(self, raw: msgspec.Raw, received_ns: int, out: list[Record]) -> None:
+    def force_order(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         e = _decode_force_order(raw)
         o = e.order
         symbol = o.symbol
@@ -542,7 +590,7 @@ class MarketHandlers:
         return functools.partial(self.spot_partial_book, symbol, levels)
 
     def spot_partial_book(
-        self, symbol: str, levels: int, raw: msgspec.Raw, received_ns: int, out: list[Record]
+        self, symbol: str, levels: int, raw: msgspec.Raw, received_ns: int, out: RecordBatch
     ) -> None:
         """Spot ``{lastUpdateId,bids,asks}``: no event time, the symbol bound by resolve()."""
         if not symbol:
@@ -565,7 +613,7 @@ class MarketHandlers:
         )  # fmt: skip
 
     def usdm_partial_book(
-        self, levels: int, raw: msgspec.Raw, received_ns: int, out: list[Record]
+        self, levels: int, raw: msgspec.Raw, received_ns: int, out: RecordBatch
     ) -> None:
         """USD-M: diff-shaped (``e`` depthUpdate, ``U``/``u``/``pu``), but the top levels as
         they are: the raw topic, and not handed to the books."""
