@@ -48,6 +48,7 @@ CORES = (
     "exchanges/binance/vocabulary.py",
     "runtime/backoff.py",
     "rest/weight.py",
+    "exchanges/binance/endpoints.py",
     "spool/format.py",
     "feed/handover.py",
 )

@@ -20,12 +20,13 @@ from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.config.books import BookSettings
 from marketd.config.settings import HttpSettings, Settings, TopicSettings
 from marketd.exchanges.binance.codec import Codec
+from marketd.exchanges.binance.endpoints import trades_weight
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.records import Market, Record
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
 from marketd.rest.client import RestResponse
-from marketd.rest.weight import DEFAULT_BAN_S, MINUTE_MARGIN_S, trades_weight
+from marketd.rest.weight import DEFAULT_BAN_S, MINUTE_MARGIN_S
 
 WALL0 = 1_800_000_000.0  # a minute boundary
 URLS = {Market.SPOT: "http://spot.test", Market.USDM: "http://usdm.test"}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from marketd.exchanges.binance.endpoints import depth_weight, trades_weight
 from marketd.pipeline.records import Market
-from marketd.rest.weight import WeightBudget, depth_weight, retry_after, trades_weight
+from marketd.rest.weight import WeightBudget, retry_after
 
 
 def test_depth_weights() -> None:

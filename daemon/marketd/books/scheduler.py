@@ -23,17 +23,15 @@ import trio
 
 from marketd.config.books import BookSettings
 from marketd.errors import RestError
+from marketd.exchanges.binance.endpoints import DEPTH_PATHS, MAX_DEPTH_LIMIT, depth_weight
 from marketd.obs.telemetry import span
 from marketd.pipeline.records import Market
 from marketd.rest.budget import SNAPSHOTS, RestBudgets
 from marketd.rest.client import HttpGet, http_get
-from marketd.rest.weight import WeightBudget, depth_weight
+from marketd.rest.weight import WeightBudget
 from marketd.runtime.backoff import BackoffPolicy
 
 log = structlog.get_logger(__name__)
-
-DEPTH_PATHS = {Market.SPOT: "/api/v3/depth", Market.USDM: "/fapi/v1/depth"}
-MAX_LIMIT = {Market.SPOT: 5000, Market.USDM: 1000}
 
 
 class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
@@ -99,7 +97,7 @@ class SnapshotScheduler:
         self.retry = retry or BackoffPolicy(initial=1.0, cap=30.0)
         self.lanes: dict[Market, Lane] = {}
         for market, url in rest_urls.items():
-            limit = min(settings.snapshot_limit, MAX_LIMIT[market])
+            limit = min(settings.snapshot_limit, MAX_DEPTH_LIMIT[market])
             self.lanes[market] = Lane(
                 market=market,
                 base_url=url,

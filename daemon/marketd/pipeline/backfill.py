@@ -25,23 +25,15 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from marketd.config.books import BookSettings
 from marketd.errors import RestError
+from marketd.exchanges.binance.endpoints import TRADE_HISTORY, trades_weight
 from marketd.obs.metrics import counter
 from marketd.pipeline.records import Market, Record
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, RestBudgets
 from marketd.rest.client import HttpGet, http_get
-from marketd.rest.weight import trades_weight
 from marketd.runtime.backoff import Backoff, BackoffPolicy
 
 log = structlog.get_logger(__name__)
-
-# (path, page size) per (market, kind); USD-M historicalTrades serves at most 500 rows.
-_ENDPOINTS: dict[tuple[Market, str], tuple[str, int]] = {
-    (Market.SPOT, "trade"): ("/api/v3/historicalTrades", 1000),
-    (Market.SPOT, "aggTrade"): ("/api/v3/aggTrades", 1000),
-    (Market.USDM, "trade"): ("/fapi/v1/historicalTrades", 500),
-    (Market.USDM, "aggTrade"): ("/fapi/v1/aggTrades", 1000),
-}
 
 
 class RestTradeEncoder(Protocol):
@@ -84,7 +76,7 @@ class Backfiller:
         ``max_wait_s``, or beyond ``max_trades`` (counted in ``unfilled``): a gap that
         cannot be filled is reported, never hidden.
         """
-        endpoint = _ENDPOINTS.get((gap.market, gap.kind))
+        endpoint = TRADE_HISTORY.get((gap.market, gap.kind))
         if endpoint is None:
             self.unfilled += gap.size
             return []

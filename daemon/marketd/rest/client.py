@@ -15,6 +15,7 @@ import h11
 import trio
 
 from marketd.errors import RestError
+from marketd.exchanges.binance.endpoints import USED_WEIGHT_HEADER
 
 _MAX_BODY = 32 * 1024 * 1024
 
@@ -27,7 +28,7 @@ class RestResponse:
 
     @property
     def used_weight(self) -> int | None:
-        value = self.headers.get("x-mbx-used-weight-1m")
+        value = self.headers.get(USED_WEIGHT_HEADER)
         return int(value) if value and value.isdigit() else None
 
 

@@ -22,37 +22,12 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from marketd.pipeline.records import Market
-
 WINDOW_S = 60.0
 # Seconds added after a wall-clock minute boundary (clock skew with the exchange).
 MINUTE_MARGIN_S = 1.0
 BURST_FRACTION = 0.1
 DEFAULT_RETRY_AFTER_S = 60.0
 DEFAULT_BAN_S = 120.0
-
-
-def depth_weight(market: Market, limit: int) -> int:
-    """The request weight of ``GET depth?limit=`` (spot 5/25/50/250, USD-M 2/5/10/20)."""
-    if market is Market.SPOT:
-        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
-
-
-# Trade history for gap backfill, per page: (market, record kind) → weight.
-# Binance: spot aggTrades 4, spot historicalTrades 25, USD-M aggTrades and historicalTrades 20.
-_TRADES_WEIGHT: dict[tuple[Market, str], int] = {
-    (Market.SPOT, "aggTrade"): 4,
-    (Market.SPOT, "trade"): 25,
-    (Market.USDM, "aggTrade"): 20,
-    (Market.USDM, "trade"): 20,
-}
-
-
-def trades_weight(market: Market, kind: str) -> int:
-    """The request weight of ``GET aggTrades`` (``kind`` "aggTrade") or ``historicalTrades``
-    ("trade"): spot 4 / 25, USD-M 20 / 20 (any ``limit``)."""
-    return _TRADES_WEIGHT[(market, kind)]
 
 
 class WeightBudget:
