@@ -63,7 +63,7 @@ def bench_sync(symbols: int, levels: int, n: int) -> tuple[float, int]:
     mid = 2_712_345
     syncs = []
     for _ in range(symbols):
-        s = SymbolSync(futures=False, depth=levels + 100, snapshot_limit=5000)
+        s = SymbolSync(chained=False, depth=levels + 100, snapshot_limit=5000)
         s.on_diff(DepthDiff(1, 1, None, [], []))
         s.on_snapshot(1, *make_book(levels, mid))
         syncs.append(s)
@@ -139,7 +139,7 @@ def book_memory(levels: int) -> int:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    s = SymbolSync(futures=False, depth=levels, snapshot_limit=5000)
+    s = SymbolSync(chained=False, depth=levels, snapshot_limit=5000)
     s.on_diff(DepthDiff(1, 1, None, [], []))
     s.on_snapshot(1, bids, asks)
     del bids, asks

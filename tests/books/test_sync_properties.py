@@ -71,7 +71,7 @@ def test_a_synced_book_always_equals_the_exchange(
     futures, books, diffs = scenario
     depth = data.draw(st.sampled_from([2, 5, 1000]), label="depth")
     limit = data.draw(st.sampled_from([3, 1000]), label="snapshot limit")
-    sync = SymbolSync(futures=futures, depth=depth, snapshot_limit=limit, min_levels=0)
+    sync = SymbolSync(chained=futures, depth=depth, snapshot_limit=limit, min_levels=0)
     position = 0  # diffs[:position] have been sent (in some form)
     ever_synced = False
     while position < len(diffs):
@@ -106,7 +106,7 @@ def test_without_faults_one_snapshot_syncs(
     """Diffs in order, the snapshot taken after the first one was buffered: synced for good
     once a diff bridges it, and the book then follows every diff exactly."""
     futures, books, diffs = scenario
-    sync = SymbolSync(futures=futures, depth=1000, snapshot_limit=1000)
+    sync = SymbolSync(chained=futures, depth=1000, snapshot_limit=1000)
     assert sync.on_diff(diffs[0].as_diff(futures=futures)) is True
     k = data.draw(st.integers(0, len(diffs) - 1), label="snapshot after diff")
     asked_again = False
@@ -130,7 +130,7 @@ def test_a_crossed_book_is_never_synced(
     scenario: tuple[bool, list[TrueBook], list[TrueDiff]],
 ) -> None:
     futures, books, diffs = scenario
-    sync = SymbolSync(futures=futures, depth=1000, snapshot_limit=1000)
+    sync = SymbolSync(chained=futures, depth=1000, snapshot_limit=1000)
     for i, diff in enumerate(diffs):
         if sync.on_diff(diff.as_diff(futures=futures)) or (sync.pending and i % 5 == 0):
             bids, asks = books[i + 1].levels(1000)
@@ -195,7 +195,7 @@ def test_every_book_gets_synced_through_late_failed_stale_and_shallow_snapshots(
     book syncs and follows every diff to the end."""
     futures, faulty, books, diffs = life
     sync = SymbolSync(
-        futures=futures,
+        chained=futures,
         depth=data.draw(st.sampled_from([2, 5, 1000]), label="depth"),
         snapshot_limit=data.draw(st.sampled_from([3, 5, 1000]), label="snapshot limit"),
         min_levels=data.draw(st.sampled_from([0, 2, 3]), label="min levels"),

@@ -13,7 +13,7 @@ SNAP_ASKS = [("100.50", "1.5"), ("101.00", "3.0")]
 
 
 def synced(*, futures: bool, last: int = 100) -> SymbolSync:
-    s = SymbolSync(futures=futures, depth=100, snapshot_limit=1000)
+    s = SymbolSync(chained=futures, depth=100, snapshot_limit=1000)
     assert (
         s.on_diff(DepthDiff(last - 5, last - 1, None if not futures else last - 7, [], [])) is True
     )
@@ -71,7 +71,7 @@ def test_futures_first_diff_straddling_the_snapshot() -> None:
 
 
 def test_a_snapshot_older_than_the_buffer_is_refetched() -> None:
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     s.on_diff(DepthDiff(200, 210, None, [], []))
     assert s.on_snapshot(150, SNAP_BIDS, SNAP_ASKS) is True
     assert s.resyncs == {"stale_snapshot": 1}
@@ -90,7 +90,7 @@ def test_a_crossed_book_resyncs_never_repairs() -> None:
 
 
 def test_pruned_levels_leave_a_truthful_prefix() -> None:
-    s = SymbolSync(futures=False, depth=2, snapshot_limit=1000)
+    s = SymbolSync(chained=False, depth=2, snapshot_limit=1000)
     s.on_diff(DepthDiff(1, 1, None, [], []))
     s.on_snapshot(1, [("10", "1"), ("9", "1"), ("8", "1")], [("11", "1")])
     s.on_diff(DepthDiff(2, 2, None, [("9", "0")], []))
@@ -109,7 +109,7 @@ def test_a_bad_price_resyncs() -> None:
 
 
 def test_a_new_machine_waits_with_nothing_counted() -> None:
-    s = SymbolSync(futures=False, depth=5)
+    s = SymbolSync(chained=False, depth=5)
     assert (s.state, s.loaded, s.pending, s.synced) == (State.SYNCING, False, False, False)
     assert (s.applied, s.buffered, s.dropped, s.snapshots, s.resyncs) == (0, 0, 0, 0, {})
     assert (s.event_time_ms, s.received_ns) == (0, 0)
@@ -123,9 +123,9 @@ def test_a_new_machine_waits_with_nothing_counted() -> None:
 
 
 def test_the_minimum_depth_is_capped_by_the_depth_and_the_snapshot_limit() -> None:
-    assert SymbolSync(futures=False, depth=5, snapshot_limit=100, min_levels=20).min_levels == 5
-    assert SymbolSync(futures=False, depth=50, snapshot_limit=10, min_levels=20).min_levels == 10
-    assert SymbolSync(futures=False, depth=50, snapshot_limit=100, min_levels=20).min_levels == 20
+    assert SymbolSync(chained=False, depth=5, snapshot_limit=100, min_levels=20).min_levels == 5
+    assert SymbolSync(chained=False, depth=50, snapshot_limit=10, min_levels=20).min_levels == 10
+    assert SymbolSync(chained=False, depth=50, snapshot_limit=100, min_levels=20).min_levels == 20
 
 
 def test_a_synced_book_carries_the_event_time_of_its_last_diff() -> None:
@@ -173,7 +173,7 @@ def test_the_diff_past_a_gap_is_kept_for_the_next_snapshot() -> None:
 
 def test_consecutive_spot_diffs_buffer_and_a_snapshot_amid_them_syncs() -> None:
     """Real REST latency: the snapshot is older than the newest buffered diff."""
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     asks = [("101.00", "1")]
     assert s.on_diff(DepthDiff(11, 20, None, [("100.00", "1")], asks)) is True
     for first in range(21, 61, 10):  # 21-30, 31-40, ... each continues the last
@@ -187,7 +187,7 @@ def test_consecutive_spot_diffs_buffer_and_a_snapshot_amid_them_syncs() -> None:
 
 
 def test_futures_diffs_chain_by_pu_in_the_buffer() -> None:
-    s = SymbolSync(futures=True, depth=100)
+    s = SymbolSync(chained=True, depth=100)
     s.on_diff(DepthDiff(10, 12, 9, [], []))
     s.on_diff(DepthDiff(15, 18, 12, [("1.5", "1")], []))  # ids skip; pu chains
     s.on_diff(DepthDiff(19, 20, 18, [("1.6", "1")], []))
@@ -198,7 +198,7 @@ def test_futures_diffs_chain_by_pu_in_the_buffer() -> None:
 
 
 def test_a_gap_inside_the_buffer_drops_what_came_before_it() -> None:
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     s.on_diff(DepthDiff(1, 5, None, [], []))
     s.on_diff(DepthDiff(3, 4, None, [], []))  # older than the buffer's end: a duplicate
     s.on_diff(DepthDiff(6, 9, None, [], []))
@@ -217,7 +217,7 @@ def test_a_gap_inside_the_buffer_drops_what_came_before_it() -> None:
 
 
 def test_the_buffer_is_capped_dropping_the_oldest() -> None:
-    s = SymbolSync(futures=False, depth=100, max_buffered=3)
+    s = SymbolSync(chained=False, depth=100, max_buffered=3)
     for i in range(1, 8):
         s.on_diff(DepthDiff(i, i, None, [("1", str(i))], []))
     assert [d.final for d in s.buffer] == [5, 6, 7]
@@ -228,7 +228,7 @@ def test_the_buffer_is_capped_dropping_the_oldest() -> None:
 
 
 def test_a_failed_snapshot_is_asked_for_again() -> None:
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     assert s.on_diff(DepthDiff(1, 1, None, [], [])) is True
     assert s.on_diff(DepthDiff(2, 2, None, [], [])) is False  # one request at a time
     assert s.on_snapshot_failed() is True
@@ -257,7 +257,7 @@ def test_a_snapshot_for_a_synced_book_is_ignored() -> None:
 
 
 def test_an_invalid_snapshot_is_asked_for_again() -> None:
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     s.on_diff(DepthDiff(1, 1, None, [], []))
     assert s.on_snapshot(1, [("1", "x")], []) is True
     assert (s.resyncs, s.snapshots, s.loaded, s.pending) == ({"invalid": 1}, 0, False, True)
@@ -269,7 +269,7 @@ def test_an_invalid_snapshot_is_asked_for_again() -> None:
 
 
 def test_a_book_thinner_than_the_minimum_resyncs() -> None:
-    s = SymbolSync(futures=False, depth=10, snapshot_limit=2, min_levels=2)
+    s = SymbolSync(chained=False, depth=10, snapshot_limit=2, min_levels=2)
     s.on_diff(DepthDiff(1, 1, None, [], []))
     s.on_snapshot(1, SNAP_BIDS, SNAP_ASKS)  # two levels a side: both cut at the limit
     s.on_diff(DepthDiff(2, 2, None, [("99.80", "1")], []))
@@ -280,7 +280,7 @@ def test_a_book_thinner_than_the_minimum_resyncs() -> None:
     assert (s.state, s.resyncs) == (State.RESYNCING, {"shallow": 1})
     assert s.book.top(5) == ([], [])
     # Without a minimum the same book stays synced.
-    lax = SymbolSync(futures=False, depth=10, snapshot_limit=2)
+    lax = SymbolSync(chained=False, depth=10, snapshot_limit=2)
     lax.on_diff(DepthDiff(1, 1, None, [], []))
     lax.on_snapshot(1, SNAP_BIDS, SNAP_ASKS)
     for i, bid in ((2, "100.00"), (3, "99.50")):
@@ -290,7 +290,7 @@ def test_a_book_thinner_than_the_minimum_resyncs() -> None:
 
 
 def test_a_crossing_diff_while_bridging_keeps_the_later_buffer() -> None:
-    s = SymbolSync(futures=False, depth=100)
+    s = SymbolSync(chained=False, depth=100)
     s.on_diff(DepthDiff(1, 1, None, [], []))
     s.on_diff(DepthDiff(2, 2, None, [("200", "1")], []))  # crosses the snapshot's asks
     s.on_diff(DepthDiff(3, 3, None, [], []))

@@ -37,7 +37,8 @@ from marketd.config.validators import InvalidValue
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.handlers import PB_MARKET
-from marketd.exchanges.binance.vocabulary import Sequencing, StreamKind
+from marketd.exchanges.binance.vocabulary import StreamKind
+from marketd.exchanges.seam import Sequencing
 from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 

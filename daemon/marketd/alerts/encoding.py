@@ -17,7 +17,7 @@ from itertools import repeat
 from google.protobuf.message import DecodeError
 
 from marketd.alerts.model import Alert, Direction
-from marketd.exchanges.binance import vocabulary
+from marketd.exchanges import exchange
 from marketd.pipeline.events import Tick
 from marketd.pipeline.records import Market, Record, events_of
 from marketd.v1 import alert_pb2
@@ -31,7 +31,7 @@ _DIRECTION_OF_PB = {v: k for k, v in _PB_DIRECTION.items()}
 _MARKETS = {m.value: m for m in Market}
 
 # The oneof field of MarketEvent that carries each kind, and the price field in it.
-PRICE_FIELDS: dict[str, tuple[str, str]] = vocabulary.price_fields()
+PRICE_FIELDS: dict[str, tuple[str, str]] = exchange().vocabulary.price_fields()
 _KIND_OF_FIELD = {field: kind for kind, (field, _) in PRICE_FIELDS.items()}
 
 

@@ -23,7 +23,8 @@ import trio
 
 from marketd.config.books import BookSettings
 from marketd.errors import RestError
-from marketd.exchanges.binance.endpoints import DEPTH_PATHS, MAX_DEPTH_LIMIT, depth_weight
+from marketd.exchanges import exchange
+from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
 from marketd.pipeline.records import Market
 from marketd.rest.budget import SNAPSHOTS, RestBudgets
@@ -52,6 +53,7 @@ Deliver = Callable[[Market, str, DepthSnapshot | None], bool]
 class Lane:
     market: Market
     base_url: str
+    path: str
     limit: int
     weight: int
     budget: WeightBudget  # shared: see RestBudgets
@@ -87,7 +89,9 @@ class SnapshotScheduler:
         get: HttpGet = http_get,
         retry: BackoffPolicy | None = None,
         budgets: RestBudgets | None = None,
+        adapter: Exchange | None = None,
     ) -> None:
+        adapter = adapter or exchange()
         self.settings = settings
         self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
@@ -97,12 +101,13 @@ class SnapshotScheduler:
         self.retry = retry or BackoffPolicy(initial=1.0, cap=30.0)
         self.lanes: dict[Market, Lane] = {}
         for market, url in rest_urls.items():
-            limit = min(settings.snapshot_limit, MAX_DEPTH_LIMIT[market])
+            endpoint = adapter.depth_snapshot(market, settings.snapshot_limit)
             self.lanes[market] = Lane(
                 market=market,
                 base_url=url,
-                limit=limit,
-                weight=depth_weight(market, limit),
+                path=endpoint.path,
+                limit=endpoint.page,
+                weight=endpoint.weight,
                 budget=self.budgets.budget(market),
                 slots=trio.Semaphore(settings.max_concurrent_snapshots),
             )
@@ -190,9 +195,7 @@ class SnapshotScheduler:
     async def _get(self, lane: Lane, symbol: str) -> tuple[str, DepthSnapshot | None]:
         params: dict[str, str | int] = {"symbol": symbol, "limit": lane.limit}
         try:
-            resp = await self.get(
-                lane.base_url, DEPTH_PATHS[lane.market], params, time_limit=self.timeout
-            )
+            resp = await self.get(lane.base_url, lane.path, params, time_limit=self.timeout)
         except RestError as exc:
             log.warning("book snapshot request failed", symbol=symbol, error=str(exc))
             return "network", None

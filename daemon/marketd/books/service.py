@@ -28,7 +28,8 @@ from prometheus_client.core import Metric
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
 from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
-from marketd.exchanges.binance import vocabulary
+from marketd.exchanges import exchange
+from marketd.exchanges.seam import Exchange, Vocabulary
 from marketd.obs.metrics import counter, gauge
 from marketd.pipeline.events import DepthDiff
 from marketd.pipeline.records import Market, Record, events_of, record_headers
@@ -66,9 +67,10 @@ class BookStatistics:
         return sorted(k for k, s in self.symbols.items() if s != State.SYNCED.value)
 
 
-def book_symbols(settings: Settings) -> list[Key]:
+def book_symbols(settings: Settings, vocabulary: Vocabulary | None = None) -> list[Key]:
     """(market, symbol) of every subscribed depth-diff stream: a depth-diff channel of a
     subscription's symbols, or a ``<symbol>@<channel>`` in its ``streams``."""
+    vocabulary = vocabulary or exchange().vocabulary
     out: list[Key] = []
     for sub in settings.subscriptions:
         diffs = vocabulary.diff_depth_channels(sub.market)
@@ -89,7 +91,9 @@ class Books:
         wall: Callable[[], float] = time.time,
         get: HttpGet = http_get,
         budgets: RestBudgets | None = None,
+        adapter: Exchange | None = None,
     ) -> None:
+        self.exchange = adapter = adapter or exchange()
         self.settings = settings.books
         self.topic = settings.kafka.topics.orderbook
         self.scheduler = SnapshotScheduler(
@@ -103,9 +107,10 @@ class Books:
             wall=wall,
             get=get,
             budgets=budgets,
+            adapter=adapter,
         )
         self.syncs: dict[Key, SymbolSync] = {}
-        for key in book_symbols(settings):
+        for key in book_symbols(settings, adapter.vocabulary):
             self._add(key)
         self._published: dict[Key, int] = {}
         self._events = {m: MarketEvent(market=pb) for m, pb in _PB_MARKET.items()}
@@ -114,7 +119,7 @@ class Books:
 
     def _add(self, key: Key) -> SymbolSync:
         sync = self.syncs[key] = SymbolSync(
-            futures=key[0] is Market.USDM,
+            chained=self.exchange.chained_diffs(key[0]),
             depth=self.settings.depth,
             snapshot_limit=self.scheduler.lanes[key[0]].limit,
             min_levels=self.settings.publish_levels,

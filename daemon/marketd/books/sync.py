@@ -1,13 +1,15 @@
 """The per-symbol sync state machine: REST snapshot + WebSocket diffs (pure, no trio).
 
-Binance's rules (../shared/BINANCE.md, "how to manage a local order book"):
+The rules are Binance's (../shared/BINANCE.md, "how to manage a local order book"), in
+two forms; the exchange adapter says which one a market's diffs follow
+(:meth:`~marketd.exchanges.seam.Exchange.chained_diffs`):
 
 * Buffer the diffs; fetch a snapshot (``lastUpdateId``).
-* Spot: drop diffs with ``u <= lastUpdateId``; the first applied must have
-  ``U <= lastUpdateId + 1 <= u``; afterwards ``U > book id + 1`` is a gap.
-* USD-M: drop diffs with ``u < lastUpdateId``; the first applied must have
-  ``U <= lastUpdateId <= u`` or ``pu == lastUpdateId``; afterwards ``pu`` must equal the
-  previous ``u``.
+* Consecutive ids (Binance spot): drop diffs with ``u <= lastUpdateId``; the first applied
+  must have ``U <= lastUpdateId + 1 <= u``; afterwards ``U > book id + 1`` is a gap.
+* Chained ids (``chained=True``, Binance USD-M): drop diffs with ``u < lastUpdateId``; the
+  first applied must have ``U <= lastUpdateId <= u`` or ``pu == lastUpdateId``; afterwards
+  ``pu`` must equal the previous ``u``.
 * A snapshot older than the buffered diffs (the first kept diff does not bridge) is stale:
   fetch another. A gap, or a crossed book (best bid ≥ best ask), loses sync: the book is
   discarded (never repaired) and this symbol alone resyncs.
@@ -52,13 +54,13 @@ class SymbolSync:
     def __init__(
         self,
         *,
-        futures: bool,
+        chained: bool,
         depth: int,
         snapshot_limit: int = 1000,
         min_levels: int = 0,
         max_buffered: int = 10_000,
     ) -> None:
-        self.futures = futures
+        self.chained = chained
         self.book = Book(depth)
         self.snapshot_limit = snapshot_limit
         # Resync when a bounded side knows fewer levels (at most what a snapshot gives).
@@ -196,10 +198,10 @@ class SymbolSync:
         if self.state is State.SYNCED:
             return self.on_diff(diff)
         last = self.book.last_update_id
-        if diff.final < last or (diff.final == last and not self.futures):
+        if diff.final < last or (diff.final == last and not self.chained):
             self.dropped += 1
             return False
-        if self.futures:
+        if self.chained:
             bridges = diff.first <= last <= diff.final or diff.prev == last
         else:
             bridges = diff.first <= last + 1 <= diff.final

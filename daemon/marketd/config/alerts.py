@@ -8,11 +8,11 @@ from typing import Any
 import attrs
 
 from marketd.config.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
-from marketd.exchanges.binance import vocabulary
+from marketd.exchanges import exchange
 from marketd.pipeline.records import Market
 
 # Event kinds the detector can read a price from (the vocabulary table's price column).
-PRICE_KINDS = tuple(vocabulary.price_fields())
+PRICE_KINDS = tuple(exchange().vocabulary.price_fields())
 ALERT_MARKETS = tuple(m.value for m in Market)
 # At most this many rules: each is a label value of marketd_alerts_detected_total.
 MAX_RULES = 16

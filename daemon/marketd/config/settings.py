@@ -33,7 +33,7 @@ from marketd.config.validators import (
     url,
     within,
 )
-from marketd.exchanges.binance import vocabulary
+from marketd.exchanges import exchange
 from marketd.pipeline.records import Market
 from marketd.roles import ROLES, role_problems
 from marketd.spool.settings import SpoolSettings
@@ -49,17 +49,19 @@ SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
 
-# --- Binance stream vocabulary: the table in marketd.exchanges.binance.vocabulary ------
+# --- The stream vocabulary: the exchange adapter's table (marketd.exchanges) -----------
 
-CHANNELS: dict[Market, frozenset[str]] = {m: vocabulary.channels(m) for m in Market}
+_VOCABULARY = exchange().vocabulary
+
+CHANNELS: dict[Market, frozenset[str]] = {m: _VOCABULARY.channels(m) for m in Market}
 """Per-symbol stream suffixes (``<symbol>@<channel>``) each market serves."""
 
 ALL_MARKET_STREAMS: dict[Market, frozenset[str]] = {
-    m: vocabulary.all_market_streams(m) for m in Market
+    m: _VOCABULARY.all_market_streams(m) for m in Market
 }
 """All-market streams (``!...``) known per market."""
 
-RETIRED_STREAMS = vocabulary.RETIRED_STREAMS
+RETIRED_STREAMS = _VOCABULARY.RETIRED_STREAMS
 
 _SYMBOL_RE = {
     Market.SPOT: re.compile(r"[A-Z0-9]+"),
@@ -242,7 +244,7 @@ def _check_symbols(
 def _unknown_channel(channel: str, market: Market) -> str:
     close = difflib.get_close_matches(channel, sorted(CHANNELS[market]), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
-    known = vocabulary.CHANNEL_HELP[market]
+    known = _VOCABULARY.channel_help(market)
     return f"unknown channel {channel!r} on {market.value} ({hint}known: {known})"
 
 

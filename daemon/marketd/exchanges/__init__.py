@@ -1,5 +1,18 @@
-"""Exchange adapters: what one exchange's streams and REST endpoints are, behind one seam.
+"""Exchange adapters behind one seam (:mod:`marketd.exchanges.seam`), and their registry.
 
-Each adapter is a sibling package (``binance``); the stages (feed, normalizer, sequencer,
-books, spool, Kafka, gateway) are meant to name no exchange.
+Each adapter is a sibling package (``binance``). The stages ask :func:`exchange` for the
+adapter they serve and name none; this is the one place that does.
 """
+
+from __future__ import annotations
+
+from marketd.exchanges.seam import Exchange
+
+
+def exchange(name: str = "binance") -> Exchange:
+    """The adapter called ``name`` (imported on first use)."""
+    if name == "binance":
+        from marketd.exchanges.binance.adapter import BINANCE
+
+        return BINANCE
+    raise ValueError(f"unknown exchange {name!r}: marketd has an adapter for 'binance'")

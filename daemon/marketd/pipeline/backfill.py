@@ -1,4 +1,4 @@
-"""Fill trade-id gaps from Binance's REST trade history, in order, within the weight budget.
+"""Fill trade-id gaps from the exchange's REST trade history, in order, within the weight budget.
 
 After a reconnect, trades that happened while disconnected are fetched with ``fromId``
 (``historicalTrades`` for ``trade``, ``aggTrades`` for ``aggTrade``) and published before
@@ -25,7 +25,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from marketd.config.books import BookSettings
 from marketd.errors import RestError
-from marketd.exchanges.binance.endpoints import TRADE_HISTORY, trades_weight
+from marketd.exchanges import exchange
+from marketd.exchanges.seam import Endpoint, Exchange
 from marketd.obs.metrics import counter
 from marketd.pipeline.records import Market, Record
 from marketd.pipeline.sequence import Gap
@@ -60,6 +61,8 @@ class Backfiller:
     # next wall-clock minute (at most 61 s) is waited out; a 418 ban (2 min or more) is not.
     max_wait_s: float = 65.0
     get: HttpGet = http_get
+    # The exchange whose trade history fills the gaps (its endpoints and their weights).
+    adapter: Exchange = attrs.field(factory=exchange)
     filled: int = 0
     unfilled: int = 0
     requests: int = 0
@@ -76,16 +79,16 @@ class Backfiller:
         ``max_wait_s``, or beyond ``max_trades`` (counted in ``unfilled``): a gap that
         cannot be filled is reported, never hidden.
         """
-        endpoint = TRADE_HISTORY.get((gap.market, gap.kind))
+        endpoint = self.adapter.trade_history(gap.market, gap.kind)
         if endpoint is None:
             self.unfilled += gap.size
             return []
-        path, page_limit = endpoint
+        page_limit = endpoint.page
         wanted_last = min(gap.last, gap.first + self.max_trades - 1)
         out: list[Record] = []
         next_id = gap.first
         while next_id <= wanted_last:
-            page = await self._page(gap, path, next_id, page_limit)
+            page = await self._page(gap, endpoint, next_id)
             fresh = [r for r in page if next_id <= r.seq <= wanted_last]
             if not fresh:
                 break
@@ -98,12 +101,16 @@ class Backfiller:
         self.unfilled += gap.size - len(out)
         return out
 
-    async def _page(self, gap: Gap, path: str, from_id: int, limit: int) -> list[Record]:
+    async def _page(self, gap: Gap, endpoint: Endpoint, from_id: int) -> list[Record]:
         backoff = Backoff(self.retry)
-        params: dict[str, str | int] = {"symbol": gap.symbol, "fromId": from_id, "limit": limit}
+        params: dict[str, str | int] = {
+            "symbol": gap.symbol,
+            "fromId": from_id,
+            "limit": endpoint.page,
+        }
         market = gap.market.value
         for attempt in range(self.attempts):
-            if not await self._admit(gap):
+            if not await self._admit(gap, endpoint.weight):
                 self.statuses[(market, "budget_timeout")] += 1
                 log.warning(
                     "backfill gave up: the REST weight budget stays closed",
@@ -115,7 +122,7 @@ class Backfiller:
                 )
                 return []
             self.requests += 1
-            status, records = await self._get(gap, path, params)
+            status, records = await self._get(gap, endpoint.path, params)
             self.statuses[(market, status)] += 1
             if records is not None:
                 return records
@@ -130,9 +137,8 @@ class Backfiller:
                 await trio.sleep(backoff.next_delay())
         return []
 
-    async def _admit(self, gap: Gap) -> bool:
+    async def _admit(self, gap: Gap, weight: int) -> bool:
         """Wait for the budget (ahead of snapshots) and charge one page; False: too long."""
-        weight = trades_weight(gap.market, gap.kind)
         if self.budgets.delay(gap.market, weight) > self.max_wait_s:
             return False  # a ban or a long block: do not hold the symbol's trades for it
         started = trio.current_time()

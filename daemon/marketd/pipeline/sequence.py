@@ -1,6 +1,6 @@
 """Per-symbol sequencing of exchange ids: drop duplicates, find trade gaps (pure).
 
-Binance trade ids (``t``) and aggregate trade ids (``a``) are consecutive per symbol.
+Trade ids and aggregate trade ids (Binance's ``t`` and ``a``) are consecutive per symbol.
 The sequencer remembers the last id published per (market, kind, symbol); a record
 with an id at or below it is a duplicate (an overlap after a reconnect or a
 make-before-break handover), one above ``last + 1`` opens a gap that the pipeline
@@ -11,7 +11,8 @@ Depth diffs (``depthUpdate``, seq = final update id ``u``) and book tickers
 at or below the last published is a duplicate and dropped; a jump is not a gap here (the
 books stage resyncs a book on a depth gap itself, and book tickers skip ids by design).
 
-Which kinds are sequenced which way is the vocabulary table's ``sequencing`` column.
+Which kinds are sequenced which way is the exchange's vocabulary table's ``sequencing``
+column (:mod:`marketd.exchanges.seam`).
 
 Duplicates are dropped, never reordered: a record is published only when it is newer
 than everything published for its key, so downstream ids strictly increase per key.
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import attrs
 
-from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.vocabulary import Sequencing
+from marketd.exchanges import exchange
+from marketd.exchanges.seam import Sequencing
 from marketd.pipeline.records import Market, Record
 
 # Consecutive ids: duplicates dropped, gaps reported.
-SEQUENCED_KINDS = vocabulary.kinds(Sequencing.CONSECUTIVE)
+SEQUENCED_KINDS = exchange().vocabulary.kinds(Sequencing.CONSECUTIVE)
 # Increasing ids: duplicates dropped, jumps allowed.
-DEDUPLICATED_KINDS = vocabulary.kinds(Sequencing.INCREASING)
+DEDUPLICATED_KINDS = exchange().vocabulary.kinds(Sequencing.INCREASING)
 
 SeqKey = tuple[Market, str, str]
 

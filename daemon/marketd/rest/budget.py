@@ -1,13 +1,14 @@
-"""One REST weight budget per Binance API, shared by every REST user of marketd (trio).
+"""One REST weight budget per exchange API, shared by every REST user of marketd (trio).
 
-Binance counts request weight per IP and API (spot, USD-M), so the book snapshot
+The exchange counts request weight per IP and API (Binance: spot, USD-M), so the book snapshot
 scheduler and the trade backfiller spend from one allowance: one
 :class:`~marketd.rest.weight.WeightBudget` per market, held here.
 
 * :meth:`RestBudgets.acquire` waits until the budget admits a request, then charges it.
   An ``urgent`` request (backfill: a symbol's live trades wait for it) goes first: while one
   waits, no other request of that market starts. Neither ever exceeds the budget.
-* :meth:`RestBudgets.observe` feeds each response's ``X-MBX-USED-WEIGHT-1M`` to the budget;
+* :meth:`RestBudgets.observe` feeds each response's used-weight header (the adapter's
+  :attr:`~marketd.exchanges.seam.Exchange.used_weight_header`) to the budget;
   a 429 or 418 blocks the whole market, for every user, until its ``Retry-After``.
 """
 
@@ -23,6 +24,7 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.config.books import BookSettings
+from marketd.exchanges import exchange
 from marketd.obs.metrics import counter, gauge
 from marketd.pipeline.records import Market
 from marketd.rest.client import RestResponse
@@ -57,9 +59,15 @@ class RestBudgets:
     """Market → :class:`WeightBudget`, shared by the snapshot scheduler and the backfiller."""
 
     def __init__(
-        self, budgets: Mapping[Market, int], *, wall: Callable[[], float] = time.time
+        self,
+        budgets: Mapping[Market, int],
+        *,
+        wall: Callable[[], float] = time.time,
+        used_weight_header: str | None = None,
     ) -> None:
         self.wall = wall
+        # Where the exchange reports the weight this IP used in the current minute.
+        self.used_weight_header = used_weight_header or exchange().used_weight_header
         self._lanes = {m: _Lane(WeightBudget(b)) for m, b in budgets.items()}
         for lane in self._lanes.values():
             lane.calm.set()
@@ -121,7 +129,8 @@ class RestBudgets:
         """Take in a response: its used-weight header; on 429/418 block ``market`` for every
         user. Return the seconds blocked (0 for any other status)."""
         budget = self._lanes[market].budget
-        budget.observe(response.used_weight, self.wall())
+        used = response.header_int(self.used_weight_header)
+        budget.observe(used, self.wall())
         status = response.status
         if status not in (429, 418):
             return 0.0
@@ -135,7 +144,7 @@ class RestBudgets:
             market=market.value,
             user=user,
             retry_after_s=seconds,
-            used_weight=response.used_weight,
+            used_weight=used,
         )
         return seconds
 

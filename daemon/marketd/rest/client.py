@@ -1,4 +1,4 @@
-"""A minimal HTTP/1.1 GET client for Binance's REST API over trio streams (h11).
+"""A minimal HTTP/1.1 GET client for an exchange's REST API over trio streams (h11).
 
 One connection per request: REST is used rarely (snapshots, gap backfill), so keep-alive
 buys little and a fresh connection never inherits a broken one.
@@ -15,7 +15,6 @@ import h11
 import trio
 
 from marketd.errors import RestError
-from marketd.exchanges.binance.endpoints import USED_WEIGHT_HEADER
 
 _MAX_BODY = 32 * 1024 * 1024
 
@@ -26,9 +25,9 @@ class RestResponse:
     headers: Mapping[str, str]
     body: bytes
 
-    @property
-    def used_weight(self) -> int | None:
-        value = self.headers.get(USED_WEIGHT_HEADER)
+    def header_int(self, name: str) -> int | None:
+        """The non-negative integer in header ``name`` (lower case), or None."""
+        value = self.headers.get(name)
         return int(value) if value and value.isdigit() else None
 
 

@@ -1,4 +1,4 @@
-"""REST request weights and the weight budget of one Binance API (spot or USD-M), per IP (pure).
+"""REST request weights: the sliding budget of one exchange API (spot or USD-M), per IP (pure).
 
 Binance counts weight per wall-clock minute and reports it in ``X-MBX-USED-WEIGHT-1M``;
 past the limit it answers 429 with ``Retry-After``, and repeated abuse gets 418 bans. marketd

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from marketd.exchanges.seam import Depth, Sequencing
 from marketd.pipeline.records import Market
 
 
@@ -28,22 +29,6 @@ class Route(enum.Enum):
     NONE = ""  # spot: the unrouted base
     PUBLIC = "/public"  # USD-M: depth and book tickers
     MARKET = "/market"  # USD-M: everything else public
-
-
-class Sequencing(enum.Enum):
-    """What a kind's ids promise."""
-
-    NONE = "none"  # no id order to keep (tickers, mark price)
-    CONSECUTIVE = "consecutive"  # trade ids: duplicates dropped, gaps reported and backfilled
-    INCREASING = "increasing"  # update ids: duplicates dropped, jumps allowed
-
-
-class Depth(enum.Enum):
-    """What a kind says about an order book."""
-
-    NONE = "none"
-    DIFF = "diff"  # changes since the previous event: the books apply them
-    PARTIAL = "partial"  # the top levels as they are: never a diff
 
 
 @attrs.frozen
@@ -224,6 +209,11 @@ BY_CHANNEL: Mapping[Market, Mapping[str, StreamKind]] = {
 BY_ALL_MARKET: Mapping[Market, Mapping[str, StreamKind]] = {
     m: {s: row for row in ROWS for s in row.all_market.get(m, ())} for m in Market
 }
+
+
+def channel_help(market: Market) -> str:
+    """The channels of ``market``, as one line for error messages."""
+    return CHANNEL_HELP[market]
 
 
 def channels(market: Market) -> frozenset[str]:

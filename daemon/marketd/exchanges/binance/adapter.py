@@ -1,0 +1,38 @@
+"""Binance (spot and USD-M futures) behind the exchange seam."""
+
+from __future__ import annotations
+
+from marketd.exchanges.binance import endpoints, vocabulary
+from marketd.exchanges.seam import Endpoint, Vocabulary
+from marketd.pipeline.records import Market
+
+
+class Binance:
+    """The :class:`~marketd.exchanges.seam.Exchange` of Binance: its table, endpoints,
+    weights and book rule."""
+
+    name = "binance"
+    used_weight_header = endpoints.USED_WEIGHT_HEADER
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return vocabulary
+
+    def depth_snapshot(self, market: Market, limit: int) -> Endpoint:
+        limit = min(limit, endpoints.MAX_DEPTH_LIMIT[market])
+        return Endpoint(
+            endpoints.DEPTH_PATHS[market], endpoints.depth_weight(market, limit), page=limit
+        )
+
+    def trade_history(self, market: Market, kind: str) -> Endpoint | None:
+        found = endpoints.TRADE_HISTORY.get((market, kind))
+        if found is None:
+            return None
+        path, page = found
+        return Endpoint(path, endpoints.trades_weight(market, kind), page=page)
+
+    def chained_diffs(self, market: Market) -> bool:
+        return market is Market.USDM
+
+
+BINANCE = Binance()

@@ -1,0 +1,87 @@
+"""The exchange seam: what an exchange adapter hands the exchange-agnostic stages (pure).
+
+An adapter (one package under ``exchanges/``) owns its stream vocabulary table, its codec,
+its WebSocket routing, its REST endpoints with their request weights, and the rule by which
+its depth diffs chain. The stages (feed, normalizer, sequencer, books, spool, Kafka,
+gateway) read those through :class:`Exchange` and never import an adapter: the registry
+(:func:`marketd.exchanges.exchange`) is the one place that names them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Protocol
+
+import attrs
+
+from marketd.pipeline.records import Market
+
+
+class Sequencing(enum.Enum):
+    """What a kind's ids promise."""
+
+    NONE = "none"  # no id order to keep (tickers, mark price)
+    CONSECUTIVE = "consecutive"  # trade ids: duplicates dropped, gaps reported and backfilled
+    INCREASING = "increasing"  # update ids: duplicates dropped, jumps allowed
+
+
+class Depth(enum.Enum):
+    """What a kind says about an order book."""
+
+    NONE = "none"
+    DIFF = "diff"  # changes since the previous event: the books apply them
+    PARTIAL = "partial"  # the top levels as they are: never a diff
+
+
+class Vocabulary(Protocol):
+    """The stream kinds of one exchange, as its table says (an adapter's vocabulary
+    module satisfies this)."""
+
+    @property
+    def RETIRED_STREAMS(self) -> Mapping[Market, Mapping[str, str]]: ...
+
+    def channels(self, market: Market) -> frozenset[str]: ...
+    def all_market_streams(self, market: Market) -> frozenset[str]: ...
+    def kinds(self, sequencing: Sequencing) -> frozenset[str]: ...
+    def diff_depth_channels(self, market: Market) -> frozenset[str]: ...
+    def price_fields(self) -> dict[str, tuple[str, str]]: ...
+    def channel_help(self, market: Market) -> str: ...
+
+
+@attrs.frozen
+class Endpoint:
+    """One REST GET: its path, the request weight the exchange charges, and (for paged
+    history) the rows per page."""
+
+    path: str
+    weight: int
+    page: int = 0
+
+
+class Exchange(Protocol):
+    """One exchange adapter, as the stages see it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vocabulary(self) -> Vocabulary: ...
+    @property
+    def used_weight_header(self) -> str:
+        """The response header reporting the request weight used this minute (lower case)."""
+        ...
+
+    def depth_snapshot(self, market: Market, limit: int) -> Endpoint:
+        """The order-book snapshot of ``limit`` levels (clamped to what the market serves)
+        and its weight; ``Endpoint.page`` is the limit actually asked for."""
+        ...
+
+    def trade_history(self, market: Market, kind: str) -> Endpoint | None:
+        """The trade history that fills a gap of ``kind`` (``fromId`` paging), or None
+        when the exchange keeps none for that kind."""
+        ...
+
+    def chained_diffs(self, market: Market) -> bool:
+        """True when each depth diff names the final update id of the one before it
+        (USD-M ``pu``): the book follows that chain instead of consecutive ids."""
+        ...
