@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kit.net import free_port
+from kit.wait import poll_until_blocking
+
 import marketd
-from marketd.testing.processes import free_port, http_json, http_text, metric_value, wait_until
+from marketd.testing.processes import http_json, http_text, metric_value
 
 
 def marketd_cmd(
@@ -78,7 +81,7 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
             except OSError:
                 return 0.0
 
-        wait_until(lambda: events() > 50, timeout=20, what="demo events on the bus")
+        poll_until_blocking(lambda: events() > 50, timeout=20, what="demo events on the bus")
         assert http_json(base + "/healthz") == (200, {"status": "ok"})
         status, body = http_json(base + "/readyz")
         assert status == 200, body
@@ -91,7 +94,9 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
             found: list[dict[str, Any]] = http_json(base + "/api/alerts")[1]["alerts"]
             return found
 
-        wait_until(lambda: alerts(), timeout=15, what="an alert from the demo's price jump")
+        poll_until_blocking(
+            lambda: alerts(), timeout=15, what="an alert from the demo's price jump"
+        )
         first = alerts()[-1]  # newest first
         assert (first["market"], first["direction"]) == ("usdm", "up")
         assert first["change_pct"] > 2.0
@@ -135,7 +140,7 @@ def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_pat
             except OSError:
                 return 0, None
 
-        wait_until(lambda: readyz()[0] == 503, timeout=20, what="/readyz answering 503")
+        poll_until_blocking(lambda: readyz()[0] == 503, timeout=20, what="/readyz answering 503")
         _, body = readyz()
         assert isinstance(body, dict)
         assert "sink" in body["not_ready"]

@@ -10,6 +10,7 @@ detector), each id once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import trio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kit.wait import poll_until_blocking
 
 from marketd.alerts.detector import Detector
 from marketd.alerts.encoding import decode_alert
@@ -157,17 +159,24 @@ async def test_each_alert_exactly_once_across_a_detector_kill(
     await trio.to_thread.run_sync(produce, bootstrap, raw, records)
 
     args = [bootstrap, raw, alerts, f"g-{raw}", f"tx-{raw}", str(tmp_path), "8"]
+
+    def committed() -> list[str]:  # blocking: polled in a worker thread
+        return read_alert_ids(bootstrap, alerts, "read_committed", 5.0)
+
     log = tmp_path / "detector.log"
     with trio.fail_after(150):
         proc = await trio.to_thread.run_sync(start_detector, args, log)
         try:
-            while True:  # kill it while it works: some alerts committed, not all
-                await trio.sleep(0.2)
-                seen = await trio.to_thread.run_sync(
-                    read_alert_ids, bootstrap, alerts, "read_committed", 5.0
+            # Kill it while it works: some alerts committed, not all.
+            await trio.to_thread.run_sync(
+                functools.partial(
+                    poll_until_blocking,
+                    lambda: len(set(committed())) >= len(expected) // 3,
+                    timeout=60,
+                    what="a third of the alerts committed",
+                    interval=0.2,
                 )
-                if len(set(seen)) >= len(expected) // 3:
-                    break
+            )
             proc.send_signal(signal.SIGKILL)
             await trio.to_thread.run_sync(proc.wait)
             at_kill = await trio.to_thread.run_sync(
@@ -176,13 +185,15 @@ async def test_each_alert_exactly_once_across_a_detector_kill(
             assert len(set(at_kill)) < len(expected), "killed too late to test anything"
 
             proc = await trio.to_thread.run_sync(start_detector, args, log)
-            while True:
-                seen = await trio.to_thread.run_sync(
-                    read_alert_ids, bootstrap, alerts, "read_committed", 5.0
+            await trio.to_thread.run_sync(
+                functools.partial(
+                    poll_until_blocking,
+                    lambda: len(committed()) >= len(expected),
+                    timeout=60,
+                    what="every alert committed after the restart",
+                    interval=0.5,
                 )
-                if len(seen) >= len(expected):
-                    break
-                await trio.sleep(0.5)
+            )
             await trio.sleep(2)  # anything more that would come (a duplicate) comes now
         finally:
             proc.kill()

@@ -1,5 +1,5 @@
-"""The detector service on the in-process bus: records in, alerts to listeners; and the
-fake exchange's price jump → feeds → codec → bus → detector → an alert, end to end."""
+"""The detector service on a channel of records: records in, alerts to listeners; and the
+fake exchange's price jump → feeds → codec → the daemon's sink → detector → an alert."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 import prometheus_client
 import trio
+from kit.daemon import binance_settings
+from kit.sinks import ChannelSink
+from kit.wait import poll_until
 
 from marketd.alerts.encoding import TickReader, alert_record, decode_alert
 from marketd.alerts.model import Alert, Direction
@@ -15,7 +18,7 @@ from marketd.alerts.rules import RulesStore
 from marketd.alerts.service import DetectorService
 from marketd.app import Daemon
 from marketd.config.alerts import AlertSettings, RuleSettings
-from marketd.config.settings import BinanceSettings, HttpSettings, Settings, Subscription
+from marketd.config.settings import HttpSettings, Settings, Subscription
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.obs.metrics import StatisticsCollector
 from marketd.pipeline.records import Market, Record
@@ -134,21 +137,16 @@ def test_tick_reader_takes_the_configured_price() -> None:
 
 
 async def test_fake_exchange_jump_raises_an_alert_through_the_daemon(tmp_path: Path) -> None:
-    """Real frames: fake exchange !miniTicker@arr → feed → codec → bus → detector."""
+    """Real frames: fake exchange !miniTicker@arr → feed → codec → sink → detector."""
     config = FakeExchangeConfig(symbols=5, seed=3, rate=200)
     async with open_fake_exchange(config) as fx:
-        urls = fx.urls()
         settings = Settings(
-            binance=BinanceSettings(
-                spot_ws_url=urls["spot_ws_url"],
-                spot_rest_url=urls["spot_rest_url"],
-                futures_ws_url=urls["futures_ws_url"],
-                futures_rest_url=urls["futures_rest_url"],
-            ),
+            binance=binance_settings(fx),
             subscriptions=(Subscription(market=Market.USDM, streams=("!miniTicker@arr",)),),
             http=HttpSettings(listen="127.0.0.1:0"),
         )
-        daemon = Daemon(settings, registry=prometheus_client.CollectorRegistry())
+        out = ChannelSink(64)
+        daemon = Daemon(settings, registry=prometheus_client.CollectorRegistry(), sink=out)
         alerts = alert_settings(tmp_path, rules=(RuleSettings(name="jump", threshold_pct=5.0),))
         sink = Collect()
         service = DetectorService(alerts, RulesStore(alerts), listeners=[sink])
@@ -156,14 +154,21 @@ async def test_fake_exchange_jump_raises_an_alert_through_the_daemon(tmp_path: P
         try:
             with trio.fail_after(30):
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(service.serve_channel, daemon.bus.subscribe())
+                    await nursery.start(service.serve_channel, out.batches)
                     await nursery.start(daemon.run, stop)
                     # polling another component's counters: no event to wait on
-                    while service.statistics().ticks < 10:  # noqa: ASYNC110
-                        await trio.sleep(0.1)
+                    await poll_until(
+                        lambda: service.statistics().ticks >= 10,
+                        timeout=20,
+                        what="10 ticks taken in by the detector",
+                        interval=0.1,
+                    )
                     price = fx.jump(Market.USDM, "ETHUSDT", 10.0)
-                    while not any(a.symbol == "ETHUSDT" for a in sink.alerts):  # noqa: ASYNC110
-                        await trio.sleep(0.05)
+                    await poll_until(
+                        lambda: any(a.symbol == "ETHUSDT" for a in sink.alerts),
+                        timeout=20,
+                        what="an alert of ETHUSDT after its jump",
+                    )
                     stop.set()
         finally:
             daemon.close()

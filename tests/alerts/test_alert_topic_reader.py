@@ -16,6 +16,7 @@ import pytest
 import trio
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from kit.wait import poll_until
 
 from marketd.alerts.encoding import alert_record
 from marketd.alerts.model import Alert, Direction
@@ -112,12 +113,6 @@ def add_partitions(bootstrap: str, topic: str, total: int) -> None:
     asyncio.run(run())
 
 
-async def wait_for(collect: Collect, count: int, wait_s: float = 20.0) -> None:
-    with trio.fail_after(wait_s):
-        while len(collect.ids()) < count:  # noqa: ASYNC110 - the reader's task fills it
-            await trio.sleep(0.05)
-
-
 def test_detection_order_and_replay_start() -> None:
     late, early, same_time = alert(5), alert(1), alert(1, symbol="ETHUSDT")
     assert [a.id for a in detection_order([late, same_time, early])] == [
@@ -162,7 +157,9 @@ async def test_replay_follow_restart_and_added_partitions(
             # Live: a transaction over both partitions comes out in detection order.
             live: list[Transaction] = [(True, [(1, alert(31)), (0, alert(30))])]
             await trio.to_thread.run_sync(produce, bootstrap, topic, live)
-            await wait_for(collect, 12)
+            await poll_until(
+                lambda: len(collect.ids()) >= 12, timeout=20, what="12 alerts handed on"
+            )
             assert collect.batches[-1] == [alert(30), alert(31)]
             nursery.cancel_scope.cancel()
         assert not reader.ready()
@@ -171,14 +168,18 @@ async def test_replay_follow_restart_and_added_partitions(
         await trio.to_thread.run_sync(produce, bootstrap, topic, [(True, [(0, alert(32))])])
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_alerts_reader, reader)
-            await wait_for(collect, 13)
+            await poll_until(
+                lambda: len(collect.ids()) >= 13, timeout=20, what="13 alerts handed on"
+            )
             assert collect.batches[-1] == [alert(32)]
 
             # A partition added to the topic is read from its beginning.
             await trio.to_thread.run_sync(add_partitions, bootstrap, topic, 3)
             added = [(True, [(2, alert(33, symbol="SOLUSDT", direction=Direction.DOWN))])]
             await trio.to_thread.run_sync(produce, bootstrap, topic, added)
-            await wait_for(collect, 14)
+            await poll_until(
+                lambda: len(collect.ids()) >= 14, timeout=20, what="14 alerts handed on"
+            )
             assert collect.batches[-1] == [alert(33, symbol="SOLUSDT", direction=Direction.DOWN)]
             assert reader.statistics().partitions == 3
             await trio.sleep(1.5)  # a duplicate would arrive now

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import attrs
 import pytest
 import trio
+from kit.daemon import binance_settings
+from kit.wait import poll_until
 
 from marketd.books.service import Books
 from marketd.config.books import BookSettings
@@ -92,14 +94,8 @@ def peak_window(hits: list[Hit], market: Market, window: float = 60.0) -> int:
 
 def settings_for(fx: FakeExchange, symbols: list[str], books: BookSettings) -> Settings:
     base = Settings()
-    binance = attrs.evolve(
-        base.binance,
-        spot_ws_url=fx.spot_ws_url,
-        spot_rest_url=fx.spot_rest_url,
-        futures_ws_url=fx.futures_ws_url,
-        futures_rest_url=fx.futures_rest_url,
-        rest_timeout_s=5.0,
-        reconnect=BackoffSettings(initial_s=0.05, max_s=0.2),
+    binance = binance_settings(
+        fx, rest_timeout_s=5.0, reconnect=BackoffSettings(initial_s=0.05, max_s=0.2)
     )
     subs = tuple(
         Subscription(market=m, symbols=tuple(symbols), channels=(TRADE_KIND[m], "depth@100ms"))
@@ -156,14 +152,6 @@ async def running_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
             nursery.cancel_scope.cancel()
 
 
-async def wait_for(predicate: Callable[[], bool], limit_s: float, what: str) -> None:
-    with trio.move_on_after(limit_s):
-        while not predicate():  # noqa: ASYNC110 - polls state other tasks change
-            await trio.sleep(0.05)
-        return
-    raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
-
-
 def trades(records: list[Record]) -> dict[tuple[Market, str], list[tuple[int, bool]]]:
     """(market, symbol) → [(trade or agg id, backfilled)] in publication order."""
     out: dict[tuple[Market, str], list[tuple[int, bool]]] = defaultdict(list)
@@ -208,7 +196,9 @@ async def test_gaps_in_every_symbol_at_once_are_filled_in_order_within_the_budge
                         and p.budgets.statistics()[Market.USDM].urgent_waiting == 0
                     )
 
-                await wait_for(settled, 30, "books synced and trades of every symbol")
+                await poll_until(
+                    settled, timeout=30, what="books synced and trades of every symbol"
+                )
                 for round_ in range(2):
                     gaps_before = p.normalizer.sequencer.gaps
                     for market in Market:
@@ -219,20 +209,20 @@ async def test_gaps_in_every_symbol_at_once_are_filled_in_order_within_the_budge
                         ban = (trio.current_time(), trio.current_time() + 2.0)
                     for market in Market:
                         fx.inject_fault(Fault(FaultKind.DROP, market))
-                    await wait_for(
+                    await poll_until(
                         lambda g=gaps_before: p.normalizer.sequencer.gaps >= g + 2 * len(symbols),
-                        30,
-                        "a trade gap in every symbol",
+                        timeout=30,
+                        what="a trade gap in every symbol",
                     )
                     await trio.sleep(1.0)
-                    await wait_for(settled, 60, "gaps filled and books resynced")
+                    await poll_until(settled, timeout=60, what="gaps filled and books resynced")
                     book_st = p.books.statistics()
                 fx.pause()
                 final = last_ids(fx, symbols)
-                await wait_for(
+                await poll_until(
                     lambda: all(trades(p.records)[k][-1][0] == last for k, last in final.items()),
-                    30,
-                    "every trade up to the exchange's last",
+                    timeout=30,
+                    what="every trade up to the exchange's last",
                 )
                 budget_st = p.budgets.statistics()
                 meters = {m: fx.rest[m].meter for m in Market}
@@ -335,8 +325,10 @@ async def test_a_429_from_the_fake_stops_both_users(first: str) -> None:
                     nursery.start_soon(backfill)
                 else:
                     books.scheduler.request(Market.SPOT, symbols[1])
-                await wait_for(
-                    lambda: budgets.statistics()[Market.SPOT].blocked_s > 0, 5, "a 429 taken in"
+                await poll_until(
+                    lambda: budgets.statistics()[Market.SPOT].blocked_s > 0,
+                    timeout=5,
+                    what="a 429 taken in",
                 )
                 first_429 = next(h for h in hits if h.status == 429)
                 # Now the other user asks.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
+from kit.daemon import binance_settings
 
 from marketd.books.service import Books
 from marketd.config.books import BookSettings
@@ -24,14 +25,8 @@ def book_settings(
     fx: FakeExchange, markets: dict[Market, list[str]], books: BookSettings
 ) -> Settings:
     base = Settings()
-    binance = attrs.evolve(
-        base.binance,
-        spot_ws_url=fx.spot_ws_url,
-        spot_rest_url=fx.spot_rest_url,
-        futures_ws_url=fx.futures_ws_url,
-        futures_rest_url=fx.futures_rest_url,
-        rest_timeout_s=5.0,
-        reconnect=BackoffSettings(initial_s=0.05, max_s=0.2),
+    binance = binance_settings(
+        fx, rest_timeout_s=5.0, reconnect=BackoffSettings(initial_s=0.05, max_s=0.2)
     )
     subs = tuple(
         Subscription(market=m, symbols=tuple(names), channels=("depth@100ms",))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import trio
 from harness import book_settings, decode, running_books
+from kit.wait import poll_until
 
 from marketd.books.service import KIND, Books
 from marketd.config.books import BookSettings
@@ -110,12 +111,6 @@ class Checker:
                 self.levels += len(got_bids) + len(got_asks)
 
 
-async def wait_for(predicate: Callable[[], bool], limit_s: float = 20.0) -> None:
-    with trio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110 - polls state other tasks change
-            await trio.sleep(0.02)
-
-
 def states(books: Books) -> dict[str, str]:
     return books.statistics().symbols
 
@@ -144,7 +139,7 @@ async def test_published_snapshots_equal_the_true_book_through_gaps_and_disconne
                 def gap_resyncs(market: Market) -> int:
                     return sum(s.resyncs["gap"] for (m, _), s in books.syncs.items() if m is market)
 
-                await wait_for(synced, limit_s)
+                await poll_until(synced, timeout=limit_s, what="every book synced", interval=0.02)
                 faults = [
                     Fault(FaultKind.GAP, Market.SPOT, count=3, symbol="ETHUSDT"),
                     Fault(FaultKind.DROP, Market.USDM),
@@ -163,26 +158,40 @@ async def test_published_snapshots_equal_the_true_book_through_gaps_and_disconne
                         # on a loaded machine: the books were still working through the
                         # diffs sent before a gap when the next drop cut it off the wire
                         # unseen, or a gap fell into a resync still under way.
-                        await wait_for(
+                        await poll_until(
                             lambda m=fault.market, n=noticed: gap_resyncs(m) > n and synced(),
-                            limit_s,
+                            timeout=limit_s,
+                            what=f"{fault.kind.value} on {fault.market} noticed, all books synced",
+                            interval=0.02,
                         )
                     del round_
-                await wait_for(lambda: check.diffs >= 30_000, limit_s)
-                await wait_for(synced, limit_s)
+                await poll_until(
+                    lambda: check.diffs >= 30_000,
+                    timeout=limit_s,
+                    what="30,000 diffs",
+                    interval=0.02,
+                )
+                await poll_until(synced, timeout=limit_s, what="every book synced", interval=0.02)
                 # Let every book publish again after its last resync.
                 before = dict(check.compared)
-                await wait_for(lambda: all(check.compared[k] > before[k] for k in before), limit_s)
+                await poll_until(
+                    lambda: all(check.compared[k] > before[k] for k in before),
+                    timeout=limit_s,
+                    what="every book published again",
+                    interval=0.02,
+                )
                 # Enough comparisons to mean something: waited for as counts, not assumed
                 # from the time the faults took (a loaded machine publishes fewer snapshots
                 # and applies fewer diffs in the same seconds). Every one is still checked.
-                await wait_for(
+                await poll_until(
                     lambda: (
                         sum(check.compared.values()) > 500
                         and check.levels > 50_000
                         and books.statistics().diffs_applied > 20_000
                     ),
-                    limit_s,
+                    timeout=limit_s,
+                    what="500 snapshots compared, 50,000 levels, 20,000 diffs applied",
+                    interval=0.02,
                 )
                 st = books.statistics()
     assert check.mismatches == []
@@ -211,12 +220,24 @@ async def test_a_gap_in_one_symbol_resyncs_no_other() -> None:
         async with open_fake_exchange(config) as fx:
             settings = book_settings(fx, {Market.SPOT: SYMBOLS, Market.USDM: SYMBOLS}, books_cfg)
             async with running_books(settings, watch) as books:
-                await wait_for(lambda: not books.statistics().not_synced)
+                await poll_until(
+                    lambda: not books.statistics().not_synced,
+                    timeout=20,
+                    what="every book synced",
+                    interval=0.02,
+                )
                 books_ref.append(books)
                 fx.inject_fault(Fault(FaultKind.GAP, Market.SPOT, count=1, symbol="ETHUSDT"))
                 eth = books.syncs[(Market.SPOT, "ETHUSDT")]
-                await wait_for(lambda: eth.resyncs["gap"] == 1)
-                await wait_for(lambda: eth.synced)
+                await poll_until(
+                    lambda: eth.resyncs["gap"] == 1,
+                    timeout=20,
+                    what="ETHUSDT's gap resync",
+                    interval=0.02,
+                )
+                await poll_until(
+                    lambda: eth.synced, timeout=20, what="ETHUSDT synced", interval=0.02
+                )
                 await trio.sleep(0.5)
                 others = {k: dict(s.resyncs) for k, s in books.syncs.items() if s is not eth}
     assert set(seen_unsynced) == {"spot:ETHUSDT"}
@@ -255,7 +276,12 @@ async def test_the_rest_weight_budget_is_never_exceeded() -> None:
                     nursery.start_soon(demand)
                     # Wait for a count of snapshots (past the burst), not for a time: a
                     # loaded machine sends fewer in the same seconds.
-                    await wait_for(lambda: ok() >= burst + 4, limit_s=40)
+                    await poll_until(
+                        lambda: ok() >= burst + 4,
+                        timeout=40,
+                        what=f"{burst + 4} snapshots answered",
+                        interval=0.02,
+                    )
                     lane = books.scheduler.statistics()[Market.SPOT]
                     meter = fx.rest[Market.SPOT].meter
                     st = books.statistics()
@@ -297,7 +323,12 @@ async def test_a_ban_pauses_the_whole_market_then_books_sync() -> None:
             ban_on_first_request(fx, Market.SPOT, 1.5)
             settings = book_settings(fx, {Market.SPOT: names}, books_cfg)
             async with running_books(settings, lambda b: None) as books:
-                await wait_for(lambda: not books.statistics().not_synced)
+                await poll_until(
+                    lambda: not books.statistics().not_synced,
+                    timeout=20,
+                    what="every book synced",
+                    interval=0.02,
+                )
                 lane = books.scheduler.statistics()[Market.SPOT]
                 banned = fx.rest[Market.SPOT].meter.banned
     # Only the requests already in flight met the ban; then the market waited it out.
@@ -316,7 +347,12 @@ async def test_429_blocks_the_market_instead_of_hammering() -> None:
             names = [m.spec.symbol for m in fx.model(Market.SPOT).symbols]
             settings = book_settings(fx, {Market.SPOT: names}, books_cfg)
             async with running_books(settings, lambda b: None) as books:
-                await wait_for(lambda: fx.rest[Market.SPOT].meter.rejected > 0)
+                await poll_until(
+                    lambda: fx.rest[Market.SPOT].meter.rejected > 0,
+                    timeout=20,
+                    what="a request rejected by the fake",
+                    interval=0.02,
+                )
                 await trio.sleep(2.0)
                 lane = books.scheduler.statistics()[Market.SPOT]
                 rejected = fx.rest[Market.SPOT].meter.rejected

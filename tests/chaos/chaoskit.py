@@ -40,6 +40,8 @@ from typing import Any
 
 import attrs
 import trio
+from kit.daemon import collector_config
+from kit.wait import poll_until
 
 from marketd.testing.devkafka import ConsumedRecord
 from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
@@ -58,6 +60,10 @@ MIB = 1024 * 1024
 Key = tuple[str, str]  # (market, symbol)
 Ids = dict[Key, int]
 Consume = Callable[..., Awaitable[list[ConsumedRecord]]]
+# How often the suite polls marketd's /metrics and /readyz (and the fake's state): five
+# times a second is precise enough for the reported recovery times and keeps the polling
+# itself from adding measurable load to the daemon under test.
+POLL_S = 0.2
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -79,62 +85,17 @@ def daemon_config(
     fx: FakeExchange, bootstrap: str, topics: Topics, tmp: Path, **kafka: Any
 ) -> dict[str, Any]:
     """Spot trade + depth@100ms, USD-M aggTrade + ``!miniTicker@arr``, spool on."""
-    return {
-        "binance": {
-            "spot_ws_url": fx.urls["spot_ws_url"],
-            "spot_rest_url": fx.urls["spot_rest_url"],
-            "futures_ws_url": fx.urls["futures_ws_url"],
-            "futures_rest_url": fx.urls["futures_rest_url"],
-            "stale_after_s": 5.0,
-            "reconnect": {"initial_s": 0.05, "max_s": 0.5},
-        },
-        "subscriptions": [
-            {"market": "spot", "symbols": list(SYMBOLS), "channels": ["trade", "depth@100ms"]},
-            {
-                "market": "usdm",
-                "symbols": list(SYMBOLS),
-                "channels": ["aggTrade"],
-                "streams": ["!miniTicker@arr"],
-            },
-        ],
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "topics": {
-                "raw": topics.raw,
-                "depth": topics.depth,
-                "orderbook": topics.orderbook,
-                "alerts": topics.alerts,
-            },
-            **kafka,
-        },
-        "spool": {"enabled": True, "directory": str(tmp / "spool")},
-        "alerts": {"state_dir": str(tmp / "state")},
-        "log": {"format": "json", "stats_interval_s": 1.0},
-        "shutdown": {"grace_s": 20.0},
-    }
+    config = collector_config(fx, bootstrap=bootstrap, topics=attrs.asdict(topics), symbols=SYMBOLS)
+    config["kafka"].update(kafka)
+    config["spool"] = {"enabled": True, "directory": str(tmp / "spool")}
+    config["alerts"] = {"state_dir": str(tmp / "state")}
+    return config
 
 
 def fake_args(symbols: int, rate: float, seed: int, *extra: str) -> list[str]:
     # Enough history for REST backfills over a whole scenario at the highest rate.
     args = ["--symbols", str(symbols), "--rate", str(rate), "--seed", str(seed)]
     return [*args, "--history", "200000", *extra]
-
-
-# -- polling ------------------------------------------------------------------------------
-
-
-async def wait_for(
-    predicate: Callable[[], bool], *, limit_s: float, what: str, interval: float = 0.2
-) -> float:
-    """Poll ``predicate`` until true; return the seconds it took. AssertionError after
-    ``limit_s``."""
-    began = time.monotonic()
-    with trio.move_on_after(limit_s):
-        while True:
-            if predicate():
-                return time.monotonic() - began
-            await trio.sleep(interval)
-    raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
 
 
 def metric(daemon: Daemon, name: str, **labels: str) -> float:
@@ -184,8 +145,11 @@ class Window:
 
 async def pause_before_start(fx: FakeExchange, window: Window) -> None:
     """Let the fake trade every symbol once, then pause it (before marketd starts)."""
-    await wait_for(
-        lambda: None not in last_ids(fx).values(), limit_s=20, what="a trade of every symbol"
+    await poll_until(
+        lambda: None not in last_ids(fx).values(),
+        timeout=20,
+        what="a trade of every symbol",
+        interval=POLL_S,
     )
     fx.control("pause")
     window.start = known_ids(fx)
@@ -207,15 +171,21 @@ async def resume_when_subscribed(fx: FakeExchange, daemon: Daemon, window: Windo
         ]
         return len(flags) >= 2 and all(f == 1.0 for f in flags)
 
-    await wait_for(subscribed, limit_s=40, what="marketd subscribed on every connection")
+    await poll_until(
+        subscribed, timeout=40, what="marketd subscribed on every connection", interval=POLL_S
+    )
     assert known_ids(fx) == window.start, "the fake generated events while paused"
     fx.control("resume")
     await wait_ready(daemon)
 
 
 async def wait_ready(daemon: Daemon, limit_s: float = 40) -> float:
-    return await wait_for(
-        lambda: alive(daemon) and daemon.ready()[0] == 200, limit_s=limit_s, what="/readyz 200"
+    """Seconds until ``daemon`` answers /readyz 200 (it must stay alive meanwhile)."""
+    return await poll_until(
+        lambda: alive(daemon) and daemon.ready()[0] == 200,
+        timeout=limit_s,
+        what="/readyz 200",
+        interval=POLL_S,
     )
 
 
@@ -265,10 +235,11 @@ async def finish(fx: FakeExchange, daemon: Daemon, window: Window, drain_s: floa
     """Pause the fake, wait for the spool to drain, note peak RSS, stop marketd (exit 0)."""
     fx.control("pause")
     window.final = known_ids(fx)
-    await wait_for(
+    await poll_until(
         lambda: alive(daemon) and metric(daemon, "marketd_spool_records_pending") == 0,
-        limit_s=drain_s,
+        timeout=drain_s,
         what="the spool drained (marketd_spool_records_pending == 0)",
+        interval=POLL_S,
     )
     exposition = daemon.metrics()
     window.notes["backfilled"] = int(metric_value(exposition, "marketd_trades_backfilled_total"))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 from chaoskit import (
+    POLL_S,
     Consume,
     Report,
     Topics,
@@ -33,9 +34,9 @@ from chaoskit import (
     pause_before_start,
     read_back,
     resume_when_subscribed,
-    wait_for,
     wait_ready,
 )
+from kit.wait import poll_until
 
 from marketd.config.settings import KafkaSettings
 from marketd.testing.devkafka import KafkaBroker
@@ -198,10 +199,11 @@ async def test_c_bursts_of_server_shutdown(
                 await trio.sleep(BURST_EVERY_S)
                 # The handovers are waited for (a count), not assumed done in the 5 s: on a
                 # loaded machine the last burst's may still be under way.
-                await wait_for(
+                await poll_until(
                     lambda: metric(daemon, "marketd_feed_handovers_total") >= BURSTS,
-                    limit_s=60,
+                    timeout=60,
                     what=f"{BURSTS} handovers",
+                    interval=POLL_S,
                 )
                 window.notes["bursts"] = f"{BURSTS} x {SHUTDOWNS_PER_BURST}"
                 window.notes["announced"] = announced
@@ -240,10 +242,11 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
             config = daemon_config(fx, bootstrap, topics, tmp_path)  # one spool directory
             with Daemon(first_dir, config) as first:
                 await resume_when_subscribed(fx, first, window)
-                await wait_for(
+                await poll_until(
                     lambda: metric(first, "marketd_kafka_records_acked_total") > 2000,
-                    limit_s=30,
+                    timeout=30,
                     what="load acknowledged by Kafka",
+                    interval=POLL_S,
                 )
                 window.rss_peak = peak_rss_bytes(first.proc.pid)
                 pending = metric(first, "marketd_spool_records_pending")
@@ -319,10 +322,11 @@ async def test_e_10000_broken_frames(
                             injected += count * fx.control("fault", body)["connections"]
                     await trio.sleep(0.5)
                 assert injected == FRAMES, f"{injected} frames reached the connections"
-                await wait_for(
+                await poll_until(
                     lambda: stats(daemon)["errors"] - before["errors"] >= injected,
-                    limit_s=30,
+                    timeout=30,
                     what=f"{injected} broken frames counted",
+                    interval=POLL_S,
                 )
                 await trio.sleep(1.0)
                 after = stats(daemon)

@@ -1,17 +1,41 @@
-"""Shared steps of the end-to-end spool tests: the exchange's last trade ids, reading every
-trade back from Kafka, and checking that each symbol's ids are complete and in order."""
+"""Shared steps of the end-to-end tests: the daemon's config, the exchange's last trade
+ids, reading every trade back from Kafka, and checking that each symbol's ids are complete
+and in order. (A support module, not a test module: test modules import from here, never
+from each other.)"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from test_collector_kafka import SYMBOLS, trades_by_symbol
+from kit.daemon import collector_config
 
 from marketd.testing.devkafka import ConsumedRecord
 from marketd.testing.processes import FakeExchange
+from marketd.v1.market_data_pb2 import MarketEvent
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 
 LastIds = dict[str, int]
+
+
+def daemon_config(
+    fx: FakeExchange, bootstrap: str, raw: str, depth: str, orderbook: str = "test.orderbook"
+) -> dict[str, Any]:
+    """``marketd run`` collecting :data:`SYMBOLS` from ``fx`` into these Kafka topics."""
+    topics = {"raw": raw, "depth": depth, "orderbook": orderbook}
+    return collector_config(fx, bootstrap=bootstrap, topics=topics, symbols=SYMBOLS)
+
+
+def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for rec in records:
+        event = MarketEvent.FromString(rec.value)
+        if event.WhichOneof("event") == kind:
+            assert rec.key == event.symbol.encode()
+            out[event.symbol].append((event, getattr(event, kind)))
+    return out
 
 
 def last_trade_ids(fx: FakeExchange) -> tuple[LastIds, LastIds]:

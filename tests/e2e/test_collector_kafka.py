@@ -8,60 +8,19 @@ connection drops, a ``serverShutdown``, and malformed and unknown frames.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2ekit import SYMBOLS, daemon_config, trades_by_symbol
+from kit.wait import poll_until_blocking
 
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
-from marketd.v1.market_data_pb2 import Market, MarketEvent
-
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+from marketd.testing.processes import Daemon, FakeExchange, metric_value
+from marketd.v1.market_data_pb2 import Market
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def daemon_config(
-    fx: FakeExchange, bootstrap: str, raw: str, depth: str, orderbook: str = "test.orderbook"
-) -> dict[str, Any]:
-    return {
-        "binance": {
-            "spot_ws_url": fx.urls["spot_ws_url"],
-            "spot_rest_url": fx.urls["spot_rest_url"],
-            "futures_ws_url": fx.urls["futures_ws_url"],
-            "futures_rest_url": fx.urls["futures_rest_url"],
-            "stale_after_s": 5.0,
-            "reconnect": {"initial_s": 0.05, "max_s": 0.5},
-        },
-        "subscriptions": [
-            {"market": "spot", "symbols": SYMBOLS, "channels": ["trade", "depth@100ms"]},
-            {
-                "market": "usdm",
-                "symbols": SYMBOLS,
-                "channels": ["aggTrade"],
-                "streams": ["!miniTicker@arr"],
-            },
-        ],
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "topics": {"raw": raw, "depth": depth, "orderbook": orderbook},
-        },
-        "log": {"format": "json", "stats_interval_s": 1.0},
-        "shutdown": {"grace_s": 20.0},
-    }
-
-
-def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = defaultdict(list)
-    for rec in records:
-        event = MarketEvent.FromString(rec.value)
-        if event.WhichOneof("event") == kind:
-            assert rec.key == event.symbol.encode()
-            out[event.symbol].append((event, getattr(event, kind)))
-    return out
 
 
 def history(
@@ -118,7 +77,7 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
         config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
         with Daemon(tmp_path, config) as daemon:
             daemon.wait_ready()
-            wait_until(
+            poll_until_blocking(
                 lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 300,
                 timeout=20,
                 what="records acknowledged",
@@ -131,16 +90,18 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
                 return metric_value(daemon.metrics(), "marketd_parse_errors_total", reason=reason)
 
             # Counted (and skipped) before the drops below could cut them off the wire.
-            wait_until(
+            poll_until_blocking(
                 lambda: errors("malformed") == 5 and errors("unknown") == 3,
                 timeout=15,
                 what="5 malformed and 3 unknown frames counted",
             )
             for kind in ("drop", "server_shutdown", "drop"):
                 fx.control("fault", {"kind": kind})
-                wait_until(lambda: daemon.ready()[0] == 200, timeout=15, what="reconnected")
+                poll_until_blocking(
+                    lambda: daemon.ready()[0] == 200, timeout=15, what="reconnected"
+                )
                 before = metric_value(daemon.metrics(), "marketd_events_total")
-                wait_until(
+                poll_until_blocking(
                     lambda b=before: (
                         metric_value(daemon.metrics(), "marketd_events_total") > b + 100
                     ),
@@ -196,7 +157,7 @@ async def test_sigterm_under_load_flushes_everything_received(
         config = daemon_config(fx, kafka_broker.bootstrap, raw, depth, books)
         with Daemon(tmp_path, config) as daemon:
             daemon.wait_ready()
-            wait_until(
+            poll_until_blocking(
                 lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 3000,
                 timeout=30,
                 what="load",

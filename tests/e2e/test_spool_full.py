@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import trio
-from e2ekit import assert_trades_complete, last_trade_ids
-from test_collector_kafka import daemon_config
+from e2ekit import assert_trades_complete, daemon_config, last_trade_ids
+from kit.wait import poll_until_blocking
 
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -41,22 +41,28 @@ async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
                 def value(name: str) -> float:
                     return metric_value(daemon.metrics(), name)
 
-                wait_until(lambda: value("marketd_kafka_records_acked_total") > 200, timeout=30)
+                poll_until_blocking(
+                    lambda: value("marketd_kafka_records_acked_total") > 200,
+                    timeout=30,
+                    what="200 records acknowledged by Kafka",
+                )
                 broker.stop()
-                wait_until(lambda: value("marketd_spool_full") == 1, timeout=30, what="spool full")
+                poll_until_blocking(
+                    lambda: value("marketd_spool_full") == 1, timeout=30, what="spool full"
+                )
                 status, body = daemon.ready()
                 seen["status"], seen["not_ready"] = status, body["not_ready"]
                 seen["refused"] = value("marketd_spool_appends_refused_total")
                 seen["bytes"] = value("marketd_spool_bytes")
                 broker.start()
-                wait_until(
+                poll_until_blocking(
                     lambda: value("marketd_spool_full") == 0 and daemon.ready()[0] == 200,
                     timeout=90,
                     what="the spool drained and the daemon ready again",
                 )
                 fx.control("pause")
                 spot, usdm = last_trade_ids(fx)
-                wait_until(
+                poll_until_blocking(
                     lambda: value("marketd_spool_records_pending") == 0, timeout=60, what="drained"
                 )
                 seen["restarts"] = value("marketd_child_restarts_total")

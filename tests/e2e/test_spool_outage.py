@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from e2ekit import assert_trades_complete, last_trade_ids
-from test_collector_kafka import daemon_config
+from e2ekit import assert_trades_complete, daemon_config, last_trade_ids
+from kit.wait import poll_until_blocking
 
 from marketd.config.settings import KafkaSettings
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -48,13 +48,17 @@ async def test_broker_outage_is_absorbed_by_the_spool(
                 def value(name: str) -> float:
                     return metric_value(daemon.metrics(), name)
 
-                wait_until(lambda: value("marketd_kafka_records_acked_total") > 500, timeout=30)
+                poll_until_blocking(
+                    lambda: value("marketd_kafka_records_acked_total") > 500,
+                    timeout=30,
+                    what="500 records acknowledged by Kafka",
+                )
                 broker.stop()
                 frames_before = value("marketd_feed_frames_total")
                 time.sleep(OUTAGE_S)
                 # An outage of at least OUTAGE_S, and long enough for the counts below:
                 # waited for, since a loaded machine reads fewer frames in OUTAGE_S.
-                wait_until(
+                poll_until_blocking(
                     lambda: (
                         value("marketd_feed_frames_total") - frames_before > 1000
                         and value("marketd_spool_records_pending") > 500
@@ -70,7 +74,7 @@ async def test_broker_outage_is_absorbed_by_the_spool(
                 broker.start()
                 fx.control("pause")
                 spot, usdm = last_trade_ids(fx)
-                wait_until(
+                poll_until_blocking(
                     lambda: value("marketd_spool_records_pending") == 0,
                     timeout=90,
                     what="the spool drained into Kafka",

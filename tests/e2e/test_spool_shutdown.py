@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import trio
-from e2ekit import assert_trades_complete, last_trade_ids
-from test_collector_kafka import SYMBOLS, daemon_config
+from e2ekit import SYMBOLS, assert_trades_complete, daemon_config, last_trade_ids
+from kit.wait import poll_until_blocking
 
 from marketd.spool import Spool, SpoolSettings
 from marketd.spool.sequence import read_checkpoint
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -51,9 +51,13 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
                 def value(name: str) -> float:
                     return metric_value(daemon.metrics(), name)
 
-                wait_until(lambda: value("marketd_kafka_records_acked_total") > 500, timeout=30)
+                poll_until_blocking(
+                    lambda: value("marketd_kafka_records_acked_total") > 500,
+                    timeout=30,
+                    what="500 records acknowledged by Kafka",
+                )
                 broker.stop()
-                wait_until(
+                poll_until_blocking(
                     lambda: value("marketd_spool_records_pending") > 300,
                     timeout=30,
                     what="records piling up in the spool",
@@ -75,7 +79,7 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
             # start finds a gap in each.
             at_stop = last_trade_ids(fx)
             time.sleep(2.0)
-            wait_until(
+            poll_until_blocking(
                 lambda: all(
                     now[s] > then[s]
                     for now, then in zip(last_trade_ids(fx), at_stop, strict=True)
@@ -91,14 +95,21 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
                     return metric_value(daemon.metrics(), "marketd_spool_records_pending")
 
                 daemon.wait_ready(timeout=60)
-                wait_until(
+                poll_until_blocking(
                     lambda: metric_value(daemon.metrics(), "marketd_trades_backfilled_total") > 0,
                     timeout=30,
                     what="the downtime backfilled from REST",
                 )
                 fx.control("pause")
                 spot, usdm = last_trade_ids(fx)
-                wait_until(lambda: pending() == 0, timeout=60, what="the spool drained")
+                # Every gap filled (REST may still be answering: its weight budget paces it),
+                # then everything delivered.
+                poll_until_blocking(
+                    lambda: metric_value(daemon.metrics(), "marketd_backfills_running") == 0,
+                    timeout=60,
+                    what="the backfills done",
+                )
+                poll_until_blocking(lambda: pending() == 0, timeout=60, what="the spool drained")
                 text = daemon.metrics()
                 facts["unfilled"] = metric_value(text, "marketd_trades_unfilled_total")
                 facts["gaps"] = metric_value(text, "marketd_trade_gaps_total")

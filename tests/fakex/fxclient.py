@@ -7,7 +7,7 @@ the socket is always closed, even after a server-initiated close (STACK.md pitfa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,9 +107,3 @@ async def read_until_closed(ws: WebSocketConnection) -> ConnectionClosed:
             await ws.get_message()
     except ConnectionClosed as exc:
         return exc
-
-
-async def wait_until(predicate: Callable[[], bool], interval: float = 0.02) -> None:
-    """Poll ``predicate`` (state of the fake or its model) until it holds."""
-    while not predicate():  # noqa: ASYNC110 - polling plain state, there is no event to wait on
-        await trio.sleep(interval)

@@ -7,7 +7,8 @@ import itertools
 import attrs
 import orjson
 import trio
-from fxclient import open_ws, read_until_closed, recv_data, wait_until
+from fxclient import open_ws, read_until_closed, recv_data
+from kit.wait import poll_until
 
 from marketd.fakex import (
     FakeExchange,
@@ -23,7 +24,7 @@ CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)
 
 
 async def _wait_connected(fx: FakeExchange, n: int = 1) -> None:
-    await wait_until(lambda: len(fx.connections) >= n)
+    await poll_until(lambda: len(fx.connections) >= n, timeout=20, what=f"{n} connections")
 
 
 async def test_drop_resets_without_close_frame() -> None:

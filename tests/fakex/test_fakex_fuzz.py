@@ -8,7 +8,8 @@ import attrs
 import orjson
 import pytest
 import trio
-from fxclient import http, open_ws, wait_until
+from fxclient import http, open_ws
+from kit.wait import poll_until
 
 from marketd.config.settings import TopicSettings
 from marketd.exchanges.binance.codec import Codec
@@ -160,7 +161,7 @@ async def test_fuzz_reaches_a_connection_and_is_counted() -> None:
     url = "/stream?streams=btcusdt@trade/ethusdt@depth@100ms"
     with trio.fail_after(10):
         async with open_fake_exchange(config) as fx, open_ws(fx.spot_ws_url + url, queue=400) as ws:
-            await wait_until(lambda: len(fx.connections) >= 1)
+            await poll_until(lambda: len(fx.connections) >= 1, timeout=20, what="a connection")
             status, _, reply = await http(fx.control_url + "/fault", "POST", body)
             assert status == 200
             assert reply == {"kind": "fuzz", "connections": 1, "frames": 300}
@@ -190,7 +191,7 @@ async def test_ten_thousand_frames_do_not_cut_a_reader() -> None:
             open_fake_exchange(config) as fx,
             open_ws(fx.futures_ws_url + "/market/stream?streams=btcusdt@aggTrade") as ws,
         ):
-            await wait_until(lambda: len(fx.connections) >= 1)
+            await poll_until(lambda: len(fx.connections) >= 1, timeout=20, what="a connection")
             assert fx.inject_fault(Fault(FaultKind.FUZZ, Market.USDM, count=10_000)) == 1
             bad = valid = 0
             while bad < 10_000:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import trio
-from fxclient import http, open_ws, recv_data, wait_until
+from fxclient import http, open_ws, recv_data
+from kit.wait import poll_until
 
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.fakex.frames import SymbolFrames
@@ -86,8 +87,10 @@ async def test_agg_trades_from_id_is_the_consecutive_history() -> None:
         async with open_fake_exchange(CONFIG) as fx:
             model = fx.model(Market.USDM).by_name["BTCUSDT"]
             hist = model.history
-            await wait_until(
-                lambda: hist.next_agg_id - (hist.first_agg_id or hist.next_agg_id) >= 30
+            await poll_until(
+                lambda: hist.next_agg_id - (hist.first_agg_id or hist.next_agg_id) >= 30,
+                timeout=20,
+                what="30 aggregate trades",
             )
             first = hist.first_agg_id
             assert first is not None
@@ -110,7 +113,11 @@ async def test_historical_trades_and_spot_formats() -> None:
     with trio.fail_after(10):
         async with open_fake_exchange(CONFIG) as fx:
             model = fx.model(Market.SPOT).by_name["ETHUSDT"]
-            await wait_until(lambda: model.history.first_id is not None)
+            await poll_until(
+                lambda: model.history.first_id is not None,
+                timeout=20,
+                what="a trade in the history",
+            )
             first = model.history.first_id
             assert first is not None
             url = fx.spot_rest_url + f"/api/v3/historicalTrades?symbol=ETHUSDT&fromId={first}"
@@ -184,7 +191,9 @@ async def test_control_api_over_http() -> None:
             await trio.sleep(0.2)
             assert fx.hubs[Market.SPOT].events == events
             assert (await http(fx.control_url + "/resume", "POST"))[0] == 200
-            await wait_until(lambda: fx.hubs[Market.SPOT].events > events)
+            await poll_until(
+                lambda: fx.hubs[Market.SPOT].events > events, timeout=20, what="new market events"
+            )
             before = fx.model(Market.USDM).by_name["BTCUSDT"].stats.last
             jump = {"market": "usdm", "symbol": "BTCUSDT", "percent": -5.0}
             status, _, body = await http(fx.control_url + "/jump", "POST", jump)

@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import orjson
 import trio
-from fxclient import open_ws, wait_until
+from fxclient import open_ws
+from kit.wait import poll_until
 from trio_websocket import WebSocketConnection
 
 from marketd.config.settings import TopicSettings
@@ -81,7 +82,9 @@ def all_of(*conditions: Done) -> Done:
 
 async def started(fx: FakeExchange, market: Market, streams: int) -> None:
     """Resume a paused fake once ``streams`` subscriptions are registered."""
-    await wait_until(lambda: fx.hubs[market].subscribers() >= streams)
+    await poll_until(
+        lambda: fx.hubs[market].subscribers() >= streams, timeout=20, what="every stream subscribed"
+    )
     fx.resume()
 
 

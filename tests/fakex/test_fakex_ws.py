@@ -6,7 +6,8 @@ import contextlib
 
 import pytest
 import trio
-from fxclient import control, open_ws, read_until_closed, recv_data, recv_json, wait_until
+from fxclient import control, open_ws, read_until_closed, recv_data, recv_json
+from kit.wait import poll_until
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from marketd.fakex import FakeExchange, FakeExchangeConfig, MarketLimits, open_fake_exchange
@@ -124,7 +125,11 @@ async def test_a_timed_stream_flows_beside_the_per_event_ones() -> None:
                 reply = await control(ws, "SUBSCRIBE", ["!forceOrder@arr"], 3)
                 assert reply["error"]["code"] == 2  # spot has no liquidations
             assert fx.state()["markets"]["spot"]["wrong_route_subscriptions"] == 0
-            await wait_until(lambda: fx.hubs[Market.SPOT].subscribers() == 0)
+            await poll_until(
+                lambda: fx.hubs[Market.SPOT].subscribers() == 0,
+                timeout=20,
+                what="no subscriber left",
+            )
 
 
 async def test_futures_all_market_tickers_and_book_tickers() -> None:
@@ -200,7 +205,11 @@ async def test_ping_and_pong_timeout() -> None:
                 assert ws.closed is None
             # A client that stops reading stops answering pings: cut.
             async with open_ws(fx.spot_ws_url + "/ws/btcusdt@depth", queue=1) as ws:
-                await wait_until(lambda: fx.state()["markets"]["spot"]["pong_timeouts"] > 0)
+                await poll_until(
+                    lambda: fx.state()["markets"]["spot"]["pong_timeouts"] > 0,
+                    timeout=20,
+                    what="a pong timeout",
+                )
 
 
 async def _run_fake(stop: trio.Event, *, task_status: trio.TaskStatus[FakeExchange]) -> None:

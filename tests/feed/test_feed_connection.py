@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 from feedserver import ServerConn, WsServer, feed_settings, stream_counter
+from kit.net import free_port
+from kit.wait import poll_until
 
 from marketd.config.settings import BackoffSettings, BinanceSettings, Settings, Subscription
-from marketd.feed import Feed, FeedSet, plan_connections
+from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.feed.streams import ConnectionPlan
 from marketd.pipeline.records import FrameBatch, Market
 
@@ -45,13 +47,6 @@ async def collect(receive: trio.MemoryReceiveChannel[FrameBatch], count: int) ->
         assert len(batch.frames) == len(batch.received_ns)
         frames.extend(batch.frames)
     return frames
-
-
-async def wait_for_count(count: Callable[[], int], at_least: int) -> None:
-    """Poll a statistics counter (no event to wait on) until it reaches ``at_least``; the
-    caller's ``fail_after`` bounds the wait."""
-    while count() < at_least:  # noqa: ASYNC110 - polls state the feed's tasks change
-        await trio.sleep(0.01)
 
 
 def counters(frames: list[str]) -> list[int]:
@@ -296,16 +291,8 @@ async def test_binary_and_unknown_frames_are_forwarded(ws_server: WsServer) -> N
             assert feed.statistics().control_frames == 1
 
 
-async def closed_port() -> int:
-    sock = trio.socket.socket()
-    with sock:
-        await sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_refused_connection_retries_with_backoff() -> None:
-    port = await closed_port()
+    port = free_port()  # nothing listens there
     settings = BinanceSettings(
         spot_ws_url=f"ws://127.0.0.1:{port}",
         reconnect=BackoffSettings(initial_s=0.02, max_s=0.05),
@@ -316,7 +303,12 @@ async def test_refused_connection_retries_with_backoff() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed.serve, send)
             # Wait for the retries (a count), not for a time a loaded machine may not use.
-            await wait_for_count(lambda: feed.statistics().reconnects["error"], 3)
+            await poll_until(
+                lambda: feed.statistics().reconnects["error"] >= 3,
+                timeout=8,
+                what="3 refused connects retried",
+                interval=0.01,
+            )
             stats = feed.statistics()
             nursery.cancel_scope.cancel()
     assert stats.connects == 0
@@ -344,7 +336,12 @@ async def test_handshake_timeout_is_a_feed_timeout(nursery: trio.Nursery) -> Non
     with trio.fail_after(10), receive:
         async with trio.open_nursery() as inner:
             inner.start_soon(feed.serve, send)
-            await wait_for_count(lambda: feed.statistics().reconnects["error"], 1)
+            await poll_until(
+                lambda: feed.statistics().reconnects["error"] >= 1,
+                timeout=8,
+                what="a handshake timeout retried",
+                interval=0.01,
+            )
             stats = feed.statistics()
             inner.cancel_scope.cancel()
     assert stats.reconnects["error"] >= 1
@@ -367,7 +364,7 @@ async def test_cancel_closes_socket_and_channel(ws_server: WsServer) -> None:
     assert conn.close_code == 1000
 
 
-async def test_feed_set_serves_every_plan(ws_server: WsServer) -> None:
+async def test_feed_group_serves_every_plan(ws_server: WsServer) -> None:
     binance = feed_settings(ws_server)
     subs = (
         Subscription(Market.SPOT, symbols=("BTCUSDT",), channels=("trade",)),
@@ -378,25 +375,30 @@ async def test_feed_set_serves_every_plan(ws_server: WsServer) -> None:
             streams=("!miniTicker@arr",),
         ),
     )
-    feeds = FeedSet.from_settings(Settings(binance=binance, subscriptions=subs))
+    feeds = FeedGroup.from_settings(Settings(binance=binance, subscriptions=subs))
     send, receive = trio.open_memory_channel[FrameBatch](16)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(feeds.serve, send)
+            seen: set[str] = set()
+            while len(seen) < 3:
+                seen.add((await receive.receive()).connection)
             assert sorted(c.path for c in ws_server.connections) == [
                 "/stream?streams=btcusdt@trade",
                 "/usdm/market/stream?streams=btcusdt@aggTrade/!miniTicker@arr",
                 "/usdm/public/stream?streams=btcusdt@depth@100ms",
             ]
-            seen: set[str] = set()
-            while len(seen) < 3:
-                seen.add((await receive.receive()).connection)
             stats = feeds.statistics()
             assert [s.connection_id for s in stats] == ["spot-0", "usdm-market-0", "usdm-public-0"]
             assert all(s.connected for s in stats)
+            assert [name for name, _ in feeds.readiness(stale_after_s=60)] == [
+                "feed:spot-0",
+                "feed:usdm-market-0",
+                "feed:usdm-public-0",
+            ]
             nursery.cancel_scope.cancel()
         async with receive:
-            async for _ in receive:
+            async for _ in receive:  # ends: the group closed its end once every feed stopped
                 pass
 
 
@@ -426,7 +428,12 @@ async def test_waiting_on_downstream_is_not_staleness(ws_server: WsServer) -> No
         async with running(spot_plan(settings), settings, capacity=1) as (feed, batches):
             # Downstream stuck: the feed's buffer fills (however long a loaded machine
             # takes), then stays stuck for four stale periods without a frame read.
-            await wait_for_count(lambda: feed.statistics().frames_pending, 40)
+            await poll_until(
+                lambda: feed.statistics().frames_pending >= 40,
+                timeout=8,
+                what="the feed's buffer full (40 frames pending)",
+                interval=0.01,
+            )
             await trio.sleep(0.8)
             assert feed.statistics().frames_pending == 40
             frames = await collect(batches, total)

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 from feedserver import ServerConn, WsServer, feed_settings
+from kit.daemon import binance_settings
+from kit.wait import poll_until
 from trio_websocket import ConnectionClosed
 
 from marketd.config.settings import BackoffSettings, BinanceSettings, Subscription, TopicSettings
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
-from marketd.feed import Feed, FeedSet, plan_connections
+from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.records import FrameBatch, Market, Record
@@ -38,14 +40,14 @@ SUBSCRIPTIONS = (
 @attrs.define
 class Run:
     records: list[Record]
-    feeds: FeedSet
+    feeds: FeedGroup
     normalizer: Normalizer
     backfiller: Backfiller
     state: dict[str, object]
 
 
 async def run_pipeline(
-    settings: BinanceSettings, fx: FakeExchange, during: Callable[[FeedSet], Awaitable[None]]
+    settings: BinanceSettings, fx: FakeExchange, during: Callable[[FeedGroup], Awaitable[None]]
 ) -> Run:
     codec = Codec(TopicSettings())
     backfiller = Backfiller(
@@ -53,7 +55,7 @@ async def run_pipeline(
         rest_urls={Market.SPOT: fx.spot_rest_url, Market.USDM: fx.futures_rest_url},
     )
     normalizer = Normalizer(codec, backfiller)
-    feeds = FeedSet(plan_connections(SUBSCRIPTIONS, settings), settings)
+    feeds = FeedGroup(plan_connections(SUBSCRIPTIONS, settings), settings)
     frames_send, frames_recv = trio.open_memory_channel[FrameBatch](16)
     records_send, records_recv = trio.open_memory_channel[list[Record]](16)
     records: list[Record] = []
@@ -75,25 +77,15 @@ async def run_pipeline(
     return Run(records, feeds, normalizer, backfiller, state)
 
 
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll state other tasks change (no event to wait on); the caller bounds the time."""
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.02)
-
-
 def fx_settings(fx: FakeExchange, **overrides: object) -> BinanceSettings:
     values: dict[str, object] = {
-        "spot_ws_url": fx.spot_ws_url,
-        "spot_rest_url": fx.spot_rest_url,
-        "futures_ws_url": fx.futures_ws_url,
-        "futures_rest_url": fx.futures_rest_url,
         "connect_timeout_s": 2.0,
         "stale_after_s": 5.0,
         # Healthy for reset_after_s: a planned replacement starts at once.
         "reconnect": BackoffSettings(initial_s=0.05, max_s=0.2, jitter=0.5, reset_after_s=0.5),
     }
     values.update(overrides)
-    return BinanceSettings(**values)  # type: ignore[arg-type]
+    return binance_settings(fx, **values)
 
 
 def check_exactly_once(run: Run) -> None:
@@ -134,10 +126,15 @@ def check_exactly_once(run: Run) -> None:
 async def test_rotation_is_make_before_break_and_loses_nothing() -> None:
     config = FakeExchangeConfig(symbols=4, seed=11, rate=300)
 
-    async def three_rotations(feeds: FeedSet) -> None:
+    async def three_rotations(feeds: FeedGroup) -> None:
         # Wait for the handovers (a count), not for a time: on a loaded machine fewer
         # rotations complete in the same seconds.
-        await wait_until(lambda: all(f.handovers >= 3 for f in feeds.feeds))
+        await poll_until(
+            lambda: all(f.handovers >= 3 for f in feeds.feeds),
+            timeout=45,
+            what="three handovers of every feed",
+            interval=0.02,
+        )
 
     with trio.fail_after(60):
         async with open_fake_exchange(config) as fx:
@@ -160,21 +157,31 @@ async def test_server_shutdown_is_make_before_break() -> None:
     with trio.fail_after(60):
         async with open_fake_exchange(config) as fx:
 
-            def settled(feeds: FeedSet, handovers: int) -> bool:
+            def settled(feeds: FeedGroup, handovers: int) -> bool:
                 # Every feed done with its handovers: one connection each, old ones closed.
                 done = all(f.handovers == handovers for f in feeds.feeds)
                 return done and len(fx.connections) == len(feeds.feeds) == 3
 
-            async def shutdowns(feeds: FeedSet) -> None:
+            async def shutdowns(feeds: FeedGroup) -> None:
                 for i in range(2):
                     # The previous handover finished (however long a loaded machine took),
                     # then some trading on the new connections.
-                    await wait_until(lambda i=i: settled(feeds, i))
+                    await poll_until(
+                        lambda i=i: settled(feeds, i),
+                        timeout=30,
+                        what=f"{i} handovers of every feed done",
+                        interval=0.02,
+                    )
                     await trio.sleep(1.5)
                     # The exchange closes each announced connection 10 s later; ours are
                     # replaced long before that.
                     assert fx.inject_fault(Fault(FaultKind.SERVER_SHUTDOWN, seconds=10.0)) == 3
-                await wait_until(lambda: settled(feeds, 2))
+                await poll_until(
+                    lambda: settled(feeds, 2),
+                    timeout=30,
+                    what="2 handovers of every feed done",
+                    interval=0.02,
+                )
                 await trio.sleep(1.5)
 
             run = await run_pipeline(fx_settings(fx), fx, shutdowns)

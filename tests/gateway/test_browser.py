@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,23 +12,27 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from kit.browser import (
+    cards,
+    csp_violations,
+    in_browser,
+    new_page,
+    requires_browser,
+    visible_symbols,
+    wait_js,
+)
+from kit.net import free_port
+from kit.wait import poll_until_blocking
 
 from marketd.alerts.model import Alert, Direction
 from marketd.config.alerts import GatewaySettings
 from marketd.gateway import AlertHub
-from marketd.testing.processes import free_port
 
-from .browser import csp_violations, in_browser, new_page, skip_without_browser, wait_js
 from .support import MemoryRules, Served, make_alert, open_gateway
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_browser]
 
 TOKEN = "browser-test-token"
-
-
-@pytest.fixture(autouse=True)
-def _browser_available() -> None:
-    skip_without_browser()
 
 
 @attrs.define
@@ -85,25 +88,6 @@ async def running_server(settings: GatewaySettings | None = None) -> AsyncIterat
             yield server
         finally:
             await server.stop()
-
-
-def cards(page: Any) -> list[dict[str, str]]:
-    result: list[dict[str, str]] = page.eval_on_selector_all(
-        "#alerts > li.card",
-        """els => els.map(e => ({
-            id: e.dataset.id, symbol: e.querySelector('.symbol').textContent,
-            href: e.querySelector('.symbol').href,
-            direction: e.querySelector('.direction').textContent,
-            pct: e.querySelector('.pct').textContent,
-            price: e.querySelector('.price').textContent,
-            base: e.querySelector('.base-price').textContent,
-            hidden: String(e.hidden)}))""",
-    )
-    return result
-
-
-def visible_symbols(page: Any) -> list[str]:
-    return [c["symbol"] for c in cards(page) if c["hidden"] == "false"]
 
 
 async def test_live_alert_card_link_chart_and_sound() -> None:
@@ -261,10 +245,12 @@ async def test_rules_panel_shows_errors_and_saves() -> None:
                 " === '10' && document.getElementById('rules-message').dataset.kind"
                 " === 'ok' && !document.getElementById('token').value",
             )
-            deadline = time.monotonic() + 10
-            while server.rules.rules()[0].cooldown_s != 10:
-                assert time.monotonic() < deadline, "the second save did not reach the server"
-                time.sleep(0.05)
+            poll_until_blocking(
+                lambda: server.rules.rules()[0].cooldown_s == 10,
+                timeout=10,
+                what="the second save to reach the server",
+                interval=0.05,
+            )
 
         await in_browser(script)
         (rule,) = server.rules.rules()

@@ -12,30 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit.browser import cards, csp_violations, in_browser, new_page, requires_browser
+from kit.daemon import alerts_of, binance_config
+from kit.wait import poll_until_blocking
 
-from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value
 
-from .browser import csp_violations, in_browser, new_page, skip_without_browser
-from .test_browser import cards
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, requires_browser]
 
 TOKEN = "e2e-token"
 
 
-@pytest.fixture(autouse=True)
-def _browser_available() -> None:
-    skip_without_browser()
-
-
 def config(fx: FakeExchange, state_dir: Path) -> dict[str, Any]:
     return {
-        "binance": {
-            "spot_ws_url": fx.urls["spot_ws_url"],
-            "spot_rest_url": fx.urls["spot_rest_url"],
-            "futures_ws_url": fx.urls["futures_ws_url"],
-            "futures_rest_url": fx.urls["futures_rest_url"],
-        },
+        "binance": binance_config(fx),
         "subscriptions": [{"market": "usdm", "streams": ["!miniTicker@arr"]}],
         "alerts": {"state_dir": str(state_dir)},
         "gateway": {"api_token": TOKEN},
@@ -63,12 +53,6 @@ def put_rules(base: str, rules: list[dict[str, Any]]) -> tuple[int, Any]:
         return exc.code, json.loads(body or b"null")
 
 
-def alerts_of(base: str, symbol: str) -> list[dict[str, Any]]:
-    status, body = http_json(base + "/api/alerts?limit=100")
-    assert status == 200
-    return [a for a in body["alerts"] if a["symbol"] == symbol]
-
-
 async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
     tmp_path: Path,
 ) -> None:
@@ -83,8 +67,10 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                 # Let a few mini tickers set the window's base, then the jump. Waited for
                 # as a count of prices the detector took in (three tickers of the three
                 # symbols), not as 2.5 s: a loaded machine may deliver fewer in that time.
-                wait_until(lambda: daemon.ready()[0] == 200, timeout=10)
-                wait_until(
+                poll_until_blocking(
+                    lambda: daemon.ready()[0] == 200, timeout=10, what="marketd /readyz 200"
+                )
+                poll_until_blocking(
                     lambda: metric_value(daemon.metrics(), "marketd_detector_ticks_total") >= 9,
                     timeout=30,
                     what="mini tickers before the jump",

@@ -6,6 +6,7 @@ import json
 
 import trio
 import trio_websocket
+from kit.wait import poll_until
 
 from marketd.config.alerts import GatewaySettings
 from marketd.testing.processes import metric_value
@@ -37,8 +38,12 @@ async def test_slow_client_is_dropped_and_fast_client_keeps_its_latency() -> Non
             open_ws(served) as fast,
         ):
             assert (await receive_json(fast))["type"] == "replay"
-            while served.hub.statistics().clients < 2:  # noqa: ASYNC110 (no event to wait on)
-                await trio.sleep(0.01)
+            await poll_until(
+                lambda: served.hub.statistics().clients >= 2,
+                timeout=10,
+                what="both clients registered with the hub",
+                interval=0.01,
+            )
 
             async def read_fast() -> None:
                 while len(received) < ALERTS:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import pytest
 import trio
+from kit.wait import poll_until
 
 from marketd.config.settings import BackoffSettings, KafkaSettings
 from marketd.kafka.partition import partition_for
-from marketd.kafka.sink import KafkaDeliveryError, KafkaPublisher, serve_kafka_publisher
+from marketd.kafka.sink import KafkaDeliveryError, KafkaPublisher
 from marketd.pipeline.records import Market, Record
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
 
@@ -88,14 +87,6 @@ def check_delivery(source: Source, consumed: list[ConsumedRecord]) -> int:
         # A re-sent record may only repeat a suffix already seen (a lost ack).
         duplicates += len(seqs) - len(expected)
     return duplicates
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Poll a counter (statistics() has no event to wait on); the caller bounds the time."""
-    for _ in itertools.count():
-        if predicate():
-            return
-        await trio.sleep(0.05)
 
 
 def until_all(source: Source) -> Callable[[list[ConsumedRecord]], bool]:
@@ -232,8 +223,7 @@ async def test_end_of_input_flushes_lingering_records(kafka_broker, kafka_topic,
     publisher = KafkaPublisher(settings)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            serve = functools.partial(serve_kafka_publisher, publisher=publisher)
-            await nursery.start(serve, settings, recv)
+            await nursery.start(publisher.serve, recv)
             async with send:
                 await send.send(source.batch(10))
         assert publisher.statistics().acknowledged == 10
@@ -252,7 +242,11 @@ async def test_cancel_flushes_in_flight_records(kafka_broker, kafka_topic, consu
             await nursery.start(publisher.serve, recv)
             await send.send(source.batch(50))
             # Handed to the producer, lingering (the topic exists: no metadata wait).
-            await eventually(lambda: publisher.statistics().in_flight == 50)
+            await poll_until(
+                lambda: publisher.statistics().in_flight == 50,
+                timeout=20,
+                what="50 records in flight",
+            )
             assert publisher.statistics().acknowledged == 0
             nursery.cancel_scope.cancel()
         st = publisher.statistics()
@@ -280,7 +274,11 @@ async def test_starts_when_the_broker_appears(own_kafka_broker, kafka_topic, con
             await trio.sleep(2)
             # It has been trying: waited for (an attempt may take longer than 2 s on a
             # loaded machine), and meanwhile it has not claimed to be started.
-            await eventually(lambda: publisher.statistics().last_error is not None)
+            await poll_until(
+                lambda: publisher.statistics().last_error is not None,
+                timeout=60,
+                what="a failed attempt to reach the broker",
+            )
             assert not started.is_set()
             assert not publisher.statistics().connected
             await trio.to_thread.run_sync(broker.start)
@@ -332,7 +330,11 @@ async def test_cancelled_while_broker_down_keeps_records_for_next_serve(
         async with send, trio.open_nursery() as nursery:
             await nursery.start(publisher.serve, recv)
             await send.send(source.batch(100))
-            await eventually(lambda: publisher.statistics().acknowledged == 100)
+            await poll_until(
+                lambda: publisher.statistics().acknowledged == 100,
+                timeout=60,
+                what="100 records acknowledged",
+            )
             await trio.to_thread.run_sync(broker.stop)
             await send.send(source.batch(100))
             await send.send(source.batch(2500))  # more than one chunk: some never handed over

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import attrs
 import pytest
+from kit.net import free_port
+from kit.wait import poll_until_blocking
 
-from marketd.testing.processes import Process, free_port, wait_until
+from marketd.testing.processes import Process
 
 ROOT = Path(__file__).parents[2]
 CONTAINERFILE = ROOT / "Containerfile"
@@ -212,7 +214,7 @@ def test_healthcheck_command_against_a_running_daemon(tmp_path: Path) -> None:
             assert daemon.proc.poll() is None, daemon.log_tail()
             return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
-        wait_until(healthy, timeout=30, what="HEALTHCHECK passes")
+        poll_until_blocking(healthy, timeout=30, what="HEALTHCHECK passes")
         assert time.monotonic() - started < 30
     finally:
         daemon.signal(signal.SIGINT)

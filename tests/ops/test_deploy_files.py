@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from kit.net import free_port
+from kit.wait import poll_until_blocking
 
 from marketd.config.load import load_settings
-from marketd.testing.processes import Process, free_port, http_json, wait_until
+from marketd.testing.processes import Process, http_json
 
 ROOT = Path(__file__).parents[2]
 CONF = ROOT / "conf"
@@ -218,8 +220,16 @@ def test_probe_paths_answer_on_a_live_daemon(tmp_path: Path) -> None:
             return 0
 
     try:
-        wait_until(lambda: status(c["livenessProbe"]["httpGet"]["path"]) == 200, timeout=30)
-        wait_until(lambda: status(c["readinessProbe"]["httpGet"]["path"]) == 200, timeout=30)
+        poll_until_blocking(
+            lambda: status(c["livenessProbe"]["httpGet"]["path"]) == 200,
+            timeout=30,
+            what="the liveness probe answering 200",
+        )
+        poll_until_blocking(
+            lambda: status(c["readinessProbe"]["httpGet"]["path"]) == 200,
+            timeout=30,
+            what="the readiness probe answering 200",
+        )
         code, body = http_json(base + c["readinessProbe"]["httpGet"]["path"])
         assert (code, body["ready"]) == (200, True)
     finally:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from kit.net import free_port
+from kit.wait import poll_until_blocking
 from promql import (
     PLANNED,
     PROMETHEUS_GENERATED,
@@ -22,7 +24,7 @@ from promql import (
     sample_names,
 )
 
-from marketd.testing.processes import Process, free_port, http_text, metric_value, wait_until
+from marketd.testing.processes import Process, http_text, metric_value
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "conf" / "prometheus" / "marketd-rules.yml"
@@ -71,7 +73,7 @@ def exposition(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> I
         return metric_value(text, "marketd_kafka_records_acked_total") > 0
 
     try:
-        wait_until(acked, timeout=60, what="records acknowledged by Kafka")
+        poll_until_blocking(acked, timeout=60, what="records acknowledged by Kafka")
         yield http_text(base + "/metrics")
     finally:
         daemon.signal(signal.SIGINT)

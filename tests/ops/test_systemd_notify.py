@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from kit.wait import poll_until
 
 from marketd.obs.systemd import (
     Notifier,
@@ -45,13 +46,14 @@ class Listener:
                 return out
 
     async def collect(self, out: list[str], count: int) -> None:
-        """Append datagrams to ``out`` until it holds ``count`` (polls; the caller bounds
-        the time): wait for a number of messages, not for a time."""
-        while True:
+        """Append datagrams to ``out`` until it holds ``count``: wait for a number of
+        messages, not for a time (bounded below the tests' ``fail_after(10)``)."""
+
+        def enough() -> bool:
             out.extend(self.messages())
-            if len(out) >= count:
-                return
-            await trio.sleep(0.01)
+            return len(out) >= count
+
+        await poll_until(enough, timeout=8, what=f"{count} notify datagrams", interval=0.01)
 
     def read_into(self, out: list[str], timeout: float, times: list[float] | None = None) -> None:
         """Append every datagram to ``out`` (and its arrival, monotonic, to ``times``)

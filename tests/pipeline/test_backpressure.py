@@ -1,7 +1,7 @@
 """A slow sink slows the whole pipeline instead of growing memory or dropping data.
 
-The daemon runs in-process on its embedded bus against the in-process fake exchange;
-a deliberately slow bus subscriber stands in for a slow Kafka.
+The daemon runs in-process against the in-process fake exchange; its sink is a channel
+the test reads deliberately slowly, standing in for a slow Kafka.
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from collections import defaultdict
 
 import prometheus_client
 import trio
+from kit.daemon import binance_settings
+from kit.sinks import ChannelSink
 
 from marketd.app import Daemon
 from marketd.config.settings import (
-    BinanceSettings,
     HttpSettings,
     PipelineSettings,
     Settings,
     Subscription,
 )
-from marketd.fakex import FakeExchangeConfig, open_fake_exchange
+from marketd.fakex import FakeExchange, FakeExchangeConfig, open_fake_exchange
 from marketd.pipeline.records import Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
@@ -28,15 +29,9 @@ BATCH = 20
 CAPACITY = 2
 
 
-def settings_for(urls: dict[str, str]) -> Settings:
+def settings_for(fx: FakeExchange) -> Settings:
     return Settings(
-        binance=BinanceSettings(
-            spot_ws_url=urls["spot_ws_url"],
-            spot_rest_url=urls["spot_rest_url"],
-            futures_ws_url=urls["futures_ws_url"],
-            futures_rest_url=urls["futures_rest_url"],
-            max_frames_per_batch=BATCH,
-        ),
+        binance=binance_settings(fx, max_frames_per_batch=BATCH),
         subscriptions=(Subscription(market=Market.SPOT, symbols=SYMBOLS, channels=("trade",)),),
         pipeline=PipelineSettings(channel_capacity=CAPACITY),
         http=HttpSettings(listen="127.0.0.1:0"),
@@ -46,9 +41,10 @@ def settings_for(urls: dict[str, str]) -> Settings:
 async def test_slow_sink_bounds_memory_and_loses_nothing() -> None:
     config = FakeExchangeConfig(symbols=2, seed=5, rate=3000)
     async with open_fake_exchange(config) as fx:
-        daemon = Daemon(settings_for(fx.urls()), registry=prometheus_client.CollectorRegistry())
-        daemon.bus.subscriber_capacity = CAPACITY
-        subscription = daemon.bus.subscribe()
+        sink = ChannelSink(CAPACITY)
+        registry = prometheus_client.CollectorRegistry()
+        daemon = Daemon(settings_for(fx), registry=registry, sink=sink)
+        subscription = sink.batches
         ids: dict[str, list[int]] = defaultdict(list)
         consumed = 0
         slow = True

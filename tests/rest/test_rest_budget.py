@@ -14,6 +14,7 @@ import prometheus_client
 import pytest
 import trio
 import trio.testing
+from kit.wait import poll_until
 
 from marketd.app import Daemon
 from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
@@ -289,9 +290,9 @@ async def test_a_ban_met_by_the_snapshots_holds_the_backfill_or_gives_it_up(
         assert trio.current_time() == pytest.approx(3.02)
         assert len(stub.calls) == sent
         # The snapshot's retry went out at 3.01 too; let it land before stopping.
-        with trio.fail_after(1):
-            while not delivered:  # noqa: ASYNC110 - a list the scheduler fills
-                await trio.sleep(0.005)
+        await poll_until(
+            lambda: delivered, timeout=1, what="the snapshot's retry delivered", interval=0.005
+        )
         nursery.cancel_scope.cancel()
     assert bf.unfilled == 10
     assert bf.statuses == {("usdm", "ok"): 1, ("usdm", "budget_timeout"): 1}

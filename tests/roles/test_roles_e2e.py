@@ -20,10 +20,12 @@ import pytest
 import trio
 import trio_websocket
 from gateway.support import open_ws, receive_json
+from kit.daemon import alerts_of, binance_config
+from kit.wait import poll_until, poll_until_blocking
 
 from marketd.alerts.encoding import decode_alert
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
-from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value, wait_until
+from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -47,10 +49,7 @@ def kafka_settings(bootstrap: str, topics: dict[str, str]) -> dict[str, Any]:
 def collector_config(fx: FakeExchange, kafka: dict[str, Any]) -> dict[str, Any]:
     return {
         "roles": ["collector"],
-        "binance": {
-            key: fx.urls[key]
-            for key in ("spot_ws_url", "spot_rest_url", "futures_ws_url", "futures_rest_url")
-        },
+        "binance": binance_config(fx),
         "subscriptions": [{"market": "usdm", "streams": ["!miniTicker@arr"]}],
         "kafka": kafka,
         "log": {"format": "json"},
@@ -99,12 +98,6 @@ def status_of(url: str) -> int:
     except urllib.error.HTTPError as exc:
         exc.close()
         return exc.code
-
-
-def alerts_of(daemon: Daemon, symbol: str) -> list[dict[str, Any]]:
-    status, body = http_json(daemon.base + "/api/alerts?limit=100")
-    assert status == 200, body
-    return [a for a in body["alerts"] if a["symbol"] == symbol]
 
 
 def alerts_in(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -184,15 +177,17 @@ async def test_collector_detector_and_gateway_in_three_processes(
                         return metric_value(detector.metrics(), "marketd_detector_ticks_total")
 
                     await in_thread(
-                        lambda: wait_until(lambda: ticks() >= 9, timeout=30, what="ticks")
+                        lambda: poll_until_blocking(lambda: ticks() >= 9, timeout=30, what="ticks")
                     )
                     jumped = fx.control("jump", {"market": "usdm", "symbol": SYMBOL, "percent": 5})
 
                     def pushed() -> list[dict[str, Any]]:
                         return [a for m in messages for a in alerts_in(m) if a["symbol"] == SYMBOL]
 
-                    while not pushed():  # noqa: ASYNC110 - the collector task fills it
-                        await trio.sleep(0.1)
+                    # The collector task fills ``messages``.
+                    await poll_until(
+                        pushed, timeout=60, what=f"an alert of {SYMBOL} pushed", interval=0.1
+                    )
                     # Anything more that would come (a duplicate) comes now.
                     await trio.sleep(3)
                     nursery.cancel_scope.cancel()
@@ -202,7 +197,7 @@ async def test_collector_detector_and_gateway_in_three_processes(
             assert alert["market"] == "usdm"
             assert abs(float(alert["price"]) / float(jumped["price"]) - 1) < 0.01
             assert 4.0 < alert["change_pct"] < 6.0
-            assert alerts_of(gateway, SYMBOL) == [alert]
+            assert alerts_of(gateway.base, SYMBOL) == [alert]
 
             # The detector published it to the alerts topic as it always does.
             records = await consume_kafka(
@@ -217,7 +212,7 @@ async def test_collector_detector_and_gateway_in_three_processes(
             # A gateway started after the alert replays it, to the API and to a browser.
             with Daemon(subdir(tmp_path, "gateway-late"), gateway_config(kafka)) as late:
                 await in_thread(late.wait_ready, 60.0)
-                assert alerts_of(late, SYMBOL) == [alert]
+                assert alerts_of(late.base, SYMBOL) == [alert]
                 async with open_ws(endpoint(late)) as ws:
                     replay = await receive_json(ws)
                 assert replay["type"] == "replay"
@@ -249,7 +244,7 @@ async def test_a_gateway_is_ready_while_kafka_answers(
         def not_ready() -> bool:
             return gateway.ready()[0] == 503
 
-        await in_thread(lambda: wait_until(not_ready, timeout=30, what="/readyz 503"))
+        await in_thread(lambda: poll_until_blocking(not_ready, timeout=30, what="/readyz 503"))
         status, body = gateway.ready()
         assert (status, body["components"], body["not_ready"]) == (
             503, ["alerts_reader"], ["alerts_reader"],

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+from kit.daemon import binance_settings
 from opentelemetry import trace
 from otlp_receiver import OtlpReceiver
 
-from marketd.config.settings import BinanceSettings, Subscription
+from marketd.config.settings import Subscription
 from marketd.config.telemetry import TelemetrySettings
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.feed import Feed, plan_connections
@@ -140,7 +141,7 @@ async def test_feed_session_connect_and_subscribe_spans(otlp: OtlpReceiver) -> N
     try:
         with trio.fail_after(20):
             async with open_fake_exchange(FakeExchangeConfig(symbols=2, seed=3, rate=50)) as fx:
-                settings = BinanceSettings(spot_ws_url=fx.urls()["spot_ws_url"])
+                settings = binance_settings(fx)
                 names = [m.spec.symbol for m in fx.model(Market.SPOT).symbols]
                 subs = (Subscription(Market.SPOT, symbols=tuple(names), channels=("trade",)),)
                 (plan,) = plan_connections(subs, settings, max_url_length=10)

@@ -1,6 +1,7 @@
 """The detector on Kafka: consume ``topics.raw``, produce ``topics.alerts``, exactly once.
 
-Consume-transform-produce with a transactional aiokafka producer, hosted by trio-asyncio:
+Consume-transform-produce with a transactional aiokafka producer, hosted by trio-asyncio
+(:mod:`marketd.kafka.hosting`):
 
 * The consumer joins ``alerts.consumer_group`` (auto-commit off, ``read_committed``), so
   replicas share the raw topic's partitions, i.e. symbols (records are keyed by symbol).
@@ -28,8 +29,6 @@ a rebalance may each publish its alerts; ids are stable, so consumers can dedupl
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import socket
 from collections import defaultdict
@@ -39,14 +38,13 @@ import structlog
 import trio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
-from trio_asyncio import aio_as_trio
 
 from marketd.alerts.encoding import alert_record
 from marketd.alerts.model import Alert
 from marketd.alerts.service import DetectorError, DetectorService
 from marketd.config.settings import KafkaSettings
 from marketd.kafka.delivery import producer_kwargs
-from marketd.kafka.hosting import client_kwargs, open_hosted
+from marketd.kafka.hosting import aio_as_trio, client_kwargs, close_client, open_hosted
 
 log = structlog.get_logger(__name__)
 
@@ -153,8 +151,7 @@ class _KafkaDetector:
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - asyncio side
         for client in (self.consumer, self.producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.stop(), timeout)
+                await close_client(client, timeout)
 
     async def transact(
         self, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]], offsets: Any
@@ -302,7 +299,7 @@ async def serve_kafka_detector(
     """Run the detector on Kafka until cancelled (see the module doc); failures raise
     :class:`DetectorError` for the supervisor to restart it."""
     worker = _KafkaDetector(service, kafka, max_records)
-    async with open_hosted(worker, kafka.request_timeout_ms / 1000, _domain_error):
+    async with open_hosted(worker, kafka.request_timeout_ms / 1000, _as_detector_error):
         service.running = True
         try:
             task_status.started()
@@ -311,7 +308,7 @@ async def serve_kafka_detector(
             service.running = False
 
 
-def _domain_error(exc: Exception) -> Exception:
+def _as_detector_error(exc: Exception) -> Exception:
     if isinstance(exc, DetectorError):
         return exc
     return DetectorError(

@@ -23,8 +23,6 @@ same trio-asyncio hosting as the detector on Kafka (:mod:`marketd.kafka.hosting`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,13 +33,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
-from trio_asyncio import aio_as_trio
 
 from marketd.alerts.encoding import decode_alert
 from marketd.alerts.model import Alert, AlertListener
 from marketd.config.settings import KafkaSettings
 from marketd.errors import RetryableError
-from marketd.kafka.hosting import client_kwargs, open_hosted
+from marketd.kafka.hosting import aio_as_trio, client_kwargs, close_client, open_hosted
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.metrics import counter, gauge
 
@@ -181,8 +178,7 @@ class _Reader:
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - asyncio side
         if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.consumer.stop(), timeout)
+            await close_client(self.consumer, timeout)
 
     async def partitions(self) -> set[TopicPartition] | None:
         """The topic's partitions from fresh metadata; None when no broker answered."""
@@ -303,14 +299,14 @@ async def serve_alerts_reader(
     doc); ``started()`` once the replay is delivered. Failures raise
     :class:`AlertsReaderError` for the supervisor to restart it."""
     worker = _Reader(reader)
-    async with open_hosted(worker, reader.kafka.request_timeout_ms / 1000, _domain_error):
+    async with open_hosted(worker, reader.kafka.request_timeout_ms / 1000, _as_reader_error):
         try:
             await worker.run(task_status)
         finally:
             reader.running = reader.connected = False
 
 
-def _domain_error(exc: Exception) -> Exception:
+def _as_reader_error(exc: Exception) -> Exception:
     if isinstance(exc, AlertsReaderError):
         return exc
     return AlertsReaderError(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from marketd.feed.connection import Feed, StaleFeed, serve_feed
-from marketd.feed.service import FeedSet
+from marketd.feed.connection import Feed, StaleFeed
+from marketd.feed.service import FeedGroup
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import (
     ConnectionPlan,
@@ -17,12 +17,11 @@ __all__ = [
     "RECONNECT_REASONS",
     "ConnectionPlan",
     "Feed",
-    "FeedSet",
+    "FeedGroup",
     "FeedStatistics",
     "StaleFeed",
     "SubscribeMessage",
     "plan_connections",
     "plan_subscribe_messages",
-    "serve_feed",
     "stream_names",
 ]

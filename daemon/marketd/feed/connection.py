@@ -736,14 +736,3 @@ class Feed:
             else:
                 # Make before break: keep reading while a successor connects.
                 self._request_replace(link, ServerShutdown("the exchange announced serverShutdown"))
-
-
-async def serve_feed(
-    plan: ConnectionPlan,
-    settings: BinanceSettings,
-    out: trio.abc.SendChannel[FrameBatch],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Serve one connection plan forever (see :class:`Feed`). Closes ``out`` on exit."""
-    await Feed(plan, settings).serve(out, task_status=task_status)

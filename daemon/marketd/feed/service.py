@@ -1,45 +1,108 @@
-"""Every configured connection as one service, with one statistics view (trio)."""
+"""The daemon's intake: every configured connection served together, observed as one (trio)."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Iterable, Iterator
 
 import trio
+from prometheus_client.core import Metric
 
 from marketd.config.settings import BinanceSettings, Settings
 from marketd.feed.connection import Feed
 from marketd.feed.stats import FeedStatistics
 from marketd.feed.streams import ConnectionPlan, plan_connections
+from marketd.obs.metrics import counter, gauge
 from marketd.pipeline.records import FrameBatch
 
 
-class FeedSet:
-    """The feeds of a configuration: ``serve`` runs them all, ``statistics`` lists them."""
+class FeedGroup:
+    """The feeds of a configuration: ``serve`` runs them all; statistics, readiness and
+    metrics per connection. Iterating gives the :class:`Feed` objects."""
 
-    def __init__(self, plans: tuple[ConnectionPlan, ...], settings: BinanceSettings) -> None:
+    def __init__(self, plans: Iterable[ConnectionPlan], settings: BinanceSettings) -> None:
         self.feeds = tuple(Feed(plan, settings) for plan in plans)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FeedSet:
-        return cls(plan_connections(settings.subscriptions, settings.binance), settings.binance)
+    def from_settings(cls, settings: Settings, enabled: bool = True) -> FeedGroup:
+        """Every connection the subscriptions need (none unless ``enabled``)."""
+        plans = plan_connections(settings.subscriptions, settings.binance) if enabled else ()
+        return cls(plans, settings.binance)
 
-    def statistics(self) -> tuple[FeedStatistics, ...]:
-        return tuple(feed.statistics() for feed in self.feeds)
+    def __iter__(self) -> Iterator[Feed]:
+        return iter(self.feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
 
     async def serve(
         self,
         out: trio.MemorySendChannel[FrameBatch],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> NoReturn:
-        """Start every feed in turn (each once subscribed), then report started.
+    ) -> None:
+        """Run every feed until cancelled (that stops intake). ``started()`` at once: each
+        feed connects on its own, and its statistics say when it is subscribed.
 
         Each feed gets a clone of ``out``; this task closes its own end, so the receiver
         sees end-of-channel once every feed has stopped.
         """
         async with out, trio.open_nursery() as nursery:
             for feed in self.feeds:
-                await nursery.start(feed.serve, out.clone())
+                nursery.start_soon(feed.serve, out.clone())
             task_status.started()
-            await trio.sleep_forever()
-        raise AssertionError("unreachable: sleep_forever returned")
+
+    def statistics(self) -> tuple[FeedStatistics, ...]:
+        return tuple(feed.statistics() for feed in self.feeds)
+
+    def readiness(self, stale_after_s: float) -> list[tuple[str, bool]]:
+        """``(feed:<connection>, ready)`` per connection: subscribed, and a frame came
+        within ``stale_after_s``."""
+        checks = []
+        for st in self.statistics():
+            age = st.last_frame_age_s
+            fresh = st.subscribed and age is not None and age <= stale_after_s
+            checks.append((f"feed:{st.connection_id}", fresh))
+        return checks
+
+    def metrics(self) -> Iterable[Metric]:
+        stats = self.statistics()
+        yield counter(
+            "marketd_feed_handovers_total",
+            "Make-before-break handovers (rotation, serverShutdown) per connection.",
+            ("connection",),
+            {(f.connection_id,): f.handovers for f in self.feeds},
+        )
+        yield counter(
+            "marketd_feed_overlap_frames_dropped_total",
+            "Frames of a new connection dropped at handover because the old one sent them.",
+            ("connection",),
+            {(f.connection_id,): f.overlap_frames_dropped for f in self.feeds},
+        )
+        yield gauge(
+            "marketd_feed_connected",
+            "1 when the feed connection is subscribed and reading.",
+            ("connection",),
+            {(s.connection_id,): float(s.subscribed) for s in stats},
+        )
+        yield counter(
+            "marketd_feed_frames_total",
+            "Frames received on each feed connection.",
+            ("connection",),
+            {(s.connection_id,): s.frames_received for s in stats},
+        )
+        yield counter(
+            "marketd_feed_reconnects_total",
+            "Feed reconnects by reason.",
+            ("connection", "reason"),
+            {(s.connection_id, r): n for s in stats for r, n in s.reconnects.items()},
+        )
+        yield gauge(
+            "marketd_feed_last_frame_age_seconds",
+            "Seconds since the last frame on each feed connection.",
+            ("connection",),
+            {
+                (s.connection_id,): s.last_frame_age_s
+                for s in stats
+                if s.last_frame_age_s is not None
+            },
+        )

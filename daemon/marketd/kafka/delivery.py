@@ -147,7 +147,7 @@ class Failure(enum.Enum):
 # An explicit allow-list (plus aiokafka's own ``retriable`` flag on broker errors).
 # OutOfOrderSequenceNumber follows a failed earlier batch on the partition: the producer
 # is replaced (new producer id) before records are sent again, which clears it.
-RETRYABLE: tuple[type[BaseException], ...] = (
+KAFKA_RETRYABLE: tuple[type[BaseException], ...] = (
     KafkaConnectionError,
     KafkaTimeoutError,
     RequestTimedOutError,
@@ -168,7 +168,7 @@ POISON: tuple[type[BaseException], ...] = (MessageSizeTooLargeError, RecordTooLa
 def classify(exc: BaseException, *, at_send: bool) -> Failure:
     if at_send and isinstance(exc, POISON):
         return Failure.REJECT
-    if isinstance(exc, RETRYABLE) or getattr(exc, "retriable", False) is True:
+    if isinstance(exc, KAFKA_RETRYABLE) or getattr(exc, "retriable", False) is True:
         return Failure.RETRY
     return Failure.FATAL
 
@@ -238,6 +238,11 @@ class PublisherStatistics:
     acknowledged_by_topic: dict[str, int]
     last_error: str | None
     last_error_at: float | None  # wall clock, time.time()
+
+    @property
+    def delivered(self) -> int:
+        """Records the sink delivered (:class:`~marketd.pipeline.sink.SinkStatistics`)."""
+        return self.acknowledged
 
 
 @attrs.define(eq=False)

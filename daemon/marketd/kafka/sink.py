@@ -1,15 +1,18 @@
-"""The Kafka publisher: batches of records in, every record acknowledged by Kafka out.
+"""The Kafka publisher: the sink that delivers to Kafka; every record acknowledged by it.
 
-An idempotent aiokafka producer (``acks=all``) runs in an asyncio loop hosted by
-trio-asyncio. Records cross the trio→asyncio boundary in chunks of up to
-``max_records_per_send`` (one crossing per chunk, never one per record), and up to
-``max_inflight_batches`` chunks may await their acks at once (pipelining). A chunk is
-handed over as record batches, one per partition (``kafka_partition``: the default
-partitioner's choice, cached), through ``send_batch()``, so aiokafka costs per batch,
-not per record (no per-record coroutine, partitioner or future). aiokafka sets the
-idempotence sequence numbers when it drains a batch, as for ``send()``; a partition's
-next batch waits until the previous one is drained, so per-partition order holds. Each
-acknowledged record is observed in the latency histogram, in bulk per settled chunk.
+It implements :class:`~marketd.pipeline.sink.Sink`. An idempotent aiokafka producer
+(``acks=all``) runs on a trio-asyncio loop opened by :mod:`marketd.kafka.hosting`.
+Records cross the trio→asyncio boundary in chunks of up to ``max_records_per_send``
+(one crossing per chunk, never one per record), and up to ``max_inflight_batches``
+chunks may await their acks at once (pipelining). A chunk is handed over as record
+batches, one per partition (``kafka_partition``: the default partitioner's choice,
+cached), through ``send_batch()``, so aiokafka costs per batch, not per record (no
+per-record coroutine, partitioner or future). aiokafka sets the idempotence sequence
+numbers when it drains a batch, as for ``send()``; a partition's next batch waits until
+the previous one is drained, so per-partition order holds. Each acknowledged record is
+observed in the latency histogram, in bulk per settled chunk. ``on_settled`` hears of
+every record Kafka acknowledged (or can never take) as its chunk settles: the spool acks
+by it.
 
 Delivery: every batch's future is inspected. On a failure the publisher stops taking
 input, lets the in-flight chunks settle, replaces the producer if a sent batch failed
@@ -34,17 +37,14 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 import trio
-import trio_asyncio
 from aiokafka import AIOKafkaProducer
 from prometheus_client.core import GaugeMetricFamily, Metric
-from trio_asyncio import aio_as_trio
 
 from marketd.config.settings import KafkaSettings
-from marketd.errors import leaves
 from marketd.kafka.delivery import (
     RECORDS_REJECTED,
     RECORDS_RETRIED,
@@ -60,13 +60,14 @@ from marketd.kafka.delivery import (
     producer_kwargs,
     sort_out,
 )
+from marketd.kafka.hosting import aio_as_trio, close_client, open_loop, start_client
 from marketd.kafka.partition import PartitionRouter, hand_over
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import end_span, kafka_headers, start_span
 from marketd.pipeline.records import Record
 from marketd.runtime.backoff import Backoff
 
-__all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics", "serve_kafka_publisher"]
+__all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,9 @@ log = structlog.get_logger(__name__)
 class KafkaPublisher:
     """Publishes record batches to Kafka; keeps counters and undelivered records across
     restarts of :meth:`serve` (make one, serve it as often as the supervisor needs)."""
+
+    name: ClassVar[str] = "kafka"
+    remote: ClassVar[bool] = True  # /readyz names Kafka's connection as its own component
 
     def __init__(
         self,
@@ -159,15 +163,8 @@ class KafkaPublisher:
     ) -> None:
         """Publish until ``batches`` ends (then flush, await every ack, return) or until
         cancelled (then a bounded, shielded flush). ``started()`` once connected."""
-        try:
-            async with batches, trio_asyncio.open_loop():
-                await self._serve(batches, task_status)
-        except BaseExceptionGroup as group:
-            # trio-asyncio wraps what escapes open_loop() twice: hand on the error itself.
-            errors = leaves(group)
-            if len(errors) == 1 and isinstance(errors[0], Exception):
-                raise errors[0] from None
-            raise
+        async with batches, open_loop():
+            await self._serve(batches, task_status)
 
     async def _serve(
         self, batches: trio.abc.ReceiveChannel[list[Record]], task_status: trio.TaskStatus[None]
@@ -377,8 +374,7 @@ class KafkaPublisher:
         backoff = Backoff(backoff_policy(self.settings.retry))
         while True:
             try:
-                with trio.fail_after(2 * self._timeout_s + 5):
-                    self._producer = await aio_as_trio(self._create_producer)()
+                self._producer = await start_client(self._new_producer, self._timeout_s)
                 break
             except Exception as exc:
                 if (
@@ -405,21 +401,15 @@ class KafkaPublisher:
         self._starts += 1
         log.info("kafka producer started", bootstrap=self.settings.bootstrap_servers)
 
-    async def _create_producer(self) -> Any:  # runs in asyncio
-        producer = AIOKafkaProducer(**self._kwargs)
-        try:
-            await producer.start()
-        except BaseException:
-            await _close(producer, self._timeout_s)
-            raise
-        return producer
+    def _new_producer(self) -> Any:  # runs in asyncio
+        return AIOKafkaProducer(**self._kwargs)
 
     async def _stop_producer(self, within_s: float | None = None) -> None:
         producer, self._producer, self._started = self._producer, None, False
         within_s = self._timeout_s if within_s is None else within_s
         if producer is not None:
             with trio.move_on_after(within_s + 1):
-                await aio_as_trio(_close)(producer, within_s)
+                await aio_as_trio(close_client)(producer, within_s)
 
     async def _close_producer(self) -> None:
         """Last words, all within ``shutdown_grace_s`` (the caller shields): flush what is
@@ -438,25 +428,3 @@ class KafkaPublisher:
                 records=len(self._retry),
             )
         await self._stop_producer(max(0.5, deadline - trio.current_time() - 0.5))
-
-
-async def serve_kafka_publisher(
-    settings: KafkaSettings,
-    batches: trio.abc.ReceiveChannel[list[Record]],
-    *,
-    publisher: KafkaPublisher | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve a (given or new) :class:`KafkaPublisher` on ``batches``; see the module doc."""
-    publisher = publisher or KafkaPublisher(settings)
-    await publisher.serve(batches, task_status=task_status)
-
-
-async def _close(producer: Any, timeout: float) -> None:  # noqa: ASYNC109 - asyncio side
-    """``stop()`` waits for undeliverable batches; past ``timeout`` close the sockets."""
-    try:
-        await asyncio.wait_for(producer.stop(), timeout)
-    except Exception:  # TimeoutError included
-        with contextlib.suppress(Exception):
-            await producer._sender.close()  # private: stop() gave up half-way
-            await producer.client.close()

@@ -25,7 +25,7 @@ import contextlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from opentelemetry import context as otel_context
@@ -256,11 +256,3 @@ def tracing(settings: TelemetrySettings) -> Iterator[Tracing]:
         yield handle
     finally:
         handle.shutdown(settings.shutdown_timeout_s)
-
-
-def trace_ids() -> dict[str, Any]:
-    """``{"trace_id": ..., "span_id": ...}`` of the current span (hex), or ``{}``."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return {}
-    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}

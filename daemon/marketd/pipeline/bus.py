@@ -1,18 +1,23 @@
-"""The embedded in-process bus: the sink used when no Kafka is configured.
+"""The embedded in-process bus: the sink when no Kafka is configured.
 
-It accepts record batches like the Kafka publisher does, counts them per topic and
-kind, and fans them out to in-process subscribers (the detector, later) over bounded
-channels — a subscriber that falls behind slows the bus, it never loses records.
+It takes record batches as the Kafka publisher does (:class:`~marketd.pipeline.sink.Sink`)
+and counts them per topic and kind; a record is delivered on receipt and nothing is kept.
+The in-process detector does not read the bus: it has its own branch of the pipeline
+(:mod:`marketd.pipeline.tap`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
+from typing import ClassVar
 
 import attrs
 import trio
+from prometheus_client.core import Metric
 
+from marketd.obs.metrics import counter
 from marketd.pipeline.records import Record
 
 
@@ -22,25 +27,26 @@ class BusStatistics:
     records: int
     by_topic: dict[str, int]
     by_kind: dict[str, int]
-    subscribers: int
     last_latency_s: float
+
+    @property
+    def delivered(self) -> int:
+        return self.records
+
+    @property
+    def connected(self) -> bool:
+        return True  # nothing outside the process to reach
 
 
 @attrs.define
 class MemoryBus:
-    subscriber_capacity: int = 64
-    _subscribers: list[trio.MemorySendChannel[list[Record]]] = attrs.field(factory=list)
+    name: ClassVar[str] = "memory-bus"
+    remote: ClassVar[bool] = False
     batches: int = 0
     records: int = 0
     by_topic: Counter[str] = attrs.field(factory=Counter)
     by_kind: Counter[str] = attrs.field(factory=Counter)
     last_latency_s: float = 0.0
-
-    def subscribe(self) -> trio.MemoryReceiveChannel[list[Record]]:
-        """A channel that receives every batch published from now on."""
-        send, receive = trio.open_memory_channel[list[Record]](self.subscriber_capacity)
-        self._subscribers.append(send)
-        return receive
 
     def statistics(self) -> BusStatistics:
         return BusStatistics(
@@ -48,8 +54,15 @@ class MemoryBus:
             records=self.records,
             by_topic=dict(self.by_topic),
             by_kind=dict(self.by_kind),
-            subscribers=len(self._subscribers),
             last_latency_s=self.last_latency_s,
+        )
+
+    def metrics(self) -> Iterable[Metric]:
+        yield counter(
+            "marketd_bus_records_total",
+            "Records delivered on the embedded bus (no Kafka), by topic.",
+            ("topic",),
+            {(t,): n for t, n in self.by_topic.items()},
         )
 
     async def serve(
@@ -58,21 +71,11 @@ class MemoryBus:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Consume ``batches`` until closed, then close every subscriber channel."""
-        try:
-            async with batches:
-                task_status.started()
-                async for batch in batches:
-                    self._count(batch)
-                    for sub in list(self._subscribers):
-                        try:
-                            await sub.send(batch)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            self._subscribers.remove(sub)
-        finally:
-            for sub in self._subscribers:
-                sub.close()
-            self._subscribers.clear()
+        """Consume ``batches`` until the channel ends."""
+        async with batches:
+            task_status.started()
+            async for batch in batches:
+                self._count(batch)
 
     def _count(self, batch: list[Record]) -> None:
         self.batches += 1

@@ -1,1 +1,1 @@
-"""How stages run: the supervisor, restart backoff and the shutdown signal."""
+"""How stages run: the supervisor and its stages, restart backoff, the shutdown signal."""

@@ -1,16 +1,18 @@
 """The spool as a pipeline stage: everything accepted is on disk before Kafka sees it.
 
-    tap ──list[Record]──► writer ─► Spool (segments on disk) ─► reader ──► Kafka publisher
+    books ──list[Record]──► writer ─► Spool (segments on disk) ─► reader ──► Kafka publisher
 
-The writer appends each batch and never waits on Kafka, so a broker outage does not stall
-the feeds: records pile up on disk. A syncer beside it fsyncs every ``sync_interval_s``
-(group commit) while the writer goes on appending, so a slow fsync does not hold up
-intake either; with ``sync_interval_s: 0`` the writer fsyncs after every batch itself. The
-reader hands spooled records to the publisher in append order; the publisher reports
-the records Kafka acknowledged (``on_settled``) and the spool is acked up to the longest
-settled prefix. When the spool is full the writer waits (intake stops; ``full`` makes the
-daemon not-ready) until acknowledged segments are deleted. After a crash or restart the
-reader first re-delivers what was not acknowledged (at least once; ids identify repeats).
+Its input is the last market-data stage's output (the books, else the normalizer), which
+the in-process detector's alerts join. The writer appends each batch and never waits on
+Kafka, so a broker outage does not stall the feeds: records pile up on disk. A syncer
+beside it fsyncs every ``sync_interval_s`` (group commit) while the writer goes on
+appending, so a slow fsync does not hold up intake either; with ``sync_interval_s: 0``
+the writer fsyncs after every batch itself. The reader hands spooled records to the
+publisher in append order; the publisher reports the records Kafka acknowledged
+(``on_settled``) and the spool is acked up to the longest settled prefix. When the spool
+is full the writer waits (intake stops; ``full`` makes the daemon not-ready) until
+acknowledged segments are deleted. After a crash or restart the reader first
+re-delivers what was not acknowledged (at least once; ids identify repeats).
 
 With every fsync the stage also checkpoints the last trade id per symbol that reached
 the spool (:mod:`marketd.spool.sequence`); at start-up it hands the recovered ids to
@@ -22,11 +24,13 @@ is on disk and fsynced: from then on a shutdown loses nothing, whatever Kafka do
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 import trio
+from prometheus_client.core import Metric
 
+from marketd.obs.metrics import counter
 from marketd.pipeline.records import Record
 from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
@@ -58,6 +62,20 @@ class SpoolStage:
         self._on_recovered = on_recovered
         self._wake = trio.Event()
         self._sync_lock = trio.Lock()  # one fsync + checkpoint at a time, in order
+
+    def pending(self) -> int:
+        """Records spooled and not yet acknowledged by Kafka."""
+        return self.spool.statistics().records_pending if self.spool is not None else 0
+
+    def metrics(self) -> Iterable[Metric]:
+        if self.spool is not None:
+            yield from self.spool.metrics()
+            yield counter(
+                "marketd_spool_records_rejected_total",
+                "Records larger than the whole spool bound (spool.max_bytes), dropped.",
+                (),
+                {(): self.rejected},
+            )
 
     def on_settled(self, records: list[Record]) -> None:
         """The publisher's callback: ack the spool up to the settled prefix."""

@@ -3,19 +3,24 @@
 The browser runs in one worker thread (Playwright's sync API is bound to the thread that
 started it); the gateway runs in the test's trio loop. The thread reaches back into trio
 with ``trio.from_thread`` to publish alerts or restart the server.
+
+A module of browser tests sets ``pytestmark = [requires_browser, ...]``: its tests are
+skipped, with the reason, where Playwright or Chromium is not installed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import trio
+
+from kit.wait import poll_until_blocking
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -43,13 +48,19 @@ COUNT_BEEPS = """
 T = TypeVar("T")
 
 
-def skip_without_browser() -> None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("the Python package 'playwright' is not installed (pip install playwright)")
+def _missing_browser() -> str | None:
+    """Why no browser test can run here, or None when they can."""
+    if importlib.util.find_spec("playwright") is None:
+        return "the Python package 'playwright' is not installed (pip install playwright)"
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
+        return "Chromium is not installed (apt-get install chromium)"
+    return None
+
+
+_WHY_NOT = _missing_browser()
+# A mark rather than an autouse fixture in each module: the check is the same for every
+# browser test and needs nothing from the test, so it is made once, at import.
+requires_browser = pytest.mark.skipif(_WHY_NOT is not None, reason=_WHY_NOT or "")
 
 
 async def in_browser(
@@ -92,12 +103,30 @@ def new_page(browser: Any, url: str, **context_args: Any) -> Any:
 def wait_js(page: Any, expression: str, timeout_s: float = 10.0) -> None:
     """Poll ``expression`` until truthy. (``page.wait_for_function`` evaluates strings in
     the page, which the UI's CSP - rightly - forbids; ``evaluate`` goes through CDP.)"""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
-        time.sleep(0.05)
+    poll_until_blocking(
+        lambda: page.evaluate(expression), timeout=timeout_s, what=expression, interval=0.05
+    )
 
 
 def csp_violations(page: Any) -> list[str]:
     return [m for m in page.console_messages_seen if "Content Security Policy" in m]
+
+
+def cards(page: Any) -> list[dict[str, str]]:
+    """The alert cards on the page, newest first, as the fields a test compares."""
+    result: list[dict[str, str]] = page.eval_on_selector_all(
+        "#alerts > li.card",
+        """els => els.map(e => ({
+            id: e.dataset.id, symbol: e.querySelector('.symbol').textContent,
+            href: e.querySelector('.symbol').href,
+            direction: e.querySelector('.direction').textContent,
+            pct: e.querySelector('.pct').textContent,
+            price: e.querySelector('.price').textContent,
+            base: e.querySelector('.base-price').textContent,
+            hidden: String(e.hidden)}))""",
+    )
+    return result
+
+
+def visible_symbols(page: Any) -> list[str]:
+    return [c["symbol"] for c in cards(page) if c["hidden"] == "false"]
