@@ -14,9 +14,9 @@ from marketd.feed.streams import (
     MAX_URL_LENGTH,
     ConnectionPlan,
     SubscribeMessage,
-    futures_route,
     plan_connections,
     plan_subscribe_messages,
+    route_for,
     stream_names,
 )
 from marketd.pipeline.records import Market
@@ -81,7 +81,7 @@ def test_stream_names_dedupes_keeping_first_position() -> None:
     ],
 )
 def test_futures_depth_and_book_ticker_go_to_public(stream: str) -> None:
-    assert futures_route(stream) is Route.PUBLIC
+    assert route_for(Market.USDM, stream) is Route.PUBLIC
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_futures_depth_and_book_ticker_go_to_public(stream: str) -> None:
     ],
 )
 def test_futures_other_public_streams_go_to_market(stream: str) -> None:
-    assert futures_route(stream) is Route.MARKET
+    assert route_for(Market.USDM, stream) is Route.MARKET
 
 
 def test_futures_plans_are_routed_and_spot_is_not() -> None:

@@ -81,6 +81,11 @@ class Exchange(Protocol):
         when the exchange keeps none for that kind."""
         ...
 
+    def ws_route(self, market: Market, stream: str) -> str:
+        """The path segment of the market's WebSocket base that serves ``stream`` ("" when
+        the market has one route); streams of one route share connections."""
+        ...
+
     def chained_diffs(self, market: Market) -> bool:
         """True when each depth diff names the final update id of the one before it
         (USD-M ``pu``): the book follows that chain instead of consecutive ids."""

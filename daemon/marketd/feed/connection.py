@@ -214,7 +214,7 @@ class Feed:
         return FeedStatistics(
             connection_id=self.plan.connection_id,
             market=self.plan.market,
-            route=self.plan.route.value,
+            route=self.plan.route,
             url=self.plan.url,
             streams=len(self.plan.streams),
             connected=primary is not None and primary.connected,

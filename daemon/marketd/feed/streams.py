@@ -1,8 +1,8 @@
 """Which WebSocket connections to open and what to subscribe on each (pure, no I/O).
 
-From ``Settings.subscriptions`` this module builds Binance stream names, routes USD-M
-futures streams to their routed paths (``/public`` for depth and book ticker, ``/market``
-for everything else — unrouted futures URLs were retired on 2026-04-23), splits them
+From ``Settings.subscriptions`` this module builds stream names, groups them by the route
+the exchange serves them on (:meth:`~marketd.exchanges.seam.Exchange.ws_route`; Binance
+USD-M: ``/public`` for depth and book ticker, ``/market`` for everything else), splits them
 into connections of at most ``max_streams_per_connection`` streams, builds each
 connection's URL and, where the combined-stream URL would be too long, plans the
 ``SUBSCRIBE`` messages at a pace that respects the per-connection incoming-message limit.
@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from marketd.config.settings import BinanceSettings, Subscription
-from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.vocabulary import Route
+from marketd.exchanges import exchange
 from marketd.pipeline.records import Market
 
 # Beyond this length a combined-stream URL is not used: the connection opens
@@ -51,7 +50,7 @@ class ConnectionPlan:
 
     connection_id: str
     market: Market
-    route: Route
+    route: str  # the path segment on the base URL ("" on an unrouted market)
     base_url: str
     streams: tuple[str, ...]
     max_url_length: int = MAX_URL_LENGTH
@@ -59,7 +58,7 @@ class ConnectionPlan:
     @property
     def stream_path_url(self) -> str:
         """``<base>[/route]/stream`` with no streams in it."""
-        return f"{self.base_url.rstrip('/')}{self.route.value}/stream"
+        return f"{self.base_url.rstrip('/')}{self.route}/stream"
 
     @property
     def combined_url(self) -> str:
@@ -100,14 +99,9 @@ def stream_names(subscriptions: Iterable[Subscription]) -> dict[Market, tuple[st
     return {market: tuple(ordered) for market, ordered in names.items() if ordered}
 
 
-def futures_route(stream: str) -> Route:
-    """The USD-M routed path serving ``stream``: the vocabulary table's route (``/public``
-    for depth and book tickers); ``/market`` for a stream the table does not know."""
-    return vocabulary.route(Market.USDM, stream) or Route.MARKET
-
-
-def route_for(market: Market, stream: str) -> Route:
-    return futures_route(stream) if market is Market.USDM else Route.NONE
+def route_for(market: Market, stream: str) -> str:
+    """The route serving ``stream`` on ``market``, as the exchange says."""
+    return exchange().ws_route(market, stream)
 
 
 def base_url_for(market: Market, settings: BinanceSettings) -> str:
@@ -140,11 +134,11 @@ def plan_connections(
         raise ValueError("max_streams_per_connection must be at least 1")
     plans: list[ConnectionPlan] = []
     for market, names in stream_names(subscriptions).items():
-        by_route: dict[Route, list[str]] = {}
+        by_route: dict[str, list[str]] = {}
         for name in names:
             by_route.setdefault(route_for(market, name), []).append(name)
         for route, routed in by_route.items():
-            prefix = market.value if route is Route.NONE else f"{market.value}-{route.name.lower()}"
+            prefix = f"{market.value}-{route.strip('/')}" if route else market.value
             for index, chunk in enumerate(_chunks(routed, limit)):
                 plans.append(
                     ConnectionPlan(

@@ -31,6 +31,13 @@ class Binance:
         path, page = found
         return Endpoint(path, endpoints.trades_weight(market, kind), page=page)
 
+    def ws_route(self, market: Market, stream: str) -> str:
+        # USD-M: /public for depth and book tickers, /market for everything else (also a
+        # stream the table does not know); unrouted futures URLs were retired 2026-04-23.
+        if market is Market.SPOT:
+            return vocabulary.Route.NONE
+        return vocabulary.route(market, stream) or vocabulary.Route.MARKET
+
     def chained_diffs(self, market: Market) -> bool:
         return market is Market.USDM
 

@@ -23,8 +23,8 @@ from marketd.exchanges.seam import Depth, Sequencing
 from marketd.pipeline.records import Market
 
 
-class Route(enum.Enum):
-    """Where on a market's WebSocket base a stream is served."""
+class Route(enum.StrEnum):
+    """Where on a market's WebSocket base a stream is served (a path segment: a ``str``)."""
 
     NONE = ""  # spot: the unrouted base
     PUBLIC = "/public"  # USD-M: depth and book tickers
