@@ -119,7 +119,7 @@ def test_alert_record_round_trips() -> None:
     assert (record.topic, record.key, record.headers) == (
         "alerts",
         b"BTCUSDT",
-        (("type", b"alert"),),
+        (("type", b"alert"), ("market", b"usdm")),
     )
     assert decode_alert(record.value) == alert
 

@@ -1,7 +1,7 @@
 """Alerts ↔ ``marketd.v1.Alert`` Protobuf, and market events → detector ticks (pure).
 
 ``alert_record`` makes the Kafka record of an alert (topic ``alerts``, key = symbol,
-header ``type: alert``). ``TickReader`` takes the price of each market event the detector
+headers ``type: alert`` and ``market``). ``TickReader`` takes the price of each market event the detector
 watches: the close of a ``24hrMiniTicker``, the last price of a ``24hrTicker``, the price
 of a ``trade`` / ``aggTrade``, the mark price of a ``markPriceUpdate``, the close of a
 ``kline``, the average price of an ``avgPrice`` (the vocabulary table's price column), with
@@ -19,11 +19,12 @@ from google.protobuf.message import DecodeError
 from marketd.alerts.model import Alert, Direction
 from marketd.exchanges import exchange
 from marketd.pipeline.events import Tick
-from marketd.pipeline.records import Market, Record, events_of
+from marketd.pipeline.records import Market, Record, events_of, record_headers
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
-ALERT_HEADERS: tuple[tuple[str, bytes], ...] = (("type", b"alert"),)
+# Per market: ``type: alert`` and the market, as on every market-data record.
+ALERT_HEADERS = {m: record_headers(m, "alert") for m in Market}
 _PB_MARKET = {"spot": MARKET_SPOT, "usdm": MARKET_USDM}
 _MARKET_OF_PB = {v: k for k, v in _PB_MARKET.items()}
 _PB_DIRECTION = {Direction.UP: alert_pb2.DIRECTION_UP, Direction.DOWN: alert_pb2.DIRECTION_DOWN}
@@ -83,7 +84,7 @@ def alert_record(alert: Alert, topic: str) -> Record:
         topic=topic,
         key=alert.symbol.encode(),
         value=alert_to_proto(alert).SerializeToString(),
-        headers=ALERT_HEADERS,
+        headers=ALERT_HEADERS[_MARKETS[alert.market]],
         received_ns=time.time_ns(),
         market=_MARKETS[alert.market],
         kind="alert",
