@@ -1,11 +1,11 @@
 """Alerts ↔ ``marketd.v1.Alert`` Protobuf, and market events → detector ticks (pure).
 
 ``alert_record`` makes the Kafka record of an alert (topic ``alerts``, key = symbol,
-headers ``type: alert`` and ``market``). ``TickReader`` takes the price of each market event the detector
-watches: the close of a ``24hrMiniTicker``, the last price of a ``24hrTicker``, the price
-of a ``trade`` / ``aggTrade``, the mark price of a ``markPriceUpdate``, the close of a
-``kline``, the average price of an ``avgPrice`` (the vocabulary table's price column), with
-the event's exchange time ``E``.
+headers ``type: alert`` and ``market``). ``TickReader`` takes the price of each market
+event the detector watches: the close of a ``24hrMiniTicker``, the last price of a
+``24hrTicker``, the price of a ``trade`` / ``aggTrade``, the mark price of a
+``markPriceUpdate``, the close of a ``kline``, the average price of an ``avgPrice`` (the
+vocabulary table's price column), with the event's exchange time ``E``.
 """
 
 from __future__ import annotations
