@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marketd.feed.control import (
-    MAX_CONTROL_FRAME_LENGTH,
-    SHUTDOWN,
-    Ack,
-    ErrorReply,
-    parse_control,
-)
+from marketd.exchanges.binance.control import MAX_CONTROL_FRAME_LENGTH, parse_control
+from marketd.exchanges.seam import SHUTDOWN, Ack, ErrorReply
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ gateway) read those through :class:`Exchange` and never import an adapter: the r
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -32,6 +32,34 @@ class Depth(enum.Enum):
     NONE = "none"
     DIFF = "diff"  # changes since the previous event: the books apply them
     PARTIAL = "partial"  # the top levels as they are: never a diff
+
+
+# -- control frames: what a WebSocket frame that is not data means ------------------------
+
+
+@attrs.frozen
+class Ack:
+    """Request ``id`` succeeded."""
+
+    id: int
+    result: object = None
+
+
+@attrs.frozen
+class ErrorReply:
+    """A request was refused (``id`` None when the reply names none)."""
+
+    id: int | None
+    message: str
+
+
+@attrs.frozen
+class Shutdown:
+    """The server is going away: reconnect now."""
+
+
+Control = Ack | ErrorReply | Shutdown
+SHUTDOWN = Shutdown()
 
 
 class Vocabulary(Protocol):
@@ -84,6 +112,15 @@ class Exchange(Protocol):
     def ws_route(self, market: Market, stream: str) -> str:
         """The path segment of the market's WebSocket base that serves ``stream`` ("" when
         the market has one route); streams of one route share connections."""
+        ...
+
+    def parse_control(self, frame: str) -> Control | None:
+        """The control meaning of ``frame``, or None: data (possibly malformed, for the
+        codec to count). Called on every frame: it must be cheap for data."""
+        ...
+
+    def subscribe_message(self, request_id: int, streams: Sequence[str]) -> str:
+        """The text frame that subscribes ``streams`` on an open connection."""
         ...
 
     def chained_diffs(self, market: Market) -> bool:

@@ -65,9 +65,10 @@ from trio_websocket import (
 
 from marketd.config.settings import BinanceSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
+from marketd.exchanges import exchange
+from marketd.exchanges.seam import Ack, ErrorReply
 from marketd.feed import ws_compat
 from marketd.feed.buffer import FrameBuffer
-from marketd.feed.control import Ack, ErrorReply, parse_control
 from marketd.feed.handover import Overlap
 from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
@@ -78,6 +79,9 @@ from marketd.runtime.backoff import Backoff, policy_from_settings
 
 ws_compat.install()
 log = structlog.get_logger()
+# The exchange this connection speaks to: its control frames and its subscribe message.
+_EXCHANGE = exchange()
+parse_control = _EXCHANGE.parse_control
 
 # The errors a connection recovers from by reconnecting; anything else propagates.
 RETRYABLE: tuple[type[Exception], ...] = (
@@ -610,7 +614,7 @@ class Feed:
             for message in messages:
                 await trio.sleep_until(connected_at + message.at_s)
                 acked = link.acks[message.id] = trio.Event()
-                await ws.send_message(message.to_json())
+                await ws.send_message(_EXCHANGE.subscribe_message(message.id, message.params))
                 with trio.move_on_after(timeout):
                     await acked.wait()
                 if not acked.is_set():

@@ -10,7 +10,6 @@ connection's URL and, where the combined-stream URL would be too long, plans the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 
@@ -36,12 +35,6 @@ class SubscribeMessage:
     id: int
     params: tuple[str, ...]
     at_s: float
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"method": "SUBSCRIBE", "params": list(self.params), "id": self.id},
-            separators=(",", ":"),
-        )
 
 
 @attrs.frozen

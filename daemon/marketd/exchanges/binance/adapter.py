@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from marketd.exchanges.binance import endpoints, vocabulary
-from marketd.exchanges.seam import Endpoint, Vocabulary
+import json
+from collections.abc import Callable, Sequence
+
+from marketd.exchanges.binance import control, endpoints, vocabulary
+from marketd.exchanges.seam import Control, Endpoint, Vocabulary
 from marketd.pipeline.records import Market
 
 
@@ -37,6 +40,15 @@ class Binance:
         if market is Market.SPOT:
             return vocabulary.Route.NONE
         return vocabulary.route(market, stream) or vocabulary.Route.MARKET
+
+    # The function itself, not a method wrapping it: the feed calls it on every frame.
+    parse_control: Callable[[str], Control | None] = staticmethod(control.parse_control)
+
+    def subscribe_message(self, request_id: int, streams: Sequence[str]) -> str:
+        return json.dumps(
+            {"method": "SUBSCRIBE", "params": list(streams), "id": request_id},
+            separators=(",", ":"),
+        )
 
     def chained_diffs(self, market: Market) -> bool:
         return market is Market.USDM

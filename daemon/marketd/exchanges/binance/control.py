@@ -1,4 +1,4 @@
-"""Telling control frames from data frames without parsing data (pure, no I/O).
+"""Binance's control frames, told from data frames without parsing data (pure, no I/O).
 
 A combined-stream data frame starts with ``{"stream":"`` (Binance's key order and no
 whitespace); that is all the hot path looks at. Anything else is rare — acks, error
@@ -9,39 +9,15 @@ counts it as malformed if it is.
 
 from __future__ import annotations
 
-import attrs
 import orjson
+
+from marketd.exchanges.seam import SHUTDOWN, Ack, Control, ErrorReply
 
 _DATA_PREFIX = '{"stream":"'
 _SHUTDOWN_PREFIX = '{"stream":"!serverShutdown"'
 # Control frames are tiny; a larger frame that does not start like data is not parsed
 # here (it is forwarded, and the codec judges it).
 MAX_CONTROL_FRAME_LENGTH = 4096
-
-
-@attrs.frozen
-class Ack:
-    """``{"result": ..., "id": N}``: request ``N`` succeeded."""
-
-    id: int
-    result: object = None
-
-
-@attrs.frozen
-class ErrorReply:
-    """``{"error": {...}, "id": N}`` (or Binance's older ``{"code":..,"msg":..,"id":N}``)."""
-
-    id: int | None
-    message: str
-
-
-@attrs.frozen
-class Shutdown:
-    """``serverShutdown``: the server is going away; reconnect now."""
-
-
-Control = Ack | ErrorReply | Shutdown
-SHUTDOWN = Shutdown()
 
 
 def _error_text(error: object) -> str:
