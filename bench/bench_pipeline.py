@@ -23,8 +23,8 @@ from typing import Any
 
 from marketd.testing.devkafka import running_broker
 from marketd.testing.processes import (
-    Daemon,
-    FakeExchange,
+    DaemonProcess,
+    FakeExchangeProcess,
     cpu_seconds,
     histogram_quantile,
     metric_value,
@@ -47,7 +47,9 @@ def run_scenario(
     env: dict[str, str],
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    with FakeExchange(tmp, "--symbols", str(symbols), "--seed", "7", "--rate", str(rate)) as fx:
+    with FakeExchangeProcess(
+        tmp, "--symbols", str(symbols), "--seed", "7", "--rate", str(rate)
+    ) as fx:
         names = list(fx.state()["markets"]["spot"]["symbols"])
         config = {
             "binance": {
@@ -62,7 +64,7 @@ def run_scenario(
             "kafka": {"bootstrap_servers": bootstrap},
             "log": {"format": "json", "stats_interval_s": 5.0},
         }
-        with Daemon(tmp, config, env) as daemon:
+        with DaemonProcess(tmp, config, env) as daemon:
             daemon.wait_ready(timeout=60)
             time.sleep(warmup)
             pid = daemon.proc.pid

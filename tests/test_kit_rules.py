@@ -77,7 +77,7 @@ def test_no_module_under_tests_imports_a_test_module() -> None:
         ("from gateway import test_hub", [(1, "gateway.test_hub")]),
         ("importlib.import_module('test_cli')", [(1, "test_cli")]),
         ("from kit.wait import poll_until\nimport e2ekit\nfrom .support import open_ws", []),
-        ("from marketd.testing.processes import Daemon", []),
+        ("from marketd.testing.processes import DaemonProcess", []),
     ],
     ids=[
         "import",

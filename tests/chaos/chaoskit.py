@@ -44,7 +44,12 @@ from kit.daemon import collector_config
 from kit.wait import poll_until
 
 from marketd.testing.devkafka import ConsumedRecord
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
+from marketd.testing.processes import (
+    DaemonProcess,
+    FakeExchangeProcess,
+    metric_value,
+    peak_rss_bytes,
+)
 from marketd.v1.market_data_pb2 import MarketEvent
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
@@ -82,7 +87,7 @@ class Topics:
 
 
 def daemon_config(
-    fx: FakeExchange, bootstrap: str, topics: Topics, tmp: Path, **kafka: Any
+    fx: FakeExchangeProcess, bootstrap: str, topics: Topics, tmp: Path, **kafka: Any
 ) -> dict[str, Any]:
     """Spot trade + depth@100ms, USD-M aggTrade + ``!miniTicker@arr``, spool on."""
     config = collector_config(fx, bootstrap=bootstrap, topics=attrs.asdict(topics), symbols=SYMBOLS)
@@ -98,17 +103,17 @@ def fake_args(symbols: int, rate: float, seed: int, *extra: str) -> list[str]:
     return [*args, "--history", "200000", *extra]
 
 
-def metric(daemon: Daemon, name: str, **labels: str) -> float:
+def metric(daemon: DaemonProcess, name: str, **labels: str) -> float:
     return metric_value(daemon.metrics(), name, **labels)
 
 
-def alive(daemon: Daemon) -> bool:
+def alive(daemon: DaemonProcess) -> bool:
     if daemon.proc.poll() is not None:
         raise AssertionError(f"marketd exited ({daemon.proc.returncode}):\n{daemon.log_tail()}")
     return True
 
 
-def last_ids(fx: FakeExchange) -> dict[Key, int | None]:
+def last_ids(fx: FakeExchangeProcess) -> dict[Key, int | None]:
     """The fake's last trade / aggregate trade id per subscribed (market, symbol)."""
     state = fx.state()["markets"]
     out: dict[Key, int | None] = {}
@@ -118,7 +123,7 @@ def last_ids(fx: FakeExchange) -> dict[Key, int | None]:
     return out
 
 
-def known_ids(fx: FakeExchange) -> Ids:
+def known_ids(fx: FakeExchangeProcess) -> Ids:
     ids = last_ids(fx)
     missing = [k for k, v in ids.items() if v is None]
     assert not missing, f"no trade yet for {missing}"
@@ -143,7 +148,7 @@ class Window:
         return time.monotonic() - self.started
 
 
-async def pause_before_start(fx: FakeExchange, window: Window) -> None:
+async def pause_before_start(fx: FakeExchangeProcess, window: Window) -> None:
     """Let the fake trade every symbol once, then pause it (before marketd starts)."""
     await poll_until(
         lambda: None not in last_ids(fx).values(),
@@ -155,7 +160,9 @@ async def pause_before_start(fx: FakeExchange, window: Window) -> None:
     window.start = known_ids(fx)
 
 
-async def resume_when_subscribed(fx: FakeExchange, daemon: Daemon, window: Window) -> None:
+async def resume_when_subscribed(
+    fx: FakeExchangeProcess, daemon: DaemonProcess, window: Window
+) -> None:
     """Wait until every feed connection of ``daemon`` has subscribed; open the window."""
 
     def subscribed() -> bool:
@@ -179,7 +186,7 @@ async def resume_when_subscribed(fx: FakeExchange, daemon: Daemon, window: Windo
     await wait_ready(daemon)
 
 
-async def wait_ready(daemon: Daemon, limit_s: float = 40) -> float:
+async def wait_ready(daemon: DaemonProcess, limit_s: float = 40) -> float:
     """Seconds until ``daemon`` answers /readyz 200 (it must stay alive meanwhile)."""
     return await poll_until(
         lambda: alive(daemon) and daemon.ready()[0] == 200,
@@ -206,7 +213,12 @@ def sequenced(records: Iterable[ConsumedRecord]) -> Iterable[tuple[ConsumedRecor
 
 
 async def close_window(
-    fx: FakeExchange, consume: Consume, topic: str, bootstrap: str, window: Window, wait_s: float
+    fx: FakeExchangeProcess,
+    consume: Consume,
+    topic: str,
+    bootstrap: str,
+    window: Window,
+    wait_s: float,
 ) -> float:
     """End the window now; wait until Kafka holds an id above its end for every symbol.
 
@@ -231,7 +243,9 @@ async def close_window(
     return time.monotonic() - began
 
 
-async def finish(fx: FakeExchange, daemon: Daemon, window: Window, drain_s: float = 60) -> None:
+async def finish(
+    fx: FakeExchangeProcess, daemon: DaemonProcess, window: Window, drain_s: float = 60
+) -> None:
     """Pause the fake, wait for the spool to drain, note peak RSS, stop marketd (exit 0)."""
     fx.control("pause")
     window.final = known_ids(fx)

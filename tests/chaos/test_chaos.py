@@ -40,7 +40,12 @@ from kit.wait import poll_until
 
 from marketd.config.settings import KafkaSettings
 from marketd.testing.devkafka import KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value, peak_rss_bytes
+from marketd.testing.processes import (
+    DaemonProcess,
+    FakeExchangeProcess,
+    metric_value,
+    peak_rss_bytes,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.slow]
 
@@ -56,7 +61,7 @@ SYMBOL_COUNT = 3
 IN_FLIGHT_BOUND = KafkaSettings().max_inflight_batches * KafkaSettings().max_records_per_send
 
 
-async def frames_per_second(daemon: Daemon, seconds: float) -> float:
+async def frames_per_second(daemon: DaemonProcess, seconds: float) -> float:
     before, began = metric(daemon, "marketd_feed_frames_total"), time.monotonic()
     await trio.sleep(seconds)
     return (metric(daemon, "marketd_feed_frames_total") - before) / (time.monotonic() - began)
@@ -82,10 +87,10 @@ async def test_a_broker_stopped_30s_at_2000_frames_per_second(
         await trio.to_thread.run_sync(broker.start)
         window.started = time.monotonic()
         fake = fake_args(SYMBOL_COUNT, HIGH_RATE, 41)
-        with FakeExchange(tmp_path, *fake) as fx:
+        with FakeExchangeProcess(tmp_path, *fake) as fx:
             await pause_before_start(fx, window)
             config = daemon_config(fx, broker.bootstrap, topics, tmp_path, request_timeout_ms=3000)
-            with Daemon(tmp_path, config) as daemon:
+            with DaemonProcess(tmp_path, config) as daemon:
                 await resume_when_subscribed(fx, daemon, window)
                 window.notes["frames_per_s"] = round(await frames_per_second(daemon, 8.0))
                 stopping = time.monotonic()
@@ -142,9 +147,9 @@ async def test_b_every_connection_dropped_every_5s_for_a_minute(
 ) -> None:
     window, bootstrap = Window(), kafka_broker.bootstrap
     with trio.fail_after(240):
-        with FakeExchange(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 42)) as fx:
+        with FakeExchangeProcess(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 42)) as fx:
             await pause_before_start(fx, window)
-            with Daemon(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
+            with DaemonProcess(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
                 await resume_when_subscribed(fx, daemon, window)
                 # The fake's own --drop-every would go on for ever; here the series is one
                 # minute long: drop every WebSocket connection (TCP reset) every 5 s.
@@ -186,9 +191,9 @@ async def test_c_bursts_of_server_shutdown(
     window, bootstrap = Window(), kafka_broker.bootstrap
     fault = {"kind": "server_shutdown", "seconds": CLOSE_AFTER_S}
     with trio.fail_after(180):
-        with FakeExchange(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 43)) as fx:
+        with FakeExchangeProcess(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 43)) as fx:
             await pause_before_start(fx, window)
-            with Daemon(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
+            with DaemonProcess(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
                 await resume_when_subscribed(fx, daemon, window)
                 began, announced = trio.current_time(), 0
                 for burst in range(BURSTS):
@@ -237,10 +242,10 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
     first_dir.mkdir()
     second_dir.mkdir()
     with trio.fail_after(180):
-        with FakeExchange(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 44)) as fx:
+        with FakeExchangeProcess(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 44)) as fx:
             await pause_before_start(fx, window)
             config = daemon_config(fx, bootstrap, topics, tmp_path)  # one spool directory
-            with Daemon(first_dir, config) as first:
+            with DaemonProcess(first_dir, config) as first:
                 await resume_when_subscribed(fx, first, window)
                 await poll_until(
                     lambda: metric(first, "marketd_kafka_records_acked_total") > 2000,
@@ -258,7 +263,7 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
             at_restart = known_ids(fx)
             window.notes["dead_s"] = DEAD_S
             window.notes["generated_while_dead"] = sum(at_restart[k] - at_kill[k] for k in at_kill)
-            with Daemon(second_dir, config) as second:
+            with DaemonProcess(second_dir, config) as second:
                 await wait_ready(second)
                 await trio.sleep(5.0)
                 await close_window(fx, consume_kafka, topics.raw, bootstrap, window, 60)
@@ -296,7 +301,7 @@ async def test_e_10000_broken_frames(
     count, rest = divmod(FRAMES, ROUNDS * len(FRAME_FAULTS) * len(markets))
     assert rest == 0, "FRAMES must split evenly over rounds, fault kinds and markets"
 
-    def stats(daemon: Daemon) -> dict[str, float]:
+    def stats(daemon: DaemonProcess) -> dict[str, float]:
         text = daemon.metrics()
         return {
             "errors": sum(
@@ -308,9 +313,9 @@ async def test_e_10000_broken_frames(
         }
 
     with trio.fail_after(180):
-        with FakeExchange(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 45)) as fx:
+        with FakeExchangeProcess(tmp_path, *fake_args(SYMBOL_COUNT, MODERATE_RATE, 45)) as fx:
             await pause_before_start(fx, window)
-            with Daemon(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
+            with DaemonProcess(tmp_path, daemon_config(fx, bootstrap, topics, tmp_path)) as daemon:
                 await resume_when_subscribed(fx, daemon, window)
                 await trio.sleep(2.0)
                 before = stats(daemon)

@@ -12,7 +12,7 @@ from typing import Any
 from kit.daemon import collector_config
 
 from marketd.testing.devkafka import ConsumedRecord
-from marketd.testing.processes import FakeExchange
+from marketd.testing.processes import FakeExchangeProcess
 from marketd.v1.market_data_pb2 import MarketEvent
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
@@ -21,7 +21,7 @@ LastIds = dict[str, int]
 
 
 def daemon_config(
-    fx: FakeExchange, bootstrap: str, raw: str, depth: str, orderbook: str = "test.orderbook"
+    fx: FakeExchangeProcess, bootstrap: str, raw: str, depth: str, orderbook: str = "test.orderbook"
 ) -> dict[str, Any]:
     """``marketd run`` collecting :data:`SYMBOLS` from ``fx`` into these Kafka topics."""
     topics = {"raw": raw, "depth": depth, "orderbook": orderbook}
@@ -38,7 +38,7 @@ def trades_by_symbol(records: list[ConsumedRecord], kind: str) -> dict[str, list
     return out
 
 
-def last_trade_ids(fx: FakeExchange) -> tuple[LastIds, LastIds]:
+def last_trade_ids(fx: FakeExchangeProcess) -> tuple[LastIds, LastIds]:
     """The exchange's last spot trade id and USD-M aggregate trade id per symbol."""
     markets = fx.state()["markets"]
     spot = {s: markets["spot"]["symbols"][s]["last_trade_id"] for s in SYMBOLS}

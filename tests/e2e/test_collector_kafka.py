@@ -17,14 +17,14 @@ from e2ekit import SYMBOLS, daemon_config, trades_by_symbol
 from kit.wait import poll_until_blocking
 
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 from marketd.v1.market_data_pb2 import Market
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def history(
-    fx: FakeExchange, market: str, path: str, symbol: str, first: int, last: int
+    fx: FakeExchangeProcess, market: str, path: str, symbol: str, first: int, last: int
 ) -> dict[int, dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     next_id = first
@@ -38,7 +38,7 @@ def history(
 
 
 def verify_against_exchange(
-    fx: FakeExchange,
+    fx: FakeExchangeProcess,
     records: list[ConsumedRecord],
     spot_last: dict[str, int],
     usdm_last: dict[str, int],
@@ -73,9 +73,9 @@ async def test_every_trade_reaches_kafka_exactly_once_in_order(
     consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
 ) -> None:
     raw, depth = kafka_topic("raw"), kafka_topic("depth")
-    with FakeExchange(tmp_path, "--symbols", "3", "--seed", "11", "--rate", "600") as fx:
+    with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "11", "--rate", "600") as fx:
         config = daemon_config(fx, kafka_broker.bootstrap, raw, depth)
-        with Daemon(tmp_path, config) as daemon:
+        with DaemonProcess(tmp_path, config) as daemon:
             daemon.wait_ready()
             poll_until_blocking(
                 lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 300,
@@ -153,9 +153,9 @@ async def test_sigterm_under_load_flushes_everything_received(
     consume_kafka: Callable[..., Awaitable[list[ConsumedRecord]]],
 ) -> None:
     raw, depth, books = kafka_topic("raw"), kafka_topic("depth"), kafka_topic("orderbook")
-    with FakeExchange(tmp_path, "--symbols", "3", "--seed", "12", "--rate", "2000") as fx:
+    with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "12", "--rate", "2000") as fx:
         config = daemon_config(fx, kafka_broker.bootstrap, raw, depth, books)
-        with Daemon(tmp_path, config) as daemon:
+        with DaemonProcess(tmp_path, config) as daemon:
             daemon.wait_ready()
             poll_until_blocking(
                 lambda: metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 3000,

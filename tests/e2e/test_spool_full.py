@@ -13,7 +13,7 @@ from e2ekit import assert_trades_complete, daemon_config, last_trade_ids
 from kit.wait import poll_until_blocking
 
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -29,13 +29,13 @@ async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
     raw, depth = kafka_topic("raw"), kafka_topic("depth")
 
     def scenario() -> tuple[dict[str, int], dict[str, int], dict[str, object]]:
-        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "41", "--rate", "300") as fx:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "41", "--rate", "300") as fx:
             config = daemon_config(fx, broker.bootstrap, raw, depth)
             config["kafka"]["request_timeout_ms"] = 3000
             # A tiny spool: full within seconds of the broker going away.
             config["spool"] = {"segment_bytes": 16384, "max_bytes": 65536}
             seen: dict[str, object] = {}
-            with Daemon(tmp_path, config) as daemon:
+            with DaemonProcess(tmp_path, config) as daemon:
                 daemon.wait_ready()
 
                 def value(name: str) -> float:

@@ -20,7 +20,7 @@ from kit.wait import poll_until_blocking
 
 from marketd.config.settings import KafkaSettings
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -38,11 +38,11 @@ async def test_broker_outage_is_absorbed_by_the_spool(
     raw, depth = kafka_topic("raw"), kafka_topic("depth")
 
     def scenario() -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
-        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "31", "--rate", "600") as fx:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "31", "--rate", "600") as fx:
             config = daemon_config(fx, broker.bootstrap, raw, depth)
             config["spool"] = {"enabled": True, "directory": str(tmp_path / "spool")}
             config["kafka"]["request_timeout_ms"] = 3000
-            with Daemon(tmp_path, config) as daemon:
+            with DaemonProcess(tmp_path, config) as daemon:
                 daemon.wait_ready()
 
                 def value(name: str) -> float:

@@ -21,7 +21,7 @@ from kit.wait import poll_until_blocking
 from marketd.spool import Spool, SpoolSettings
 from marketd.spool.sequence import read_checkpoint
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
-from marketd.testing.processes import Daemon, FakeExchange, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,12 +40,12 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
     spool_dir = tmp_path / "spool"
 
     def scenario() -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
-        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "37", "--rate", "600") as fx:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "37", "--rate", "600") as fx:
             config = daemon_config(fx, broker.bootstrap, raw, depth)
             config["kafka"]["request_timeout_ms"] = 3000
             config["shutdown"]["grace_s"] = GRACE_S
             facts: dict[str, float] = {}
-            with Daemon(tmp_path, config) as daemon:
+            with DaemonProcess(tmp_path, config) as daemon:
                 daemon.wait_ready()
 
                 def value(name: str) -> float:
@@ -89,7 +89,7 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
                 what="a trade of every symbol while no daemon ran",
             )
             broker.start()
-            with Daemon(tmp_path, config) as daemon:
+            with DaemonProcess(tmp_path, config) as daemon:
 
                 def pending() -> float:
                     return metric_value(daemon.metrics(), "marketd_spool_records_pending")

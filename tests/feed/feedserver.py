@@ -24,7 +24,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from marketd.config.settings import BackoffSettings, BinanceSettings
+from marketd.config.settings import BackoffSettings, ExchangeSettings
 
 AckMode = Literal["ok", "error", "silent"]
 
@@ -147,7 +147,7 @@ class WsServer:
             raise
 
 
-def feed_settings(server: WsServer, **overrides: object) -> BinanceSettings:
+def feed_settings(server: WsServer, **overrides: object) -> ExchangeSettings:
     """Settings pointing at the test server, with short timeouts and fast backoff."""
     values: dict[str, object] = {
         "spot_ws_url": server.url,
@@ -157,4 +157,4 @@ def feed_settings(server: WsServer, **overrides: object) -> BinanceSettings:
         "reconnect": BackoffSettings(initial_s=0.05, max_s=0.2, jitter=0.5, reset_after_s=60.0),
     }
     values.update(overrides)
-    return BinanceSettings(**values)  # type: ignore[arg-type]
+    return ExchangeSettings(**values)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from feedserver import ServerConn, WsServer, feed_settings, stream_counter
 from kit.net import free_port
 from kit.wait import poll_until
 
-from marketd.config.settings import BackoffSettings, BinanceSettings, Settings, Subscription
+from marketd.config.settings import BackoffSettings, ExchangeSettings, Settings, Subscription
 from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.feed.streams import ConnectionPlan
 from marketd.pipeline.records import FrameBatch, Market
@@ -22,14 +22,14 @@ from marketd.pipeline.records import FrameBatch, Market
 TRADES = (Subscription(Market.SPOT, symbols=("BTCUSDT", "ETHUSDT"), channels=("trade",)),)
 
 
-def spot_plan(settings: BinanceSettings, *, max_url_length: int = 2000) -> ConnectionPlan:
+def spot_plan(settings: ExchangeSettings, *, max_url_length: int = 2000) -> ConnectionPlan:
     (plan,) = plan_connections(TRADES, settings, max_url_length=max_url_length)
     return plan
 
 
 @asynccontextmanager
 async def running(
-    plan: ConnectionPlan, settings: BinanceSettings, *, capacity: int = 16
+    plan: ConnectionPlan, settings: ExchangeSettings, *, capacity: int = 16
 ) -> AsyncIterator[tuple[Feed, trio.MemoryReceiveChannel[FrameBatch]]]:
     """A started feed (first subscribe done) and the receiving end of its batches."""
     send, receive = trio.open_memory_channel[FrameBatch](capacity)
@@ -293,7 +293,7 @@ async def test_binary_and_unknown_frames_are_forwarded(ws_server: WsServer) -> N
 
 async def test_refused_connection_retries_with_backoff() -> None:
     port = free_port()  # nothing listens there
-    settings = BinanceSettings(
+    settings = ExchangeSettings(
         spot_ws_url=f"ws://127.0.0.1:{port}",
         reconnect=BackoffSettings(initial_s=0.02, max_s=0.05),
     )
@@ -326,7 +326,7 @@ async def test_handshake_timeout_is_a_feed_timeout(nursery: trio.Nursery) -> Non
         functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1")
     )
     port = listener.socket.getsockname()[1]
-    settings = BinanceSettings(
+    settings = ExchangeSettings(
         spot_ws_url=f"ws://127.0.0.1:{port}",
         connect_timeout_s=0.2,
         reconnect=BackoffSettings(initial_s=0.02, max_s=0.05),
@@ -407,10 +407,10 @@ def test_bad_url_is_a_config_error(url: str) -> None:
     from marketd.errors import ConfigError
 
     plan = ConnectionPlan(
-        "spot-0", Market.SPOT, spot_plan(BinanceSettings()).route, url, ("a@trade",)
+        "spot-0", Market.SPOT, spot_plan(ExchangeSettings()).route, url, ("a@trade",)
     )
     with pytest.raises(ConfigError, match="spot-0"):
-        Feed(plan, BinanceSettings())
+        Feed(plan, ExchangeSettings())
 
 
 async def test_waiting_on_downstream_is_not_staleness(ws_server: WsServer) -> None:

@@ -21,7 +21,7 @@ from kit.daemon import binance_settings
 from kit.wait import poll_until
 from trio_websocket import ConnectionClosed
 
-from marketd.config.settings import BackoffSettings, BinanceSettings, Subscription, TopicSettings
+from marketd.config.settings import BackoffSettings, ExchangeSettings, Subscription, TopicSettings
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.feed import Feed, FeedGroup, plan_connections
@@ -47,7 +47,7 @@ class Run:
 
 
 async def run_pipeline(
-    settings: BinanceSettings, fx: FakeExchange, during: Callable[[FeedGroup], Awaitable[None]]
+    settings: ExchangeSettings, fx: FakeExchange, during: Callable[[FeedGroup], Awaitable[None]]
 ) -> Run:
     codec = Codec(TopicSettings())
     backfiller = Backfiller(
@@ -77,7 +77,7 @@ async def run_pipeline(
     return Run(records, feeds, normalizer, backfiller, state)
 
 
-def fx_settings(fx: FakeExchange, **overrides: object) -> BinanceSettings:
+def fx_settings(fx: FakeExchange, **overrides: object) -> ExchangeSettings:
     values: dict[str, object] = {
         "connect_timeout_s": 2.0,
         "stale_after_s": 5.0,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketd.config.settings import BinanceSettings, Subscription
+from marketd.config.settings import ExchangeSettings, Subscription
 from marketd.exchanges import exchange
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.feed.streams import (
@@ -24,7 +24,7 @@ from marketd.pipeline.records import Market
 
 SPOT = "ws://spot.test:9443"
 FUTURES = "ws://127.0.0.1:5555/usdm"
-SETTINGS = BinanceSettings(spot_ws_url=SPOT, futures_ws_url=FUTURES)
+SETTINGS = ExchangeSettings(spot_ws_url=SPOT, futures_ws_url=FUTURES)
 
 
 def max_in_window(messages: tuple[SubscribeMessage, ...], window_s: float = 1.0) -> int:
@@ -146,7 +146,7 @@ def test_2049_streams_need_three_connections() -> None:
 
 def test_split_limit_comes_from_settings() -> None:
     subs = (Subscription(Market.USDM, symbols=("A", "B", "C"), channels=("aggTrade",)),)
-    settings = BinanceSettings(futures_ws_url=FUTURES, max_streams_per_connection=2)
+    settings = ExchangeSettings(futures_ws_url=FUTURES, max_streams_per_connection=2)
     plans = plan_connections(subs, settings)
     assert [(p.connection_id, p.streams) for p in plans] == [
         ("usdm-market-0", ("a@aggTrade", "b@aggTrade")),
@@ -157,7 +157,7 @@ def test_split_limit_comes_from_settings() -> None:
 def test_zero_streams_per_connection_is_rejected() -> None:
     subs = (Subscription(Market.SPOT, streams=("!miniTicker@arr",)),)
     with pytest.raises(ValueError, match="max_streams_per_connection"):
-        plan_connections(subs, BinanceSettings(max_streams_per_connection=0))
+        plan_connections(subs, ExchangeSettings(max_streams_per_connection=0))
 
 
 def test_base_url_trailing_slash_and_prefix() -> None:

@@ -16,14 +16,14 @@ from kit.browser import cards, csp_violations, in_browser, new_page, requires_br
 from kit.daemon import alerts_of, binance_config
 from kit.wait import poll_until_blocking
 
-from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, http_json, metric_value
 
 pytestmark = [pytest.mark.slow, requires_browser]
 
 TOKEN = "e2e-token"
 
 
-def config(fx: FakeExchange, state_dir: Path) -> dict[str, Any]:
+def config(fx: FakeExchangeProcess, state_dir: Path) -> dict[str, Any]:
     return {
         "binance": binance_config(fx),
         "subscriptions": [{"market": "usdm", "streams": ["!miniTicker@arr"]}],
@@ -59,8 +59,8 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
     state = tmp_path / "state"
 
     def script(browser: Any) -> None:
-        with FakeExchange(tmp_path, "--symbols", "3", "--seed", "21", "--rate", "50") as fx:
-            with Daemon(tmp_path, config(fx, state)) as daemon:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "21", "--rate", "50") as fx:
+            with DaemonProcess(tmp_path, config(fx, state)) as daemon:
                 daemon.wait_ready()
                 page = new_page(browser, daemon.base + "/")
                 assert cards(page) == []
@@ -107,7 +107,7 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                 assert alerts_of(daemon.base, "ETHUSDT") == []
                 assert daemon.stop() == 0
             # ... and survives a restart (persisted in alerts.state_dir).
-            with Daemon(tmp_path, config(fx, state)) as again:
+            with DaemonProcess(tmp_path, config(fx, state)) as again:
                 again.wait_ready()
                 status, body = http_json(again.base + "/api/rules")
                 assert status == 200

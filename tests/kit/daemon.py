@@ -1,7 +1,7 @@
 """Daemon settings and ``marketd run`` configs that point at a running fake exchange.
 
 Two fakes exist: the in-process one (``marketd.fakex.FakeExchange``, its URLs from the
-method ``urls()``) and the subprocess one (``marketd.testing.processes.FakeExchange``, its
+method ``urls()``) and the subprocess one (``marketd.testing.processes.FakeExchangeProcess``, its
 URLs in the dict attribute ``urls``, read from its first stdout line). Both serve the
 same four endpoints; :func:`exchange_urls` takes either, so every test builds the
 ``binance`` block the same way and a new URL setting is added in one place.
@@ -13,9 +13,9 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from marketd.config.settings import BinanceSettings
+from marketd.config.settings import ExchangeSettings
 from marketd.fakex import FakeExchange as InProcessExchange
-from marketd.testing.processes import FakeExchange as ExchangeProcess
+from marketd.testing.processes import FakeExchangeProcess as ExchangeProcess
 from marketd.testing.processes import http_json
 
 # The ``binance`` settings that locate an exchange (the control URL is the fake's own).
@@ -31,15 +31,15 @@ FAST_RECOVERY: dict[str, Any] = {
 
 
 def exchange_urls(fx: InProcessExchange | ExchangeProcess) -> dict[str, str]:
-    """The fake's WebSocket and REST base URLs, keyed as in ``BinanceSettings``."""
+    """The fake's WebSocket and REST base URLs, keyed as in ``ExchangeSettings``."""
     urls = fx.urls() if callable(fx.urls) else fx.urls
     return {key: urls[key] for key in EXCHANGE_URL_KEYS}
 
 
-def binance_settings(fx: InProcessExchange | ExchangeProcess, **overrides: Any) -> BinanceSettings:
-    """``BinanceSettings`` for in-process components (feeds, backfill, the daemon object)
+def binance_settings(fx: InProcessExchange | ExchangeProcess, **overrides: Any) -> ExchangeSettings:
+    """``ExchangeSettings`` for in-process components (feeds, backfill, the daemon object)
     against the fake; ``overrides`` set any other field."""
-    return BinanceSettings(**exchange_urls(fx), **overrides)
+    return ExchangeSettings(**exchange_urls(fx), **overrides)
 
 
 def binance_config(fx: InProcessExchange | ExchangeProcess, **extra: Any) -> dict[str, Any]:

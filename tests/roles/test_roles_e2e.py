@@ -25,7 +25,7 @@ from kit.wait import poll_until, poll_until_blocking
 
 from marketd.alerts.encoding import decode_alert
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
-from marketd.testing.processes import Daemon, FakeExchange, http_json, metric_value
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, http_json, metric_value
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -38,7 +38,7 @@ class Endpoint:
     port: int
 
 
-def endpoint(daemon: Daemon) -> Endpoint:
+def endpoint(daemon: DaemonProcess) -> Endpoint:
     return Endpoint("127.0.0.1", daemon.port)
 
 
@@ -46,7 +46,7 @@ def kafka_settings(bootstrap: str, topics: dict[str, str]) -> dict[str, Any]:
     return {"bootstrap_servers": bootstrap, "topics": topics}
 
 
-def collector_config(fx: FakeExchange, kafka: dict[str, Any]) -> dict[str, Any]:
+def collector_config(fx: FakeExchangeProcess, kafka: dict[str, Any]) -> dict[str, Any]:
     return {
         "roles": ["collector"],
         "binance": binance_config(fx),
@@ -85,7 +85,7 @@ def subdir(tmp: Path, name: str) -> Path:
     return path
 
 
-def readiness(daemon: Daemon) -> dict[str, Any]:
+def readiness(daemon: DaemonProcess) -> dict[str, Any]:
     status, body = daemon.ready()
     assert status == 200, body
     return dict(body)
@@ -131,12 +131,12 @@ async def test_collector_detector_and_gateway_in_three_processes(
     group = f"detector-{topics['raw']}"
     with trio.fail_after(180):
         with (
-            FakeExchange(tmp_path, "--symbols", "3", "--seed", "21", "--rate", "50") as fx,
-            Daemon(subdir(tmp_path, "collector"), collector_config(fx, kafka)) as collector,
-            Daemon(
+            FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "21", "--rate", "50") as fx,
+            DaemonProcess(subdir(tmp_path, "collector"), collector_config(fx, kafka)) as collector,
+            DaemonProcess(
                 subdir(tmp_path, "detector"), detector_config(kafka, tmp_path, group)
             ) as detector,
-            Daemon(subdir(tmp_path, "gateway"), gateway_config(kafka)) as gateway,
+            DaemonProcess(subdir(tmp_path, "gateway"), gateway_config(kafka)) as gateway,
         ):
             for daemon in (collector, detector, gateway):
                 await in_thread(daemon.wait_ready, 60.0)
@@ -210,7 +210,7 @@ async def test_collector_detector_and_gateway_in_three_processes(
             assert published.price == alert["price"]
 
             # A gateway started after the alert replays it, to the API and to a browser.
-            with Daemon(subdir(tmp_path, "gateway-late"), gateway_config(kafka)) as late:
+            with DaemonProcess(subdir(tmp_path, "gateway-late"), gateway_config(kafka)) as late:
                 await in_thread(late.wait_ready, 60.0)
                 assert alerts_of(late.base, SYMBOL) == [alert]
                 async with open_ws(endpoint(late)) as ws:
@@ -237,7 +237,7 @@ async def test_a_gateway_is_ready_while_kafka_answers(
     await in_thread(create_topics, broker.bootstrap, [topic], 2)
     kafka = {"bootstrap_servers": broker.bootstrap, "topics": {"alerts": topic},
              "request_timeout_ms": 3000}  # fmt: skip
-    with trio.fail_after(150), Daemon(tmp_path, gateway_config(kafka)) as gateway:
+    with trio.fail_after(150), DaemonProcess(tmp_path, gateway_config(kafka)) as gateway:
         await in_thread(gateway.wait_ready, 60.0)
         await in_thread(broker.stop)
 

@@ -169,7 +169,10 @@ class BackoffSettings:
 
 
 @attrs.frozen
-class BinanceSettings:
+class ExchangeSettings:
+    """How to reach the exchange and keep its connections healthy (the ``binance:`` section:
+    its WebSocket and REST base URLs per market, message-rate limits, timeouts)."""
+
     spot_ws_url: str = attrs.field(default=LIVE_SPOT_WS_URL, validator=url("ws", "wss"))
     spot_rest_url: str = attrs.field(default=LIVE_SPOT_REST_URL, validator=url("http", "https"))
     futures_ws_url: str = attrs.field(default=LIVE_FUTURES_WS_URL, validator=url("ws", "wss"))
@@ -425,7 +428,7 @@ class Settings:
     roles: tuple[str, ...] = attrs.field(
         default=ROLES, converter=_lower_all, validator=_check_roles
     )
-    binance: BinanceSettings = attrs.field(factory=BinanceSettings)
+    binance: ExchangeSettings = attrs.field(factory=ExchangeSettings)
     subscriptions: tuple[Subscription, ...] = attrs.field(
         factory=default_subscriptions, validator=_some_subscription
     )

@@ -39,7 +39,7 @@ def depth_speed_ms(market: Market, channel: str) -> int:
     return int(speed.removesuffix("ms")) if speed else DEFAULT_DEPTH_MS[market]
 
 
-class Feed:
+class TimedStream:
     """One subscribed stream of a timed kind: its subscribers, state and next due time."""
 
     def __init__(self, idx: int) -> None:
@@ -57,7 +57,7 @@ def _new_trades(history: TradeHistory, cursor: int) -> list[RawTrade]:
     return history.trades(cursor, history.next_id - cursor) if cursor < history.next_id else []
 
 
-class KlineFeed(Feed):
+class KlineFeed(TimedStream):
     def __init__(self, idx: int, model: SymbolModel, frames: SymbolFrames, interval: str,
                  cadence_ms: int, length_ms: int) -> None:  # fmt: skip
         super().__init__(idx)
@@ -93,7 +93,7 @@ class KlineFeed(Feed):
         return sent
 
 
-class AvgPriceFeed(Feed):
+class AvgPriceFeed(TimedStream):
     def __init__(self, idx: int, model: SymbolModel, frames: SymbolFrames) -> None:
         super().__init__(idx)
         self.model, self.frames = model, frames
@@ -119,7 +119,7 @@ class AvgPriceFeed(Feed):
         return send(self.group, self.frames.avg_price(*last, now_ms))
 
 
-class WindowTickerFeed(Feed):
+class WindowTickerFeed(TimedStream):
     def __init__(self, idx: int, model: SymbolModel, frames: SymbolFrames, window: str) -> None:
         super().__init__(idx)
         self.model, self.frames = model, frames
@@ -145,7 +145,7 @@ class WindowTickerFeed(Feed):
         return send(self.group, self.frames.window_ticker(self.kind, st, now_ms))
 
 
-class PartialDepthFeed(Feed):
+class PartialDepthFeed(TimedStream):
     """The top levels of the true book at the stream's speed. On USD-M the hub shows it
     every diff (``saw``) so that ``U`` is the first update id since the previous push."""
 
@@ -177,7 +177,7 @@ class PartialDepthFeed(Feed):
         return send(self.group, payload)
 
 
-class LiquidationFeed(Feed):
+class LiquidationFeed(TimedStream):
     """``<symbol>@forceOrder`` or ``!forceOrder@arr``: pushed by the market's liquidation
     round (``TimedFeeds._liquidate``), so both see the same liquidations."""
 

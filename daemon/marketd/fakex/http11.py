@@ -38,7 +38,7 @@ class HttpResponse:
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-async def serve_http(
+async def serve_http11(
     handler: Handler,
     host: str,
     port: int,

@@ -31,7 +31,7 @@ from marketd.fakex.faults import (
     unknown_event_frames,
 )
 from marketd.fakex.fuzz import fuzz_frames
-from marketd.fakex.http11 import HttpRequest, HttpResponse, serve_http
+from marketd.fakex.http11 import HttpRequest, HttpResponse, serve_http11
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import BadPath, UnknownStream, parse_stream, parse_ws_path
@@ -439,7 +439,7 @@ async def open_fake_exchange(
         fx._nursery = nursery
         fx.ws_port = await nursery.start(fx.serve_ws)
         fx.rest_port = await nursery.start(
-            serve_http, fx._on_http, fx.config.host, fx.config.rest_port
+            serve_http11, fx._on_http, fx.config.host, fx.config.rest_port
         )
         for market in Market:
             nursery.start_soon(fx.drive, market)

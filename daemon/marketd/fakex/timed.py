@@ -19,10 +19,10 @@ from marketd.fakex.feeds import (
     NEVER,
     SECOND_MS,
     AvgPriceFeed,
-    Feed,
     KlineFeed,
     LiquidationFeed,
     PartialDepthFeed,
+    TimedStream,
     WindowTickerFeed,
     depth_speed_ms,
     kline_cadence_ms,
@@ -46,7 +46,7 @@ class TimedFeeds:
         self.market = model.market
         self.frames = frames
         self.kline_ms = kline_ms
-        self.feeds: dict[Key, Feed] = {}
+        self.feeds: dict[Key, TimedStream] = {}
         n = len(model.symbols)
         # Per symbol, the USD-M partial-depth feeds that must see each diff (None: none).
         self.depth_watchers: list[list[PartialDepthFeed] | None] = [None] * n
@@ -58,7 +58,7 @@ class TimedFeeds:
     def __len__(self) -> int:
         return sum(len(subs) for f in self.feeds.values() for subs in f.group.values())
 
-    def _make(self, ref: StreamRef) -> Feed:
+    def _make(self, ref: StreamRef) -> TimedStream:
         idx, variant, c = ref.symbol, ref.variant, ref.channel
         if c is Channel.LIQUIDATION or c is Channel.ALL_LIQUIDATIONS:
             return LiquidationFeed(idx)

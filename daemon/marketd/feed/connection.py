@@ -63,7 +63,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from marketd.config.settings import BinanceSettings
+from marketd.config.settings import ExchangeSettings
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Ack, ErrorReply
@@ -84,7 +84,7 @@ _EXCHANGE = exchange()
 parse_control = _EXCHANGE.parse_control
 
 # The errors a connection recovers from by reconnecting; anything else propagates.
-RETRYABLE: tuple[type[Exception], ...] = (
+RECONNECT_ON: tuple[type[Exception], ...] = (
     OSError,
     HandshakeError,
     ConnectionClosed,
@@ -177,7 +177,7 @@ def _describe(exc: BaseException) -> str:
 class Feed:
     """One connection plan served forever; :meth:`statistics` is safe to call any time."""
 
-    def __init__(self, plan: ConnectionPlan, settings: BinanceSettings) -> None:
+    def __init__(self, plan: ConnectionPlan, settings: ExchangeSettings) -> None:
         self.plan = plan
         self.settings = settings
         self._log = log.bind(connection=plan.connection_id)
@@ -332,7 +332,7 @@ class Feed:
         try:
             with link.scope:
                 await self._session(link)
-        except* RETRYABLE as group:
+        except* RECONNECT_ON as group:
             link.failure = _first_leaf(group)
         finally:
             link.connected = False

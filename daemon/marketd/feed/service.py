@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import trio
 from prometheus_client.core import Metric
 
-from marketd.config.settings import BinanceSettings, Settings
+from marketd.config.settings import ExchangeSettings, Settings
 from marketd.feed.connection import Feed
 from marketd.feed.stats import FeedStatistics
 from marketd.feed.streams import ConnectionPlan, plan_connections
@@ -19,7 +19,7 @@ class FeedGroup:
     """The feeds of a configuration: ``serve`` runs them all; statistics, readiness and
     metrics per connection. Iterating gives the :class:`Feed` objects."""
 
-    def __init__(self, plans: Iterable[ConnectionPlan], settings: BinanceSettings) -> None:
+    def __init__(self, plans: Iterable[ConnectionPlan], settings: ExchangeSettings) -> None:
         self.feeds = tuple(Feed(plan, settings) for plan in plans)
 
     @classmethod

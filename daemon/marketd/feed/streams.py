@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from marketd.config.settings import BinanceSettings, Subscription
+from marketd.config.settings import ExchangeSettings, Subscription
 from marketd.exchanges import exchange
 from marketd.pipeline.records import Market
 
@@ -97,11 +97,11 @@ def route_for(market: Market, stream: str) -> str:
     return exchange().ws_route(market, stream)
 
 
-def base_url_for(market: Market, settings: BinanceSettings) -> str:
+def base_url_for(market: Market, settings: ExchangeSettings) -> str:
     return settings.futures_ws_url if market is Market.USDM else settings.spot_ws_url
 
 
-def messages_per_second_for(market: Market, settings: BinanceSettings) -> float:
+def messages_per_second_for(market: Market, settings: ExchangeSettings) -> float:
     if market is Market.USDM:
         return settings.futures_messages_per_second
     return settings.spot_messages_per_second
@@ -113,7 +113,7 @@ def _chunks(items: Sequence[str], size: int) -> list[tuple[str, ...]]:
 
 def plan_connections(
     subscriptions: Iterable[Subscription],
-    settings: BinanceSettings,
+    settings: ExchangeSettings,
     *,
     max_url_length: int = MAX_URL_LENGTH,
 ) -> tuple[ConnectionPlan, ...]:

@@ -62,7 +62,7 @@ class HubStatistics:
     history: int
 
 
-class Subscription:
+class HubClient:
     """One client's view of the hub: the replay taken at subscribe time, then live messages.
 
     ``messages`` yields each alert's JSON text in publish order (see
@@ -101,7 +101,7 @@ class AlertHub:
         self.client_queue = client_queue
         self._history: collections.deque[Alert] = collections.deque(maxlen=history)
         self._ids: set[str] = set()
-        self._clients: set[Subscription] = set()
+        self._clients: set[HubClient] = set()
         self._published = 0
         self._duplicates = 0
         self._delivered = 0
@@ -137,7 +137,7 @@ class AlertHub:
         return [self._history[-i] for i in range(1, n + 1)]
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
+    def subscribe(self) -> Iterator[HubClient]:
         """Register a client for the duration of the ``with`` block.
 
         The replay (the last ``replay`` alerts, oldest first) and the registration happen
@@ -145,7 +145,7 @@ class AlertHub:
         """
         replay = self.recent(self.replay_size)
         replay.reverse()
-        client = Subscription(replay, self.client_queue)
+        client = HubClient(replay, self.client_queue)
         self._clients.add(client)
         try:
             yield client
@@ -159,7 +159,7 @@ class AlertHub:
     def record_rejected(self, reason: str) -> None:
         self._rejected[reason] += 1
 
-    def _drop(self, client: Subscription, reason: str) -> None:
+    def _drop(self, client: HubClient, reason: str) -> None:
         self._clients.discard(client)
         self._dropped[reason] += 1
         client._kick(reason)

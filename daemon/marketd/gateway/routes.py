@@ -41,7 +41,7 @@ from quart_trio import QuartTrio
 
 from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.gateway import policy
-from marketd.gateway.hub import MAX_BATCH, AlertHub, Subscription, alerts_message, replay_message
+from marketd.gateway.hub import MAX_BATCH, AlertHub, HubClient, alerts_message, replay_message
 from marketd.gateway.timing import RouteTimings
 from marketd.obs.metrics import counter, gauge
 
@@ -56,7 +56,7 @@ GOING_AWAY: Final = 1001
 POLICY_VIOLATION: Final = 1008
 
 
-class RulesStore(Protocol):
+class RulesAccess(Protocol):
     """The detector's rules, readable and replaceable at runtime (persisted by the store)."""
 
     def rules(self) -> tuple[RuleSettings, ...]: ...
@@ -98,7 +98,7 @@ class Gateway:
     def __init__(
         self,
         hub: AlertHub,
-        rules: RulesStore | None,
+        rules: RulesAccess | None,
         settings: GatewaySettings,
         shutdown: trio.Event,
         ui_dir: Path,
@@ -173,7 +173,7 @@ class Gateway:
             await ws.close(code, reason)
         return None
 
-    async def _push(self, client: Subscription) -> None:
+    async def _push(self, client: HubClient) -> None:
         ws = quart.websocket
         await ws.send(replay_message(client.replay))
         self.hub.record_delivered(len(client.replay))
@@ -285,7 +285,7 @@ async def _mark_start() -> None:
 def install_gateway(
     app: QuartTrio,
     hub: AlertHub,
-    rules: RulesStore | None,
+    rules: RulesAccess | None,
     settings: GatewaySettings,
     shutdown: trio.Event,
     *,

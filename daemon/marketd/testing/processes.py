@@ -108,7 +108,7 @@ class Process:
         return "\n".join(text[-lines:])
 
 
-class FakeExchange(Process):
+class FakeExchangeProcess(Process):
     """``python -m marketd.fakex`` on free ports; ``urls`` from its first stdout line."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
@@ -137,7 +137,7 @@ class FakeExchange(Process):
         assert status == 200, (path, status, payload)
         return payload
 
-    def __enter__(self) -> FakeExchange:
+    def __enter__(self) -> FakeExchangeProcess:
         return self
 
     def __exit__(
@@ -149,7 +149,7 @@ class FakeExchange(Process):
         self.close()
 
 
-class Daemon(Process):
+class DaemonProcess(Process):
     """``python -m marketd run --config FILE`` with the given settings and environment."""
 
     def __init__(self, tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None):
@@ -188,7 +188,7 @@ class Daemon(Process):
         self.signal(signal.SIGTERM)
         return self.wait(timeout)
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> DaemonProcess:
         return self
 
     def __exit__(
