@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,8 +19,16 @@ from marketd.fakex.config import Fault, FaultKind
 from marketd.fakex.http11 import HttpRequest, HttpResponse
 from marketd.pipeline.records import Market
 
-if TYPE_CHECKING:
-    from marketd.fakex.server import FakeExchange
+
+class Controlled(Protocol):
+    """What the control API drives (the fake exchange), named here so that the server can
+    import this module without this module importing the server."""
+
+    def state(self) -> dict[str, Any]: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def inject_fault(self, fault: Fault) -> int: ...
+    def jump(self, market: Market, symbol: str, percent: float) -> str: ...
 
 
 class BadControl(ValueError):
@@ -91,7 +99,7 @@ def _parse_jump(body: dict[str, Any]) -> tuple[Market, str, float]:
     return market, symbol, float(percent)
 
 
-def handle(fx: FakeExchange, request: HttpRequest) -> HttpResponse:
+def handle(fx: Controlled, request: HttpRequest) -> HttpResponse:
     action = request.path.removeprefix("/_fake/")
     try:
         if action == "state" and request.method == "GET":
