@@ -9,11 +9,10 @@ import json
 import attrs
 import msgspec
 
-from marketd.books.scheduler import DepthSnapshot
 from marketd.books.service import Books, book_symbols
 from marketd.config.settings import Settings, Subscription
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.events import DepthDiff, Tick
+from marketd.pipeline.events import DepthDiff, DepthSnapshot, Tick
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.records import FrameBatch, Market, RecordBatch
 

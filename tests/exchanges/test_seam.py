@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -19,6 +20,7 @@ from marketd.exchanges.binance.adapter import BINANCE
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.seam import Endpoint, Vocabulary
 from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.events import DepthSnapshot
 from marketd.pipeline.records import Market
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import RestBudgets
@@ -77,6 +79,19 @@ def test_binance_behind_the_seam() -> None:
     assert BINANCE.trade_history(Market.SPOT, "depthUpdate") is None
     assert (BINANCE.chained_diffs(Market.USDM), BINANCE.chained_diffs(Market.SPOT)) == (True, False)
     assert BINANCE.used_weight_header == "x-mbx-used-weight-1m"
+    snapshot = BINANCE.decode_depth_snapshot(
+        b'{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"],["0.0027","1"]]}'
+    )
+    assert snapshot == DepthSnapshot(
+        last_update_id=160, bids=[("0.0024", "10")], asks=[("0.0026", "100"), ("0.0027", "1")]
+    )
+    with pytest.raises(ValueError, match="lastUpdateId"):
+        BINANCE.decode_depth_snapshot(b'{"bids":[],"asks":[]}')
+    assert BINANCE.stream_url("wss://x:9443/", "", ()) == "wss://x:9443/stream"
+    assert (
+        BINANCE.stream_url("wss://f", "/public", ("a@depth", "!bookTicker"))
+        == "wss://f/public/stream?streams=a@depth/!bookTicker"
+    )
     assert BINANCE.ws_route(Market.SPOT, "btcusdt@depth") == ""
     assert BINANCE.ws_route(Market.USDM, "btcusdt@depth@100ms") == "/public"
     assert BINANCE.ws_route(Market.USDM, "!bookTicker") == "/public"
@@ -105,6 +120,12 @@ class Other:
 
     def ws_route(self, market: Market, stream: str) -> str:
         return ""
+
+    def decode_depth_snapshot(self, body: bytes) -> DepthSnapshot:
+        raise ValueError("not used here")
+
+    def stream_url(self, base_url: str, route: str, streams: Sequence[str]) -> str:
+        return f"{base_url}/v9/ws"
 
     def chained_diffs(self, market: Market) -> bool:
         return market is Market.SPOT

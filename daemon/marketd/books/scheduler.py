@@ -17,7 +17,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 
 import attrs
-import msgspec
 import structlog
 import trio
 
@@ -26,6 +25,7 @@ from marketd.errors import RestError
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
+from marketd.pipeline.events import DepthSnapshot
 from marketd.pipeline.records import Market
 from marketd.rest.budget import SNAPSHOTS, RestBudgets
 from marketd.rest.client import HttpGet, http_get
@@ -34,16 +34,6 @@ from marketd.runtime.backoff import BackoffPolicy
 
 log = structlog.get_logger(__name__)
 
-
-class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """``GET /api/v3/depth`` / ``/fapi/v1/depth``: levels ``[price, quantity]``, best first."""
-
-    last_update_id: int = msgspec.field(name="lastUpdateId")
-    bids: list[tuple[str, str]]
-    asks: list[tuple[str, str]]
-
-
-_decode_snapshot = msgspec.json.Decoder(DepthSnapshot).decode
 
 # deliver(market, symbol, snapshot or None if it failed) → True: request another one.
 Deliver = Callable[[Market, str, DepthSnapshot | None], bool]
@@ -91,7 +81,7 @@ class SnapshotScheduler:
         budgets: RestBudgets | None = None,
         adapter: Exchange | None = None,
     ) -> None:
-        adapter = adapter or exchange()
+        self.adapter = adapter = adapter or exchange()
         self.settings = settings
         self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
@@ -202,8 +192,8 @@ class SnapshotScheduler:
         self.budgets.observe(lane.market, resp, user=SNAPSHOTS)
         if resp.status == 200:
             try:
-                return "ok", _decode_snapshot(resp.body)
-            except msgspec.DecodeError as exc:
+                return "ok", self.adapter.decode_depth_snapshot(resp.body)
+            except ValueError as exc:  # msgspec.DecodeError: not the exchange's snapshot
                 log.warning("book snapshot unreadable", symbol=symbol, error=str(exc))
                 return "bad_body", None
         if resp.status in (429, 418):  # the market is blocked (observe)

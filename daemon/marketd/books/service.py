@@ -25,13 +25,13 @@ import trio
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
-from marketd.books.scheduler import DepthSnapshot, SnapshotScheduler
+from marketd.books.scheduler import SnapshotScheduler
 from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Exchange, Vocabulary
 from marketd.obs.metrics import counter, gauge
-from marketd.pipeline.events import DepthDiff
+from marketd.pipeline.events import DepthDiff, DepthSnapshot
 from marketd.pipeline.records import Market, Record, events_of, record_headers
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import HttpGet, http_get

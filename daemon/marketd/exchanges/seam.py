@@ -15,6 +15,7 @@ from typing import Protocol
 
 import attrs
 
+from marketd.pipeline.events import DepthSnapshot
 from marketd.pipeline.records import Market
 
 
@@ -104,9 +105,19 @@ class Exchange(Protocol):
         and its weight; ``Endpoint.page`` is the limit actually asked for."""
         ...
 
+    def decode_depth_snapshot(self, body: bytes) -> DepthSnapshot:
+        """The snapshot in a 200 response of :meth:`depth_snapshot`; ValueError when the
+        body is not one."""
+        ...
+
     def trade_history(self, market: Market, kind: str) -> Endpoint | None:
         """The trade history that fills a gap of ``kind`` (``fromId`` paging), or None
         when the exchange keeps none for that kind."""
+        ...
+
+    def stream_url(self, base_url: str, route: str, streams: Sequence[str]) -> str:
+        """The WebSocket URL of a connection on ``route`` that carries ``streams`` from the
+        start (none: the streams are subscribed with :meth:`subscribe_message`)."""
         ...
 
     def ws_route(self, market: Market, stream: str) -> str:

@@ -50,13 +50,14 @@ class ConnectionPlan:
 
     @property
     def stream_path_url(self) -> str:
-        """``<base>[/route]/stream`` with no streams in it."""
-        return f"{self.base_url.rstrip('/')}{self.route}/stream"
+        """The connection's URL with no streams in it (Binance: ``<base>[/route]/stream``)."""
+        return exchange().stream_url(self.base_url, self.route, ())
 
     @property
     def combined_url(self) -> str:
-        """``<base>[/route]/stream?streams=a/b/c`` (may be arbitrarily long)."""
-        return f"{self.stream_path_url}?streams={'/'.join(self.streams)}"
+        """The URL that subscribes every stream at connect (may be arbitrarily long;
+        Binance: ``<base>[/route]/stream?streams=a/b/c``)."""
+        return exchange().stream_url(self.base_url, self.route, self.streams)
 
     @property
     def subscribe_in_url(self) -> bool:

@@ -48,3 +48,12 @@ class Tick(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     time_ms: int
     price: str
+
+
+class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """An order-book snapshot from the exchange's REST API: the update id it stands at and
+    its levels ``(price, quantity)``, best first."""
+
+    last_update_id: int
+    bids: list[Level]
+    asks: list[Level]

@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from marketd.exchanges.binance import control, endpoints, vocabulary
+from marketd.exchanges.binance.rest import BookSnapshot
 from marketd.exchanges.seam import Control, Endpoint, Vocabulary
+from marketd.pipeline.events import DepthSnapshot
 from marketd.pipeline.records import Market
+
+_decode_book_snapshot = msgspec.json.Decoder(BookSnapshot).decode
 
 
 class Binance:
@@ -27,12 +33,21 @@ class Binance:
             endpoints.DEPTH_PATHS[market], endpoints.depth_weight(market, limit), page=limit
         )
 
+    def decode_depth_snapshot(self, body: bytes) -> DepthSnapshot:
+        s = _decode_book_snapshot(body)
+        return DepthSnapshot(last_update_id=s.last_update_id, bids=s.bids, asks=s.asks)
+
     def trade_history(self, market: Market, kind: str) -> Endpoint | None:
         found = endpoints.TRADE_HISTORY.get((market, kind))
         if found is None:
             return None
         path, page = found
         return Endpoint(path, endpoints.trades_weight(market, kind), page=page)
+
+    def stream_url(self, base_url: str, route: str, streams: Sequence[str]) -> str:
+        # Combined streams: every data frame is {"stream": ..., "data": ...}.
+        url = f"{base_url.rstrip('/')}{route}/stream"
+        return f"{url}?streams={'/'.join(streams)}" if streams else url
 
     def ws_route(self, market: Market, stream: str) -> str:
         # USD-M: /public for depth and book tickers, /market for everything else (also a

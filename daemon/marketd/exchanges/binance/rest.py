@@ -1,4 +1,4 @@
-"""Rows of Binance's REST trade history, used to backfill gaps after a reconnect.
+"""Binance's REST payloads: trade history rows (gap backfill) and book snapshots.
 
 Ids, times and decimals are checked like the stream payloads
 (:mod:`marketd.exchanges.binance.values`).
@@ -50,3 +50,11 @@ class RestAggTrade(msgspec.Struct, frozen=True, gc=False):
         nq = self.normal_quantity
         if _UU(f"{self.price} {self.quantity}") is None or (nq and _U(nq) is None):
             raise ValueError(BAD_VALUE)
+
+
+class BookSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """``GET /api/v3/depth`` / ``/fapi/v1/depth``: levels ``[price, quantity]``, best first."""
+
+    last_update_id: int = msgspec.field(name="lastUpdateId")
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
