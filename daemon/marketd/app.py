@@ -33,6 +33,7 @@ from marketd.alerts.rules import RulesError, RulesStore
 from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.books.service import Books
+from marketd.config.checks import warnings as config_warnings
 from marketd.config.settings import KafkaSettings, Settings
 from marketd.errors import ConfigError
 from marketd.exchanges.binance.codec import Codec
@@ -463,6 +464,8 @@ async def _cancel_if_stopped_early(
 async def run_daemon(settings: Settings) -> int:
     """Run the daemon until SIGINT/SIGTERM. Return the process exit code."""
     stop = trio.Event()
+    for warning in config_warnings(settings):
+        log.warning("configuration", problem=warning)
     daemon = Daemon(settings)
     try:
         async with trio.open_nursery() as nursery:

@@ -34,6 +34,7 @@ from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 
+from marketd.config.checks import warnings
 from marketd.config.settings import Settings
 from marketd.config.validators import InvalidValue
 from marketd.errors import ConfigError
@@ -663,6 +664,7 @@ def check_config(path: Path | None, environ: Mapping[str, str], out: TextIO) -> 
         out.writelines(f"  {problem}\n" for problem in exc.problems)
         return EXIT_INVALID_CONFIG
     out.write(f"# {describe(settings)}\n")
+    out.writelines(f"# warning: {warning}\n" for warning in warnings(settings))
     out.write(render_settings(settings))
     return 0
 

@@ -245,6 +245,27 @@ def price_fields() -> dict[str, tuple[str, str]]:
     }
 
 
+def kind_of(market: Market, stream: str) -> str | None:
+    """The kind ``stream`` (``<symbol>@<channel>`` or ``!...``) carries on ``market``."""
+    if stream.startswith("!"):
+        row = BY_ALL_MARKET[market].get(stream)
+    else:
+        row = BY_CHANNEL[market].get(stream.partition("@")[2])
+    return None if row is None else row.kind
+
+
+def spellings(market: Market, kind: str) -> list[str]:
+    """How to subscribe to ``kind`` on ``market``: its all-market streams, then its
+    ``<symbol>@<channel>`` forms, shortest first (empty when the market does not serve it)."""
+    row = BY_KIND.get(kind)
+    if row is None:
+        return []
+    return sorted(row.all_market.get(market, ())) + [
+        f"<symbol>@{c}"
+        for c in sorted(row.channels.get(market, ()), key=lambda c: (len(c), c.swapcase()))
+    ]
+
+
 def route(market: Market, stream: str) -> Route | None:
     """The route serving ``stream`` on ``market`` (None: not a stream the table knows)."""
     if stream.startswith("!"):
