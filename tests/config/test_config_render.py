@@ -112,7 +112,10 @@ backoffs = st.builds(
 )
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# No deadline: each example writes and reads a file, whose time depends on the machine.
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(reconnect=backoffs, restart=backoffs, linger=st.integers(0, 10**6), odd=st.text())
 def test_round_trip_property(
     tmp_path: Path, reconnect: BackoffSettings, restart: BackoffSettings, linger: int, odd: str
