@@ -155,17 +155,33 @@ async def test_futures_all_market_tickers_and_book_tickers() -> None:
                     symbols.add(frame["data"]["s"])
 
 
-async def test_unknown_path_and_stream_rejected() -> None:
+async def test_an_unknown_path_is_refused() -> None:
     with trio.fail_after(10):
         async with open_fake_exchange(FAST) as fx:
-            for url, status in (
-                (fx.spot_ws_url + "/nope", 404),
-                (fx.spot_ws_url + "/ws/btcusdt@markPrice", 400),
-            ):
-                with pytest.RaisesGroup(ConnectionRejected, flatten_subgroups=True) as info:
-                    async with open_ws(url):
-                        pass
-                assert info.value.exceptions[0].status_code == status
+            with pytest.RaisesGroup(ConnectionRejected, flatten_subgroups=True) as info:
+                async with open_ws(fx.spot_ws_url + "/nope"):
+                    pass
+            assert info.value.exceptions[0].status_code == 404
+
+
+async def test_unknown_names_in_the_url_are_ignored_and_subscribe_still_works() -> None:
+    # ccxt's way: open /ws/<its own id>, then SUBSCRIBE; a name the market does not serve
+    # beside a valid one costs only itself.
+    with trio.fail_after(10):
+        async with open_fake_exchange(FAST) as fx:
+            async with open_ws(fx.spot_ws_url + "/ws/0") as ws:
+                ack = await control(ws, "SUBSCRIBE", ["btcusdt@trade"], 1)
+                assert ack == {"result": None, "id": 1}
+                frame = await recv_json(ws)
+                while "e" not in frame:
+                    frame = await recv_json(ws)
+                assert (frame["e"], frame["s"]) == ("trade", "BTCUSDT")
+            url = fx.spot_ws_url + "/stream?streams=btcusdt@markPrice/ethusdt@trade"
+            async with open_ws(url) as ws:
+                frame = await recv_data(ws)
+                assert frame["stream"] == "ethusdt@trade"
+                assert frame["data"]["s"] == "ETHUSDT"
+            assert fx.state()["markets"]["spot"]["unknown_url_streams"] == 2
 
 
 async def test_stream_limit_per_connection() -> None:

@@ -283,6 +283,7 @@ class FakeExchange:
                 "connections_open": c.connections_open,
                 "connections_total": c.connections_total,
                 "wrong_route_subscriptions": c.wrong_route_subscriptions,
+                "unknown_url_streams": c.unknown_url_streams,
                 "rate_limit_disconnects": c.rate_limit_disconnects,
                 "pong_timeouts": c.pong_timeouts,
                 "slow_disconnects": c.slow_disconnects,
@@ -331,18 +332,26 @@ class FakeExchange:
     async def _on_ws_request(self, request: WebSocketRequest, stream: CorkedStream) -> None:
         try:
             path = parse_ws_path(request.path)
-            hub = self.hubs[path.market]
-            limits = self.config.limits(path.market)
-            refs = [parse_stream(path.market, n, hub.symbol_index) for n in path.streams]
-        except (BadPath, UnknownStream) as exc:
-            status = 404 if isinstance(exc, BadPath) else 400
-            await request.reject(status, body=_error_body(exc))
+        except BadPath as exc:
+            await request.reject(404, body=_error_body(exc))
             return
+        hub = self.hubs[path.market]
+        limits = self.config.limits(path.market)
+        # A name in the URL that is no stream is ignored, not refused: clients such as
+        # ccxt open /ws/<their own id> and then SUBSCRIBE, and Binance lets them.
+        refs = []
+        ignored = 0
+        for name in path.streams:
+            try:
+                refs.append(parse_stream(path.market, name, hub.symbol_index))
+            except UnknownStream:
+                ignored += 1
         if len(refs) > limits.max_streams:
             await request.reject(400, body=b'{"code":-1,"msg":"too many streams"}')
             return
         ws = await request.accept()
         counters = self.counters[path.market]
+        counters.unknown_url_streams += ignored
         conn = Connection(
             ws,
             stream,

@@ -87,6 +87,7 @@ class MarketCounters:
     connections_open: int = 0
     connections_total: int = 0
     wrong_route_subscriptions: int = 0
+    unknown_url_streams: int = 0  # names in a connection URL that are no stream (ignored)
     rate_limit_disconnects: int = 0
     pong_timeouts: int = 0
     slow_disconnects: int = 0
