@@ -79,3 +79,23 @@ def test_rows_are_consistent() -> None:
         spelled = [s for row in vocab.ROWS for s in row.all_market.get(market, ())]
         assert len(spelled) == len(set(spelled))
     assert len(vocab.BY_KIND) == len(vocab.ROWS)
+
+
+@pytest.mark.parametrize("market", list(Market))
+def test_the_channel_help_is_rendered_from_the_table_and_names_every_channel(
+    market: Market,
+) -> None:
+    text = vocab.channel_help(market)
+    assert vocab.expand_help(text) == vocab.channels(market)
+    assert len(text) < 300  # one line in an error message
+
+
+def test_the_channel_help_of_each_market() -> None:
+    assert vocab.channel_help(Market.USDM) == (
+        "aggTrade, depth[@100ms|@250ms|@500ms], depth<5|10|20>[@100ms|@250ms|@500ms], "
+        "bookTicker, miniTicker, ticker, markPrice[@1s], "
+        "kline_<1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>, forceOrder"
+    )
+    assert vocab.expand_help("a<1|2>[@x|@y], b, c<@p|@q>") == {
+        "a1", "a2", "a1@x", "a2@x", "a1@y", "a2@y", "b", "c@p", "c@q"
+    }  # fmt: skip

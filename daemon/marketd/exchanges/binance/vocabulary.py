@@ -15,6 +15,7 @@ today.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -187,19 +188,6 @@ RETIRED_STREAMS: Mapping[Market, Mapping[str, str]] = {
 }
 """All-market streams that do not exist (any more) on a market, with the reason."""
 
-CHANNEL_HELP: Mapping[Market, str] = {
-    Market.SPOT: (
-        "trade, aggTrade, bookTicker, miniTicker, ticker, ticker_1h|4h|1d, avgPrice, "
-        "depth, depth@100ms, depth@1000ms, depth5|10|20[@100ms|@1000ms], "
-        "kline_<1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
-    ),
-    Market.USDM: (
-        "aggTrade, bookTicker, miniTicker, ticker, markPrice, markPrice@1s, forceOrder, "
-        "depth, depth@100ms|@250ms|@500ms, depth5|10|20[@100ms|@250ms|@500ms], "
-        "kline_<1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M>"
-    ),
-}
-"""The channels of each market, as one line for error messages."""
 
 BY_KIND: Mapping[str, StreamKind] = {row.kind: row for row in ROWS}
 # Per market: channel (or all-market name) → its row.
@@ -211,9 +199,64 @@ BY_ALL_MARKET: Mapping[Market, Mapping[str, StreamKind]] = {
 }
 
 
+_UNITS = {"": 0, "ms": 1, "s": 2, "m": 3, "h": 4, "d": 5, "w": 6, "M": 7}
+_AMOUNT = re.compile(r"(\d+)(ms|[smhdwM]?)")
+
+
+def _natural(text: str) -> tuple[int, int, str]:
+    """Order ``5 < 10 < 20`` and ``1s < 1m < 15m < 1h < 1d < 1w < 1M``."""
+    found = _AMOUNT.search(text)
+    if found is None:
+        return (0, 0, text)
+    return (_UNITS[found.group(2)], int(found.group(1)), text)
+
+
+def _compact(channels: frozenset[str]) -> str:
+    """One kind's channels in one item: ``depth<5|10|20>[@100ms|@1000ms]``,
+    ``kline_<1m|…>``, ``markPrice[@1s]``: heads (alternatives after their common prefix)
+    and update speeds (``[...]``: optional, the bare name is the default speed)."""
+    heads: dict[str, set[str]] = {}
+    for c in channels:
+        head, at, speed = c.partition("@")
+        heads.setdefault(head, set()).add(at + speed)
+    speed_sets = {frozenset(s) for s in heads.values()}
+    if len(speed_sets) > 1:  # heads that differ in speeds: list them whole
+        return ", ".join(sorted(channels, key=_natural))
+    (speeds,) = speed_sets
+    names = sorted(heads, key=_natural)
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    text = prefix if len(names) == 1 else f"{prefix}<{'|'.join(n[len(prefix) :] for n in names)}>"
+    others = sorted((s for s in speeds if s), key=_natural)
+    if others:
+        text += f"[{'|'.join(others)}]" if "" in speeds else f"<{'|'.join(others)}>"
+    return text
+
+
 def channel_help(market: Market) -> str:
-    """The channels of ``market``, as one line for error messages."""
-    return CHANNEL_HELP[market]
+    """The channels of ``market``, one item per kind in the table's order, as one line for
+    error messages (see :func:`expand_help`)."""
+    return ", ".join(_compact(row.channels[market]) for row in ROWS if row.channels.get(market))
+
+
+def expand_help(text: str) -> frozenset[str]:
+    """The channels a :func:`channel_help` line names (``a<b|c>[d|e]``: ``ab``, ``ac``,
+    each bare or with ``d`` or ``e``)."""
+    out: set[str] = set()
+    for item in text.split(", "):
+        found = re.fullmatch(r"([^<\[]*)(?:<([^>]*)>)?(?:\[([^\]]*)\]|<([^>]*)>)?", item)
+        if found is None:
+            raise ValueError(f"not a channel_help item: {item!r}")
+        head, alternatives, optional, required = found.groups()
+        heads = [head + a for a in alternatives.split("|")] if alternatives else [head]
+        if optional:
+            tails = ["", *optional.split("|")]
+        else:
+            tails = required.split("|") if required else [""]
+        out.update(h + t for h in heads for t in tails)
+    return frozenset(out)
 
 
 def channels(market: Market) -> frozenset[str]:
