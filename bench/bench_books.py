@@ -22,8 +22,8 @@ from marketd.books.service import Books
 from marketd.books.sync import SymbolSync
 from marketd.config.books import BookSettings
 from marketd.config.settings import Settings, Subscription
-from marketd.pipeline.events import DepthDiff
-from marketd.pipeline.records import Market, Record
+from marketd.data.events import DepthDiff
+from marketd.data.records import Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MarketEvent
 
 

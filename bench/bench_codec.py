@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market
 
 T0 = 1_700_000_000_000
 

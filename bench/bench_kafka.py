@@ -24,8 +24,8 @@ import trio
 from prometheus_client import REGISTRY, generate_latest
 
 from marketd.config.settings import KafkaSettings
+from marketd.data.records import Market, Record
 from marketd.kafka.sink import KafkaPublisher
-from marketd.pipeline.records import Market, Record
 from marketd.testing.devkafka import create_topics, running_broker
 from marketd.testing.processes import histogram_quantile
 

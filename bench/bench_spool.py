@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.spool import Spool, SpoolSettings
 
 

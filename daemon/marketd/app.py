@@ -35,6 +35,7 @@ from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.books.service import Books
 from marketd.config.checks import warnings as config_warnings
 from marketd.config.settings import KafkaSettings, Settings
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.errors import ConfigError
 from marketd.exchanges.binance.codec import Codec
 from marketd.feed.service import FeedGroup
@@ -47,7 +48,6 @@ from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.normalizer_metrics import normalizer_metrics
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.pipeline.sink import Sink
 from marketd.pipeline.tap import Tap, TeeSendChannel
 from marketd.rest.budget import RestBudgets

@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from marketd.config.settings import Settings, Subscription
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 log = structlog.get_logger(__name__)
 

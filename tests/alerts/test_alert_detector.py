@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from marketd.alerts.detector import Detector, DetectorStatistics, alert_id, wall_ms
 from marketd.alerts.model import Alert, Direction
 from marketd.config.alerts import RuleSettings
-from marketd.pipeline.events import Tick
+from marketd.data.events import Tick
 
 M, S = "usdm", "BTCUSDT"
 RULE = RuleSettings(name="r", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)

@@ -19,9 +19,9 @@ from marketd.alerts.service import DetectorService
 from marketd.app import Daemon
 from marketd.config.alerts import AlertSettings, RuleSettings
 from marketd.config.settings import HttpSettings, Settings, Subscription
+from marketd.data.records import Market, Record
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.obs.metrics import StatisticsCollector
-from marketd.pipeline.records import Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 

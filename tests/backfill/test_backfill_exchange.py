@@ -22,6 +22,7 @@ from kit.wait import poll_until
 from marketd.books.service import Books
 from marketd.config.books import BookSettings
 from marketd.config.settings import BackoffSettings, Settings, Subscription
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.config import SPOT_LIMITS
@@ -30,7 +31,6 @@ from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
 from marketd.rest.client import RestResponse

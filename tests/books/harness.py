@@ -12,12 +12,12 @@ from kit.daemon import binance_settings
 from marketd.books.service import Books
 from marketd.config.books import BookSettings
 from marketd.config.settings import BackoffSettings, Settings, Subscription
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MarketEvent
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from marketd.pipeline.events import DepthDiff
+from marketd.data.events import DepthDiff
 
 Level = tuple[str, str]
 

@@ -13,6 +13,7 @@ from kit.wait import poll_until
 
 from marketd.books.service import KIND, Books
 from marketd.config.books import BookSettings
+from marketd.data.records import Market, Record
 from marketd.fakex import (
     FakeExchange,
     FakeExchangeConfig,
@@ -24,7 +25,6 @@ from marketd.fakex import (
 from marketd.fakex.book import OrderBook
 from marketd.fakex.journal import copy_book
 from marketd.fakex.rest import RestReply
-from marketd.pipeline.records import Market, Record
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 

@@ -11,10 +11,10 @@ import msgspec
 
 from marketd.books.service import Books, book_symbols
 from marketd.config.settings import Settings, Subscription
+from marketd.data.events import DepthDiff, DepthSnapshot, Tick
+from marketd.data.records import FrameBatch, Market, RecordBatch
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.events import DepthDiff, DepthSnapshot, Tick
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, RecordBatch
 
 SNAPSHOT = DepthSnapshot(
     last_update_id=100,

@@ -6,7 +6,7 @@ import pytest
 
 from marketd.books.book import Book, BookError, price_key
 from marketd.books.sync import State, SymbolSync
-from marketd.pipeline.events import DepthDiff
+from marketd.data.events import DepthDiff
 
 SNAP_BIDS = [("100.00", "1.0"), ("99.50", "2.0")]
 SNAP_ASKS = [("100.50", "1.5"), ("101.00", "3.0")]

@@ -20,9 +20,9 @@ from binance_examples import (
 )
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance import handlers as stream_handlers
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market
 
 # A good frame of each market with id 12345 (USD-M has no trade stream: its aggTrade).
 GOOD = {

@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex.faults import fuzz_bases
 from marketd.fakex.fuzz import MUTATIONS, fuzz_frames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MarketEvent
 
 T0 = 1_700_000_000_000

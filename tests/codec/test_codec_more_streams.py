@@ -22,10 +22,10 @@ from binance_examples import (
 from marketd.alerts.encoding import TickReader
 from marketd.config.alerts import PRICE_KINDS
 from marketd.config.settings import TopicSettings
+from marketd.data.events import Tick
+from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.codec import KNOWN_EVENT_TYPES, Codec, DecodeResult
-from marketd.pipeline.events import Tick
-from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 RECEIVED_NS = 1_672_515_782_136_123_456

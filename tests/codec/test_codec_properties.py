@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

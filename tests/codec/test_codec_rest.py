@@ -13,9 +13,9 @@ from binance_examples import (
 )
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.errors import RestError
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 RECEIVED_NS = 1_700_000_000_000_000_001

@@ -20,8 +20,8 @@ from binance_examples import (
 )
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 
 RECEIVED_NS = 1_672_515_782_136_123_456

@@ -24,9 +24,9 @@ from binance_examples import (
 
 from marketd.alerts.encoding import TickReader
 from marketd.config.settings import TopicSettings
+from marketd.data.events import DepthDiff, Tick
+from marketd.data.records import FrameBatch, Market, Record, RecordBatch, events_of
 from marketd.exchanges.binance.codec import Codec
-from marketd.pipeline.events import DepthDiff, Tick
-from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch, events_of
 
 PRICED = ["trade", "aggTrade", "24hrMiniTicker", "24hrTicker", "markPriceUpdate", "kline",
           "avgPrice"]  # fmt: skip

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.errors import RestError
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.values import values_check
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 CODEC = Codec(TopicSettings())

@@ -34,12 +34,12 @@ from binance_examples import (
 
 from marketd.config.settings import Subscription, TopicSettings
 from marketd.config.validators import InvalidValue
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.handlers import PB_MARKET
 from marketd.exchanges.binance.vocabulary import StreamKind
 from marketd.exchanges.seam import Sequencing
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 # One payload per decoded (market, kind), in Binance's documented format.

@@ -9,7 +9,7 @@ import attrs
 from marketd.config.checks import alert_coverage
 from marketd.config.load import check_config
 from marketd.config.settings import Settings, Subscription
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 
 def with_alerts(settings: Settings, **changes: object) -> Settings:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from marketd.config.load import env_name, load_settings
 from marketd.config.settings import Settings, Subscription
+from marketd.data.records import Market
 from marketd.errors import ConfigError
-from marketd.pipeline.records import Market
 
 
 def problems_of(environ: dict[str, str], path: Path | None = None) -> list[str]:

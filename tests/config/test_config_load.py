@@ -9,8 +9,8 @@ import pytest
 
 from marketd.config.load import load_settings
 from marketd.config.settings import BackoffSettings, Settings, Subscription
+from marketd.data.records import Market
 from marketd.errors import ConfigError
-from marketd.pipeline.records import Market
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -20,7 +20,7 @@ from marketd.config.settings import (
     Settings,
     Subscription,
 )
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "marketd.yaml"
 

@@ -14,14 +14,14 @@ import trio
 
 from marketd.books.service import Books
 from marketd.config.settings import Settings
+from marketd.data.events import DepthSnapshot
+from marketd.data.records import Market
 from marketd.exchanges import exchange
 from marketd.exchanges.binance import vocabulary as binance_vocabulary
 from marketd.exchanges.binance.adapter import BINANCE
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.seam import Endpoint, Vocabulary
 from marketd.pipeline.backfill import Backfiller
-from marketd.pipeline.events import DepthSnapshot
-from marketd.pipeline.records import Market
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import RestResponse

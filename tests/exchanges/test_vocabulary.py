@@ -12,13 +12,13 @@ import pytest
 from marketd.alerts.encoding import PRICE_FIELDS
 from marketd.config import alerts as settings_alerts
 from marketd.config import settings as config
+from marketd.data.records import Market
 from marketd.exchanges.binance import vocabulary as vocab
 from marketd.exchanges.binance.handlers import HEADERS, MarketHandlers
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.exchanges.seam import Depth, Sequencing
 from marketd.feed.streams import route_for
 from marketd.pipeline import sequence
-from marketd.pipeline.records import Market
 
 
 @pytest.mark.parametrize("market", list(Market))

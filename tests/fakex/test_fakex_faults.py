@@ -10,6 +10,7 @@ import trio
 from fxclient import open_ws, read_until_closed, recv_data
 from kit.wait import poll_until
 
+from marketd.data.records import Market
 from marketd.fakex import (
     FakeExchange,
     FakeExchangeConfig,
@@ -18,7 +19,6 @@ from marketd.fakex import (
     PeriodicFault,
     open_fake_exchange,
 )
-from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)
 

@@ -12,6 +12,7 @@ from fxclient import http, open_ws
 from kit.wait import poll_until
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.control import BadControl, parse_fault
@@ -20,7 +21,6 @@ from marketd.fakex.fuzz import BAD_DECIMALS, MUTATIONS, FuzzBase, fuzz_frames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
-from marketd.pipeline.records import FrameBatch, Market
 
 CODEC = Codec(TopicSettings())
 CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)

@@ -7,6 +7,7 @@ import itertools
 import orjson
 import pytest
 
+from marketd.data.records import Market
 from marketd.exchanges.binance import vocabulary
 from marketd.fakex.book import OrderBook
 from marketd.fakex.frames import SymbolFrames, decimal_formatter
@@ -23,7 +24,6 @@ from marketd.fakex.protocol import (
     parse_ws_path,
     served,
 )
-from marketd.pipeline.records import Market
 
 
 def _contents(model: SymbolModel, steps: int) -> list[tuple[object, ...]]:

@@ -10,9 +10,9 @@ import trio
 from fxclient import http, open_ws, recv_data
 from kit.wait import poll_until
 
+from marketd.data.records import Market
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.fakex.frames import SymbolFrames
-from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=21, rate=1_500)
 

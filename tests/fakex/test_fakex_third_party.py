@@ -19,8 +19,8 @@ import trio
 from binance.spot import Spot
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
+from marketd.data.records import Market
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
-from marketd.pipeline.records import Market
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=5, rate=2_000)
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex.candles import KlineBuilder, candle_span
 from marketd.fakex.history import RawTrade
@@ -24,7 +25,6 @@ from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
 from marketd.fakex.timed import NEVER
 from marketd.fakex.windows import TradeWindow, window_start
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 CODEC = Codec(TopicSettings())

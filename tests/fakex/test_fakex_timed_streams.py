@@ -21,11 +21,11 @@ from kit.wait import poll_until
 from trio_websocket import WebSocketConnection
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, open_fake_exchange
 from marketd.fakex.windows import window_start
-from marketd.pipeline.records import FrameBatch, Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=11, rate=2_000, book_journal=200_000)

@@ -10,8 +10,8 @@ from fxclient import control, open_ws, read_until_closed, recv_data, recv_json
 from kit.wait import poll_until
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
+from marketd.data.records import Market
 from marketd.fakex import FakeExchange, FakeExchangeConfig, MarketLimits, open_fake_exchange
-from marketd.pipeline.records import Market
 
 FAST = FakeExchangeConfig(symbols=3, seed=11, rate=2_000)
 

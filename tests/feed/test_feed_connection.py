@@ -15,9 +15,9 @@ from kit.net import free_port
 from kit.wait import poll_until
 
 from marketd.config.settings import BackoffSettings, ExchangeSettings, Settings, Subscription
+from marketd.data.records import FrameBatch, Market
 from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.feed.streams import ConnectionPlan
-from marketd.pipeline.records import FrameBatch, Market
 
 TRADES = (Subscription(Market.SPOT, symbols=("BTCUSDT", "ETHUSDT"), channels=("trade",)),)
 

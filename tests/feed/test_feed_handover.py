@@ -22,12 +22,12 @@ from kit.wait import poll_until
 from trio_websocket import ConnectionClosed
 
 from marketd.config.settings import BackoffSettings, ExchangeSettings, Subscription, TopicSettings
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, Record
 from marketd.v1.market_data_pb2 import MarketEvent
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketd.config.settings import ExchangeSettings, Subscription
+from marketd.data.records import Market
 from marketd.exchanges import exchange
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.feed.streams import (
@@ -20,7 +21,6 @@ from marketd.feed.streams import (
     route_for,
     stream_names,
 )
-from marketd.pipeline.records import Market
 
 SPOT = "ws://spot.test:9443"
 FUTURES = "ws://127.0.0.1:5555/usdm"

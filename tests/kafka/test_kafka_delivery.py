@@ -15,6 +15,7 @@ from aiokafka.errors import (
 )
 
 from marketd.config.settings import KafkaSettings
+from marketd.data.records import Market, Record
 from marketd.errors import ConfigError, RetryableError, leaves
 from marketd.kafka.delivery import (
     Chunk,
@@ -25,7 +26,6 @@ from marketd.kafka.delivery import (
     sort_out,
 )
 from marketd.obs.logs import RateLimitedLog
-from marketd.pipeline.records import Market, Record
 
 
 @pytest.mark.parametrize(

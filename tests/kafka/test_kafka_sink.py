@@ -11,9 +11,9 @@ import trio
 from kit.wait import poll_until
 
 from marketd.config.settings import BackoffSettings, KafkaSettings
+from marketd.data.records import Market, Record
 from marketd.kafka.partition import partition_for
 from marketd.kafka.sink import KafkaDeliveryError, KafkaPublisher
-from marketd.pipeline.records import Market, Record
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker, create_topics
 
 pytestmark = pytest.mark.kafka

@@ -14,7 +14,7 @@ import attrs
 import trio
 from prometheus_client.core import Metric
 
-from marketd.pipeline.records import Record
+from marketd.data.records import Record
 
 
 @attrs.frozen

@@ -20,8 +20,8 @@ from marketd.config.settings import (
     Settings,
     Subscription,
 )
+from marketd.data.records import Market
 from marketd.fakex import FakeExchange, FakeExchangeConfig, open_fake_exchange
-from marketd.pipeline.records import Market
 from marketd.v1.market_data_pb2 import MarketEvent
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")

@@ -10,8 +10,8 @@ import attrs
 import trio
 import trio.testing
 
+from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 from marketd.pipeline.normalizer import Normalizer
-from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 from marketd.pipeline.sequence import Gap
 
 

@@ -1,4 +1,4 @@
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.pipeline.sequence import Gap, TradeSequencer
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from marketd.pipeline.events import Tick
-from marketd.pipeline.records import Market, Record, RecordBatch
+from marketd.data.events import Tick
+from marketd.data.records import Market, Record, RecordBatch
 from marketd.pipeline.tap import Tap, TeeSendChannel
 
 

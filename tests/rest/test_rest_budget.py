@@ -20,11 +20,11 @@ from marketd.app import Daemon
 from marketd.books.scheduler import SnapshotScheduler
 from marketd.config.books import BookSettings
 from marketd.config.settings import HttpSettings, Settings, TopicSettings
+from marketd.data.events import DepthSnapshot
+from marketd.data.records import Market, Record
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.endpoints import trades_weight
 from marketd.pipeline.backfill import Backfiller
-from marketd.pipeline.events import DepthSnapshot
-from marketd.pipeline.records import Market, Record
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
 from marketd.rest.client import RestResponse

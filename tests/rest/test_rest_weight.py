@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from marketd.data.records import Market
 from marketd.exchanges.binance.endpoints import depth_weight, trades_weight
-from marketd.pipeline.records import Market
 from marketd.rest.weight import WeightBudget, retry_after
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.spool import Position, Spool, SpoolSettings
 
 

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from spoolkit import record
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.spool import format as fmt
 
 

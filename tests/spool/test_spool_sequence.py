@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 from spoolkit import settings
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.pipeline.sequence import Gap, TradeSequencer
 from marketd.spool import Spool
 from marketd.spool.sequence import (

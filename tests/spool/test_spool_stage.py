@@ -11,7 +11,7 @@ import pytest
 import trio
 from spoolkit import records, settings
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.spool import Spool
 from marketd.spool import stage as stage_module
 from marketd.spool.stage import SpoolStage

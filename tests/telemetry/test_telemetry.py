@@ -14,6 +14,7 @@ from otlp_receiver import OtlpReceiver
 
 from marketd.config.settings import Subscription
 from marketd.config.telemetry import TelemetrySettings
+from marketd.data.records import FrameBatch, Market
 from marketd.fakex import FakeExchangeConfig, open_fake_exchange
 from marketd.feed import Feed, plan_connections
 from marketd.obs.telemetry import (
@@ -26,7 +27,6 @@ from marketd.obs.telemetry import (
     start_span,
     tracing_enabled,
 )
-from marketd.pipeline.records import FrameBatch, Market
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ import attrs
 
 from marketd.alerts.model import Alert, Direction
 from marketd.config.alerts import RuleSettings, check_rules
-from marketd.pipeline.events import Tick
+from marketd.data.events import Tick
 
 _CTX = decimal.Context(prec=80, Emax=999_999, Emin=-999_999)
 _mul = _CTX.multiply

@@ -17,9 +17,9 @@ from itertools import repeat
 from google.protobuf.message import DecodeError
 
 from marketd.alerts.model import Alert, Direction
+from marketd.data.events import Tick
+from marketd.data.records import Market, Record, events_of, record_headers
 from marketd.exchanges import exchange
-from marketd.pipeline.events import Tick
-from marketd.pipeline.records import Market, Record, events_of, record_headers
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 

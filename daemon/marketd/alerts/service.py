@@ -35,11 +35,11 @@ from marketd.alerts.model import Alert, AlertListener
 from marketd.alerts.rules import RulesError, RulesStore
 from marketd.config.alerts import AlertSettings
 from marketd.config.settings import KafkaSettings
+from marketd.data.records import Record
 from marketd.errors import RetryableError
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.metrics import counter, gauge
 from marketd.obs.telemetry import span
-from marketd.pipeline.records import Record
 
 log = structlog.get_logger(__name__)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
-from marketd.pipeline.events import Level
+from marketd.data.events import Level
 
 # Decimal places of the integer price keys. Binance prints at most 8; 18 leaves room.
 SCALE = 18

@@ -21,12 +21,12 @@ import structlog
 import trio
 
 from marketd.config.books import BookSettings
+from marketd.data.events import DepthSnapshot
+from marketd.data.records import Market
 from marketd.errors import RestError
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
-from marketd.pipeline.events import DepthSnapshot
-from marketd.pipeline.records import Market
 from marketd.rest.budget import SNAPSHOTS, RestBudgets
 from marketd.rest.client import HttpGet, http_get
 from marketd.rest.weight import WeightBudget

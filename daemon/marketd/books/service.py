@@ -28,11 +28,11 @@ from prometheus_client.core import Metric
 from marketd.books.scheduler import SnapshotScheduler
 from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
+from marketd.data.events import DepthDiff, DepthSnapshot
+from marketd.data.records import Market, Record, events_of, record_headers
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Exchange, Vocabulary
 from marketd.obs.metrics import counter, gauge
-from marketd.pipeline.events import DepthDiff, DepthSnapshot
-from marketd.pipeline.records import Market, Record, events_of, record_headers
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import HttpGet, http_get
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent

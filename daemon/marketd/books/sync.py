@@ -29,7 +29,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 
 from marketd.books.book import Book, BookError
-from marketd.pipeline.events import DepthDiff, Level
+from marketd.data.events import DepthDiff, Level
 
 
 class State(enum.Enum):

@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 
 from marketd.config.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
+from marketd.data.records import Market
 from marketd.exchanges import exchange
-from marketd.pipeline.records import Market
 
 # Event kinds the detector can read a price from (the vocabulary table's price column).
 PRICE_KINDS = tuple(exchange().vocabulary.price_fields())

@@ -8,8 +8,8 @@ start-up; neither refuses the configuration.
 from __future__ import annotations
 
 from marketd.config.settings import Settings
+from marketd.data.records import Market
 from marketd.exchanges import exchange
-from marketd.pipeline.records import Market
 
 
 def warnings(settings: Settings) -> list[str]:

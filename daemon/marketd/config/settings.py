@@ -33,8 +33,8 @@ from marketd.config.validators import (
     url,
     within,
 )
+from marketd.data.records import Market
 from marketd.exchanges import exchange
-from marketd.pipeline.records import Market
 from marketd.roles import ROLES, role_problems
 from marketd.spool.settings import SpoolSettings
 

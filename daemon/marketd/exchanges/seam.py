@@ -15,8 +15,8 @@ from typing import Protocol
 
 import attrs
 
-from marketd.pipeline.events import DepthSnapshot
-from marketd.pipeline.records import Market
+from marketd.data.events import DepthSnapshot
+from marketd.data.records import Market
 
 
 class Sequencing(enum.Enum):

@@ -6,7 +6,7 @@ import enum
 
 import attrs
 
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 
 @attrs.frozen

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from marketd.data.records import Market
 from marketd.fakex.config import Fault, FaultKind
 from marketd.fakex.http11 import HttpRequest, HttpResponse
-from marketd.pipeline.records import Market
 
 
 class Controlled(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from marketd.data.records import Market
 from marketd.fakex.candles import Candle, candle_span
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.frames import SymbolFrames, array_payload, combined, server_shutdown
@@ -17,7 +18,6 @@ from marketd.fakex.hub import MarketHub
 from marketd.fakex.liquidations import Liquidation
 from marketd.fakex.protocol import Channel, StreamRef, route_of
 from marketd.fakex.windows import WindowStats
-from marketd.pipeline.records import Market
 
 _EVENT_OF: dict[Channel, str] = {
     Channel.TRADE: "trade",

@@ -8,6 +8,7 @@ true book at the moment of the push. ``fakex.timed`` runs the feeds when they ar
 
 from __future__ import annotations
 
+from marketd.data.records import Market
 from marketd.fakex.candles import KlineBuilder
 from marketd.fakex.events import DepthEvent
 from marketd.fakex.fanout import Group, send
@@ -15,7 +16,6 @@ from marketd.fakex.frames import SymbolFrames
 from marketd.fakex.history import RawTrade, TradeHistory
 from marketd.fakex.market import SymbolModel
 from marketd.fakex.windows import TradeWindow
-from marketd.pipeline.records import Market
 
 NEVER = 2**63 - 1
 SECOND_MS = 1_000

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from marketd.data.records import Market
 from marketd.fakex.candles import Candle
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.liquidations import Liquidation
 from marketd.fakex.market import SymbolModel, TickerStats
 from marketd.fakex.windows import WindowStats
-from marketd.pipeline.records import Market
 
 DAY_MS = 86_400_000
 FUNDING_MS = 8 * 3_600_000

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 
 import attrs
 
+from marketd.data.records import Market
 from marketd.fakex.book import OrderBook, Side
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.history import TradeHistory
 from marketd.fakex.journal import BookJournal
-from marketd.pipeline.records import Market
 
 # (symbol, start price as printed, quantity decimals): the first symbols look real.
 _REAL_SYMBOLS: tuple[tuple[str, str, int], ...] = (

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import orjson
 
+from marketd.data.records import Market
 from marketd.exchanges.binance import vocabulary
-from marketd.pipeline.records import Market
 
 
 class Channel(enum.Enum):

@@ -13,10 +13,10 @@ from typing import Any
 import attrs
 import orjson
 
+from marketd.data.records import Market
 from marketd.fakex.frames import SymbolFrames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import SymbolModel
-from marketd.pipeline.records import Market
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ import orjson
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
+from marketd.data.records import Market
 from marketd.fakex import control
 from marketd.fakex.config import FakeExchangeConfig, Fault, FaultKind, PeriodicFault
 from marketd.fakex.faults import (
@@ -38,7 +39,6 @@ from marketd.fakex.protocol import BadPath, UnknownStream, parse_stream, parse_w
 from marketd.fakex.rest import RestApi
 from marketd.fakex.wsconn import Connection, CorkedStream, MarketCounters
 from marketd.feed import ws_compat
-from marketd.pipeline.records import Market
 
 ws_compat.install()
 FLAT_OUT_BATCH = 100

@@ -13,6 +13,7 @@ only what changed since its previous push (a new candle is always pushed once).
 
 from __future__ import annotations
 
+from marketd.data.records import Market
 from marketd.fakex.events import DepthEvent
 from marketd.fakex.fanout import Subscriber, join, leave, send
 from marketd.fakex.feeds import (
@@ -31,7 +32,6 @@ from marketd.fakex.frames import SymbolFrames
 from marketd.fakex.liquidations import LiquidationMaker
 from marketd.fakex.market import MarketModel
 from marketd.fakex.protocol import Channel, StreamRef
-from marketd.pipeline.records import Market
 
 __all__ = ["NEVER", "TimedFeeds"]
 

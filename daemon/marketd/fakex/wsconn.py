@@ -18,6 +18,7 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from marketd.data.records import Market
 from marketd.fakex.config import MarketLimits
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.protocol import (
@@ -29,7 +30,6 @@ from marketd.fakex.protocol import (
     parse_stream,
     result_reply,
 )
-from marketd.pipeline.records import Market
 
 CORK_BYTES = 64 * 1024
 LOW_WATER = 2_000

@@ -64,6 +64,7 @@ from trio_websocket import (
 )
 
 from marketd.config.settings import ExchangeSettings
+from marketd.data.records import FrameBatch
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Ack, ErrorReply
@@ -74,7 +75,6 @@ from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_second_for
 from marketd.obs.telemetry import span
-from marketd.pipeline.records import FrameBatch
 from marketd.runtime.backoff import Backoff, policy_from_settings
 
 ws_compat.install()

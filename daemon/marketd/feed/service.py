@@ -8,11 +8,11 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.config.settings import ExchangeSettings, Settings
+from marketd.data.records import FrameBatch
 from marketd.feed.connection import Feed
 from marketd.feed.stats import FeedStatistics
 from marketd.feed.streams import ConnectionPlan, plan_connections
 from marketd.obs.metrics import counter, gauge
-from marketd.pipeline.records import FrameBatch
 
 
 class FeedGroup:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 # Why a connection was replaced.
 RECONNECT_REASONS = ("error", "stale", "rotation", "server_shutdown", "closed")

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from marketd.config.settings import ExchangeSettings, Subscription
+from marketd.data.records import Market
 from marketd.exchanges import exchange
-from marketd.pipeline.records import Market
 
 # Beyond this length a combined-stream URL is not used: the connection opens
 # ``/stream`` bare and subscribes with SUBSCRIBE messages instead.

@@ -34,8 +34,8 @@ from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter, Histogram
 
 from marketd.config.settings import BackoffSettings, KafkaSettings
+from marketd.data.records import Record
 from marketd.errors import ConfigError, PublishError
-from marketd.pipeline.records import Record
 from marketd.runtime.backoff import BackoffPolicy
 
 # Fine below 100 ms, where the latency objectives live; coarse above.

@@ -18,8 +18,8 @@ from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
+from marketd.data.records import Record
 from marketd.kafka.delivery import MAX_REQUEST_BYTES, POISON, Chunk
-from marketd.pipeline.records import Record
 
 __all__ = ["PartitionBatch", "PartitionRouter", "build_batches", "hand_over", "partition_for"]
 

@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from marketd.config.settings import KafkaSettings
+from marketd.data.records import Record
 from marketd.kafka.delivery import (
     RECORDS_REJECTED,
     RECORDS_RETRIED,
@@ -64,7 +65,6 @@ from marketd.kafka.hosting import aio_as_trio, close_client, open_loop, start_cl
 from marketd.kafka.partition import PartitionRouter, hand_over
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import end_span, kafka_headers, start_span
-from marketd.pipeline.records import Record
 from marketd.runtime.backoff import Backoff
 
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics"]

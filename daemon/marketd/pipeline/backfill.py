@@ -24,11 +24,11 @@ import trio
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from marketd.config.books import BookSettings
+from marketd.data.records import Market, Record
 from marketd.errors import RestError
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Endpoint, Exchange
 from marketd.obs.metrics import counter
-from marketd.pipeline.records import Market, Record
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, RestBudgets
 from marketd.rest.client import HttpGet, http_get

@@ -17,8 +17,8 @@ import attrs
 import trio
 from prometheus_client.core import Metric
 
+from marketd.data.records import Record
 from marketd.obs.metrics import counter
-from marketd.pipeline.records import Record
 
 
 @attrs.frozen

@@ -21,10 +21,10 @@ import attrs
 import structlog
 import trio
 
+from marketd.data.records import Event, FrameBatch, Record, RecordBatch
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import span
 from marketd.pipeline.backfill import Backfiller
-from marketd.pipeline.records import Event, FrameBatch, Record, RecordBatch
 from marketd.pipeline.sequence import Gap, SeqKey, TradeSequencer
 
 log = structlog.get_logger(__name__)

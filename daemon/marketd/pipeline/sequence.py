@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import attrs
 
+from marketd.data.records import Market, Record
 from marketd.exchanges import exchange
 from marketd.exchanges.seam import Sequencing
-from marketd.pipeline.records import Market, Record
 
 # Consecutive ids: duplicates dropped, gaps reported.
 SEQUENCED_KINDS = exchange().vocabulary.kinds(Sequencing.CONSECUTIVE)

@@ -30,7 +30,7 @@ from typing import Protocol
 import trio
 from prometheus_client.core import Metric
 
-from marketd.pipeline.records import Record
+from marketd.data.records import Record
 
 
 class SinkStatistics(Protocol):

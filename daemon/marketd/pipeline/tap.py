@@ -22,8 +22,8 @@ import attrs
 import trio
 from prometheus_client.core import Metric
 
+from marketd.data.records import Market, Record, RecordBatch
 from marketd.obs.metrics import counter
-from marketd.pipeline.records import Market, Record, RecordBatch
 
 T = TypeVar("T")
 

@@ -24,9 +24,9 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.config.books import BookSettings
+from marketd.data.records import Market
 from marketd.exchanges import exchange
 from marketd.obs.metrics import counter, gauge
-from marketd.pipeline.records import Market
 from marketd.rest.client import RestResponse
 from marketd.rest.weight import DEFAULT_BAN_S, DEFAULT_RETRY_AFTER_S, WeightBudget, retry_after
 

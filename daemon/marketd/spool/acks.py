@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 
-from marketd.pipeline.records import Record
+from marketd.data.records import Record
 from marketd.spool.model import Position
 
 

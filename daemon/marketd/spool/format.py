@@ -8,7 +8,7 @@ A segment file is named ``<first seq, 20 digits>.seg`` and holds::
 Integers are little-endian. An entry's crc32 (zlib) covers ``length``, ``seq`` and the
 payload, so a torn, zero-filled or flipped entry fails the check. ``seq`` is the record's
 spool sequence number: dense, increasing across segments, never reused in a directory.
-The payload is a msgpack array of the :class:`~marketd.pipeline.records.Record` fields in
+The payload is a msgpack array of the :class:`~marketd.data.records.Record` fields in
 declaration order (``RECORD_FIELDS``; the market as its string value).
 
 After a bad entry the scanner resynchronises on the next offset holding the entry magic
@@ -24,7 +24,7 @@ from typing import Final
 
 import msgspec
 
-from marketd.pipeline.records import Record
+from marketd.data.records import Record
 
 SEGMENT_MAGIC: Final = b"MKDSPOOL"
 FORMAT_VERSION: Final = 1
@@ -45,8 +45,7 @@ RECORD_FIELDS: Final = (
 )  # fmt: skip
 if Record.__struct_fields__ != RECORD_FIELDS:  # pragma: no cover - a guard for editors
     raise ImportError(
-        "marketd.pipeline.records.Record changed: "
-        "bump spool FORMAT_VERSION and update RECORD_FIELDS"
+        "marketd.data.records.Record changed: bump spool FORMAT_VERSION and update RECORD_FIELDS"
     )
 
 _encoder = msgspec.msgpack.Encoder()

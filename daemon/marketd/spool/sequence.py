@@ -24,7 +24,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from marketd.pipeline.records import Market, Record
+from marketd.data.records import Market, Record
 from marketd.pipeline.sequence import SEQUENCED_KINDS, SeqKey
 from marketd.spool.spool import Spool
 

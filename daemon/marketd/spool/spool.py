@@ -1,4 +1,4 @@
-"""The durable, bounded, append-only spool of :class:`~marketd.pipeline.records.Record` s.
+"""The durable, bounded, append-only spool of :class:`~marketd.data.records.Record` s.
 
 A directory of segment files (format: :mod:`marketd.spool.format`) plus an ack
 checkpoint (:mod:`marketd.spool.checkpoint`) and a ``lock`` file (``flock``: one process
@@ -63,7 +63,7 @@ from types import TracebackType
 import structlog
 from prometheus_client.core import Metric
 
-from marketd.pipeline.records import Record
+from marketd.data.records import Record
 from marketd.spool import format as fmt
 from marketd.spool.checkpoint import CheckpointFile
 from marketd.spool.format import SEGMENT_HEADER_SIZE as HEADER

@@ -30,8 +30,8 @@ import structlog
 import trio
 from prometheus_client.core import Metric
 
+from marketd.data.records import Record
 from marketd.obs.metrics import counter
-from marketd.pipeline.records import Record
 from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
 from marketd.spool.model import SpoolFull

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from marketd.data.events import DepthSnapshot
+from marketd.data.records import Market
 from marketd.exchanges.binance import control, endpoints, vocabulary
 from marketd.exchanges.binance.rest import BookSnapshot
 from marketd.exchanges.seam import Control, Endpoint, Vocabulary
-from marketd.pipeline.events import DepthSnapshot
-from marketd.pipeline.records import Market
 
 _decode_book_snapshot = msgspec.json.Decoder(BookSnapshot).decode
 

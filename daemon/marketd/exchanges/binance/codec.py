@@ -20,10 +20,10 @@ from collections.abc import Collection
 import msgspec
 
 from marketd.config.settings import TopicSettings
+from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 from marketd.errors import RestError
 from marketd.exchanges.binance import HistoricalTrade, RestAggTrade, StreamFrame
 from marketd.exchanges.binance.handlers import HEADERS, PB_MARKET, Handler, MarketHandlers
-from marketd.pipeline.records import FrameBatch, Market, Record, RecordBatch
 from marketd.v1.market_data_pb2 import MarketEvent
 
 # Longest error text kept for the caller's rate-limited log line.
@@ -92,7 +92,7 @@ class Codec:
         self._markets = {market: MarketHandlers(market, topics) for market in Market}
 
     def watch_prices(self, kinds: Collection[str], markets: Collection[Market]) -> None:
-        """Put a :class:`~marketd.pipeline.events.Tick` beside each record of ``kinds`` on
+        """Put a :class:`~marketd.data.events.Tick` beside each record of ``kinds`` on
         ``markets`` (what the detector watches), so it never parses those records back."""
         for market, handlers in self._markets.items():
             handlers.watch_prices(kinds if market in markets else ())

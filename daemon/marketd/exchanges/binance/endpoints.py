@@ -7,7 +7,7 @@ response header in which Binance reports the weight used this minute.
 
 from __future__ import annotations
 
-from marketd.pipeline.records import Market
+from marketd.data.records import Market
 
 # The weight used in the current minute, per IP (lower case: HTTP header names are
 # case-insensitive and the client keeps them lower-cased).

@@ -17,6 +17,8 @@ import msgspec
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from marketd.config.settings import TopicSettings
+from marketd.data.events import DepthDiff, Tick
+from marketd.data.records import Headers, Market, Record, RecordBatch, record_headers
 from marketd.exchanges.binance import (
     AggTrade,
     AvgPrice,
@@ -39,8 +41,6 @@ from marketd.exchanges.binance import (
     vocabulary,
 )
 from marketd.exchanges.binance.values import MAX_SYMBOL_CHARS, values_check
-from marketd.pipeline.events import DepthDiff, Tick
-from marketd.pipeline.records import Headers, Market, Record, RecordBatch, record_headers
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 from marketd.v1.market_data_pb2 import Market as PbMarket
 

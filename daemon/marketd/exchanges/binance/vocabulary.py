@@ -20,8 +20,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from marketd.data.records import Market
 from marketd.exchanges.seam import Depth, Sequencing
-from marketd.pipeline.records import Market
 
 
 class Route(enum.StrEnum):

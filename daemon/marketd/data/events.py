@@ -2,7 +2,7 @@
 
 An exchange adapter decodes each frame once; the events it made on the way (a depth diff,
 a watched price) ride in the record batch beside their records
-(:class:`~marketd.pipeline.records.RecordBatch`), so the stages downstream need not parse
+(:class:`~marketd.data.records.RecordBatch`), so the stages downstream need not parse
 the Protobuf back. They name no exchange.
 """
 

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 
 import msgspec
 
-from marketd.pipeline.events import DepthDiff, Tick
+from marketd.data.events import DepthDiff, Tick
 
 
 class Market(enum.Enum):

@@ -1,0 +1,1 @@
+"""Market data values that cross every layer: records, record batches and decoded events."""
