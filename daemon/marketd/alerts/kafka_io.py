@@ -157,9 +157,16 @@ class _KafkaDetector:
         self, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]], offsets: Any
     ) -> None:
         async with self.producer.transaction():
-            for topic, key, value, headers in records:
+            sent = [
                 await self.producer.send(topic, value=value, key=key, headers=headers)
+                for topic, key, value, headers in records
+            ]
             await self.producer.send_offsets_to_transaction(offsets, self.group)
+            # The commit would flush them anyway; awaiting each one too retrieves a failed
+            # delivery's error, which then aborts the transaction here, instead of leaving
+            # it on a future nobody reads ("exception was never retrieved").
+            for delivery in sent:
+                await delivery
 
     async def warm_up(self, tp: TopicPartition, unread: int | None) -> tuple[int, int, str]:
         """(replay from, committed offset, metadata); seeks ``tp`` to the first.
