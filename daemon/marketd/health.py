@@ -1,0 +1,179 @@
+"""What one process says about itself: readiness, liveness, metrics and statistics.
+
+:class:`Health` reads the components :class:`~marketd.app.Daemon` built, for the roles
+this process runs, and answers:
+
+* readiness (``/readyz``, ``marketd_ready``, the systemd status): ready when every
+  component those roles need is; the detail names them and those not ready;
+* liveness (the systemd watchdog): always, since only a live event loop can answer;
+* the metric sources registered for ``/metrics``: the process's own families, the
+  supervisor's (with every stage's), and those of the components that are not stages;
+* the ``statistics`` log line, logged periodically and once after the drain, and the
+  fields of the ``marketd running`` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attrs
+import structlog
+from prometheus_client.core import Metric
+
+from marketd import __version__
+from marketd.alerts.service import DetectorService
+from marketd.alerts.topic_reader import AlertsTopicReader
+from marketd.books.service import Books
+from marketd.config.settings import Settings
+from marketd.feed.service import FeedGroup
+from marketd.gateway import AlertHub, Gateway
+from marketd.obs.metrics import MetricSource, StatisticsCollector, gauge
+from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.bus import MemoryBus
+from marketd.pipeline.normalizer import Normalizer
+from marketd.pipeline.sink import Sink
+from marketd.pipeline.tap import Tap
+from marketd.rest.budget import RestBudgets
+from marketd.roles import Roles
+from marketd.runtime.stage import Channels, Supervisor
+from marketd.spool.stage import SpoolStage
+
+log = structlog.get_logger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class Health:
+    """The components of one process, as its probes, metrics and logs read them (``None``:
+    not run here)."""
+
+    settings: Settings
+    roles: Roles
+    supervisor: Supervisor
+    channels: Channels
+    sink: Sink
+    bus: MemoryBus
+    feeds: FeedGroup
+    normalizer: Normalizer
+    rest_budgets: RestBudgets
+    spool: SpoolStage | None
+    books: Books | None
+    backfiller: Backfiller | None
+    tap: Tap | None
+    detector: DetectorService | None
+    alerts_reader: AlertsTopicReader | None
+    hub: AlertHub | None
+    gateway: Gateway | None
+
+    def summary(self) -> dict[str, Any]:
+        """What runs here, for the ``marketd running`` line."""
+        fields: dict[str, Any] = {
+            "roles": list(self.settings.roles),
+            "detector": "off" if self.detector is None else self.settings.alerts.source,
+        }
+        if self.roles.collector:
+            fields.update(feeds=len(self.feeds), sink=self.sink.name)
+        else:
+            fields.update(alerts="kafka" if self.alerts_reader is not None else "in-process")
+        return fields
+
+    def healthy(self) -> bool:
+        """Liveness for the systemd watchdog: the event loop runs this, so it is alive.
+        (Kafka or exchange outages are readiness matters, never a reason to restart.)"""
+        return True
+
+    def status(self) -> str:
+        ready, detail = self.readiness()
+        return "ready" if ready else "not ready: " + ", ".join(detail["not_ready"])
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every component this process's roles need is; the detail names them
+        (``components``) and those not ready (``not_ready``)."""
+        books: tuple[bool, dict[str, Any]] | None = None
+        if self.books is not None and self.settings.readiness.require_books_synced:
+            books = self.books.readiness()
+        checks = list(self._readiness_checks(books_ready=None if books is None else books[0]))
+        not_ready = [failing for _, ok, failing in checks if not ok]
+        detail: dict[str, Any] = {
+            "roles": list(self.settings.roles),
+            "components": [name for name, _, _ in checks],
+            "not_ready": not_ready,
+        }
+        if books is not None:
+            detail.update(books[1])
+        return not not_ready, detail
+
+    def _readiness_checks(self, *, books_ready: bool | None) -> Iterator[tuple[str, bool, str]]:
+        """(component, ready, its name in ``not_ready``) for what this process runs;
+        ``books_ready`` is None when books are not required."""
+        running = self.supervisor.running
+        if self.roles.collector:
+            yield "sink", running("sink"), "sink"
+            if self.sink.remote:
+                yield self.sink.name, self.sink.statistics().connected, self.sink.name
+            for name, fresh in self.feeds.readiness(self.settings.binance.stale_after_s):
+                yield name, fresh, name
+            if self.spool is not None:
+                yield "spool", not self.spool.full, "spool:full"
+        if self.detector is not None:
+            yield "detector", running("detector"), "detector"
+        if books_ready is not None:
+            yield "books", books_ready, "books"
+        if self.alerts_reader is not None:
+            ready = running("alerts_reader") and self.alerts_reader.ready()
+            yield "alerts_reader", ready, "alerts_reader"
+
+    def metric_sources(self) -> Iterator[MetricSource]:
+        """Every component's metric families, for what this process runs (the stages'
+        come with the supervisor's)."""
+        yield self.metrics
+        yield self.supervisor.metrics
+        if self.roles.collector:
+            if self.sink is not self.bus:
+                yield self.bus.metrics  # declared with Kafka too: the dashboard reads it
+            yield self.channels.metrics
+            yield self.feeds.metrics
+            yield self.rest_budgets.metrics
+        for component in (self.tap, self.backfiller, self.gateway):
+            if component is not None:
+                yield component.metrics
+
+    def collector(self) -> StatisticsCollector:
+        """A collector of :meth:`metric_sources`, for the process's registry."""
+        collector = StatisticsCollector()
+        for source in self.metric_sources():
+            collector.add(source)
+        return collector
+
+    def metrics(self) -> Iterable[Metric]:
+        """The process's own: readiness, the version."""
+        yield gauge(
+            "marketd_ready", "1 when /readyz answers 200.", (), {(): float(self.readiness()[0])}
+        )
+        yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
+
+    def log_statistics(self) -> None:
+        fields: dict[str, Any] = {}
+        if self.roles.collector:
+            norm = self.normalizer.statistics()
+            fields.update(
+                frames=norm.frames,
+                records=norm.records,
+                delivered=self.sink.statistics().delivered,
+                sink=self.sink.name,
+                malformed=sum(norm.malformed.values()),
+                unknown=sum(norm.unknown.values()),
+                duplicates=norm.duplicates,
+                backfilled=norm.backfilled,
+                book_snapshots=self.books.statistics().snapshots_published if self.books else 0,
+                feeds_connected=sum(s.subscribed for s in self.feeds.statistics()),
+                feeds=len(self.feeds),
+            )
+        if self.detector is not None and not self.roles.collector:
+            detector = self.detector.statistics()
+            fields.update(ticks=detector.ticks, alerts=sum(detector.alerts.values()))
+        if self.alerts_reader is not None:
+            fields.update(alerts_read=self.alerts_reader.statistics().read)
+        if self.hub is not None and not self.roles.collector:
+            fields.update(gateway_clients=self.hub.statistics().clients)
+        log.info("statistics", **fields)
