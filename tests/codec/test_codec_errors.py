@@ -21,8 +21,8 @@ from binance_examples import (
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
-from marketd.exchanges.binance import handlers as stream_handlers
 from marketd.exchanges.binance.codec import Codec
+from marketd.exchanges.binance.handlers import market as market_handlers
 
 # A good frame of each market with id 12345 (USD-M has no trade stream: its aggTrade).
 GOOD = {
@@ -175,7 +175,7 @@ def test_clean_batch_has_no_error() -> None:
 
 
 def test_stream_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream_handlers, "MAX_CACHED_STREAMS", 8)
+    monkeypatch.setattr(market_handlers, "MAX_CACHED_STREAMS", 8)
     codec = Codec(TopicSettings())
     frames = [frame(f"sym{i}@kline_2s", "{}") for i in range(50)] + [GOOD[Market.SPOT]]
     result = codec.decode_batch(FrameBatch(Market.SPOT, "c", frames, [0] * len(frames)))
