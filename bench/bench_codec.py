@@ -1,9 +1,9 @@
-"""Codec throughput: decode + encode cost per frame, by event type.
+"""Codecs throughput: decode + encode cost per frame, by event type.
 
     .venv/bin/python bench/bench_codec.py [--frames N] [--batch N] [--repeat N]
 
 Builds realistic combined-stream frames (Binance's documented shapes, varied ids and
-prices), runs ``Codec.decode_batch`` over them in batches, and prints a table of µs/frame
+prices), runs ``Codecs.decode_batch`` over them in batches, and prints a table of µs/frame
 and frames/s (each batch's best of ``--repeat`` runs) followed by one JSON line for machines.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 
 T0 = 1_700_000_000_000
 
@@ -127,7 +127,7 @@ CASES: dict[str, tuple[Market, Callable[[int, random.Random], str], int]] = {
 
 
 def run_case(
-    codec: Codec, market: Market, frames: list[str], batch_size: int, repeat: int
+    codec: Codecs, market: Market, frames: list[str], batch_size: int, repeat: int
 ) -> float:
     """Time (s) to decode all ``frames`` in batches of ``batch_size``.
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=5, help="runs per case (each batch's best is kept)"
     )
     args = parser.parse_args(argv)
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     rng = random.Random(42)
     results: dict[str, dict[str, float]] = {}
     print(f"{'event type':34} {'µs/frame':>9} {'frames/s':>12}")

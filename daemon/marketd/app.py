@@ -34,7 +34,6 @@ from marketd.config.checks import warnings as config_warnings
 from marketd.config.settings import KafkaSettings, Settings
 from marketd.data.records import FrameBatch, Market, Record
 from marketd.errors import ConfigError
-from marketd.exchanges.binance.codec import Codec
 from marketd.feed.service import FeedGroup
 from marketd.gateway import AlertHub, Gateway, install_gateway
 from marketd.health import Health
@@ -42,6 +41,7 @@ from marketd.kafka.sink import KafkaPublisher
 from marketd.obs.web import create_app, serve_http
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.normalizer_metrics import normalizer_metrics
 from marketd.pipeline.sink import Sink
@@ -120,17 +120,14 @@ class Daemon:
     def _make_collector(self, sink: Sink | None) -> None:
         """The collector's components (built, and idle, without the collector role)."""
         settings, collecting = self.settings, self.roles.collector
-        self.codec = Codec(settings.kafka.topics)
+        self.codec = Codecs(settings.kafka.topics)
         # One REST weight budget per market, shared by the backfill and the book snapshots.
         self.rest_budgets = RestBudgets.from_settings(settings.books)
         self.backfiller: Backfiller | None = None
         if collecting and settings.pipeline.backfill_trades:
             self.backfiller = Backfiller(
                 encoder=self.codec,
-                rest_urls={
-                    Market.SPOT: settings.binance.spot_rest_url,
-                    Market.USDM: settings.binance.futures_rest_url,
-                },
+                rest_urls=settings.binance.rest_urls(),
                 max_trades=settings.pipeline.backfill_max_trades,
                 timeout=settings.binance.rest_timeout_s,
                 budgets=self.rest_budgets,

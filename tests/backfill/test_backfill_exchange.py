@@ -23,13 +23,13 @@ from marketd.books.service import Books
 from marketd.config.books import BookSettings
 from marketd.config.settings import BackoffSettings, Settings, Subscription
 from marketd.data.records import FrameBatch, Market, Record
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.config import SPOT_LIMITS
 from marketd.fakex.rest import RestReply
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
@@ -143,7 +143,7 @@ class Pipeline:
 @contextlib.asynccontextmanager
 async def running_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     """Feeds → normalizer (+ backfill) → books → a list, on one shared REST budget."""
-    codec = Codec(settings.kafka.topics)
+    codec = Codecs(settings.kafka.topics)
     budgets = RestBudgets.from_settings(settings.books)
     backfiller = Backfiller(
         encoder=codec,
@@ -337,7 +337,7 @@ async def test_a_429_from_the_fake_stops_both_users(first: str) -> None:
             await trio.sleep(0.5)  # some trade history
             settings = settings_for(fx, symbols, BookSettings(snapshot_limit=100))
             budgets = RestBudgets.from_settings(settings.books)
-            codec = Codec(settings.kafka.topics)
+            codec = Codecs(settings.kafka.topics)
             backfiller = Backfiller(
                 encoder=codec, rest_urls={Market.SPOT: fx.spot_rest_url}, budgets=budgets
             )

@@ -13,10 +13,10 @@ from marketd.books.service import Books
 from marketd.config.books import BookSettings
 from marketd.config.settings import BackoffSettings, Settings, Subscription
 from marketd.data.records import FrameBatch, Market, Record
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange
 from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 from marketd.v1.market_data_pb2 import MarketEvent
 
@@ -54,7 +54,7 @@ async def running_books(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sink)
         await nursery.start(books.serve, mid_recv, out_send)
-        await nursery.start(Normalizer(Codec(settings.kafka.topics)).serve, frames_recv, mid_send)
+        await nursery.start(Normalizer(Codecs(settings.kafka.topics)).serve, frames_recv, mid_send)
         async with frames_send:
             for plan in plan_connections(settings.subscriptions, settings.binance):
                 nursery.start_soon(Feed(plan, settings.binance).serve, frames_send.clone())

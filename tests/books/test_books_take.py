@@ -13,7 +13,7 @@ from marketd.books.service import Books, book_symbols
 from marketd.config.settings import Settings, Subscription
 from marketd.data.events import DepthDiff, DepthSnapshot, Tick
 from marketd.data.records import FrameBatch, Market, RecordBatch
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 
 SNAPSHOT = DepthSnapshot(
@@ -38,7 +38,7 @@ def _decoded(market: Market) -> RecordBatch:
         _frame(market, 107, 107, [["100.10", "1"]], []),
     ]
     batch = FrameBatch(market, "test", frames, [1, 2, 3])
-    result = Codec(Settings().kafka.topics).decode_batch(batch)
+    result = Codecs(Settings().kafka.topics).decode_batch(batch)
     assert (result.malformed, result.unknown) == (0, 0), result.error
     return result.records
 
@@ -99,7 +99,7 @@ def test_the_normalizer_keeps_each_event_beside_its_record() -> None:
         json.dumps({"stream": "btcusdt@miniTicker", "data": mini}),
         _frame(Market.SPOT, 104, 105, [], [["100.50", "2"]]),
     ]
-    codec = Codec(Settings().kafka.topics)
+    codec = Codecs(Settings().kafka.topics)
     codec.watch_prices(["24hrMiniTicker"], [Market.SPOT])
     out, parked = Normalizer(codec)._normalize(FrameBatch(Market.SPOT, "t", frames, [1] * 5))
     assert parked == []

@@ -23,6 +23,7 @@ from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.handlers import market as market_handlers
+from marketd.pipeline.codecs import Codecs
 
 # A good frame of each market with id 12345 (USD-M has no trade stream: its aggTrade).
 GOOD = {
@@ -37,7 +38,7 @@ def decode(market: Market, frames: list[str]) -> tuple[list[int], int, int, str]
     sandwiched = [good]
     for f in frames:
         sandwiched += [f, good]
-    result = Codec(TopicSettings()).decode_batch(
+    result = Codecs(TopicSettings()).decode_batch(
         FrameBatch(market, "c", sandwiched, list(range(len(sandwiched))))
     )
     return [r.seq for r in result.records], result.malformed, result.unknown, result.error
@@ -149,7 +150,7 @@ def test_counts_and_last_error_over_a_mixed_batch() -> None:
         GOOD[Market.SPOT],
         frame("bnbbtc@trade", "{}"),
     ]
-    result = Codec(TopicSettings()).decode_batch(
+    result = Codecs(TopicSettings()).decode_batch(
         FrameBatch(Market.SPOT, "c", frames, [0] * len(frames))
     )
     assert len(result.records) == 2
@@ -160,28 +161,28 @@ def test_counts_and_last_error_over_a_mixed_batch() -> None:
 
 def test_error_text_is_bounded() -> None:
     huge = frame("x" * 10_000 + "@kline_2s", "{}")
-    result = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [huge], [0]))
+    result = Codecs(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [huge], [0]))
     assert result.unknown == 1
     assert len(result.error) < 400
 
 
 def test_clean_batch_has_no_error() -> None:
-    result = Codec(TopicSettings()).decode_batch(
+    result = Codecs(TopicSettings()).decode_batch(
         FrameBatch(Market.SPOT, "c", [GOOD[Market.SPOT]], [0])
     )
     assert (result.malformed, result.unknown, result.error) == (0, 0, "")
-    empty = Codec(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [], []))
+    empty = Codecs(TopicSettings()).decode_batch(FrameBatch(Market.SPOT, "c", [], []))
     assert (empty.records, empty.malformed, empty.unknown) == ([], 0, 0)
 
 
 def test_stream_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(market_handlers, "MAX_CACHED_STREAMS", 8)
-    codec = Codec(TopicSettings())
+    codec = Codec(Market.SPOT, TopicSettings())
     frames = [frame(f"sym{i}@kline_2s", "{}") for i in range(50)] + [GOOD[Market.SPOT]]
     result = codec.decode_batch(FrameBatch(Market.SPOT, "c", frames, [0] * len(frames)))
     assert (len(result.records), result.unknown) == (1, 50)
     # Reach into the cache only to prove the bound; behaviour is covered above.
-    assert len(codec._markets[Market.SPOT].handlers) <= 8
+    assert len(codec._handlers.handlers) <= 8
 
 
 def test_unknown_event_type_on_a_known_stream_is_unknown_not_malformed() -> None:
@@ -209,7 +210,7 @@ def test_known_or_missing_event_type_that_fails_to_decode_is_malformed() -> None
 def test_error_texts_quote_a_bounded_part_of_the_frame() -> None:
     def last_error(frames: list[str]) -> str:
         batch = FrameBatch(Market.SPOT, "c", frames, [0] * len(frames))
-        return Codec(TopicSettings()).decode_batch(batch).error
+        return Codecs(TopicSettings()).decode_batch(batch).error
 
     bad_json = "{" + "x" * 200
     error = last_error([bad_json])
@@ -230,4 +231,4 @@ def test_a_batch_with_fewer_times_than_frames_is_refused() -> None:
     # A programming error upstream: never decode frames against the wrong receive times.
     batch = FrameBatch(Market.SPOT, "c", [GOOD[Market.SPOT]] * 2, [0])
     with pytest.raises(ValueError, match="zip"):
-        Codec(TopicSettings()).decode_batch(batch)
+        Codecs(TopicSettings()).decode_batch(batch)

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market, Record
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex.faults import fuzz_bases
 from marketd.fakex.fuzz import MUTATIONS, fuzz_frames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
 T0 = 1_700_000_000_000
@@ -101,7 +101,7 @@ def fuzzed(market: Market, count: int, seed: int) -> list[str]:
 
 
 def test_ten_thousand_fuzzed_frames_among_valid_ones() -> None:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     total_fuzzed = 0
     for market in Market:
         for seed in (1, 2, 3, 4):
@@ -150,7 +150,7 @@ SENTINEL, SENTINEL_RECORDS = valid(Market.SPOT, 0)
 
 @given(st.lists(TEXT | JSON.map(lambda d: frame("btcusdt@trade", d)), min_size=1, max_size=8))
 def test_arbitrary_frames_never_raise_nor_spoil_the_batch(frames: list[str]) -> None:
-    result = Codec(TopicSettings()).decode_batch(
+    result = Codecs(TopicSettings()).decode_batch(
         FrameBatch(Market.SPOT, "c", [*frames, SENTINEL], [0] * (len(frames) + 1))
     )
     assert result.malformed + result.unknown + len(result.records) >= len(frames) + 1

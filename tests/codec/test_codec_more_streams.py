@@ -25,7 +25,9 @@ from marketd.config.settings import TopicSettings
 from marketd.data.events import Tick
 from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.codec import KNOWN_EVENT_TYPES, Codec, DecodeResult
+from marketd.exchanges.binance.codec import KNOWN_EVENT_TYPES
+from marketd.exchanges.seam import DecodeResult
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 RECEIVED_NS = 1_672_515_782_136_123_456
@@ -33,7 +35,7 @@ TOPICS = TopicSettings(raw="t.raw", depth="t.depth")
 
 
 def decode(market: Market, frames: list[str]) -> DecodeResult:
-    return Codec(TOPICS).decode_batch(FrameBatch(market, "c", frames, [RECEIVED_NS] * len(frames)))
+    return Codecs(TOPICS).decode_batch(FrameBatch(market, "c", frames, [RECEIVED_NS] * len(frames)))
 
 
 def decode_one(market: Market, stream: str, data: str, kind: str) -> tuple[Record, MarketEvent]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -24,7 +24,7 @@ NOT_DECIMALS = st.text(st.characters(codec="utf-8"), max_size=40).filter(
 )
 SYMBOLS = st.from_regex(r"\A[A-Z0-9]{2,20}\Z")
 
-CODEC = Codec(TopicSettings())
+CODEC = Codecs(TopicSettings())
 
 
 @given(

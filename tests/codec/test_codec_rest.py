@@ -15,14 +15,14 @@ from binance_examples import (
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
 from marketd.errors import RestError
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 RECEIVED_NS = 1_700_000_000_000_000_001
 
 
 def test_historical_trades() -> None:
-    records = Codec(TopicSettings(raw="t.raw")).encode_rest_trades(
+    records = Codecs(TopicSettings(raw="t.raw")).encode_rest_trades(
         Market.SPOT, "bnbbtc", "trade", REST_HISTORICAL_TRADES, RECEIVED_NS
     )
     assert [(r.topic, r.key, r.kind, r.symbol, r.seq) for r in records] == [
@@ -48,7 +48,7 @@ def test_backfilled_trade_matches_the_stream_record_except_the_flag() -> None:
         b'[{"id":12345,"price":"0.001","qty":"100","quoteQty":"0.1","time":1672515782136,'
         b'"isBuyerMaker":true,"isBestMatch":true}]'
     )
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     [rest] = codec.encode_rest_trades(Market.SPOT, "BNBBTC", "trade", row, 5)
     [live] = codec.decode_batch(
         FrameBatch(Market.SPOT, "c", [frame("bnbbtc@trade", SPOT_TRADE)], [5])
@@ -75,7 +75,7 @@ def test_backfilled_trade_matches_the_stream_record_except_the_flag() -> None:
     ],
 )
 def test_agg_trades(market: Market, body: bytes, pb_market: int, normal_quantity: str) -> None:
-    records = Codec(TopicSettings()).encode_rest_trades(
+    records = Codecs(TopicSettings()).encode_rest_trades(
         market, "BTCUSDT", "aggTrade", body, RECEIVED_NS
     )
     assert records[0].seq == 26129
@@ -92,7 +92,7 @@ def test_agg_trades(market: Market, body: bytes, pb_market: int, normal_quantity
 
 
 def test_empty_history() -> None:
-    assert Codec(TopicSettings()).encode_rest_trades(Market.SPOT, "X", "trade", b"[]", 0) == []
+    assert Codecs(TopicSettings()).encode_rest_trades(Market.SPOT, "X", "trade", b"[]", 0) == []
 
 
 @pytest.mark.parametrize(
@@ -108,18 +108,18 @@ def test_empty_history() -> None:
 )
 def test_malformed_history_raises_rest_error(body: bytes) -> None:
     with pytest.raises(RestError, match=r"malformed trade history for spot BTCUSDT"):
-        Codec(TopicSettings()).encode_rest_trades(Market.SPOT, "BTCUSDT", "trade", body, 0)
+        Codecs(TopicSettings()).encode_rest_trades(Market.SPOT, "BTCUSDT", "trade", body, 0)
 
 
 def test_unsupported_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="depthUpdate"):
-        Codec(TopicSettings()).encode_rest_trades(Market.SPOT, "X", "depthUpdate", b"[]", 0)
+        Codecs(TopicSettings()).encode_rest_trades(Market.SPOT, "X", "depthUpdate", b"[]", 0)
 
 
 def test_backfilled_agg_trade_matches_the_stream_record_except_the_flag() -> None:
     # REST has no event time: the stream event's E is set to its trade time to compare.
     row = b'[{"a":5933014,"p":"0.001","q":"100","nq":"100","f":100,"l":105,"T":123456785,"m":true}]'
-    codec = Codec(TopicSettings(raw="t.raw"))
+    codec = Codecs(TopicSettings(raw="t.raw"))
     [rest] = codec.encode_rest_trades(Market.USDM, "btcusdt", "aggTrade", row, RECEIVED_NS)
     live_data = USDM_AGG_TRADE.replace('"E":123456789', '"E":123456785')
     [live] = codec.decode_batch(
@@ -143,7 +143,7 @@ def test_backfilled_agg_trade_matches_the_stream_record_except_the_flag() -> Non
 def test_rest_error_quotes_the_first_100_bytes_of_the_body(kind: str) -> None:
     body = b"[" + b"x" * 200
     with pytest.raises(RestError) as info:
-        Codec(TopicSettings()).encode_rest_trades(Market.USDM, "ethusdt", kind, body, 0)
+        Codecs(TopicSettings()).encode_rest_trades(Market.USDM, "ethusdt", kind, body, 0)
     text = str(info.value)
     assert text.startswith(f"malformed {kind} history for usdm ETHUSDT from Binance REST: ")
     assert text.endswith(f"; body starts {body[:100]!r}")

@@ -21,7 +21,7 @@ from binance_examples import (
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market, Record
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent, PriceLevel
 
 RECEIVED_NS = 1_672_515_782_136_123_456
@@ -29,7 +29,7 @@ TOPICS = TopicSettings(raw="t.raw", depth="t.depth")
 
 
 def decode_one(market: Market, stream: str, data: str) -> tuple[Record, MarketEvent]:
-    result = Codec(TOPICS).decode_batch(
+    result = Codecs(TOPICS).decode_batch(
         FrameBatch(market, "conn-1", [frame(stream, data)], [RECEIVED_NS])
     )
     assert (result.malformed, result.unknown, result.error) == (0, 0, "")
@@ -286,7 +286,7 @@ def test_mini_ticker_array_yields_one_record_per_item(market: Market) -> None:
         frame("!miniTicker@arr", "[" + ",".join(items) + "]"),
         frame("!miniTicker@arr", "[]"),
     ]
-    result = Codec(TOPICS).decode_batch(FrameBatch(market, "c", frames, [1, 2]))
+    result = Codecs(TOPICS).decode_batch(FrameBatch(market, "c", frames, [1, 2]))
     assert (result.malformed, result.unknown) == (0, 0)
     assert _symbols(result.records) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert {r.kind for r in result.records} == {"24hrMiniTicker"}
@@ -303,7 +303,7 @@ def test_usdm_ticker_and_mark_price_arrays() -> None:
         frame("!markPrice@arr", marks),
         frame("!markPrice@arr@1s", marks),
     ]
-    result = Codec(TOPICS).decode_batch(FrameBatch(Market.USDM, "c", frames, [1, 2, 3]))
+    result = Codecs(TOPICS).decode_batch(FrameBatch(Market.USDM, "c", frames, [1, 2, 3]))
     assert (result.malformed, result.unknown) == (0, 0)
     assert [(r.kind, r.symbol, r.received_ns) for r in result.records] == [
         ("24hrTicker", "BTCUSDT", 1),
@@ -325,7 +325,7 @@ def test_records_keep_frame_order_across_event_types() -> None:
         frame("bnbbtc@aggTrade", SPOT_AGG_TRADE),
         frame("bnbbtc@trade", SPOT_TRADE.replace('"t":12345', '"t":12346')),
     ]
-    result = Codec(TOPICS).decode_batch(FrameBatch(Market.SPOT, "c", frames, [1, 2, 3, 4, 5]))
+    result = Codecs(TOPICS).decode_batch(FrameBatch(Market.SPOT, "c", frames, [1, 2, 3, 4, 5]))
     assert [(r.kind, r.seq, r.received_ns, r.topic) for r in result.records] == [
         ("trade", 12345, 1, "t.raw"),
         ("depthUpdate", 160, 2, "t.depth"),
@@ -351,7 +351,7 @@ def test_reused_messages_do_not_leak_between_frames() -> None:
         '"a":[["0.0026","100"]]', '"a":[["0.0027","1"]]'
     )
     frames = [frame("btcusdt@depth", big), frame("btcusdt@depth", small)]
-    codec = Codec(TOPICS)
+    codec = Codecs(TOPICS)
     result = codec.decode_batch(FrameBatch(Market.USDM, "c", frames, [1, 2]))
     first, second = (MarketEvent.FromString(r.value) for r in result.records)
     assert [lv.price for lv in first.depth_diff.bids] == ["0.0024", "0.0023", "0.0022"]

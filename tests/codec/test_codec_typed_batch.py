@@ -26,7 +26,7 @@ from marketd.alerts.encoding import TickReader
 from marketd.config.settings import TopicSettings
 from marketd.data.events import DepthDiff, Tick
 from marketd.data.records import FrameBatch, Market, Record, RecordBatch, events_of
-from marketd.exchanges.binance.codec import Codec
+from marketd.pipeline.codecs import Codecs
 
 PRICED = ["trade", "aggTrade", "24hrMiniTicker", "24hrTicker", "markPriceUpdate", "kline",
           "avgPrice"]  # fmt: skip
@@ -49,7 +49,7 @@ USDM_FRAMES = [
 ]
 
 
-def decode(codec: Codec, market: Market, frames: list[str]) -> RecordBatch:
+def decode(codec: Codecs, market: Market, frames: list[str]) -> RecordBatch:
     result = codec.decode_batch(FrameBatch(market, "t", frames, [7] * len(frames)))
     assert (result.malformed, result.unknown) == (0, 0), result.error
     assert len(result.records.events) == len(result.records)
@@ -57,7 +57,7 @@ def decode(codec: Codec, market: Market, frames: list[str]) -> RecordBatch:
 
 
 def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> None:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     codec.watch_prices(PRICED, [Market.SPOT, Market.USDM])
     spot = decode(codec, Market.SPOT, SPOT_FRAMES)
     assert [r.kind for r in spot] == ["trade", "depthUpdate", "bookTicker", "aggTrade",
@@ -93,7 +93,7 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
 
 
 def test_unwatched_kinds_and_markets_get_no_tick() -> None:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     codec.watch_prices(["24hrMiniTicker"], [Market.USDM])
     spot = decode(codec, Market.SPOT, SPOT_FRAMES)
     assert [type(e).__name__ for e in spot.events] == [
@@ -107,11 +107,11 @@ def test_unwatched_kinds_and_markets_get_no_tick() -> None:
 
 def test_a_kind_without_a_price_cannot_be_watched() -> None:
     with pytest.raises(ValueError, match=r"no price in event kinds \['bookTicker', 'forceOrder'\]"):
-        Codec(TopicSettings()).watch_prices(["trade", "forceOrder", "bookTicker"], [Market.SPOT])
+        Codecs(TopicSettings()).watch_prices(["trade", "forceOrder", "bookTicker"], [Market.SPOT])
 
 
 def test_a_malformed_frame_between_events_keeps_them_aligned() -> None:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     codec.watch_prices(["trade"], [Market.SPOT])
     frames = [
         frame("bnbbtc@trade", SPOT_TRADE),
@@ -127,7 +127,7 @@ def test_a_malformed_frame_between_events_keeps_them_aligned() -> None:
 
 
 def test_the_tick_reader_takes_the_ticks_beside_the_records() -> None:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     codec.watch_prices(["trade", "avgPrice"], [Market.SPOT])
     records = decode(codec, Market.SPOT, SPOT_FRAMES)
     # Unreadable values: only the ticks beside them can give prices.

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
 from marketd.errors import RestError
-from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.values import values_check
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
-CODEC = Codec(TopicSettings())
+CODEC = Codecs(TopicSettings())
 TRADE = {
     "e": "trade", "E": 1, "s": "BTCUSDT", "t": 5, "p": "27123.45", "q": "0.00100000", "T": 1,
     "m": True,

@@ -36,10 +36,10 @@ from marketd.config.settings import Subscription, TopicSettings
 from marketd.config.validators import InvalidValue
 from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.handlers import PB_MARKET
 from marketd.exchanges.binance.vocabulary import StreamKind
 from marketd.exchanges.seam import Sequencing
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
 # One payload per decoded (market, kind), in Binance's documented format.
@@ -98,7 +98,7 @@ def accepted(market: Market, stream: str) -> bool:
 def test_every_accepted_stream_is_decoded_as_its_row_says_or_counted_unknown(
     market: Market,
 ) -> None:
-    codec = Codec(TOPICS)
+    codec = Codecs(TOPICS)
     for stream, row in streams(market):
         assert accepted(market, stream), stream
         if not row.decoded:

@@ -13,15 +13,23 @@ import pytest
 import trio
 
 from marketd.books.service import Books
-from marketd.config.settings import Settings
+from marketd.config.settings import Settings, TopicSettings
 from marketd.data.events import DepthSnapshot
-from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.data.records import FrameBatch, Market
+from marketd.exchanges import adapter, adapters
 from marketd.exchanges.binance import vocabulary as binance_vocabulary
-from marketd.exchanges.binance.adapter import BINANCE
-from marketd.exchanges.binance.codec import Codec
-from marketd.exchanges.seam import Endpoint, Vocabulary
+from marketd.exchanges.binance.adapter import SPOT, USDM
+from marketd.exchanges.seam import (
+    Codec,
+    Control,
+    Endpoint,
+    Exchange,
+    Sequencing,
+    Topics,
+    Vocabulary,
+)
 from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import RestResponse
@@ -56,69 +64,124 @@ def test_no_stage_imports_an_exchange_adapter() -> None:
         adapters = sorted(n for n in _imports(path) if n.startswith("marketd.exchanges.binance"))
         if adapters:
             offenders[rel] = adapters
-    assert offenders == {}, "stages must read the exchange through marketd.exchanges.exchange()"
+    assert offenders == {}, "stages must read the exchange through marketd.exchanges.adapter()"
     for rel in NOT_YET:  # the list shrinks: an entry that is clean now must be removed
         assert any(n.startswith("marketd.exchanges.binance") for n in _imports(PACKAGE / rel)), (
             f"{rel} no longer imports an adapter: remove it from NOT_YET"
         )
 
 
-def test_binance_behind_the_seam() -> None:
-    assert exchange() is BINANCE
-    assert exchange("binance") is BINANCE
-    vocabulary: Vocabulary = BINANCE.vocabulary
-    assert vocabulary is binance_vocabulary
-    assert BINANCE.depth_snapshot(Market.SPOT, 5000) == Endpoint("/api/v3/depth", 250, page=5000)
-    assert BINANCE.depth_snapshot(Market.USDM, 5000) == Endpoint("/fapi/v1/depth", 20, page=1000)
-    assert BINANCE.trade_history(Market.USDM, "trade") == Endpoint(
-        "/fapi/v1/historicalTrades", 20, page=500
-    )
-    assert BINANCE.trade_history(Market.SPOT, "aggTrade") == Endpoint(
-        "/api/v3/aggTrades", 4, page=1000
-    )
-    assert BINANCE.trade_history(Market.SPOT, "depthUpdate") is None
-    assert (BINANCE.chained_diffs(Market.USDM), BINANCE.chained_diffs(Market.SPOT)) == (True, False)
-    assert BINANCE.used_weight_header == "x-mbx-used-weight-1m"
-    snapshot = BINANCE.decode_depth_snapshot(
-        b'{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"],["0.0027","1"]]}'
-    )
-    assert snapshot == DepthSnapshot(
-        last_update_id=160, bids=[("0.0024", "10")], asks=[("0.0026", "100"), ("0.0027", "1")]
-    )
-    with pytest.raises(ValueError, match="lastUpdateId"):
-        BINANCE.decode_depth_snapshot(b'{"bids":[],"asks":[]}')
-    assert BINANCE.stream_url("wss://x:9443/", "", ()) == "wss://x:9443/stream"
-    assert (
-        BINANCE.stream_url("wss://f", "/public", ("a@depth", "!bookTicker"))
-        == "wss://f/public/stream?streams=a@depth/!bookTicker"
-    )
-    assert BINANCE.ws_route(Market.SPOT, "btcusdt@depth") == ""
-    assert BINANCE.ws_route(Market.USDM, "btcusdt@depth@100ms") == "/public"
-    assert BINANCE.ws_route(Market.USDM, "!bookTicker") == "/public"
-    assert BINANCE.ws_route(Market.USDM, "btcusdt@aggTrade") == "/market"
-    assert BINANCE.ws_route(Market.USDM, "btcusdt@nonsense") == "/market"
+def test_spot_and_usdm_are_two_adapters_behind_the_seam() -> None:
+    spot: Exchange = SPOT
+    usdm: Exchange = USDM
+    assert adapters() == (spot, usdm)
+    assert (adapter(Market.SPOT), adapter(Market.USDM)) == (spot, usdm)
+    assert [(a.market, a.name) for a in adapters()] == [
+        (Market.SPOT, "binance-spot"),
+        (Market.USDM, "binance-usdm"),
+    ]
+    # What differs per market: message-rate limit, book rule, endpoints, weights, routes.
+    assert (spot.max_messages_per_second, usdm.max_messages_per_second) == (5, 10)
+    assert (spot.chained_diffs, usdm.chained_diffs) == (False, True)
+    assert spot.depth_snapshot(5000) == Endpoint("/api/v3/depth", 250, page=5000)
+    assert usdm.depth_snapshot(5000) == Endpoint("/fapi/v1/depth", 20, page=1000)
+    assert usdm.trade_history("trade") == Endpoint("/fapi/v1/historicalTrades", 20, page=500)
+    assert spot.trade_history("aggTrade") == Endpoint("/api/v3/aggTrades", 4, page=1000)
+    assert spot.trade_history("depthUpdate") is None
+    assert spot.ws_route("btcusdt@depth") == ""
+    assert usdm.ws_route("btcusdt@depth@100ms") == "/public"
+    assert usdm.ws_route("!bookTicker") == "/public"
+    assert usdm.ws_route("btcusdt@aggTrade") == "/market"
+    assert usdm.ws_route("btcusdt@nonsense") == "/market"
+    # What they share.
+    for a in adapters():
+        assert a.used_weight_header == "x-mbx-used-weight-1m"
+        snapshot = a.decode_depth_snapshot(
+            b'{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}'
+        )
+        assert snapshot == DepthSnapshot(
+            last_update_id=160, bids=[("0.0024", "10")], asks=[("0.0026", "100")]
+        )
+        with pytest.raises(ValueError, match="lastUpdateId"):
+            a.decode_depth_snapshot(b'{"bids":[],"asks":[]}')
+        assert a.stream_url("wss://x:9443/", "", ()) == "wss://x:9443/stream"
+        assert (
+            a.stream_url("wss://f", "/public", ("a@depth", "!bookTicker"))
+            == "wss://f/public/stream?streams=a@depth/!bookTicker"
+        )
 
 
-def test_an_unknown_exchange_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"^unknown exchange 'kraken': .* for 'binance'$"):
-        exchange("kraken")
+def test_each_adapter_reads_the_table_for_its_own_market() -> None:
+    for a in adapters():
+        v: Vocabulary = a.vocabulary
+        assert v.channels() == frozenset(binance_vocabulary.BY_CHANNEL[a.market])
+        assert v.all_market_streams() == frozenset(binance_vocabulary.BY_ALL_MARKET[a.market])
+        assert v.channel_help() == binance_vocabulary.channel_help(a.market)
+    spot, usdm = SPOT.vocabulary, USDM.vocabulary
+    assert "trade" in spot.channels()
+    assert "trade" not in usdm.channels()
+    assert "markPrice@1s" in usdm.channels()
+    assert "markPrice@1s" not in spot.channels()
+    assert spot.kinds(Sequencing.CONSECUTIVE) == {"trade", "aggTrade"}
+    assert usdm.kinds(Sequencing.CONSECUTIVE) == {"aggTrade"}  # no trade stream on USD-M
+    assert spot.kind_of("btcusdt@kline_1s") == "kline"
+    assert usdm.kind_of("btcusdt@kline_1s") is None  # USD-M klines start at 1m
+    assert usdm.kind_of("!forceOrder@arr") == "forceOrder"
+    assert spot.spellings("24hrTicker") == ["<symbol>@ticker"]
+    assert "!ticker@arr" in spot.retired_streams
+    assert usdm.retired_streams == {}
+    assert spot.diff_depth_channels() >= {"depth", "depth@100ms"}
+    assert "depth@500ms" in usdm.diff_depth_channels()
+
+
+def test_each_adapter_has_its_own_codec() -> None:
+    topics = TopicSettings(raw="t.raw", depth="t.depth")
+    frame = json.dumps({"stream": "btcusdt@aggTrade", "data": {
+        "e": "aggTrade", "E": 5, "s": "BTCUSDT", "a": 7, "p": "1.5", "q": "2", "f": 1, "l": 2,
+        "T": 4, "m": True,
+    }})  # fmt: skip
+    for a in adapters():
+        result = a.codec(topics).decode_batch(FrameBatch(a.market, "c", [frame], [9]))
+        [record] = result.records
+        assert (record.market, record.kind, record.symbol, record.seq) == (
+            a.market,
+            "aggTrade",
+            "BTCUSDT",
+            7,
+        )
+        assert dict(record.headers)["market"] == a.market.value.encode()
+    # A spot-only stream is unknown to the USD-M codec.
+    trade = json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade"}})
+    assert USDM.codec(topics).decode_batch(FrameBatch(Market.USDM, "c", [trade], [1])).unknown == 1
 
 
 @attrs.frozen
 class Other:
     """A second exchange, as the stages see it: other paths, weights, header and book rule."""
 
+    market: Market
     name: str = "other"
     used_weight_header: str = "x-used"
-    vocabulary: Vocabulary = binance_vocabulary
+    max_messages_per_second: float = 1.0
 
-    def depth_snapshot(self, market: Market, limit: int) -> Endpoint:
-        return Endpoint(f"/v9/{market.value}/book", 3, page=min(limit, 50))
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return adapter(self.market).vocabulary
 
-    def trade_history(self, market: Market, kind: str) -> Endpoint | None:
+    @property
+    def chained_diffs(self) -> bool:
+        return self.market is Market.SPOT
+
+    def codec(self, topics: Topics) -> Codec:
+        return adapter(self.market).codec(topics)
+
+    def depth_snapshot(self, limit: int) -> Endpoint:
+        return Endpoint(f"/v9/{self.market.value}/book", 3, page=min(limit, 50))
+
+    def trade_history(self, kind: str) -> Endpoint | None:
         return Endpoint("/v9/trades", 2, page=2) if kind == "trade" else None
 
-    def ws_route(self, market: Market, stream: str) -> str:
+    def ws_route(self, stream: str) -> str:
         return ""
 
     def decode_depth_snapshot(self, body: bytes) -> DepthSnapshot:
@@ -127,12 +190,18 @@ class Other:
     def stream_url(self, base_url: str, route: str, streams: Sequence[str]) -> str:
         return f"{base_url}/v9/ws"
 
-    def chained_diffs(self, market: Market) -> bool:
-        return market is Market.SPOT
+    def parse_control(self, frame: str) -> Control | None:
+        return None
+
+    def subscribe_message(self, request_id: int, streams: Sequence[str]) -> str:
+        return ""
+
+
+OTHERS: dict[Market, Exchange] = {m: Other(m) for m in Market}
 
 
 def test_the_books_follow_the_adapter_they_are_given() -> None:
-    books = Books(Settings(), adapter=Other())
+    books = Books(Settings(), adapter=OTHERS.__getitem__)
     lanes = books.scheduler.lanes
     assert (lanes[Market.SPOT].path, lanes[Market.SPOT].weight, lanes[Market.SPOT].limit) == (
         "/v9/spot/book",
@@ -160,11 +229,11 @@ async def test_the_backfiller_pages_the_adapters_history_within_its_budget() -> 
 
     budgets = RestBudgets({Market.SPOT: 100, Market.USDM: 100}, used_weight_header="x-used")
     filler = Backfiller(
-        Codec(Settings().kafka.topics),
+        Codecs(Settings().kafka.topics),
         {Market.SPOT: "http://spot.test", Market.USDM: "http://usdm.test"},
         budgets=budgets,
         get=get,
-        adapter=Other(),
+        adapter=OTHERS.__getitem__,
     )
     with trio.fail_after(10):
         filled = await filler.fill(Gap(Market.SPOT, "trade", "BTCUSDT", 5, 8))

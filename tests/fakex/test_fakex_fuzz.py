@@ -13,7 +13,6 @@ from kit.wait import poll_until
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.fakex.control import BadControl, parse_fault
 from marketd.fakex.faults import fuzz_bases
@@ -21,8 +20,9 @@ from marketd.fakex.fuzz import BAD_DECIMALS, MUTATIONS, FuzzBase, fuzz_frames
 from marketd.fakex.hub import MarketHub
 from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
+from marketd.pipeline.codecs import Codecs
 
-CODEC = Codec(TopicSettings())
+CODEC = Codecs(TopicSettings())
 CONFIG = FakeExchangeConfig(symbols=2, seed=3, rate=1_000)
 SPOT_STREAMS = ["btcusdt@trade", "btcusdt@depth@100ms", "ethusdt@bookTicker", "!miniTicker@arr"]
 USDM_STREAMS = ["btcusdt@aggTrade", "ethusdt@depth", "btcusdt@markPrice@1s", "btcusdt@ticker"]

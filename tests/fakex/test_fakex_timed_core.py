@@ -16,7 +16,6 @@ import pytest
 
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex.candles import KlineBuilder, candle_span
 from marketd.fakex.history import RawTrade
 from marketd.fakex.hub import MarketHub
@@ -25,9 +24,10 @@ from marketd.fakex.market import MarketModel, symbol_specs
 from marketd.fakex.protocol import parse_stream
 from marketd.fakex.timed import NEVER
 from marketd.fakex.windows import TradeWindow, window_start
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
-CODEC = Codec(TopicSettings())
+CODEC = Codecs(TopicSettings())
 T0 = 1_704_067_200_000  # 2024-01-01 00:00:00 UTC, a Monday
 
 

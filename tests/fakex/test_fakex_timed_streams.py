@@ -23,9 +23,9 @@ from trio_websocket import WebSocketConnection
 from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market
 from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, open_fake_exchange
 from marketd.fakex.windows import window_start
+from marketd.pipeline.codecs import Codecs
 from marketd.v1.market_data_pb2 import MarketEvent
 
 CONFIG = FakeExchangeConfig(symbols=3, seed=11, rate=2_000, book_journal=200_000)
@@ -52,7 +52,7 @@ class Reader:
 
     def __init__(self, market: Market) -> None:
         self.market = market
-        self.codec = Codec(TopicSettings())
+        self.codec = Codecs(TopicSettings())
         self.got: list[Got] = []
 
     async def read(self, ws: WebSocketConnection, done: Done) -> None:

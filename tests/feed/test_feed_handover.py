@@ -1,6 +1,6 @@
 """Make-before-break handovers against the fake exchange, through codec and normalizer.
 
-Feeds → :class:`Codec` → :class:`Normalizer` in-process, real time: the feeds rotate every
+Feeds → :class:`Codecs` → :class:`Normalizer` in-process, real time: the feeds rotate every
 1.5 s (or get ``serverShutdown``) while the exchange trades a few hundred events/s. Every
 trade id must come out exactly once per symbol, consecutive, with nothing backfilled
 (make-before-break loses nothing), and depth diffs must chain without a duplicate.
@@ -23,10 +23,10 @@ from trio_websocket import ConnectionClosed
 
 from marketd.config.settings import BackoffSettings, ExchangeSettings, Subscription, TopicSettings
 from marketd.data.records import FrameBatch, Market, Record
-from marketd.exchanges.binance.codec import Codec
 from marketd.fakex import FakeExchange, FakeExchangeConfig, Fault, FaultKind, open_fake_exchange
 from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 from marketd.v1.market_data_pb2 import MarketEvent
 
@@ -49,7 +49,7 @@ class Run:
 async def run_pipeline(
     settings: ExchangeSettings, fx: FakeExchange, during: Callable[[FeedGroup], Awaitable[None]]
 ) -> Run:
-    codec = Codec(TopicSettings())
+    codec = Codecs(TopicSettings())
     backfiller = Backfiller(
         encoder=codec,
         rest_urls={Market.SPOT: fx.spot_rest_url, Market.USDM: fx.futures_rest_url},
@@ -237,7 +237,7 @@ async def test_rotation_without_identical_frames_dedupes_in_sequencer(
         (Subscription(Market.SPOT, symbols=("BTCUSDT",), channels=("trade",)),), settings
     )
     feed = Feed(plan, settings)
-    normalizer = Normalizer(Codec(TopicSettings()))  # no backfiller: a gap would be lost
+    normalizer = Normalizer(Codecs(TopicSettings()))  # no backfiller: a gap would be lost
     frames_send, frames_recv = trio.open_memory_channel[FrameBatch](16)
     relay_send, relay_recv = trio.open_memory_channel[FrameBatch](16)
     records_send, records_recv = trio.open_memory_channel[list[Record]](16)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from marketd.config.settings import ExchangeSettings, Subscription
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 from marketd.exchanges.binance.vocabulary import Route
 from marketd.feed.streams import (
     MAX_URL_LENGTH,
@@ -188,7 +188,7 @@ def test_short_url_limit_is_configurable() -> None:
 
 def test_subscribe_message_json() -> None:
     message = SubscribeMessage(id=7, params=("btcusdt@trade", "!miniTicker@arr"), at_s=0.0)
-    assert json.loads(exchange().subscribe_message(message.id, message.params)) == {
+    assert json.loads(adapter(Market.SPOT).subscribe_message(message.id, message.params)) == {
         "method": "SUBSCRIBE",
         "params": ["btcusdt@trade", "!miniTicker@arr"],
         "id": 7,

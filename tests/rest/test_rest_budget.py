@@ -22,9 +22,9 @@ from marketd.config.books import BookSettings
 from marketd.config.settings import HttpSettings, Settings, TopicSettings
 from marketd.data.events import DepthSnapshot
 from marketd.data.records import Market, Record
-from marketd.exchanges.binance.codec import Codec
 from marketd.exchanges.binance.endpoints import trades_weight
 from marketd.pipeline.backfill import Backfiller
+from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, SNAPSHOTS, RestBudgets
 from marketd.rest.client import RestResponse
@@ -196,7 +196,7 @@ class StubRest:
 
 
 def backfiller(stub: StubRest, b: RestBudgets, **kw: Any) -> Backfiller:
-    return Backfiller(Codec(TopicSettings()), dict(URLS), budgets=b, get=stub.get, **kw)
+    return Backfiller(Codecs(TopicSettings()), dict(URLS), budgets=b, get=stub.get, **kw)
 
 
 def scheduler(

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from marketd.alerts.model import Alert, Direction
 from marketd.data.events import Tick
 from marketd.data.records import Market, Record, events_of, record_headers
-from marketd.exchanges import exchange
+from marketd.exchanges import adapters
 from marketd.v1 import alert_pb2
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
@@ -32,7 +32,9 @@ _DIRECTION_OF_PB = {v: k for k, v in _PB_DIRECTION.items()}
 _MARKETS = {m.value: m for m in Market}
 
 # The oneof field of MarketEvent that carries each kind, and the price field in it.
-PRICE_FIELDS: dict[str, tuple[str, str]] = exchange().vocabulary.price_fields()
+PRICE_FIELDS: dict[str, tuple[str, str]] = {
+    kind: fields for a in adapters() for kind, fields in a.vocabulary.price_fields().items()
+}
 _KIND_OF_FIELD = {field: kind for kind, (field, _) in PRICE_FIELDS.items()}
 
 

@@ -20,11 +20,11 @@ import attrs
 import structlog
 import trio
 
+from marketd import exchanges
 from marketd.config.books import BookSettings
 from marketd.data.events import DepthSnapshot
 from marketd.data.records import Market
 from marketd.errors import RestError
-from marketd.exchanges import exchange
 from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
 from marketd.rest.budget import SNAPSHOTS, RestBudgets
@@ -79,9 +79,9 @@ class SnapshotScheduler:
         get: HttpGet = http_get,
         retry: BackoffPolicy | None = None,
         budgets: RestBudgets | None = None,
-        adapter: Exchange | None = None,
+        adapter: Callable[[Market], Exchange] = exchanges.adapter,
     ) -> None:
-        self.adapter = adapter = adapter or exchange()
+        self.adapter = adapter
         self.settings = settings
         self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
@@ -91,7 +91,7 @@ class SnapshotScheduler:
         self.retry = retry or BackoffPolicy(initial=1.0, cap=30.0)
         self.lanes: dict[Market, Lane] = {}
         for market, url in rest_urls.items():
-            endpoint = adapter.depth_snapshot(market, settings.snapshot_limit)
+            endpoint = adapter(market).depth_snapshot(settings.snapshot_limit)
             self.lanes[market] = Lane(
                 market=market,
                 base_url=url,
@@ -192,7 +192,7 @@ class SnapshotScheduler:
         self.budgets.observe(lane.market, resp, user=SNAPSHOTS)
         if resp.status == 200:
             try:
-                return "ok", self.adapter.decode_depth_snapshot(resp.body)
+                return "ok", self.adapter(lane.market).decode_depth_snapshot(resp.body)
             except ValueError as exc:  # msgspec.DecodeError: not the exchange's snapshot
                 log.warning("book snapshot unreadable", symbol=symbol, error=str(exc))
                 return "bad_body", None

@@ -25,13 +25,13 @@ import trio
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
+from marketd import exchanges
 from marketd.books.scheduler import SnapshotScheduler
 from marketd.books.sync import State, SymbolSync
 from marketd.config.settings import Settings
 from marketd.data.events import DepthDiff, DepthSnapshot
 from marketd.data.records import Market, Record, events_of, record_headers
-from marketd.exchanges import exchange
-from marketd.exchanges.seam import Exchange, Vocabulary
+from marketd.exchanges.seam import Exchange
 from marketd.obs.metrics import counter, gauge
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import HttpGet, http_get
@@ -67,13 +67,14 @@ class BookStatistics:
         return sorted(k for k, s in self.symbols.items() if s != State.SYNCED.value)
 
 
-def book_symbols(settings: Settings, vocabulary: Vocabulary | None = None) -> list[Key]:
+def book_symbols(
+    settings: Settings, adapter: Callable[[Market], Exchange] = exchanges.adapter
+) -> list[Key]:
     """(market, symbol) of every subscribed depth-diff stream: a depth-diff channel of a
     subscription's symbols, or a ``<symbol>@<channel>`` in its ``streams``."""
-    vocabulary = vocabulary or exchange().vocabulary
     out: list[Key] = []
     for sub in settings.subscriptions:
-        diffs = vocabulary.diff_depth_channels(sub.market)
+        diffs = adapter(sub.market).vocabulary.diff_depth_channels()
         if diffs.intersection(sub.channels):
             out.extend((sub.market, s) for s in sub.symbols)
         for stream in sub.streams:
@@ -91,17 +92,14 @@ class Books:
         wall: Callable[[], float] = time.time,
         get: HttpGet = http_get,
         budgets: RestBudgets | None = None,
-        adapter: Exchange | None = None,
+        adapter: Callable[[Market], Exchange] = exchanges.adapter,
     ) -> None:
-        self.exchange = adapter = adapter or exchange()
+        self.adapter = adapter
         self.settings = settings.books
         self.topic = settings.kafka.topics.orderbook
         self.scheduler = SnapshotScheduler(
             settings.books,
-            {
-                Market.SPOT: settings.binance.spot_rest_url,
-                Market.USDM: settings.binance.futures_rest_url,
-            },
+            settings.binance.rest_urls(),
             self._deliver,
             timeout=settings.binance.rest_timeout_s,
             wall=wall,
@@ -110,7 +108,7 @@ class Books:
             adapter=adapter,
         )
         self.syncs: dict[Key, SymbolSync] = {}
-        for key in book_symbols(settings, adapter.vocabulary):
+        for key in book_symbols(settings, adapter):
             self._add(key)
         self._published: dict[Key, int] = {}
         self._events = {m: MarketEvent(market=pb) for m, pb in _PB_MARKET.items()}
@@ -119,7 +117,7 @@ class Books:
 
     def _add(self, key: Key) -> SymbolSync:
         sync = self.syncs[key] = SymbolSync(
-            chained=self.exchange.chained_diffs(key[0]),
+            chained=self.adapter(key[0]).chained_diffs,
             depth=self.settings.depth,
             snapshot_limit=self.scheduler.lanes[key[0]].limit,
             min_levels=self.settings.publish_levels,

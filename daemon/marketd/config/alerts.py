@@ -9,10 +9,10 @@ import attrs
 
 from marketd.config.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapters
 
 # Event kinds the detector can read a price from (the vocabulary table's price column).
-PRICE_KINDS = tuple(exchange().vocabulary.price_fields())
+PRICE_KINDS = tuple(dict.fromkeys(k for a in adapters() for k in a.vocabulary.price_fields()))
 ALERT_MARKETS = tuple(m.value for m in Market)
 # At most this many rules: each is a label value of marketd_alerts_detected_total.
 MAX_RULES = 16

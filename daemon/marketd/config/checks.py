@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from marketd.config.settings import Settings
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 
 
 def warnings(settings: Settings) -> list[str]:
@@ -22,12 +22,11 @@ def alert_coverage(settings: Settings) -> list[str]:
     alerts = settings.alerts
     if not alerts.enabled or alerts.source != "pipeline":
         return []
-    vocabulary = exchange().vocabulary
     carried: set[tuple[str, Market]] = set()
     for sub in settings.subscriptions:
         names = [f"x@{c}" for c in sub.channels] + list(sub.streams)
         for name in names:
-            kind = vocabulary.kind_of(sub.market, name)
+            kind = adapter(sub.market).vocabulary.kind_of(name)
             if kind is not None:
                 carried.add((kind, sub.market))
     found = []
@@ -35,7 +34,7 @@ def alert_coverage(settings: Settings) -> list[str]:
         for kind in alerts.kinds:
             if (kind, market) in carried:
                 continue
-            ways = vocabulary.spellings(market, kind)
+            ways = adapter(market).vocabulary.spellings(kind)
             fix = (
                 f"subscribe to {' or '.join(ways[:3])} on {market.value}"
                 if ways

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -34,7 +34,7 @@ from marketd.config.validators import (
     within,
 )
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 from marketd.roles import ROLES, role_problems
 from marketd.spool.settings import SpoolSettings
 
@@ -51,17 +51,17 @@ LOG_FORMATS = ("console", "json")
 
 # --- The stream vocabulary: the exchange adapter's table (marketd.exchanges) -----------
 
-_VOCABULARY = exchange().vocabulary
-
-CHANNELS: dict[Market, frozenset[str]] = {m: _VOCABULARY.channels(m) for m in Market}
+CHANNELS: dict[Market, frozenset[str]] = {m: adapter(m).vocabulary.channels() for m in Market}
 """Per-symbol stream suffixes (``<symbol>@<channel>``) each market serves."""
 
 ALL_MARKET_STREAMS: dict[Market, frozenset[str]] = {
-    m: _VOCABULARY.all_market_streams(m) for m in Market
+    m: adapter(m).vocabulary.all_market_streams() for m in Market
 }
 """All-market streams (``!...``) known per market."""
 
-RETIRED_STREAMS = _VOCABULARY.RETIRED_STREAMS
+RETIRED_STREAMS: dict[Market, Mapping[str, str]] = {
+    m: adapter(m).vocabulary.retired_streams for m in Market
+}
 
 _SYMBOL_RE = {
     Market.SPOT: re.compile(r"[A-Z0-9]+"),
@@ -179,13 +179,15 @@ class ExchangeSettings:
     futures_rest_url: str = attrs.field(
         default=LIVE_FUTURES_REST_URL, validator=url("http", "https")
     )
-    # Per-connection limits (Binance: 1024 streams; 5 msg/s spot, 10 msg/s futures).
+    # Per-connection limits (Binance: 1024 streams; messages per second: the adapter's).
     max_streams_per_connection: int = attrs.field(default=1024, validator=within(1, 1024))
     spot_messages_per_second: float = attrs.field(
-        default=4.0, validator=within(0, 5, low_open=True)
+        default=4.0,
+        validator=within(0, adapter(Market.SPOT).max_messages_per_second, low_open=True),
     )
     futures_messages_per_second: float = attrs.field(
-        default=8.0, validator=within(0, 10, low_open=True)
+        default=8.0,
+        validator=within(0, adapter(Market.USDM).max_messages_per_second, low_open=True),
     )
     # No frame for this long → the connection is stale and is replaced.
     stale_after_s: float = attrs.field(default=30.0, validator=greater_than(0))
@@ -198,6 +200,23 @@ class ExchangeSettings:
     # Frames read from one connection are handed on in batches of at most this many.
     max_frames_per_batch: int = attrs.field(default=500, validator=at_least(1))
     reconnect: BackoffSettings = attrs.field(factory=BackoffSettings)
+
+    # The keys above name the market (the file's format predates the adapters); the
+    # stages ask per market (per adapter) here.
+
+    def ws_url(self, market: Market) -> str:
+        return self.futures_ws_url if market is Market.USDM else self.spot_ws_url
+
+    def rest_url(self, market: Market) -> str:
+        return self.futures_rest_url if market is Market.USDM else self.spot_rest_url
+
+    def rest_urls(self) -> dict[Market, str]:
+        return {m: self.rest_url(m) for m in Market}
+
+    def messages_per_second(self, market: Market) -> float:
+        if market is Market.USDM:
+            return self.futures_messages_per_second
+        return self.spot_messages_per_second
 
 
 def _symbols(values: Iterable[str]) -> tuple[str, ...]:
@@ -247,7 +266,7 @@ def _check_symbols(
 def _unknown_channel(channel: str, market: Market) -> str:
     close = difflib.get_close_matches(channel, sorted(CHANNELS[market]), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
-    known = _VOCABULARY.channel_help(market)
+    known = adapter(market).vocabulary.channel_help()
     return f"unknown channel {channel!r} on {market.value} ({hint}known: {known})"
 
 

@@ -14,6 +14,9 @@ from marketd.data.events import DepthDiff, Tick
 
 
 class Market(enum.Enum):
+    """What one exchange adapter serves, and its identity (records, headers, settings and
+    metrics say it): Binance spot and Binance USD-M futures."""
+
     SPOT = "spot"
     USDM = "usdm"
 

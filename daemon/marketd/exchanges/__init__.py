@@ -1,18 +1,27 @@
 """Exchange adapters behind one seam (:mod:`marketd.exchanges.seam`), and their registry.
 
-Each adapter is a sibling package (``binance``). The stages ask :func:`exchange` for the
-adapter they serve and name none; this is the one place that does.
+An adapter serves one market; the market is its identity. Each exchange is a sibling
+package (``binance``: the spot and the USD-M adapter). The stages ask :func:`adapter` for
+the one they serve and name none; this is the one place that does.
 """
 
 from __future__ import annotations
 
+from marketd.data.records import Market
 from marketd.exchanges.seam import Exchange
 
 
-def exchange(name: str = "binance") -> Exchange:
-    """The adapter called ``name`` (imported on first use)."""
-    if name == "binance":
-        from marketd.exchanges.binance.adapter import BINANCE
+def adapter(market: Market) -> Exchange:
+    """The adapter serving ``market`` (imported on first use)."""
+    return _adapters()[market]
 
-        return BINANCE
-    raise ValueError(f"unknown exchange {name!r}: marketd has an adapter for 'binance'")
+
+def adapters() -> tuple[Exchange, ...]:
+    """Every adapter, in the order of :class:`~marketd.data.records.Market`."""
+    return tuple(_adapters().values())
+
+
+def _adapters() -> dict[Market, Exchange]:
+    from marketd.exchanges.binance.adapter import ADAPTERS
+
+    return ADAPTERS

@@ -1,22 +1,25 @@
 """The exchange seam: what an exchange adapter hands the exchange-agnostic stages (pure).
 
-An adapter (one package under ``exchanges/``) owns its stream vocabulary table, its codec,
-its WebSocket routing, its REST endpoints with their request weights, and the rule by which
-its depth diffs chain. The stages (feed, normalizer, sequencer, books, spool, Kafka,
+One adapter serves one market (:class:`~marketd.data.records.Market` is its identity:
+Binance spot and Binance USD-M are two adapters). It owns its view of the stream vocabulary
+table, its codec, its WebSocket routing and subscribe protocol with their message-rate
+limit, its control frames, its REST endpoints with their request weights, and the rule by
+which its depth diffs chain. The stages (feed, normalizer, sequencer, books, spool, Kafka,
 gateway) read those through :class:`Exchange` and never import an adapter: the registry
-(:func:`marketd.exchanges.exchange`) is the one place that names them.
+(:func:`marketd.exchanges.adapter`) is the one place that names them.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 import attrs
+import msgspec
 
 from marketd.data.events import DepthSnapshot
-from marketd.data.records import Market
+from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 
 
 class Sequencing(enum.Enum):
@@ -64,20 +67,63 @@ SHUTDOWN = Shutdown()
 
 
 class Vocabulary(Protocol):
-    """The stream kinds of one exchange, as its table says (an adapter's vocabulary
-    module satisfies this)."""
+    """The stream kinds of one adapter's market, as its exchange's table says."""
 
     @property
-    def RETIRED_STREAMS(self) -> Mapping[Market, Mapping[str, str]]: ...
+    def retired_streams(self) -> Mapping[str, str]:
+        """All-market streams that do not exist (any more) here, with the reason."""
+        ...
 
-    def channels(self, market: Market) -> frozenset[str]: ...
-    def all_market_streams(self, market: Market) -> frozenset[str]: ...
+    def channels(self) -> frozenset[str]: ...
+    def all_market_streams(self) -> frozenset[str]: ...
     def kinds(self, sequencing: Sequencing) -> frozenset[str]: ...
-    def diff_depth_channels(self, market: Market) -> frozenset[str]: ...
+    def diff_depth_channels(self) -> frozenset[str]: ...
     def price_fields(self) -> dict[str, tuple[str, str]]: ...
-    def channel_help(self, market: Market) -> str: ...
-    def kind_of(self, market: Market, stream: str) -> str | None: ...
-    def spellings(self, market: Market, kind: str) -> list[str]: ...
+    def channel_help(self) -> str: ...
+    def kind_of(self, stream: str) -> str | None: ...
+    def spellings(self, kind: str) -> list[str]: ...
+
+
+class Topics(Protocol):
+    """The topics a codec writes to (``TopicSettings`` is one)."""
+
+    @property
+    def raw(self) -> str: ...
+    @property
+    def depth(self) -> str: ...
+
+
+class DecodeResult(msgspec.Struct, frozen=True, gc=False):
+    """What one frame batch decoded to.
+
+    ``records`` are in frame order (array streams: one per item, in item order).
+    ``error`` is the text of the last malformed or unknown frame ("" when none), for the
+    caller to log at a bounded rate.
+    """
+
+    records: RecordBatch
+    malformed: int = 0
+    unknown: int = 0
+    error: str = ""
+
+
+class Codec(Protocol):
+    """An adapter's frames (and REST trade history) → Kafka records, on the hot path: it
+    never raises for bad input, it counts it."""
+
+    def decode_batch(self, batch: FrameBatch) -> DecodeResult: ...
+
+    def encode_rest_trades(
+        self, symbol: str, kind: str, body: bytes, received_ns: int
+    ) -> list[Record]:
+        """Records for a :meth:`Exchange.trade_history` response body, marked backfilled;
+        :class:`~marketd.errors.RestError` when the body is not one."""
+        ...
+
+    def watch_prices(self, kinds: Collection[str]) -> None:
+        """Put a :class:`~marketd.data.events.Tick` beside each record of ``kinds`` (price
+        kinds of the vocabulary) from now on; none when empty."""
+        ...
 
 
 @attrs.frozen
@@ -91,18 +137,41 @@ class Endpoint:
 
 
 class Exchange(Protocol):
-    """One exchange adapter, as the stages see it."""
+    """One exchange adapter (one market of one exchange), as the stages see it."""
 
     @property
-    def name(self) -> str: ...
+    def market(self) -> Market:
+        """What the adapter serves: its identity (records, settings and metrics say it)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """For people: ``binance-spot``."""
+        ...
+
     @property
     def vocabulary(self) -> Vocabulary: ...
+    @property
+    def max_messages_per_second(self) -> float:
+        """The most messages a client may send per second on one connection."""
+        ...
+
     @property
     def used_weight_header(self) -> str:
         """The response header reporting the request weight used this minute (lower case)."""
         ...
 
-    def depth_snapshot(self, market: Market, limit: int) -> Endpoint:
+    @property
+    def chained_diffs(self) -> bool:
+        """True when each depth diff names the final update id of the one before it
+        (USD-M ``pu``): the book follows that chain instead of consecutive ids."""
+        ...
+
+    def codec(self, topics: Topics) -> Codec:
+        """A new codec (it keeps caches and reused messages: one per thread)."""
+        ...
+
+    def depth_snapshot(self, limit: int) -> Endpoint:
         """The order-book snapshot of ``limit`` levels (clamped to what the market serves)
         and its weight; ``Endpoint.page`` is the limit actually asked for."""
         ...
@@ -112,7 +181,7 @@ class Exchange(Protocol):
         body is not one."""
         ...
 
-    def trade_history(self, market: Market, kind: str) -> Endpoint | None:
+    def trade_history(self, kind: str) -> Endpoint | None:
         """The trade history that fills a gap of ``kind`` (``fromId`` paging), or None
         when the exchange keeps none for that kind."""
         ...
@@ -122,9 +191,9 @@ class Exchange(Protocol):
         start (none: the streams are subscribed with :meth:`subscribe_message`)."""
         ...
 
-    def ws_route(self, market: Market, stream: str) -> str:
-        """The path segment of the market's WebSocket base that serves ``stream`` ("" when
-        the market has one route); streams of one route share connections."""
+    def ws_route(self, stream: str) -> str:
+        """The path segment of the WebSocket base that serves ``stream`` ("" when the
+        market has one route); streams of one route share connections."""
         ...
 
     def parse_control(self, frame: str) -> Control | None:
@@ -134,9 +203,4 @@ class Exchange(Protocol):
 
     def subscribe_message(self, request_id: int, streams: Sequence[str]) -> str:
         """The text frame that subscribes ``streams`` on an open connection."""
-        ...
-
-    def chained_diffs(self, market: Market) -> bool:
-        """True when each depth diff names the final update id of the one before it
-        (USD-M ``pu``): the book follows that chain instead of consecutive ids."""
         ...

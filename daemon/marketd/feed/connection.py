@@ -66,22 +66,19 @@ from trio_websocket import (
 from marketd.config.settings import ExchangeSettings
 from marketd.data.records import FrameBatch
 from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 from marketd.exchanges.seam import Ack, ErrorReply
 from marketd.feed import ws_compat
 from marketd.feed.buffer import FrameBuffer
 from marketd.feed.handover import Overlap
 from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
-from marketd.feed.streams import ConnectionPlan, SubscribeMessage, messages_per_second_for
+from marketd.feed.streams import ConnectionPlan, SubscribeMessage
 from marketd.obs.telemetry import span
 from marketd.runtime.backoff import Backoff, policy_from_settings
 
 ws_compat.install()
 log = structlog.get_logger()
-# The exchange this connection speaks to: its control frames and its subscribe message.
-_EXCHANGE = exchange()
-parse_control = _EXCHANGE.parse_control
 
 # The errors a connection recovers from by reconnecting; anything else propagates.
 RECONNECT_ON: tuple[type[Exception], ...] = (
@@ -180,6 +177,8 @@ class Feed:
     def __init__(self, plan: ConnectionPlan, settings: ExchangeSettings) -> None:
         self.plan = plan
         self.settings = settings
+        # The exchange this connection speaks to: its control frames, its subscribe message.
+        self.adapter = adapter(plan.market)
         self._log = log.bind(connection=plan.connection_id)
         try:
             self._target = _Target.parse(plan.url)
@@ -561,7 +560,7 @@ class Feed:
                     try:
                         self._on_connected(link)
                         connected_at = link.alive_at
-                        rate = messages_per_second_for(self.plan.market, self.settings)
+                        rate = self.settings.messages_per_second(self.plan.market)
                         messages = self.plan.subscribe_messages(rate)
                         async with trio.open_nursery() as nursery:
                             link.inner = nursery.cancel_scope
@@ -614,7 +613,7 @@ class Feed:
             for message in messages:
                 await trio.sleep_until(connected_at + message.at_s)
                 acked = link.acks[message.id] = trio.Event()
-                await ws.send_message(_EXCHANGE.subscribe_message(message.id, message.params))
+                await ws.send_message(self.adapter.subscribe_message(message.id, message.params))
                 with trio.move_on_after(timeout):
                     await acked.wait()
                 if not acked.is_set():
@@ -673,6 +672,7 @@ class Feed:
                 queued.append(receive_nowait())
         now_ns = time.time_ns()
         buffer, on_data = link.buffer, link.on_data
+        parse_control = self.adapter.parse_control
         for message in queued:
             frame = message if isinstance(message, str) else message.decode("utf-8", "replace")
             if parse_control(frame) is None:
@@ -690,6 +690,7 @@ class Feed:
         queued: collections.deque[str | bytes],
     ) -> NoReturn:
         busy = False
+        parse_control = self.adapter.parse_control
         while True:
             if queued:
                 message = queued.popleft()

@@ -17,7 +17,7 @@ import attrs
 
 from marketd.config.settings import ExchangeSettings, Subscription
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 
 # Beyond this length a combined-stream URL is not used: the connection opens
 # ``/stream`` bare and subscribes with SUBSCRIBE messages instead.
@@ -51,13 +51,13 @@ class ConnectionPlan:
     @property
     def stream_path_url(self) -> str:
         """The connection's URL with no streams in it (Binance: ``<base>[/route]/stream``)."""
-        return exchange().stream_url(self.base_url, self.route, ())
+        return adapter(self.market).stream_url(self.base_url, self.route, ())
 
     @property
     def combined_url(self) -> str:
         """The URL that subscribes every stream at connect (may be arbitrarily long;
         Binance: ``<base>[/route]/stream?streams=a/b/c``)."""
-        return exchange().stream_url(self.base_url, self.route, self.streams)
+        return adapter(self.market).stream_url(self.base_url, self.route, self.streams)
 
     @property
     def subscribe_in_url(self) -> bool:
@@ -95,17 +95,7 @@ def stream_names(subscriptions: Iterable[Subscription]) -> dict[Market, tuple[st
 
 def route_for(market: Market, stream: str) -> str:
     """The route serving ``stream`` on ``market``, as the exchange says."""
-    return exchange().ws_route(market, stream)
-
-
-def base_url_for(market: Market, settings: ExchangeSettings) -> str:
-    return settings.futures_ws_url if market is Market.USDM else settings.spot_ws_url
-
-
-def messages_per_second_for(market: Market, settings: ExchangeSettings) -> float:
-    if market is Market.USDM:
-        return settings.futures_messages_per_second
-    return settings.spot_messages_per_second
+    return adapter(market).ws_route(stream)
 
 
 def _chunks(items: Sequence[str], size: int) -> list[tuple[str, ...]]:
@@ -139,7 +129,7 @@ def plan_connections(
                         connection_id=f"{prefix}-{index}",
                         market=market,
                         route=route,
-                        base_url=base_url_for(market, settings),
+                        base_url=settings.ws_url(market),
                         streams=chunk,
                         max_url_length=max_url_length,
                     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import attrs
@@ -23,10 +23,10 @@ import structlog
 import trio
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from marketd import exchanges
 from marketd.config.books import BookSettings
 from marketd.data.records import Market, Record
 from marketd.errors import RestError
-from marketd.exchanges import exchange
 from marketd.exchanges.seam import Endpoint, Exchange
 from marketd.obs.metrics import counter
 from marketd.pipeline.sequence import Gap
@@ -61,8 +61,8 @@ class Backfiller:
     # next wall-clock minute (at most 61 s) is waited out; a 418 ban (2 min or more) is not.
     max_wait_s: float = 65.0
     get: HttpGet = http_get
-    # The exchange whose trade history fills the gaps (its endpoints and their weights).
-    adapter: Exchange = attrs.field(factory=exchange)
+    # The adapter whose trade history fills a market's gaps (its endpoints and weights).
+    adapter: Callable[[Market], Exchange] = exchanges.adapter
     filled: int = 0
     unfilled: int = 0
     requests: int = 0
@@ -79,7 +79,7 @@ class Backfiller:
         ``max_wait_s``, or beyond ``max_trades`` (counted in ``unfilled``): a gap that
         cannot be filled is reported, never hidden.
         """
-        endpoint = self.adapter.trade_history(gap.market, gap.kind)
+        endpoint = self.adapter(gap.market).trade_history(gap.kind)
         if endpoint is None:
             self.unfilled += gap.size
             return []

@@ -22,6 +22,7 @@ import structlog
 import trio
 
 from marketd.data.records import Event, FrameBatch, Record, RecordBatch
+from marketd.exchanges.seam import DecodeResult
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import span
 from marketd.pipeline.backfill import Backfiller
@@ -33,19 +34,8 @@ log = structlog.get_logger(__name__)
 MAX_PARKED_RECORDS = 200_000
 
 
-class DecodeResultLike(Protocol):
-    @property
-    def records(self) -> RecordBatch: ...
-    @property
-    def malformed(self) -> int: ...
-    @property
-    def unknown(self) -> int: ...
-    @property
-    def error(self) -> str: ...
-
-
 class BatchDecoder(Protocol):
-    def decode_batch(self, batch: FrameBatch) -> DecodeResultLike: ...
+    def decode_batch(self, batch: FrameBatch) -> DecodeResult: ...
 
 
 @attrs.frozen

@@ -23,13 +23,17 @@ from __future__ import annotations
 import attrs
 
 from marketd.data.records import Market, Record
-from marketd.exchanges import exchange
+from marketd.exchanges import adapters
 from marketd.exchanges.seam import Sequencing
 
 # Consecutive ids: duplicates dropped, gaps reported.
-SEQUENCED_KINDS = exchange().vocabulary.kinds(Sequencing.CONSECUTIVE)
+SEQUENCED_KINDS = frozenset().union(
+    *(a.vocabulary.kinds(Sequencing.CONSECUTIVE) for a in adapters())
+)
 # Increasing ids: duplicates dropped, jumps allowed.
-DEDUPLICATED_KINDS = exchange().vocabulary.kinds(Sequencing.INCREASING)
+DEDUPLICATED_KINDS = frozenset().union(
+    *(a.vocabulary.kinds(Sequencing.INCREASING) for a in adapters())
+)
 
 SeqKey = tuple[Market, str, str]
 

@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 
 from marketd.config.books import BookSettings
 from marketd.data.records import Market
-from marketd.exchanges import exchange
+from marketd.exchanges import adapter
 from marketd.obs.metrics import counter, gauge
 from marketd.rest.client import RestResponse
 from marketd.rest.weight import DEFAULT_BAN_S, DEFAULT_RETRY_AFTER_S, WeightBudget, retry_after
@@ -66,8 +66,11 @@ class RestBudgets:
         used_weight_header: str | None = None,
     ) -> None:
         self.wall = wall
-        # Where the exchange reports the weight this IP used in the current minute.
-        self.used_weight_header = used_weight_header or exchange().used_weight_header
+        # Where each market's exchange reports the weight this IP used in the current
+        # minute (``used_weight_header`` overrides them all).
+        self.used_weight_headers = {
+            m: used_weight_header or adapter(m).used_weight_header for m in budgets
+        }
         self._lanes = {m: _Lane(WeightBudget(b)) for m, b in budgets.items()}
         for lane in self._lanes.values():
             lane.calm.set()
@@ -129,7 +132,7 @@ class RestBudgets:
         """Take in a response: its used-weight header; on 429/418 block ``market`` for every
         user. Return the seconds blocked (0 for any other status)."""
         budget = self._lanes[market].budget
-        used = response.header_int(self.used_weight_header)
+        used = response.header_int(self.used_weight_headers[market])
         budget.observe(used, self.wall())
         status = response.status
         if status not in (429, 418):

@@ -1,4 +1,5 @@
-"""The codec: Binance JSON frames → ``marketd.v1.MarketEvent`` Protobuf records (pure).
+"""The codec of one Binance market: JSON frames → ``marketd.v1.MarketEvent`` Protobuf
+records (pure).
 
 The hot path. Per frame: one msgspec decode of the combined-stream envelope (``data`` kept
 raw), one dict lookup of the stream name to its cached handler
@@ -19,11 +20,11 @@ from collections.abc import Collection
 
 import msgspec
 
-from marketd.config.settings import TopicSettings
 from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 from marketd.errors import RestError
 from marketd.exchanges.binance import HistoricalTrade, RestAggTrade, StreamFrame
 from marketd.exchanges.binance.handlers import HEADERS, PB_MARKET, Handler, MarketHandlers
+from marketd.exchanges.seam import DecodeResult, Topics
 from marketd.v1.market_data_pb2 import MarketEvent
 
 # Longest error text kept for the caller's rate-limited log line.
@@ -64,42 +65,30 @@ def _event_type(raw: msgspec.Raw) -> str | None:
         return None
 
 
-class DecodeResult(msgspec.Struct, frozen=True, gc=False):
-    """What one frame batch decoded to.
-
-    ``records`` are in frame order (array streams: one per item, in item order).
-    ``error`` is the text of the last malformed or unknown frame ("" when none), for the
-    caller to log at a bounded rate.
-    """
-
-    records: RecordBatch
-    malformed: int = 0
-    unknown: int = 0
-    error: str = ""
-
-
 class Codec:
-    """Turns frame batches (and REST trade history) into Kafka records.
+    """Turns one market's frame batches (and REST trade history) into Kafka records (the
+    seam's :class:`~marketd.exchanges.seam.Codec`).
 
     Depth diffs go to ``topics.depth``, every other event to ``topics.raw``; each value is a
     serialized ``MarketEvent``, keyed by symbol. One instance serves every connection of
-    both markets; it holds only caches and reused messages, so it is not thread-safe: call
+    its market; it holds only caches and reused messages, so it is not thread-safe: call
     it from one thread (the trio thread).
     """
 
-    def __init__(self, topics: TopicSettings) -> None:
+    def __init__(self, market: Market, topics: Topics) -> None:
+        self.market = market
         self.topics = topics
-        self._markets = {market: MarketHandlers(market, topics) for market in Market}
+        self._handlers = MarketHandlers(market, topics)
 
-    def watch_prices(self, kinds: Collection[str], markets: Collection[Market]) -> None:
-        """Put a :class:`~marketd.data.events.Tick` beside each record of ``kinds`` on
-        ``markets`` (what the detector watches), so it never parses those records back."""
-        for market, handlers in self._markets.items():
-            handlers.watch_prices(kinds if market in markets else ())
+    def watch_prices(self, kinds: Collection[str]) -> None:
+        """Put a :class:`~marketd.data.events.Tick` beside each record of ``kinds`` (what
+        the detector watches), so it never parses those records back."""
+        self._handlers.watch_prices(kinds)
 
     def decode_batch(self, batch: FrameBatch) -> DecodeResult:
-        """Decode every frame of ``batch``; never raises for bad input, counts it instead."""
-        mc = self._markets[batch.market]
+        """Decode every frame of ``batch`` (of this codec's market); never raises for bad
+        input, counts it instead."""
+        mc = self._handlers
         handlers = mc.handlers
         records = RecordBatch()
         malformed = unknown = 0
@@ -132,7 +121,7 @@ class Codec:
         return DecodeResult(records.pad(), malformed, unknown, error[:MAX_ERROR_CHARS])
 
     def encode_rest_trades(
-        self, market: Market, symbol: str, kind: str, body: bytes, received_ns: int
+        self, symbol: str, kind: str, body: bytes, received_ns: int
     ) -> list[Record]:
         """Records for a REST trade-history response body, in row order, marked ``backfilled``.
 
@@ -141,6 +130,7 @@ class Codec:
         A body that is not a JSON array of such rows raises :class:`RestError` (nothing
         of it is used); any other ``kind`` is a programming error (:class:`ValueError`).
         """
+        market = self.market
         if kind not in _REST_KINDS:
             raise ValueError(f"no REST trade history for kind {kind!r}: use 'trade' or 'aggTrade'")
         symbol = symbol.upper()

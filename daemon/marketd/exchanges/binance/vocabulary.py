@@ -318,3 +318,44 @@ def route(market: Market, stream: str) -> Route | None:
     if row is None:
         return None
     return Route.NONE if market is Market.SPOT else row.route
+
+
+@attrs.frozen
+class MarketVocabulary:
+    """The table as one market's adapter reads it (the seam's
+    :class:`~marketd.exchanges.seam.Vocabulary`)."""
+
+    market: Market
+
+    @property
+    def retired_streams(self) -> Mapping[str, str]:
+        return RETIRED_STREAMS.get(self.market, {})
+
+    def channels(self) -> frozenset[str]:
+        return channels(self.market)
+
+    def all_market_streams(self) -> frozenset[str]:
+        return all_market_streams(self.market)
+
+    def kinds(self, sequencing: Sequencing) -> frozenset[str]:
+        """The decoded kinds served here whose ids promise ``sequencing``."""
+        served = {
+            r.kind
+            for r in (*BY_CHANNEL[self.market].values(), *BY_ALL_MARKET[self.market].values())
+        }
+        return kinds(sequencing) & served
+
+    def diff_depth_channels(self) -> frozenset[str]:
+        return diff_depth_channels(self.market)
+
+    def price_fields(self) -> dict[str, tuple[str, str]]:
+        return price_fields()
+
+    def channel_help(self) -> str:
+        return channel_help(self.market)
+
+    def kind_of(self, stream: str) -> str | None:
+        return kind_of(self.market, stream)
+
+    def spellings(self, kind: str) -> list[str]:
+        return spellings(self.market, kind)

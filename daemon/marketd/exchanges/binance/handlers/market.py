@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from marketd.config.settings import TopicSettings
 from marketd.data.records import Market
 from marketd.exchanges.binance import vocabulary
 from marketd.exchanges.binance.handlers.common import ArrayHandler, EventHandler, Handler
@@ -25,6 +24,7 @@ from marketd.exchanges.binance.handlers.tickers import (
 )
 from marketd.exchanges.binance.handlers.trades import AggTrades, Trades
 from marketd.exchanges.binance.vocabulary import StreamKind
+from marketd.exchanges.seam import Topics
 
 # The class decoding each kind, one event per payload. Partial depth is apart: its
 # handlers are bound per channel (the level count is in the channel's name).
@@ -60,7 +60,7 @@ class MarketHandlers:
     (:mod:`marketd.exchanges.binance.vocabulary`); anything else is unknown.
     """
 
-    def __init__(self, market: Market, topics: TopicSettings) -> None:
+    def __init__(self, market: Market, topics: Topics) -> None:
         self.market = market
         self.raw_topic = topics.raw
         self.depth_topic = topics.depth
