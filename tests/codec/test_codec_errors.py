@@ -197,6 +197,23 @@ def test_unknown_event_type_on_a_known_stream_is_unknown_not_malformed() -> None
     assert error == "unknown event 'depthSnapshot' on 'bnbbtc@depth'"
 
 
+def test_an_array_item_of_an_unknown_event_type_is_unknown_another_known_one_malformed() -> None:
+    # The same rule per item of an array stream: a new event type is news; a known type
+    # that does not belong there (a mark price among mini tickers) is damage.
+    mini = USDM_MINI_TICKER
+    frames = [
+        frame("!miniTicker@arr", f'[{mini},{{"e":"24hrMiniTickerV2","E":1,"s":"X"}}]'),
+        frame("!miniTicker@arr", f"[{mini},{USDM_MARK_PRICE}]"),
+        frame("!markPrice@arr", f'[{USDM_MARK_PRICE},{{"s":"X"}}]'),  # an item without e
+    ]
+    seqs, malformed, unknown, error = decode(Market.USDM, frames)
+    assert len(seqs) == 4  # the good trades only: a bad item drops its whole frame
+    assert (malformed, unknown) == (2, 1)
+    assert error.startswith("malformed '!markPrice@arr' payload: ")
+    _, _, unknown_only, error = decode(Market.USDM, frames[:1])
+    assert (unknown_only, error) == (1, "unknown event '24hrMiniTickerV2' on '!miniTicker@arr'")
+
+
 def test_known_or_missing_event_type_that_fails_to_decode_is_malformed() -> None:
     frames = [
         frame("bnbbtc@trade", '{"e":"trade","E":1}'),  # known e, fields missing

@@ -11,7 +11,7 @@ combined-stream envelope, wrong types, missing fields, a payload whose ``e`` con
 stream, negative ids or ids beyond int64, prices that are not decimal strings, absurd
 symbols, JSON nested deeper than the interpreter's recursion limit) and ``unknown`` (a valid
 envelope on a stream this codec does not handle, e.g. ``btcusdt@markPrice@3s``, or a
-payload with an unknown ``e``).
+payload with an unknown ``e``, or an array stream's item with one).
 """
 
 from __future__ import annotations
@@ -54,15 +54,26 @@ class _EventType(msgspec.Struct):
     e: str | None = None
 
 
-_decode_event_type = msgspec.json.Decoder(_EventType).decode
+_decode_event_type = msgspec.json.Decoder(_EventType | list[_EventType]).decode
 
 
-def _event_type(raw: msgspec.Raw) -> str | None:
-    """The ``e`` of a payload that failed to decode (slow path, errors only)."""
+def _types(raw: msgspec.Raw) -> list[_EventType]:
+    found: _EventType | list[_EventType] = _decode_event_type(raw)
+    return found if isinstance(found, list) else [found]
+
+
+def _unknown_event_type(raw: msgspec.Raw) -> str | None:
+    """The ``e`` of a payload that failed to decode (slow path, errors only) when it is
+    one the codec does not know: of the payload, or of an array stream's item. None when
+    every ``e`` is known or missing (then the payload is malformed)."""
     try:
-        return _decode_event_type(raw).e
+        found = _types(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
+    for item in found:
+        if item.e is not None and item.e not in KNOWN_EVENT_TYPES:
+            return item.e
+    return None
 
 
 class Codec:
@@ -111,8 +122,8 @@ class Codec:
             try:
                 handler(envelope.data, received_ns, records)
             except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, Protobuf errors
-                event_type = _event_type(envelope.data)
-                if event_type is not None and event_type not in KNOWN_EVENT_TYPES:
+                event_type = _unknown_event_type(envelope.data)
+                if event_type is not None:
                     unknown += 1
                     error = f"unknown event {event_type[:60]!r} on {stream[:100]!r}"
                 else:
