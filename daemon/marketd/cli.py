@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from marketd import __version__
-from marketd.errors import ConfigError, MarketdError, leaves
+from marketd.errors import ConfigError, ListenError, MarketdError, leaves
 
 if TYPE_CHECKING:
     from marketd.config.settings import Settings
@@ -60,10 +62,79 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return check_config(_config_path(args), os.environ, sys.stdout)
 
 
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def bind_error(exc: BaseException, *, any_errno: bool = False) -> OSError | None:
+    """The ``OSError`` of a server that could not listen, bare or alone in the (nested)
+    groups a trio nursery wraps it in; else None. Unless ``any_errno``, only the errors of
+    binding count: a host that does not resolve, an address in use or not this machine's,
+    a privileged port."""
+    found = leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    if len(found) != 1 or not isinstance(found[0], OSError):
+        return None
+    error = found[0]
+    if any_errno or isinstance(error, socket.gaierror) or error.errno in _BIND_ERRNOS:
+        return error
+    return None
+
+
 def _cmd_fake_exchange(args: argparse.Namespace) -> int:
     from marketd.fakex.cli import run
 
-    return run(args)
+    try:
+        return run(args)
+    except (OSError, BaseExceptionGroup) as exc:
+        cause = bind_error(exc)
+        if cause is None:
+            raise
+        ports = [p for p in (args.ws_port, args.rest_port) if p]
+        if len(ports) == 1:
+            address = f"{args.host}:{ports[0]}"
+        elif ports:
+            address = f"{args.host} (--ws-port {args.ws_port}, --rest-port {args.rest_port})"
+        else:
+            address = args.host
+        if isinstance(cause, socket.gaierror) or cause.errno == errno.EADDRNOTAVAIL:
+            change = "--host"
+        else:
+            change = "--ws-port / --rest-port (0: a free one)"
+        raise ListenError.bind_failed(address, cause, host=args.host, change=change) from exc
+
+
+_CONFIG_HELP = "YAML configuration file (default: $MARKETD_CONFIG, else the built-in defaults)"
+
+_RUN_DESCRIPTION = """\
+Run the daemon: subscribe to Binance's spot and USD-M market streams, normalise every
+event to Protobuf and publish it to Kafka (or to the embedded in-memory bus when
+kafka.bootstrap_servers is empty), detect price jumps, and serve HTTP (the UI, /metrics,
+/healthz, /readyz) on http.listen. It runs until SIGINT or SIGTERM, then drains.
+
+configuration:
+  The built-in defaults, overlaid by the YAML file named by --config (else by
+  $MARKETD_CONFIG; conf/marketd.yaml lists every key), overlaid by environment variables
+  MARKETD_<SECTION>__<KEY> (deeper keys with more __, key case-insensitive), e.g.
+    MARKETD_HTTP__LISTEN=0.0.0.0:8080
+    MARKETD_KAFKA__BOOTSTRAP_SERVERS=kafka-1:9092,kafka-2:9092
+  `marketd check-config` prints the effective configuration, or every problem in it.
+
+exit codes:
+  0  stopped by SIGINT/SIGTERM with everything delivered (or safely spooled)
+  1  could not start (HTTP port in use, a listen host that does not resolve, an unusable
+     spool directory), or stopped before everything accepted was delivered
+  2  invalid configuration or command line
+"""
+
+_DEMO_DESCRIPTION = """\
+Run the whole daemon, offline, against an in-process fake exchange that generates
+synthetic markets; every --jump-every seconds a USD-M price jumps enough to raise an alert.
+The configuration is loaded as for `marketd run` (--config, $MARKETD_CONFIG,
+MARKETD_<SECTION>__<KEY>), except the exchange URLs and subscriptions, which are the
+fake's. The UI and /metrics are on --listen (default: http.listen, 127.0.0.1:8080).
+
+exit codes: 0 stopped cleanly, 1 could not start (e.g. the HTTP port is in use),
+2 invalid configuration or option.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,24 +145,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"marketd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (embedded bus unless Kafka is configured)")
-    run.add_argument("--config", help="YAML configuration file (default: $MARKETD_CONFIG)")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (embedded bus unless Kafka is configured)",
+        description=_RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="print the effective configuration or errors")
-    check.add_argument("--config", help="YAML configuration file (default: $MARKETD_CONFIG)")
+    check.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     check.set_defaults(func=_cmd_check_config)
 
-    demo = sub.add_parser("demo", help="run the daemon against an in-process fake exchange")
+    demo = sub.add_parser(
+        "demo",
+        help="run the daemon against an in-process fake exchange",
+        description=_DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     from marketd.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
 
-    fake = sub.add_parser("fake-exchange", help="serve a Binance-compatible fake exchange")
-    from marketd.fakex.cli import add_arguments as add_fake_arguments
+    from marketd.fakex import cli as fakex_cli
 
-    add_fake_arguments(fake)
+    fake = sub.add_parser(
+        "fake-exchange",
+        help="serve a Binance-compatible fake exchange",
+        description=fakex_cli.__doc__,
+    )
+    fakex_cli.add_arguments(fake)
     fake.set_defaults(func=_cmd_fake_exchange)
     return parser
 

@@ -12,35 +12,88 @@ down in turn; ``0`` turns it off).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 import trio
 
-from marketd.config.settings import Settings, Subscription
+from marketd.config.settings import Settings, Subscription, parse_host_port
 from marketd.data.records import Market
+
+if TYPE_CHECKING:
+    from marketd.fakex import FakeExchange, FakeExchangeConfig
 
 log = structlog.get_logger(__name__)
 
 
+def _listen(text: str) -> str:
+    """An argparse type: ``host:port`` (``[v6-address]:port``) for the HTTP server."""
+    try:
+        host, _ = parse_host_port(text)
+        host.encode("idna")  # what binding does first (UnicodeError is a ValueError)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "must be host:port with a port in 0..65535 (IPv6: [address]:port), "
+            f"e.g. 127.0.0.1:8080, got {text!r}"
+        ) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML configuration file (default: $MARKETD_CONFIG)")
-    parser.add_argument("--symbols", type=int, default=5, help="symbols per market (default 5)")
-    parser.add_argument("--rate", type=float, default=50.0, help="events/s per market")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic markets")
-    parser.add_argument("--listen", help="HTTP host:port (overrides http.listen)")
+    """The demo's options; every help names its default."""
+    from marketd.fakex.cli import number, whole
+
     parser.add_argument(
-        "--duration", type=float, default=0.0, help="stop after SECONDS (0: run until Ctrl-C)"
+        "--config",
+        metavar="FILE",
+        help="YAML configuration file (default: $MARKETD_CONFIG, else the built-in defaults)",
+    )
+    parser.add_argument(
+        "--symbols",
+        type=whole("a whole number of symbols, at least 1", 1),
+        default=5,
+        metavar="N",
+        help="symbols per market (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=number("a positive number of events per second", zero=False),
+        default=50.0,
+        metavar="PER_SECOND",
+        help="events per second per market (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=whole("a whole number"),
+        default=1,
+        help="seed of the synthetic markets (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="where HTTP (UI, /metrics, /healthz, /readyz) listens "
+        "(default: http.listen of the configuration, 127.0.0.1:8080 unless set)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=number("a number of seconds, 0 or more (0: run until Ctrl-C)", zero=True),
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after SECONDS; 0: run until Ctrl-C (default: %(default)s)",
     )
     parser.add_argument(
         "--jump-every",
-        type=float,
+        type=number("a number of seconds, 0 or more (0: never)", zero=True),
         default=20.0,
         metavar="SECONDS",
-        help="move a USD-M price past the alert threshold every SECONDS (default 20; 0: never)",
+        help="move a USD-M price past the alert threshold every SECONDS; 0: never "
+        "(default: %(default)s)",
     )
 
 
@@ -70,11 +123,11 @@ def demo_settings(settings: Settings, urls: dict[str, str], symbols: list[str]) 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from marketd.app import Daemon
-    from marketd.fakex import FakeExchangeConfig, open_fake_exchange
+    from marketd.fakex import FakeExchangeConfig
     from marketd.runtime.supervisor import wait_for_signal
 
     config = FakeExchangeConfig(symbols=args.symbols, seed=args.seed, rate=args.rate)
-    async with open_fake_exchange(config) as fx:
+    async with _fake_exchange(config) as fx:
         names = [m.spec.symbol for m in fx.model(Market.SPOT).symbols]
         log.info("demo fake exchange", **fx.urls())
         daemon = Daemon(demo_settings(settings, fx.urls(), names))
@@ -93,6 +146,29 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             daemon.close()
     return 0 if drained else 1
+
+
+@contextlib.asynccontextmanager
+async def _fake_exchange(config: FakeExchangeConfig) -> AsyncIterator[FakeExchange]:
+    """The demo's fake exchange; if it cannot listen, a :class:`ListenError` (one line)."""
+    from marketd.cli import bind_error
+    from marketd.errors import ListenError
+    from marketd.fakex import open_fake_exchange
+
+    started = False
+    try:
+        async with open_fake_exchange(config) as fx:
+            started = True
+            yield fx
+    except (OSError, BaseExceptionGroup) as exc:
+        cause = None if started else bind_error(exc, any_errno=True)
+        if cause is None:
+            raise
+        raise ListenError(
+            f"cannot listen on {config.host} (the demo's fake exchange, on free ports): "
+            f"{cause.strerror or cause}; the demo needs the loopback interface "
+            f"({config.host}) up, with free ports"
+        ) from exc
 
 
 async def _jump_prices(

@@ -7,8 +7,10 @@ a parent process can start it with port 0 and read where it listens.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
+from collections.abc import Callable
 
 import orjson
 import trio
@@ -35,62 +37,149 @@ _PERIODIC = (
 )
 
 
+def whole(what: str, low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``low..high``; anything else is refused with
+    ``must be <what>, got '<text>'`` (argparse prefixes the flag and exits 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def number(what: str, *, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number, positive (or also 0 when ``zero``); anything
+    else is refused with ``must be <what>, got '<text>'``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+PORT = whole("a port number in 0..65535 (0: a free one)", 0, 65535)
+SECONDS = number("a positive number of seconds", zero=False)
+
+
+def listen_host(text: str) -> str:
+    """An argparse type: a host name or IPv4 address to listen on, without a port."""
+    try:
+        text.encode("idna")  # what binding does first: ``a..b`` fails here
+        valid = bool(text.strip()) and ":" not in text and text == text.strip()
+    except UnicodeError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            "must be a host name or IPv4 address such as 127.0.0.1 or 0.0.0.0, without a "
+            f"port (the ports are --ws-port and --rest-port), got {text!r}"
+        )
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake exchange's options to ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: a free one)")
-    parser.add_argument("--rest-port", type=int, default=0, help="REST port (0: a free one)")
-    parser.add_argument("--symbols", type=int, default=5, help="symbols per market")
-    parser.add_argument("--seed", type=int, default=1, help="market seed")
+    parser.add_argument(
+        "--host", type=listen_host, default="127.0.0.1", help="address to listen on"
+    )
+    parser.add_argument("--ws-port", type=PORT, default=0, help="WebSocket port (0: a free one)")
+    parser.add_argument("--rest-port", type=PORT, default=0, help="REST port (0: a free one)")
+    parser.add_argument(
+        "--symbols",
+        type=whole("a whole number of symbols, at least 1", 1),
+        default=5,
+        help="symbols per market",
+    )
+    parser.add_argument("--seed", type=whole("a whole number"), default=1, help="market seed")
     parser.add_argument(
         "--rate",
-        type=float,
+        type=number(
+            "a number of events per second, 0 or more (0: as fast as clients read)", zero=True
+        ),
         default=100.0,
         help="events per second per market (trades + depth diffs); 0 = as fast as clients read",
     )
-    parser.add_argument("--book-levels", type=int, default=100, help="order book levels per side")
-    parser.add_argument("--history", type=int, default=100_000, help="trades kept per symbol")
-    parser.add_argument("--max-queue", type=int, default=200_000, help="frames queued per client")
+    parser.add_argument(
+        "--book-levels",
+        type=whole("a whole number of levels, at least 10", 10),
+        default=100,
+        help="order book levels per side",
+    )
+    parser.add_argument(
+        "--history",
+        type=whole("a whole number of trades, at least 1", 1),
+        default=100_000,
+        help="trades kept per symbol",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=whole("a whole number of frames, at least 1", 1),
+        default=200_000,
+        help="frames queued per client",
+    )
     parser.add_argument("--paused", action="store_true", help="start with generation paused")
     parser.add_argument(
         "--kline-ms",
-        type=int,
+        type=whole("a whole number of milliseconds, 0 or more (0: Binance's lengths)", 0),
         default=0,
         help="give every kline interval this length in ms, so candles close quickly "
         "(0: Binance's lengths)",
     )
     for market, limits in (("spot", SPOT_LIMITS), ("usdm", USDM_LIMITS)):
         parser.add_argument(
-            f"--{market}-ping-interval", type=float, default=limits.ping_interval, metavar="S"
+            f"--{market}-ping-interval", type=SECONDS, default=limits.ping_interval, metavar="S"
         )
         parser.add_argument(
-            f"--{market}-pong-timeout", type=float, default=limits.pong_timeout, metavar="S"
+            f"--{market}-pong-timeout", type=SECONDS, default=limits.pong_timeout, metavar="S"
         )
         parser.add_argument(
             f"--{market}-max-messages",
-            type=int,
+            type=whole("a whole number of messages per second, at least 1", 1),
             default=limits.max_messages_per_second,
             metavar="N",
             help="incoming messages per second per connection",
         )
         parser.add_argument(
-            f"--{market}-max-streams", type=int, default=limits.max_streams, metavar="N"
+            f"--{market}-max-streams",
+            type=whole("a whole number of streams, at least 1", 1),
+            default=limits.max_streams,
+            metavar="N",
         )
         parser.add_argument(
             f"--{market}-rest-weight",
-            type=int,
+            type=whole("a whole number of weight units per minute, at least 1", 1),
             default=limits.rest_weight_per_minute,
             metavar="N",
             help="REST weight budget per minute",
         )
     for dest, _, text in _PERIODIC:
         parser.add_argument(
-            "--" + dest.replace("_", "-"), type=float, default=None, metavar="SECONDS", help=text
+            "--" + dest.replace("_", "-"), type=SECONDS, default=None, metavar="SECONDS", help=text
         )
-    parser.add_argument("--stall-seconds", type=float, default=5.0, help="length of a stall")
+    parser.add_argument(
+        "--stall-seconds",
+        type=number("a number of seconds, 0 or more", zero=True),
+        default=5.0,
+        help="length of a stall",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> FakeExchangeConfig:
+    if args.ws_port and args.ws_port == args.rest_port:
+        raise ValueError(
+            f"--ws-port and --rest-port must differ, both are {args.ws_port} (0: a free one)"
+        )
     limits: dict[str, MarketLimits] = {}
     for market in ("spot", "usdm"):
         limits[market] = MarketLimits(
@@ -141,13 +230,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except (ValueError, TypeError) as exc:
-        print(f"fake-exchange: invalid option: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     trio.run(serve, config)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="marketd fake-exchange", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m marketd.fakex``: parsed and reported as ``marketd fake-exchange`` is (a
+    port in use is one ``error:`` line, not a traceback)."""
+    from marketd.cli import main as marketd_main
+
+    return marketd_main(["fake-exchange", *(sys.argv[1:] if argv is None else argv)])

@@ -122,7 +122,14 @@ async def serve_http(
     ``task_status.started`` receives the bound addresses (useful with port 0). A client
     that stops reading is cut after ``send_timeout_s`` (:func:`listening_socket`).
     """
-    sock = listening_socket(listen, send_timeout_s)
+    try:
+        sock = listening_socket(listen, send_timeout_s)
+    except (OSError, UnicodeError) as exc:  # in use, no such host: one line, not a trace
+        from marketd.errors import ListenError
+
+        host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+        change = "--listen (marketd demo) or http.listen (MARKETD_HTTP__LISTEN)"
+        raise ListenError.bind_failed(listen, exc, host=host, change=change) from exc
     config = HypercornConfig()
     config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
