@@ -107,8 +107,17 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
             proc.wait()
         log.close()
     text = (tmp_path / "demo.log").read_text()
-    assert "statistics" in text
     assert "demo price jump" in text
+    # The terminal: one line per alert, and a concise periodic line with rates.
+    alert_lines = [x for x in text.splitlines() if " alert " in x and "symbol=" in x]
+    assert any(f"symbol={first['symbol']}" in x and "direction=up" in x for x in alert_lines)
+    assert all("move=+" in x or "move=-" in x for x in alert_lines)
+    stats = [x for x in text.splitlines() if " statistics " in x]
+    assert stats, text[-2000:]
+    last = stats[-1]
+    for field in ("in_per_s=", "delivered_per_s=", "feeds=", "alerts=", "clients="):
+        assert field in last, last
+    assert len(last) < 300, last
 
 
 def test_unreachable_kafka_is_not_ready_and_sigterm_still_exits_promptly(tmp_path: Path) -> None:

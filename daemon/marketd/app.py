@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from marketd.alerts.kafka_io import serve_kafka_detector
-from marketd.alerts.rules import RulesError, RulesStore
+from marketd.alerts.rules import RulesError, RulesStore, rule_text
 from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.books.service import Books
@@ -161,6 +161,15 @@ class Daemon:
             self.rules = RulesStore(alerts)
         except RulesError as exc:
             raise ConfigError([f"alerts.rules (stored): {p}" for p in exc.problems]) from exc
+        provenance = self.rules.provenance()
+        log.info("alert rules in force", **provenance)
+        if provenance.get("overrides_config"):
+            log.warning(
+                "the saved rules override alerts.rules; delete the file to run the configured "
+                "rules",
+                path=provenance["path"],
+                configured=[rule_text(r) for r in self.rules.configured],
+            )
         listeners = [self.hub] if self.hub else []
         detector = DetectorService(alerts, self.rules, kafka=settings.kafka, listeners=listeners)
         self.detector = detector

@@ -59,7 +59,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from marketd.config.load import check_config
 
-    return check_config(_config_path(args), os.environ, sys.stdout)
+    return check_config(_config_path(args), os.environ, sys.stdout, notes=_rules_notes)
+
+
+def _rules_notes(settings: Settings) -> list[str]:
+    """The rules the detector of this configuration would run, and where from (a saved
+    ``rules.json`` wins over ``alerts.rules``)."""
+    from marketd.alerts.rules import describe_rules
+    from marketd.roles import Roles
+
+    if not Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled).detector:
+        return ["no detector in this process: alerts.rules are not used here"]
+    return describe_rules(settings.alerts)
 
 
 _BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})

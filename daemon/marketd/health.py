@@ -14,6 +14,7 @@ this process runs, and answers:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -64,6 +65,9 @@ class Health:
     alerts_reader: AlertsTopicReader | None
     hub: AlertHub | None
     gateway: Gateway | None
+    # For the rates of the statistics line: name → (value, monotonic time) last logged.
+    _last: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
+    _started: float = attrs.field(factory=time.monotonic, init=False)
 
     def summary(self) -> dict[str, Any]:
         """What runs here, for the ``marketd running`` line."""
@@ -153,27 +157,51 @@ class Health:
         yield gauge("marketd_build_info", "marketd version.", ("version",), {(__version__,): 1})
 
     def log_statistics(self) -> None:
+        """The periodic line: rates since the last one, then what an operator watches
+        (feeds up, alerts, browsers), then problems only when there are any. The running
+        totals of records, book snapshots and deliveries stay: after the drain they prove
+        everything accepted was delivered."""
+        now = time.monotonic()
         fields: dict[str, Any] = {}
+        counts: dict[str, int] = {}
         if self.roles.collector:
             norm = self.normalizer.statistics()
+            feeds = self.feeds.statistics()
+            delivered = self.sink.statistics().delivered
+            counts.update(frames=norm.frames, delivered=delivered)
             fields.update(
-                frames=norm.frames,
+                in_per_s=self._rate("frames", norm.frames, now),
+                delivered_per_s=self._rate("delivered", delivered, now),
+                feeds=f"{sum(s.subscribed for s in feeds)}/{len(self.feeds)} up",
                 records=norm.records,
-                delivered=self.sink.statistics().delivered,
-                sink=self.sink.name,
-                malformed=sum(norm.malformed.values()),
-                unknown=sum(norm.unknown.values()),
-                duplicates=norm.duplicates,
-                backfilled=norm.backfilled,
-                book_snapshots=self.books.statistics().snapshots_published if self.books else 0,
-                feeds_connected=sum(s.subscribed for s in self.feeds.statistics()),
-                feeds=len(self.feeds),
+                delivered=delivered,
             )
-        if self.detector is not None and not self.roles.collector:
-            detector = self.detector.statistics()
-            fields.update(ticks=detector.ticks, alerts=sum(detector.alerts.values()))
+            if self.books is not None:
+                fields["book_snapshots"] = self.books.statistics().snapshots_published
+            if self.spool is not None and (pending := self.spool.pending()):
+                fields["spool_backlog"] = pending
+            problems = {
+                "malformed": sum(norm.malformed.values()),
+                "unknown": sum(norm.unknown.values()),
+                "duplicates": norm.duplicates,
+                "gaps": norm.gaps,
+                "unfilled": norm.unfilled,
+            }
+            fields.update({k: v for k, v in problems.items() if v})
+        elif self.detector is not None:
+            ticks = self.detector.statistics().ticks
+            counts["ticks"] = ticks
+            fields["ticks_per_s"] = self._rate("ticks", ticks, now)
+        if self.detector is not None:
+            fields["alerts"] = sum(self.detector.statistics().alerts.values())
         if self.alerts_reader is not None:
-            fields.update(alerts_read=self.alerts_reader.statistics().read)
-        if self.hub is not None and not self.roles.collector:
-            fields.update(gateway_clients=self.hub.statistics().clients)
+            fields["alerts_read"] = self.alerts_reader.statistics().read
+        if self.hub is not None:
+            fields["clients"] = self.hub.statistics().clients
+        self._last.update((k, (v, now)) for k, v in counts.items())
         log.info("statistics", **fields)
+
+    def _rate(self, name: str, value: int, now: float) -> float:
+        """Per second since the last line (since start for the first)."""
+        before, then = self._last.get(name, (0, self._started))
+        return round((value - before) / max(now - then, 1e-3), 1)

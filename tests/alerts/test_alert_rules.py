@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from marketd.alerts.rules import RulesError, RulesStore, parse_rules
+from marketd.alerts.rules import RulesError, RulesStore, describe_rules, parse_rules
 from marketd.config.alerts import AlertSettings, RuleSettings
 
 
@@ -106,3 +106,45 @@ def test_settings_refuse_bad_rule_sets() -> None:
         AlertSettings(kinds=("depthUpdate",))
     with pytest.raises(InvalidValue, match="not a market"):
         AlertSettings(markets=("coinm",))
+
+
+def test_provenance_says_where_the_rules_in_force_came_from(tmp_path: Path) -> None:
+    store = RulesStore(settings(tmp_path))
+    assert store.provenance() == {"rules": ["cfg: 2% in 60s, cooldown 30s"], "source": "config"}
+    assert describe_rules(settings(tmp_path)) == [
+        "rules in force (from alerts.rules): cfg: 2% in 60s, cooldown 30s"
+    ]
+    store.replace([{"name": "fast", "window_s": 10, "threshold_pct": 0.5, "cooldown_s": 5}])
+    path = str(store.path)
+    assert store.provenance() == {
+        "rules": ["fast: 0.5% in 10s, cooldown 5s"],
+        "source": "saved",
+        "path": path,
+        "overrides_config": True,
+    }
+    restarted = RulesStore(settings(tmp_path))
+    assert restarted.provenance() == store.provenance()
+    assert describe_rules(settings(tmp_path)) == [
+        f"rules in force (from the saved file {path}): fast: 0.5% in 10s, cooldown 5s",
+        f"warning: the saved file {path} overrides alerts.rules (cfg: 2% in 60s, cooldown 30s); "
+        "delete it to run the configured rules",
+    ]
+
+
+def test_a_saved_file_equal_to_the_configuration_is_no_override(tmp_path: Path) -> None:
+    RulesStore(settings(tmp_path)).replace([{"name": "cfg"}])
+    store = RulesStore(settings(tmp_path))
+    assert (store.source, store.provenance()["overrides_config"]) == ("saved", False)
+    assert len(describe_rules(settings(tmp_path))) == 1
+
+
+def test_a_broken_saved_file_is_described_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "rules.json"
+    path.parent.mkdir()
+    path.write_text('{"rules": [{"name": "x", "window_s": -1}]}')
+    [line, fix] = describe_rules(settings(tmp_path))
+    assert line.startswith(
+        "warning: the saved rules cannot be used, so the detector will not start: "
+        f"{path}: rules[0].window_s"
+    )
+    assert fix.endswith("fix or delete the file (rules then come from config)")

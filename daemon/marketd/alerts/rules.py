@@ -1,13 +1,14 @@
 """The detection rules in force, changeable at runtime and kept across restarts (no trio).
 
 At start the rules come from ``<state_dir>/rules.json`` if that file exists (rules changed
-at runtime win over the configuration), else from ``alerts.rules``. :meth:`RulesStore.replace`
-validates a new rule set with the same checks as the configuration (each field's range,
-unique names, at least one rule, at most ``MAX_RULES``), writes it atomically (a temporary
-file in the same directory, fsync, rename, fsync of the directory) and bumps
-:attr:`RulesStore.version`; the detector service applies a new version at its next batch.
-:meth:`RulesStore.refresh` re-reads the file when another process (a gateway with the same
-``state_dir``) changed it.
+at runtime win over the configuration), else from ``alerts.rules``;
+:attr:`RulesStore.source` and :func:`describe_rules` say which, for the start-up log and
+``check-config``. :meth:`RulesStore.replace` validates a new rule set with the same checks
+as the configuration (each field's range, unique names, at least one rule, at most
+``MAX_RULES``), writes it atomically (a temporary file in the same directory, fsync,
+rename, fsync of the directory) and bumps :attr:`RulesStore.version`; the detector service
+applies a new version at its next batch. :meth:`RulesStore.refresh` re-reads the file when
+another process (a gateway with the same ``state_dir``) changed it.
 
 The accepted shape is a JSON list of rules, or ``{"rules": [...]}``; each rule is an object
 with ``name`` (required), ``window_s``, ``threshold_pct`` and ``cooldown_s`` (defaults as in
@@ -103,6 +104,17 @@ def rules_to_json(rules: tuple[RuleSettings, ...]) -> list[dict[str, Any]]:
     return [attrs.asdict(r) for r in rules]
 
 
+def rule_text(rule: RuleSettings) -> str:
+    """``name: 2% in 60s, cooldown 30s``: a rule as an operator reads it."""
+    return (
+        f"{rule.name}: {rule.threshold_pct:g}% in {rule.window_s:g}s, cooldown {rule.cooldown_s:g}s"
+    )
+
+
+CONFIG = "config"
+SAVED = "saved"
+
+
 class RulesStore:
     """The rule set in force; see the module doc."""
 
@@ -110,9 +122,14 @@ class RulesStore:
         self.path = Path(settings.state_dir) / RULES_FILE
         self.version = 0
         self._stamp: tuple[int, int] | None = None
+        self.configured = settings.rules
         self._rules = settings.rules
+        # Where the rules in force came from: the configuration, or the saved file (which
+        # a change at runtime writes, and which then wins at every start).
+        self.source = CONFIG
         if self.path.exists():
             self._rules = self._load()
+            self.source = SAVED
 
     def rules(self) -> tuple[RuleSettings, ...]:
         return self._rules
@@ -123,8 +140,20 @@ class RulesStore:
         rules = parse_rules(raw)
         self._write(rules)
         self._rules = rules
+        self.source = SAVED
         self.version += 1
         return rules
+
+    def provenance(self) -> dict[str, Any]:
+        """The rules in force and where they came from, as log fields."""
+        fields: dict[str, Any] = {
+            "rules": [rule_text(r) for r in self._rules],
+            "source": self.source,
+        }
+        if self.source == SAVED:
+            fields["path"] = str(self.path)
+            fields["overrides_config"] = self._rules != self.configured
+        return fields
 
     def refresh(self) -> bool:
         """Re-read the file if another process changed it; True when the rules changed.
@@ -189,3 +218,25 @@ class RulesStore:
             finally:
                 os.close(dir_fd)
         self._stamp = self._file_stamp()
+
+
+def describe_rules(settings: AlertSettings) -> list[str]:
+    """What ``check-config`` says about the rules the detector would run: those in force
+    and where from, then (``warning: ``) whether a saved file overrides the configured
+    ones or cannot be used."""
+    try:
+        store = RulesStore(settings)
+    except RulesError as exc:
+        return [f"warning: the saved rules cannot be used, so the detector will not start: {p}"
+                for p in exc.problems]  # fmt: skip
+    rules = "; ".join(rule_text(r) for r in store.rules())
+    if store.source == CONFIG:
+        return [f"rules in force (from alerts.rules): {rules}"]
+    lines = [f"rules in force (from the saved file {store.path}): {rules}"]
+    if store.rules() != store.configured:
+        configured = "; ".join(rule_text(r) for r in store.configured)
+        lines.append(
+            f"warning: the saved file {store.path} overrides alerts.rules ({configured}); "
+            "delete it to run the configured rules"
+        )
+    return lines

@@ -37,11 +37,17 @@ from marketd.config.alerts import AlertSettings
 from marketd.config.settings import KafkaSettings
 from marketd.data.records import Record
 from marketd.errors import RetryableError
-from marketd.obs.logs import RateLimitedLog
+from marketd.obs.logs import LineBudget, RateLimitedLog
 from marketd.obs.metrics import counter, gauge
 from marketd.obs.telemetry import span
 
 log = structlog.get_logger(__name__)
+
+# The terminal shows one line per alert, at most this many a second after a burst of
+# ALERT_LINES_BURST: a careless rule must not drown the log (the next line shown says how
+# many were not).
+ALERT_LINES_PER_S = 10
+ALERT_LINES_BURST = 50
 
 RULES_POLL_S = 2.0
 
@@ -96,6 +102,7 @@ class DetectorService:
         self._rules_version = store.version
         self._next_refresh = 0.0
         self._rules_log = RateLimitedLog(interval=60.0)
+        self._alert_lines = LineBudget(ALERT_LINES_PER_S, ALERT_LINES_BURST)
 
     def add_listener(self, listener: AlertListener) -> None:
         self.listeners.append(listener)
@@ -202,6 +209,8 @@ class DetectorService:
         """Count and hand alerts to every listener (non-blocking)."""
         for alert in alerts:
             self.alerts[(alert.rule, alert.direction.value)] += 1
+            if (unshown := self._alert_lines.ready()) is not None:
+                _log_alert(alert, unshown)
         for listener in self.listeners:
             listener.publish(alerts)
 
@@ -245,3 +254,17 @@ class DetectorService:
                                 self.alerts_published += len(alerts)
             finally:
                 self.running = False
+
+
+def _log_alert(alert: Alert, unshown: int) -> None:
+    extra = {"not_shown": unshown} if unshown else {}
+    log.info(
+        "alert",
+        symbol=alert.symbol,
+        market=alert.market,
+        direction=alert.direction.value,
+        move=f"{alert.change_pct:+.2f}%",
+        rule=alert.rule,
+        price=alert.price,
+        **extra,
+    )

@@ -655,8 +655,17 @@ def render_settings(settings: Settings) -> str:
     )
 
 
-def check_config(path: Path | None, environ: Mapping[str, str], out: TextIO) -> int:
-    """``marketd check-config``: print the effective configuration (0) or the problems (2)."""
+def check_config(
+    path: Path | None,
+    environ: Mapping[str, str],
+    out: TextIO,
+    notes: Callable[[Settings], list[str]] | None = None,
+) -> int:
+    """``marketd check-config``: print the effective configuration (0) or the problems (2).
+
+    ``notes`` adds comment lines about a valid configuration that the configuration layer
+    cannot know itself (the rules a saved file puts in force: :mod:`marketd.alerts.rules`).
+    """
     try:
         settings = load_settings(path, environ)
     except ConfigError as exc:
@@ -665,6 +674,8 @@ def check_config(path: Path | None, environ: Mapping[str, str], out: TextIO) -> 
         return EXIT_INVALID_CONFIG
     out.write(f"# {describe(settings)}\n")
     out.writelines(f"# warning: {warning}\n" for warning in warnings(settings))
+    if notes is not None:
+        out.writelines(f"# {note}\n" for note in notes(settings))
     out.write(render_settings(settings))
     return 0
 

@@ -200,3 +200,31 @@ class RateLimitedLog:
             return None
         self._last, suppressed, self._suppressed = now, self._suppressed, 0
         return suppressed
+
+
+@attrs.define
+class LineBudget:
+    """Let up to ``per_s`` lines a second through, in bursts of up to ``burst``; count
+    what was held back (a token bucket: each line one token)."""
+
+    per_s: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float = attrs.field(init=False, default=-1.0)
+    _at: float = attrs.field(init=False, default=0.0)
+    _suppressed: int = attrs.field(init=False, default=0)
+
+    def ready(self) -> int | None:
+        """``None``: stay quiet; else log now, mentioning this many suppressed lines."""
+        now = self.clock()
+        if self._tokens < 0:  # the first line: a full bucket
+            self._tokens = float(self.burst)
+        else:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.per_s)
+        self._at = now
+        if self._tokens < 1:
+            self._suppressed += 1
+            return None
+        self._tokens -= 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed
