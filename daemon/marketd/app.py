@@ -21,6 +21,7 @@ import contextlib
 import functools
 from typing import Any
 
+import attrs
 import prometheus_client
 import structlog
 import trio
@@ -31,7 +32,7 @@ from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
 from marketd.books.service import Books
 from marketd.config.checks import warnings as config_warnings
-from marketd.config.settings import KafkaSettings, Settings
+from marketd.config.settings import KafkaSettings, Settings, subscribed_kinds
 from marketd.data.records import FrameBatch, Market, Record
 from marketd.errors import ConfigError
 from marketd.feed.service import FeedGroup
@@ -133,7 +134,7 @@ class Daemon:
                 budgets=self.rest_budgets,
             )
         self.normalizer = Normalizer(self.codec, self.backfiller)
-        self.bus = MemoryBus()
+        self.bus = MemoryBus(topics=attrs.astuple(settings.kafka.topics))
         self.spool: SpoolStage | None = None
         self.publisher: KafkaPublisher | None = None
         if collecting and settings.kafka.enabled and sink is None:
@@ -187,6 +188,7 @@ class Daemon:
         """The collector's stages and their channels, see the module doc. ``main``: the
         market data on its way to the spool or the sink, past the books."""
         cap, ch, sup = self.settings.pipeline.channel_capacity, self.channels, self.supervisor
+        subscribed = subscribed_kinds(self.settings.subscriptions)
         frames_send, frames_recv = ch.open("frames", trio.open_memory_channel[FrameBatch](cap))
         records_send, records_recv = ch.open("records", _records_channel(cap))
         main_send, main_recv = records_send, records_recv
@@ -225,7 +227,7 @@ class Daemon:
             out = records_send
         normalizer = sup.stage(
             "normalizer", self.normalizer.serve, frames_recv, out,
-            metrics=lambda: normalizer_metrics(self.normalizer.statistics()),
+            metrics=lambda: normalizer_metrics(self.normalizer.statistics(), subscribed),
         )  # fmt: skip
         self.pipeline = [sink, *spool, *detector, *books, normalizer]
 

@@ -65,9 +65,8 @@ def test_sort_out_keeps_the_original_order_of_what_was_not_acked() -> None:
         chunk.batches = [(acked, "t", [1, 5]), (failed, "u", [0, 3]), (pending, "t", [2, 7])]
         chunk.handed = 6
         chunk.error = KafkaTimeoutError()  # a send failed: charged to the first unsent (4)
-        by_topic, received, rest = sort_out(chunk)
-        assert by_topic == {"t": 2}
-        assert received == [1001, 1005]
+        received, rest = sort_out(chunk)
+        assert received == {"t": [1001, 1005]}
         assert [(r.seq, type(e).__name__, at_send) for r, e, at_send in rest] == [
             (0, "KafkaConnectionError", False),
             (2, "NoneType", False),
@@ -79,9 +78,9 @@ def test_sort_out_keeps_the_original_order_of_what_was_not_acked() -> None:
             (9, "NoneType", False),
         ]
         chunk.error, chunk.error_at = MessageSizeTooLargeError(), 8  # a record too large
-        assert [r.seq for r, e, _ in sort_out(chunk)[2] if e is not None] == [0, 3, 8]
+        assert [r.seq for r, e, _ in sort_out(chunk)[1] if e is not None] == [0, 3, 8]
         chunk.error, chunk.error_at = None, None  # cancelled mid-way: resent, no failure
-        assert [r.seq for r, e, _ in sort_out(chunk)[2] if e is not None] == [0, 3]
+        assert [r.seq for r, e, _ in sort_out(chunk)[1] if e is not None] == [0, 3]
         pending.cancel()
     finally:
         loop.close()

@@ -43,19 +43,20 @@ def test_partition_matches_aiokafkas_default_partitioner() -> None:
         assert partition_for(key, n) == DefaultPartitioner()(key, partitions, partitions)
 
 
-def _buckets(hist: Histogram) -> tuple[list[float], float]:
+def _buckets(hist: Histogram, topic: str | None = None) -> tuple[list[float], float]:
     samples = {
         (s.name, s.labels.get("le")): s.value
         for metric in hist.collect()
         for s in metric.samples
-        if s.name.endswith(("_bucket", "_sum"))
+        if s.name.endswith(("_bucket", "_sum")) and s.labels.get("topic") == topic
     }
     buckets = [v for (name, _), v in samples.items() if name.endswith("_bucket")]
     return buckets, next(v for (name, _), v in samples.items() if name.endswith("_sum"))
 
 
 def test_observe_latencies_equals_one_observe_per_record() -> None:
-    bounds = PUBLISH_LATENCY._upper_bounds[:-1]
+    histogram = PUBLISH_LATENCY.labels(topic="t.latency")
+    bounds = histogram._upper_bounds[:-1]
     reference = Histogram("reference_seconds", "same buckets", buckets=bounds, registry=None)
     now = 1_700_000_000_000_000_000
     lat_ns = [0, 1, 999_999, 1_000_000, 1_000_001, 2_500_000, 59_999_999_999, 60_000_000_000]
@@ -64,10 +65,11 @@ def test_observe_latencies_equals_one_observe_per_record() -> None:
     received = [now - lat for lat in lat_ns]
     for r in received:
         reference.observe(max(0, now - r) / 1e9)
-    buckets0, sum0 = _buckets(PUBLISH_LATENCY)
-    observe_latencies(now, received)
-    observe_latencies(now, [])
-    buckets1, sum1 = _buckets(PUBLISH_LATENCY)
+    buckets0, sum0 = _buckets(PUBLISH_LATENCY, "t.latency")
+    observe_latencies(now, received, "t.latency")
+    observe_latencies(now, [], "t.latency")
+    observe_latencies(now, received[:5], "t.other")  # another topic's series
+    buckets1, sum1 = _buckets(PUBLISH_LATENCY, "t.latency")
     expected_buckets, expected_sum = _buckets(reference)
     assert [b - a for a, b in zip(buckets0, buckets1, strict=True)] == expected_buckets
     assert sum1 - sum0 == pytest.approx(expected_sum, rel=1e-9)

@@ -27,14 +27,14 @@ from prometheus_client.core import Metric
 
 from marketd import exchanges
 from marketd.books.scheduler import SnapshotScheduler
-from marketd.books.sync import State, SymbolSync
+from marketd.books.sync import Reason, State, SymbolSync
 from marketd.config.settings import Settings
 from marketd.data.events import DepthDiff, DepthSnapshot
 from marketd.data.records import Market, Record, events_of, record_headers
 from marketd.exchanges.seam import Exchange
-from marketd.obs.metrics import counter, gauge
+from marketd.obs.metrics import counter, gauge, seeded
 from marketd.rest.budget import RestBudgets
-from marketd.rest.client import HttpGet, http_get
+from marketd.rest.client import OUTCOMES, HttpGet, http_get
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 log = structlog.get_logger(__name__)
@@ -65,6 +65,17 @@ class BookStatistics:
     @property
     def not_synced(self) -> list[str]:
         return sorted(k for k, s in self.symbols.items() if s != State.SYNCED.value)
+
+
+@attrs.frozen
+class UnsyncedBook:
+    """A book that is not synced, as the status page lists it."""
+
+    market: Market
+    symbol: str
+    state: State  # SYNCING (never synced yet) or RESYNCING (lost sync)
+    resyncs: int  # times this book was discarded or its snapshot refetched
+    synced_until_ns: int  # wall-clock receipt of the last diff it applied; 0: never synced
 
 
 def book_symbols(
@@ -159,6 +170,17 @@ class Books:
             diffs_invalid=self.invalid,
         )
 
+    def out_of_sync(self, limit: int) -> list[UnsyncedBook]:
+        """Up to ``limit`` books that are not synced, worst first: longest without a synced
+        book (never synced before lost sync), then most resyncs."""
+        books = [
+            UnsyncedBook(market, symbol, s.state, s.resyncs.total(), s.received_ns)
+            for (market, symbol), s in self.syncs.items()
+            if s.state is not State.SYNCED
+        ]
+        books.sort(key=lambda b: (b.synced_until_ns, -b.resyncs, b.market.value, b.symbol))
+        return books[:limit]
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when every book is synced; the detail lists those that are not."""
         not_synced = self.statistics().not_synced
@@ -182,14 +204,14 @@ class Books:
             "Books discarded and resynced (gap, crossed, invalid, shallow) or snapshots "
             "refetched (stale_snapshot).",
             ("reason",),
-            {(r,): n for r, n in st.resyncs.items()},
+            seeded([(r.value,) for r in Reason], {(r,): n for r, n in st.resyncs.items()}),
         )
         yield counter(
             "marketd_book_snapshot_requests_total",
             "REST depth snapshot requests by outcome (ok, 429, 418, http_error, network, "
             "bad_body).",
             ("status",),
-            {(s,): n for s, n in st.snapshot_requests.items()},
+            seeded([(s,) for s in OUTCOMES], {(s,): n for s, n in st.snapshot_requests.items()}),
         )
         yield counter(
             "marketd_book_diffs_total",
@@ -301,6 +323,10 @@ class Books:
         out: list[Record] = []
         levels = self.settings.publish_levels
         published = self._published
+        # The record is timed from now, when the snapshot is taken (receipt → ack of the
+        # orderbook topic measures marketd, not how long the book stayed unchanged); the
+        # value keeps the receipt time of the last diff in it.
+        taken_ns = time.time_ns()
         for key, sync in self.syncs.items():
             if not sync.synced:
                 continue
@@ -312,8 +338,7 @@ class Books:
             ev = self._events[market]
             ev.symbol = symbol
             ev.event_time_ms = sync.event_time_ms
-            received_ns = sync.received_ns or time.time_ns()
-            ev.received_ns = received_ns
+            ev.received_ns = sync.received_ns or taken_ns
             snap = ev.book_snapshot
             snap.last_update_id = last
             snap.depth = levels
@@ -328,7 +353,7 @@ class Books:
             out.append(
                 Record(
                     self.topic, symbol.encode(), ev.SerializeToString(), HEADERS[market],
-                    received_ns,
+                    taken_ns,
                     market, KIND, symbol, last,
                 )
             )  # fmt: skip

@@ -7,7 +7,7 @@ start-up; neither refuses the configuration.
 
 from __future__ import annotations
 
-from marketd.config.settings import Settings
+from marketd.config.settings import Settings, subscribed_kinds
 from marketd.data.records import Market
 from marketd.exchanges import adapter
 
@@ -22,17 +22,11 @@ def alert_coverage(settings: Settings) -> list[str]:
     alerts = settings.alerts
     if not alerts.enabled or alerts.source != "pipeline":
         return []
-    carried: set[tuple[str, Market]] = set()
-    for sub in settings.subscriptions:
-        names = [f"x@{c}" for c in sub.channels] + list(sub.streams)
-        for name in names:
-            kind = adapter(sub.market).vocabulary.kind_of(name)
-            if kind is not None:
-                carried.add((kind, sub.market))
+    carried = subscribed_kinds(settings.subscriptions)
     found = []
     for market in (Market(m) for m in alerts.markets):
         for kind in alerts.kinds:
-            if (kind, market) in carried:
+            if (market, kind) in carried:
                 continue
             ways = adapter(market).vocabulary.spellings(kind)
             fix = (

@@ -441,6 +441,18 @@ def _check_roles(inst: Settings, attribute: attrs.Attribute[Any], value: tuple[s
         raise InvalidValue(attribute.name, problems, relational=relational)
 
 
+def subscribed_kinds(subscriptions: Iterable[Subscription]) -> set[tuple[Market, str]]:
+    """(market, kind) of every stream kind the subscriptions carry, as the adapters' tables
+    name them."""
+    carried: set[tuple[Market, str]] = set()
+    for sub in subscriptions:
+        vocabulary = adapter(sub.market).vocabulary
+        for name in [f"x@{c}" for c in sub.channels] + list(sub.streams):
+            if (kind := vocabulary.kind_of(name)) is not None:
+                carried.add((sub.market, kind))
+    return carried
+
+
 @attrs.frozen
 class Settings:
     # What this process runs: collector, detector, gateway (see marketd.roles).

@@ -125,6 +125,11 @@ class Codec(Protocol):
         kinds of the vocabulary) from now on; none when empty."""
         ...
 
+    def newest_event_times(self) -> Mapping[str, int]:
+        """Kind → the exchange event time (epoch ms) of the newest event decoded, 0 when
+        none yet or the kind carries none. Read once per batch, never per frame."""
+        ...
+
 
 @attrs.frozen
 class Endpoint:

@@ -39,6 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, ClassVar
 
+import attrs
 import structlog
 import trio
 from aiokafka import AIOKafkaProducer
@@ -57,6 +58,7 @@ from marketd.kafka.delivery import (
     backoff_policy,
     classify,
     failure_counter,
+    latency_histogram,
     observe_latencies,
     producer_kwargs,
     sort_out,
@@ -109,6 +111,10 @@ class KafkaPublisher:
         self._sent = self._acked = self._failures = self._retried = self._rejected = 0
         self._starts = 0
         self._by_topic: dict[str, int] = {}
+        # Every topic's series exist from the start (at 0), not after its first record.
+        for topic in attrs.astuple(settings.topics):
+            acked_counter(topic)
+            latency_histogram(topic)
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._kwargs = producer_kwargs(settings)  # ConfigError now, not at each restart
@@ -258,8 +264,10 @@ class KafkaPublisher:
 
     def _settle(self, item: Chunk, *, final: bool = False) -> None:
         failed_before = self._failures
-        by_topic, received, rest = sort_out(item)
-        observe_latencies(time.time_ns(), received)
+        received, rest = sort_out(item)
+        now_ns = time.time_ns()
+        for topic, times in received.items():
+            observe_latencies(now_ns, times, topic)
         if self._on_settled is not None:
             settled = [
                 item.records[i]
@@ -278,12 +286,12 @@ class KafkaPublisher:
             self._settled_extra.clear()
             if settled:
                 self._on_settled(settled)
-        acked = len(received)
+        acked = sum(len(times) for times in received.values())
         self._acked += acked
         totals = self._by_topic
-        for topic, count in by_topic.items():
-            acked_counter(topic).inc(count)
-            totals[topic] = totals.get(topic, 0) + count
+        for topic, times in received.items():
+            acked_counter(topic).inc(len(times))
+            totals[topic] = totals.get(topic, 0) + len(times)
         if (sp := self._spans.pop(id(item), None)) is not None:
             failed = self._failures - failed_before
             error = self._last_error if failed else None

@@ -7,7 +7,7 @@ event kinds, topics, configured connections and named children only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,6 +27,16 @@ class StatisticsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         for source in self._sources:
             yield from source()
+
+
+def seeded(
+    known: Iterable[tuple[str, ...]], values: Mapping[tuple[str, ...], int]
+) -> dict[tuple[str, ...], int]:
+    """``values`` with every ``known`` label set present, at 0 when it has none yet: a
+    series a dashboard or an alert reads exists from the start, not after its first event."""
+    out = dict.fromkeys(known, 0)
+    out.update(values)
+    return out
 
 
 def counter(

@@ -28,10 +28,10 @@ from marketd.config.books import BookSettings
 from marketd.data.records import Market, Record
 from marketd.errors import RestError
 from marketd.exchanges.seam import Endpoint, Exchange
-from marketd.obs.metrics import counter
+from marketd.obs.metrics import counter, seeded
 from marketd.pipeline.sequence import Gap
 from marketd.rest.budget import BACKFILL, RestBudgets
-from marketd.rest.client import HttpGet, http_get
+from marketd.rest.client import OUTCOMES, HttpGet, http_get
 from marketd.runtime.backoff import Backoff, BackoffPolicy
 
 log = structlog.get_logger(__name__)
@@ -180,7 +180,10 @@ class Backfiller:
             "418, http_error, network, bad_body; budget_timeout: not sent, the weight "
             "budget stayed closed too long).",
             ("market", "status"),
-            {(m.value, "ok"): 0 for m in self.rest_urls} | self.statuses,
+            seeded(
+                [(m.value, s) for m in self.rest_urls for s in (*OUTCOMES, "budget_timeout")],
+                self.statuses,
+            ),
         )
         waited = CounterMetricFamily(
             "marketd_backfill_budget_wait_seconds",

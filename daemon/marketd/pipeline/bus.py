@@ -18,7 +18,7 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.data.records import Record
-from marketd.obs.metrics import counter
+from marketd.obs.metrics import counter, seeded
 
 
 @attrs.frozen
@@ -47,6 +47,8 @@ class MemoryBus:
     by_topic: Counter[str] = attrs.field(factory=Counter)
     by_kind: Counter[str] = attrs.field(factory=Counter)
     last_latency_s: float = 0.0
+    # The topics whose series exist from the start (at 0), not after their first record.
+    topics: tuple[str, ...] = ()
 
     def statistics(self) -> BusStatistics:
         return BusStatistics(
@@ -62,7 +64,7 @@ class MemoryBus:
             "marketd_bus_records_total",
             "Records delivered on the embedded bus (no Kafka), by topic.",
             ("topic",),
-            {(t,): n for t, n in self.by_topic.items()},
+            seeded([(t,) for t in self.topics], {(t,): n for t, n in self.by_topic.items()}),
         )
 
     async def serve(

@@ -1,27 +1,33 @@
-"""The normalizer's metric families, from its :class:`NormalizerStatistics` snapshot.
-
-(Kept beside ``normalizer.py`` rather than in it only while that module is being
-reworked; it belongs there as ``Normalizer.metrics()``.)
-"""
+"""The normalizer's metric families, from its :class:`NormalizerStatistics` snapshot
+(apart from ``normalizer.py``, which holds the data path)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from prometheus_client.core import Metric
 
-from marketd.obs.metrics import counter, gauge
+from marketd.data.records import Market
+from marketd.obs.metrics import counter, gauge, seeded
 from marketd.pipeline.normalizer import NormalizerStatistics
+from marketd.pipeline.sequence import DEDUPLICATED_KINDS, SEQUENCED_KINDS
+
+_PARSE_ERRORS = ("malformed", "unknown")
 
 
-def normalizer_metrics(norm: NormalizerStatistics) -> Iterable[Metric]:
+def normalizer_metrics(
+    norm: NormalizerStatistics, subscribed: Collection[tuple[Market, str]] = ()
+) -> Iterable[Metric]:
+    """The normalizer's families; every series of the ``subscribed`` (market, kind) pairs
+    exists from the start, at 0, not after its first event."""
+    markets = sorted({m.value for m, _ in subscribed})
     yield counter(
         "marketd_events_total",
         "Market events decoded and accepted, by market and event kind.",
         ("market", "kind"),
-        dict(norm.events),
+        seeded([(m.value, k) for m, k in subscribed], norm.events),
     )
-    errors: dict[tuple[str, ...], int] = {}
+    errors = seeded([(m, r) for m in markets for r in _PARSE_ERRORS], {})
     for market, n in norm.malformed.items():
         errors[(market, "malformed")] = n
     for market, n in norm.unknown.items():
@@ -40,7 +46,10 @@ def normalizer_metrics(norm: NormalizerStatistics) -> Iterable[Metric]:
         "Events dropped because their id was already published (reconnect or "
         "make-before-break overlap), by kind.",
         ("kind",),
-        {(k,): n for k, n in norm.duplicates_by_kind.items()},
+        seeded(
+            [(k,) for _, k in subscribed if k in SEQUENCED_KINDS | DEDUPLICATED_KINDS],
+            {(k,): n for k, n in norm.duplicates_by_kind.items()},
+        ),
     )
     yield counter("marketd_trade_gaps_total", "Trade id gaps detected.", (), {(): norm.gaps})
     yield counter(

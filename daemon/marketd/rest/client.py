@@ -31,6 +31,9 @@ class RestResponse:
         return int(value) if value and value.isdigit() else None
 
 
+# How a REST request of the book snapshots or the backfill ended, as their metrics count it.
+OUTCOMES = ("ok", "429", "418", "http_error", "network", "bad_body")
+
 # ``http_get`` or a stand-in with its signature (tests).
 HttpGet = Callable[..., Awaitable[RestResponse]]
 

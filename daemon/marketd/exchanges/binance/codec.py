@@ -96,6 +96,10 @@ class Codec:
         the detector watches), so it never parses those records back."""
         self._handlers.watch_prices(kinds)
 
+    def newest_event_times(self) -> dict[str, int]:
+        # Each kind's reused message still holds the newest event's time: free to read.
+        return {kind: h.event.event_time_ms for kind, h in self._handlers.kinds.items()}
+
     def decode_batch(self, batch: FrameBatch) -> DecodeResult:
         """Decode every frame of ``batch`` (of this codec's market); never raises for bad
         input, counts it instead."""
