@@ -8,9 +8,14 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: setup system-deps demo run test lint protos bench chaos mutate clean
 
-# Debian packages the tests use: Chromium (UI tests), promtool (metrics/rules checks),
-# systemd-analyze (unit verification). Installed only when missing; needs root (CI is root).
-SYSTEM_TOOLS = chromium:chromium promtool:prometheus systemd-analyze:systemd
+# Debian packages the tests use, as command:package: Chromium (UI tests), promtool
+# (metrics/rules checks), systemd-analyze (unit verification), Java and Maven (the test
+# Kafka broker), Podman with runc, buildah, mmdebstrap and slirp4netns (the container image
+# test, tests/ops/test_podman.py). Installed only when missing; needs root (CI is root).
+SYSTEM_TOOLS = chromium:chromium promtool:prometheus systemd-analyze:systemd \
+               java:default-jre-headless mvn:maven \
+               podman:podman runc:runc buildah:buildah mmdebstrap:mmdebstrap \
+               slirp4netns:slirp4netns
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
