@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from marketd import __version__
+from marketd.arguments import bind_error
 from marketd.errors import ConfigError, ListenError, MarketdError, leaves
 
 if TYPE_CHECKING:
@@ -71,23 +72,6 @@ def _rules_notes(settings: Settings) -> list[str]:
     if not Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled).detector:
         return ["no detector in this process: alerts.rules are not used here"]
     return describe_rules(settings.alerts)
-
-
-_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
-
-
-def bind_error(exc: BaseException, *, any_errno: bool = False) -> OSError | None:
-    """The ``OSError`` of a server that could not listen, bare or alone in the (nested)
-    groups a trio nursery wraps it in; else None. Unless ``any_errno``, only the errors of
-    binding count: a host that does not resolve, an address in use or not this machine's,
-    a privileged port."""
-    found = leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    if len(found) != 1 or not isinstance(found[0], OSError):
-        return None
-    error = found[0]
-    if any_errno or isinstance(error, socket.gaierror) or error.errno in _BIND_ERRNOS:
-        return error
-    return None
 
 
 def _cmd_fake_exchange(args: argparse.Namespace) -> int:

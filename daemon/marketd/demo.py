@@ -46,7 +46,7 @@ def _listen(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's options; every help names its default."""
-    from marketd.fakex.cli import number, whole
+    from marketd.arguments import number, whole
 
     parser.add_argument(
         "--config",
@@ -151,7 +151,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def _fake_exchange(config: FakeExchangeConfig) -> AsyncIterator[FakeExchange]:
     """The demo's fake exchange; if it cannot listen, a :class:`ListenError` (one line)."""
-    from marketd.cli import bind_error
+    from marketd.arguments import bind_error
     from marketd.errors import ListenError
     from marketd.fakex import open_fake_exchange
 

@@ -1,7 +1,8 @@
-"""``python -m marketd.fakex``: the fake exchange on its own (same as ``marketd fake-exchange``)."""
+"""``python -m marketd.fakex``: the fake exchange on its own, parsed and reported exactly as
+``marketd fake-exchange`` (a port in use is one ``error:`` line, not a traceback)."""
 
 import sys
 
-from marketd.fakex.cli import main
+from marketd.cli import main
 
-sys.exit(main())
+sys.exit(main(["fake-exchange", *sys.argv[1:]]))

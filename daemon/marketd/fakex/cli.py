@@ -7,14 +7,13 @@ a parent process can start it with port 0 and read where it listens.
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
-from collections.abc import Callable
 
 import orjson
 import trio
 
+from marketd.arguments import number, whole
 from marketd.fakex.config import (
     SPOT_LIMITS,
     USDM_LIMITS,
@@ -35,38 +34,6 @@ _PERIODIC = (
     ("stall_every", FaultKind.STALL, "stall connections (--stall-seconds) every SECONDS"),
     ("fuzz_every", FaultKind.FUZZ, "send a fuzzed (unusable) frame every SECONDS"),
 )
-
-
-def whole(what: str, low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer in ``low..high``; anything else is refused with
-    ``must be <what>, got '<text>'`` (argparse prefixes the flag and exits 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-def number(what: str, *, zero: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number, positive (or also 0 when ``zero``); anything
-    else is refused with ``must be <what>, got '<text>'``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-
-    return parse
 
 
 PORT = whole("a port number in 0..65535 (0: a free one)", 0, 65535)
@@ -234,11 +201,3 @@ def run(args: argparse.Namespace) -> int:
         return 2
     trio.run(serve, config)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m marketd.fakex``: parsed and reported as ``marketd fake-exchange`` is (a
-    port in use is one ``error:`` line, not a traceback)."""
-    from marketd.cli import main as marketd_main
-
-    return marketd_main(["fake-exchange", *(sys.argv[1:] if argv is None else argv)])
