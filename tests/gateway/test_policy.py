@@ -70,14 +70,17 @@ def test_limit_refuses(raw: str) -> None:
 
 def test_route_timings_histogram() -> None:
     timings = RouteTimings(buckets=(0.01, 0.1))
-    timings.observe("/api/alerts", "GET", 0.005)
-    timings.observe("/api/alerts", "GET", 0.05)
-    timings.observe(None, "BREW", 2.0)
+    timings.observe("/api/alerts", "GET", 200, 0.005)
+    timings.observe("/api/alerts", "GET", 204, 0.05)
+    timings.observe("/api/alerts", "GET", 400, 0.05)
+    timings.observe(None, "BREW", 404, 2.0)
     (family,) = timings.metrics()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
-    key = (("le", "0.1"), ("method", "GET"), ("route", "/api/alerts"))
+    key = (("le", "0.1"), ("method", "GET"), ("route", "/api/alerts"), ("status", "2xx"))
     assert samples[("marketd_http_request_duration_seconds_bucket", key)] == 2
-    unmatched = (("method", "OTHER"), ("route", "<unmatched>"))
+    bad = (("method", "GET"), ("route", "/api/alerts"), ("status", "4xx"))
+    assert samples[("marketd_http_request_duration_seconds_count", bad)] == 1
+    unmatched = (("method", "OTHER"), ("route", "<unmatched>"), ("status", "4xx"))
     assert samples[("marketd_http_request_duration_seconds_count", unmatched)] == 1
 
 

@@ -271,6 +271,11 @@ async def test_request_duration_route_labels_are_bounded() -> None:
                 )
                 == 5
             )
+            unmatched = {"route": "<unmatched>", "status": "4xx"}  # 404s, by status class
+            assert (
+                metric_value(metrics, "marketd_http_request_duration_seconds_count", **unmatched)
+                == 5
+            )
 
 
 async def test_websocket_closes_with_1001_on_shutdown() -> None:

@@ -115,10 +115,13 @@ class AlertsTopicReader:
         self.read += len(alerts)
         return alerts
 
-    def deliver(self, alerts: list[Alert]) -> None:
+    def deliver(self, alerts: list[Alert], *, preload: bool = False) -> None:
         if alerts:
             for listener in self.listeners:
-                listener.publish(alerts)
+                if preload and (load := getattr(listener, "preload", None)) is not None:
+                    load(alerts)
+                else:
+                    listener.publish(alerts)
 
     def statistics(self) -> ReaderStatistics:
         return ReaderStatistics(
@@ -218,7 +221,10 @@ class _Reader:
         alerts = await self._follow(partitions, replay=replay)
         owner.replayed = True
         ordered = detection_order(alerts)
-        owner.deliver(ordered[-owner.history :] if replay else ordered)
+        if replay:  # alerts from before this process: history only, not pushed live
+            owner.deliver(ordered[-owner.history :], preload=True)
+        else:
+            owner.deliver(ordered)
         log.info("reading the alerts topic", topic=self.topic, partitions=len(self.assigned),
                  replayed=min(len(alerts), owner.history) if replay else 0)  # fmt: skip
         owner.connected = owner.running = True

@@ -131,7 +131,36 @@ class GatewaySettings:
     client_queue: int = attrs.field(default=256, validator=at_least(1))
     # Origins allowed to open /ws/alerts besides the page's own ("*" allows any).
     allowed_origins: tuple[str, ...] = attrs.field(default=(), validator=_origins)
+    # Host headers the UI, /ws/alerts and /api/* answer besides localhost, 127.0.0.1,
+    # [::1] and the listen address ("name" on any port, "name:port" on that one; "*"
+    # allows any): the guard against DNS rebinding. /healthz, /readyz, /metrics: any Host.
+    allowed_hosts: tuple[str, ...] = attrs.field(default=())
+    # Alerts pushed live to browsers per second at most (0: no cap); the excess is
+    # counted, summarised to the clients, and kept in the history and /api/alerts.
+    max_alerts_per_s: int = attrs.field(default=20, validator=at_least(0))
     # Bearer token required by PUT /api/rules; empty disables rule changes over HTTP.
     api_token: str = attrs.field(default="", repr=False, metadata=SECRET)
     # Directory of the browser UI; empty: the ui/ directory shipped with marketd.
     ui_dir: str = ""
+
+    @allowed_hosts.validator
+    def _hosts(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        """Each allowed host is "*" or [name|IPv4|[IPv6]][:port]."""
+        from urllib.parse import urlsplit
+
+        problems = []
+        for host in value:
+            if host == "*":
+                continue
+            problem = (
+                f'{host!r} is not a host: use name[:port], address[:port], [ipv6][:port], or "*"'
+            )
+            if not re.fullmatch(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?", host):
+                problems.append(problem)
+                continue
+            try:
+                urlsplit("//" + host).port  # noqa: B018  (raises ValueError on a bad port)
+            except ValueError:
+                problems.append(problem)
+        if problems:
+            raise InvalidValue(attribute.name, problems)

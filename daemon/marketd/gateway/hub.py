@@ -1,30 +1,72 @@
 """The alert hub: recent-alert history and the fan-out to WebSocket clients.
 
-``AlertHub.publish`` is called by the detector and never blocks: each alert is encoded
-to JSON once, kept in a bounded history, and offered to every client's bounded queue
-with ``send_nowait``. A client whose queue is full is dropped (reason ``slow``) on the
-spot, counted, and told to go; it never slows the detector or the other clients.
+``AlertHub.publish`` is called by the detector and never blocks: each alert is kept in a
+bounded history (every alert: the replay and ``/api/alerts`` see them all), then offered
+live to every client's bounded queue with ``send_nowait``, encoded to JSON once. A client
+whose queue is full is dropped (reason ``slow``) on the spot, counted, and told to go; it
+never slows the detector or the other clients.
+
+At most ``max_alerts_per_s`` alerts are offered live in any second (:class:`LiveCap`; 0:
+no cap). The excess is counted (``suppressed``) and, once a second while it lasts, each
+client is told how many it missed: ``{"type": "suppressed", "count": N, "since_ms": T,
+"limit_per_s": L}`` (T: wall-clock ms of the first alert held back that N counts). The
+summaries are sent by :meth:`AlertHub.serve_summaries`, and by ``publish`` when one is
+due. Each alert offered live is observed in the push-latency histogram: its tick's
+exchange event time (``price_time_ms``) to the moment it is offered.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Final
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final, TypeAlias
 
 import attrs
 import orjson
 import trio
 
 from marketd.alerts.model import Alert
+from marketd.gateway.policy import LiveCap
+from marketd.gateway.timing import Histogram, HistogramSnapshot
 
+# Why the gateway disconnected a client (marketd_gateway_clients_dropped_total{reason}).
 SLOW: Final = "slow"
-"""Drop reason: the client's queue overflowed (it reads slower than alerts arrive)."""
+"""The client's queue overflowed (it reads slower than alerts arrive)."""
+SEND_TIMEOUT: Final = "send_timeout"
+"""A send to the client stalled (it stopped reading) until the connection was cut."""
+GOING_AWAY: Final = "going_away"
+"""The server is shutting down (closed with 1001)."""
+PROTOCOL: Final = "protocol"
+"""The client sent what /ws/alerts does not take (binary, or a text message too big)."""
+ERROR: Final = "error"
+"""The handler failed (a bug; Quart logs it, Hypercorn closes with 1011)."""
+DROP_REASONS: Final = (SLOW, SEND_TIMEOUT, GOING_AWAY, PROTOCOL, ERROR)
 
+# Why a WebSocket handshake was refused (marketd_gateway_clients_rejected_total{reason}).
+ORIGIN: Final = "origin"
+"""Not the page's own Origin, nor one in ``gateway.allowed_origins``."""
+HOST: Final = "host"
+"""A Host header not in the allow-list (see :class:`marketd.gateway.policy.HostAllowList`)."""
+SHUTTING_DOWN: Final = "shutting_down"
+"""The server is shutting down (503)."""
+REJECT_REASONS: Final = (ORIGIN, HOST, SHUTTING_DOWN)
 
 MAX_BATCH: Final = 200
 """Most alerts a client receives in one ``{"type": "alerts"}`` message."""
+
+SUMMARY_INTERVAL_S: Final = 1.0
+"""While alerts are held back, a summary goes out this often."""
+
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Bounds of ``marketd_alert_push_latency_seconds``: 1 ms to 10 s."""
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def encode_alert(alert: Alert) -> str:
@@ -46,6 +88,23 @@ def replay_message(alerts: list[Alert]) -> str:
     return orjson.dumps({"type": "replay", "alerts": [a.to_json() for a in alerts]}).decode()
 
 
+def suppressed_message(count: int, since_ms: int, limit_per_s: int) -> str:
+    return orjson.dumps(
+        {"type": "suppressed", "count": count, "since_ms": since_ms, "limit_per_s": limit_per_s}
+    ).decode()
+
+
+@attrs.frozen
+class Notice:
+    """A complete message other than alerts, queued for one client and sent as is."""
+
+    text: str
+
+
+Queued: TypeAlias = str | Notice
+"""What a client's queue holds: an encoded alert (batched on send), or a notice."""
+
+
 @attrs.frozen
 class HubStatistics:
     clients: int
@@ -55,28 +114,37 @@ class HubStatistics:
     duplicates: int
     # Messages written to client sockets.
     delivered: int
-    # Clients disconnected by the hub, by reason.
+    # Clients disconnected by the gateway, by reason (only reasons seen; DROP_REASONS).
     dropped: Mapping[str, int]
-    # WebSocket handshakes refused, by reason (e.g. "origin").
+    # WebSocket handshakes refused, by reason (only reasons seen; REJECT_REASONS).
     rejected: Mapping[str, int]
     history: int
+    # Alerts kept out of the live push by the cap (still in the history).
+    suppressed: int
+    # Exchange event time → offered to the clients, of each alert offered live.
+    push_latency: HistogramSnapshot
 
 
 class HubClient:
     """One client's view of the hub: the replay taken at subscribe time, then live messages.
 
     ``messages`` yields each alert's JSON text in publish order (see
-    :func:`alerts_message`). When the hub drops the client,
-    ``dropped`` holds the reason and ``kicked`` is set; the handler closes the socket.
+    :func:`alerts_message`) and :class:`Notice` s (the suppression summaries). When the hub
+    drops the client, ``dropped`` holds the reason and ``kicked`` is set; the handler
+    closes the socket.
     """
 
-    def __init__(self, replay: list[Alert], capacity: int) -> None:
+    def __init__(self, replay: list[Alert], capacity: int, reported: int, since_ms: int) -> None:
         self.replay = replay
-        self._send, self.messages = trio.open_memory_channel[str](capacity)
+        self._send, self.messages = trio.open_memory_channel[Queued](capacity)
         self.kicked = trio.Event()
         self.dropped: str | None = None
+        # The hub's suppressed count already reported to this client, and since when
+        # (wall ms) the next summary counts.
+        self._reported = reported
+        self._since_ms = since_ms
 
-    def _offer(self, messages: list[str]) -> bool:
+    def _offer(self, messages: list[Queued]) -> bool:
         """Queue ``messages``; False (and nothing more queued) when the queue is full."""
         try:
             for message in messages:
@@ -92,13 +160,28 @@ class HubClient:
 
 
 class AlertHub:
-    """Implements :class:`marketd.alerts.model.AlertListener` for the browser gateway."""
+    """Implements :class:`marketd.alerts.model.AlertListener` for the browser gateway.
 
-    def __init__(self, *, history: int = 1000, replay: int = 50, client_queue: int = 256) -> None:
+    ``clock`` (trio's by default) times the cap and the summaries; ``wall_ns`` (epoch ns)
+    the push latency and the summaries' ``since_ms``.
+    """
+
+    def __init__(
+        self,
+        *,
+        history: int = 1000,
+        replay: int = 50,
+        client_queue: int = 256,
+        max_alerts_per_s: int = 0,
+        clock: Callable[[], float] = trio.current_time,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         if history < 1 or replay < 0 or client_queue < 1:
             raise ValueError("history >= 1, replay >= 0 and client_queue >= 1 are required")
         self.replay_size = min(replay, history)
         self.client_queue = client_queue
+        self._clock, self._wall_ns = clock, wall_ns
+        self._live = LiveCap(max_alerts_per_s)
         self._history: collections.deque[Alert] = collections.deque(maxlen=history)
         self._ids: set[str] = set()
         self._clients: set[HubClient] = set()
@@ -107,13 +190,31 @@ class AlertHub:
         self._delivered = 0
         self._dropped: collections.Counter[str] = collections.Counter()
         self._rejected: collections.Counter[str] = collections.Counter()
+        self._latency = Histogram(LATENCY_BUCKETS)
+        # Alerts held back so far; the open summary window (due time, trio clock; since
+        # when, wall ms) and the event that wakes serve_summaries when one opens.
+        self._suppressed = 0
+        self._summary_due: float | None = None
+        self._summary_since_ms = 0
+        self._window_opened = trio.Event()
 
     @property
     def history_size(self) -> int:
         return self._history.maxlen or 0
 
-    def publish(self, alerts: list[Alert]) -> None:
-        messages: list[str] = []
+    @property
+    def max_alerts_per_s(self) -> int:
+        return self._live.per_s
+
+    def limit_live(self, max_alerts_per_s: int) -> None:
+        """Set the cap on alerts offered live per second (``gateway.max_alerts_per_s``;
+        0: none). The gateway applies its settings to the hub it serves with this."""
+        if max_alerts_per_s != self._live.per_s:
+            self._live = LiveCap(max_alerts_per_s)
+
+    def _remember(self, alerts: list[Alert]) -> list[Alert]:
+        """Add ``alerts`` to the history; return those it did not hold (by id)."""
+        fresh: list[Alert] = []
         for alert in alerts:
             if alert.id in self._ids:
                 self._duplicates += 1
@@ -122,12 +223,80 @@ class AlertHub:
                 self._ids.discard(self._history[0].id)
             self._history.append(alert)
             self._ids.add(alert.id)
-            messages.append(encode_alert(alert))
-        if not messages:
+            fresh.append(alert)
+        self._published += len(fresh)
+        return fresh
+
+    def preload(self, alerts: list[Alert]) -> None:
+        """Alerts from before this process (the alerts topic read back at start-up): into
+        the history, for the replay and the API only; not pushed live, so neither capped
+        nor timed."""
+        self._remember(alerts)
+
+    def publish(self, alerts: list[Alert]) -> None:
+        fresh = self._remember(alerts)
+        if not fresh:
             return
-        self._published += len(messages)
-        for client in [c for c in self._clients if not c._offer(messages)]:
+        live = fresh
+        if self._live.per_s:
+            now = self._clock()
+            self.flush_summaries(now)
+            live = [alert for alert in fresh if self._live.admit(now)]
+            if len(live) < len(fresh):
+                self._hold(len(fresh) - len(live), now)
+            if not live:
+                return
+        offered_ns = self._wall_ns()
+        for alert in live:
+            self._latency.observe(max(0, offered_ns - alert.price_time_ms * 1_000_000) / 1e9)
+        messages: list[Queued] = [encode_alert(alert) for alert in live]
+        self._fan_out(lambda _: messages)
+
+    def _fan_out(self, messages_for: Callable[[HubClient], list[Queued] | None]) -> None:
+        slow = []
+        for client in self._clients:
+            messages = messages_for(client)
+            if messages and not client._offer(messages):
+                slow.append(client)
+        for client in slow:
             self._drop(client, SLOW)
+
+    def _hold(self, n: int, now: float) -> None:
+        self._suppressed += n
+        if self._summary_due is None:
+            self._summary_due = now + SUMMARY_INTERVAL_S
+            self._summary_since_ms = self._wall_ns() // 1_000_000
+            self._window_opened.set()
+
+    def flush_summaries(self, now: float) -> None:
+        """When the open summary window is due, tell each client how many alerts it
+        missed since its last summary (or since it subscribed); then close the window."""
+        if self._summary_due is None or now < self._summary_due:
+            return
+        total, since_ms = self._suppressed, self._summary_since_ms
+
+        def summary(client: HubClient) -> list[Queued] | None:
+            count = total - client._reported
+            client._reported = total
+            if count <= 0:
+                return None
+            start = max(since_ms, client._since_ms)
+            return [Notice(suppressed_message(count, start, self._live.per_s))]
+
+        self._summary_due = None
+        self._window_opened = trio.Event()
+        self._fan_out(summary)
+
+    async def serve_summaries(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Send each suppression summary when it is due (forever; cancel to stop)."""
+        task_status.started()
+        while True:
+            await self._window_opened.wait()
+            if self._summary_due is not None:
+                await trio.sleep_until(self._summary_due)
+            self.flush_summaries(self._clock())
 
     def recent(self, limit: int) -> list[Alert]:
         """Up to ``limit`` most recent alerts, newest first."""
@@ -141,11 +310,14 @@ class AlertHub:
         """Register a client for the duration of the ``with`` block.
 
         The replay (the last ``replay`` alerts, oldest first) and the registration happen
-        in one step, so a client sees every alert exactly once.
+        in one step, so a client sees every alert exactly once (live, in its replay, or
+        counted in a summary).
         """
         replay = self.recent(self.replay_size)
         replay.reverse()
-        client = HubClient(replay, self.client_queue)
+        client = HubClient(
+            replay, self.client_queue, self._suppressed, self._wall_ns() // 1_000_000
+        )
         self._clients.add(client)
         try:
             yield client
@@ -158,6 +330,10 @@ class AlertHub:
 
     def record_rejected(self, reason: str) -> None:
         self._rejected[reason] += 1
+
+    def record_dropped(self, reason: str) -> None:
+        """Count a client the gateway disconnected for ``reason`` (one of DROP_REASONS)."""
+        self._dropped[reason] += 1
 
     def _drop(self, client: HubClient, reason: str) -> None:
         self._clients.discard(client)
@@ -173,4 +349,6 @@ class AlertHub:
             dropped=dict(self._dropped),
             rejected=dict(self._rejected),
             history=len(self._history),
+            suppressed=self._suppressed,
+            push_latency=self._latency.snapshot(),
         )

@@ -1,32 +1,33 @@
 """The gateway's routes on the Quart-Trio app: the UI, ``/ws/alerts`` and the JSON API.
 
-``install_gateway`` adds them to the app :func:`marketd.obs.web.create_app` returns, plus an
-``after_request`` hook that sets the security headers and times every HTTP request.
+``install_gateway`` adds them to the app :func:`marketd.obs.web.create_app` returns, plus
+hooks that refuse a foreign Host on the gateway's routes (:mod:`marketd.gateway.guard`),
+set the security headers and time every HTTP request, and a task, for as long as the app
+serves, that sends the hub's suppression summaries.
 
 API (JSON; errors are ``{"error": "<message>"}``):
 
 * ``GET /api/alerts?limit=N``: ``{"alerts": [...]}``, newest first; N in [0, history],
-  default ``replay``; anything else is a 400.
+  default ``replay``; anything else is a 400. Every alert, also those held back from the
+  live push by ``gateway.max_alerts_per_s``.
 * ``GET /api/rules``: ``{"rules": [...], "editable": bool}``; 404 when the detector does
   not run (``alerts.enabled`` is false), and in a process without the detector role
   (the rules live with the detector: 404 for GET, 409 for PUT, saying so).
 * ``PUT /api/rules`` with ``Authorization: Bearer <gateway.api_token>`` and body
   ``{"rules": [{"name", "window_s", "threshold_pct", "cooldown_s"}, ...]}``:
   200 with the new rules (persisted by the store); 400 with the store's message for an
-  invalid body; 401 for a missing or wrong token; 403 when ``api_token`` is empty
-  (rule changes over HTTP are disabled); 413 for a body over 64 KiB.
+  invalid body; 401 for a missing or wrong token; 429 with ``Retry-After`` after repeated
+  wrong tokens from one address (:class:`marketd.gateway.policy.FailureThrottle`); 403
+  when ``api_token`` is empty (rule changes over HTTP are disabled); 413 for a body over
+  64 KiB.
 
-``/ws/alerts`` sends ``{"type": "replay", "alerts": [...]}`` (oldest first) and then one
-``{"type": "alert", "alert": {...}}`` per alert, or ``{"type": "alerts", "alerts": [...]}``
-when several alerts are waiting for that client (a burst: one frame instead of many).
-A handshake from a foreign Origin gets a
-403 before it is accepted. The server closes with 1001 on shutdown and with 1008 when
-the client was dropped as too slow.
+Every gateway route answers 403 to a Host header that is not allowed (see
+:class:`marketd.gateway.policy.HostAllowList`); ``/ws/alerts`` is described in
+:mod:`marketd.gateway.websocket`.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -41,8 +42,16 @@ from quart_trio import QuartTrio
 
 from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.gateway import policy
-from marketd.gateway.hub import MAX_BATCH, AlertHub, HubClient, alerts_message, replay_message
-from marketd.gateway.timing import RouteTimings
+from marketd.gateway.guard import (
+    HTTP_REFUSED_REASONS,
+    TOKEN_REASONS,
+    Guard,
+    json_error,
+    with_zeros,
+)
+from marketd.gateway.hub import DROP_REASONS, REJECT_REASONS, AlertHub
+from marketd.gateway.timing import RouteTimings, histogram_family
+from marketd.gateway.websocket import AlertSocket
 from marketd.obs.metrics import counter, gauge
 
 MAX_RULES_BODY: Final = 64 * 1024
@@ -51,9 +60,6 @@ RULES_ELSEWHERE: Final = (
     "alerts.rules in the detector's configuration, or its alerts.state_dir/rules.json "
     "(the detector re-reads that file within seconds)"
 )
-CLOSE_TIMEOUT_S: Final = 1.0
-GOING_AWAY: Final = 1001
-POLICY_VIOLATION: Final = 1008
 
 
 class RulesAccess(Protocol):
@@ -84,10 +90,6 @@ def _json(body: Any, status: int = 200) -> Response:
     return response
 
 
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
-
-
 def _rules_json(rules: Iterable[RuleSettings]) -> list[dict[str, Any]]:
     return [attrs.asdict(rule) for rule in rules]
 
@@ -104,6 +106,7 @@ class Gateway:
         ui_dir: Path,
         *,
         rules_elsewhere: bool = False,
+        listen: str = "",
     ) -> None:
         self.hub = hub
         self.rules = rules
@@ -112,9 +115,13 @@ class Gateway:
         self.shutdown = shutdown
         self.ui_dir = ui_dir
         self.timings = RouteTimings()
+        self.guard = Guard(settings, hub, listen=listen)
+        self.socket = AlertSocket(hub, self.guard, shutdown)
+        self._summaries: trio.CancelScope | None = None
 
     def metrics(self) -> Iterable[Metric]:
         st = self.hub.statistics()
+        guard = self.guard.statistics()
         yield gauge(
             "marketd_gateway_clients",
             "WebSocket clients connected to /ws/alerts.",
@@ -129,15 +136,32 @@ class Gateway:
         )
         yield counter(
             "marketd_gateway_clients_dropped_total",
-            "WebSocket clients disconnected by the gateway, by reason (slow: queue full).",
+            "WebSocket clients disconnected by the gateway, by reason (slow: queue full; "
+            "send_timeout: stopped reading until the connection was cut; going_away: "
+            "shutdown; protocol: sent binary or oversized messages; error: handler failed).",
             ("reason",),
-            {(r,): n for r, n in st.dropped.items()},
+            with_zeros(st.dropped, DROP_REASONS),
         )
         yield counter(
             "marketd_gateway_clients_rejected_total",
-            "WebSocket handshakes refused, by reason (origin: not an allowed Origin).",
+            "WebSocket handshakes refused, by reason (origin: not an allowed Origin; host: "
+            "not an allowed Host; shutting_down: during shutdown).",
             ("reason",),
-            {(r,): n for r, n in st.rejected.items()},
+            with_zeros(st.rejected, REJECT_REASONS),
+        )
+        yield counter(
+            "marketd_gateway_requests_refused_total",
+            "HTTP requests to the gateway's routes refused, by reason (host: not an allowed "
+            "Host header, 403).",
+            ("reason",),
+            with_zeros(guard.refused, HTTP_REFUSED_REASONS),
+        )
+        yield counter(
+            "marketd_gateway_token_refused_total",
+            "PUT /api/rules refused for its bearer token, by reason (missing, wrong; "
+            "throttled: 429 after repeated failures from that address).",
+            ("reason",),
+            with_zeros(guard.token_refused, TOKEN_REASONS),
         )
         yield counter(
             "marketd_gateway_alerts_total",
@@ -145,45 +169,37 @@ class Gateway:
             (),
             {(): st.published},
         )
+        yield counter(
+            "marketd_gateway_alerts_suppressed_total",
+            "Alerts held back from the live push by gateway.max_alerts_per_s (still in the "
+            "history and /api/alerts; clients get a summary).",
+            (),
+            {(): st.suppressed},
+        )
+        yield histogram_family(
+            "marketd_alert_push_latency_seconds",
+            "Exchange event time of an alert's tick to the moment the gateway offers it to "
+            "the browsers (alerts pushed live).",
+            (),
+            {(): st.push_latency},
+        )
         yield from self.timings.metrics()
 
     # -- WebSocket ----------------------------------------------------------------------
 
     async def serve_client(self) -> Response | None:
-        ws = quart.websocket
-        if not policy.origin_allowed(
-            ws.headers.get("Origin"), ws.headers.get("Host"), self.settings.allowed_origins
-        ):
-            self.hub.record_rejected("origin")
-            return _error(403, "origin not allowed")
-        if self.shutdown.is_set():
-            return _error(503, "shutting down")
-        await ws.accept()
-        with self.hub.subscribe() as client:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._push, client)
-                nursery.start_soon(_discard_incoming)
-                nursery.start_soon(_cancel_when, self.shutdown, nursery.cancel_scope)
-                nursery.start_soon(_cancel_when, client.kicked, nursery.cancel_scope)
-        if client.dropped is not None:
-            code, reason = POLICY_VIOLATION, f"dropped: {client.dropped}"
-        else:
-            code, reason = GOING_AWAY, "server shutting down"
-        with trio.move_on_after(CLOSE_TIMEOUT_S):
-            await ws.close(code, reason)
-        return None
+        return await self.socket.serve()
 
-    async def _push(self, client: HubClient) -> None:
-        ws = quart.websocket
-        await ws.send(replay_message(client.replay))
-        self.hub.record_delivered(len(client.replay))
-        async for first in client.messages:
-            batch = [first]
-            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                while len(batch) < MAX_BATCH:
-                    batch.append(client.messages.receive_nowait())
-            await ws.send(alerts_message(batch))
-            self.hub.record_delivered(len(batch))
+    async def serve_summaries(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The hub's suppression summaries, until :meth:`stop_summaries`."""
+        with trio.CancelScope() as self._summaries:
+            await self.hub.serve_summaries(task_status=task_status)
+
+    def stop_summaries(self) -> None:
+        if self._summaries is not None:
+            self._summaries.cancel()
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -205,13 +221,13 @@ class Gateway:
                 maximum=self.hub.history_size,
             )
         except ValueError as exc:
-            return _error(400, str(exc))
+            return json_error(400, str(exc))
         return _json({"alerts": [a.to_json() for a in self.hub.recent(limit)]})
 
     def _no_rules(self, status_elsewhere: int) -> Response:
         if self.rules_elsewhere:
-            return _error(status_elsewhere, RULES_ELSEWHERE)
-        return _error(404, "the detector is not running (alerts.enabled is false)")
+            return json_error(status_elsewhere, RULES_ELSEWHERE)
+        return json_error(404, "the detector is not running (alerts.enabled is false)")
 
     async def get_rules(self) -> Response:
         if self.rules is None:
@@ -225,30 +241,31 @@ class Gateway:
         if self.rules is None:
             return self._no_rules(409)
         if not self.settings.api_token:
-            return _error(403, "rule changes over HTTP are disabled (gateway.api_token is empty)")
-        if not policy.bearer_matches(request.headers.get("Authorization"), self.settings.api_token):
-            response = _error(401, "a valid bearer token is required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="marketd"'
-            return response
+            return json_error(
+                403, "rule changes over HTTP are disabled (gateway.api_token is empty)"
+            )
+        refusal = self.guard.check_token()
+        if refusal is not None:
+            return refusal
         if (request.content_length or 0) > MAX_RULES_BODY:
-            return _error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
+            return json_error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
         body = bytearray()
         async for chunk in request.body:
             body += chunk
             if len(body) > MAX_RULES_BODY:
-                return _error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
+                return json_error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, 'the body must be JSON: {"rules": [...]}')
+            return json_error(400, 'the body must be JSON: {"rules": [...]}')
         if not isinstance(parsed, dict) or set(parsed) != {"rules"}:
-            return _error(400, 'the body must be a JSON object {"rules": [...]}')
+            return json_error(400, 'the body must be a JSON object {"rules": [...]}')
         try:
             rules = self.rules.replace(parsed["rules"])
         except ValueError as exc:
-            return _error(400, str(exc))
+            return json_error(400, str(exc))
         except OSError as exc:
-            return _error(500, f"the rules could not be saved: {exc.strerror or exc}")
+            return json_error(500, f"the rules could not be saved: {exc.strerror or exc}")
         return _json({"rules": _rules_json(rules), "editable": True})
 
     async def after_request(self, response: Response) -> Response:
@@ -256,7 +273,8 @@ class Gateway:
         started = getattr(quart.g, "marketd_started", None)
         if started is not None:
             rule = request.url_rule.rule if request.url_rule is not None else None
-            self.timings.observe(rule, request.method, trio.current_time() - started)
+            elapsed = trio.current_time() - started
+            self.timings.observe(rule, request.method, response.status_code, elapsed)
         headers = response.headers
         for name, value in policy.COMMON_HEADERS.items():
             headers.setdefault(name, value)
@@ -265,17 +283,6 @@ class Gateway:
         else:
             headers.setdefault("Content-Security-Policy", policy.API_CSP)
         return response
-
-
-async def _discard_incoming() -> None:
-    """Read and drop client messages, so a chatty client cannot stall its connection."""
-    while True:
-        await quart.websocket.receive()
-
-
-async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
 
 
 async def _mark_start() -> None:
@@ -290,6 +297,7 @@ def install_gateway(
     shutdown: trio.Event,
     *,
     rules_elsewhere: bool = False,
+    listen: str = "",
 ) -> Gateway:
     """Add the UI, ``/ws/alerts`` and ``/api/*`` to ``app``; return the :class:`Gateway`
     (add ``gateway.metrics`` to the daemon's metric sources).
@@ -297,16 +305,43 @@ def install_gateway(
     ``shutdown`` is the event that stops the HTTP server: WebSocket handlers watch it
     and close with 1001 themselves (Hypercorn sends no close frame on shutdown).
     ``rules_elsewhere``: the detector runs in another process (``rules`` is None), and
-    ``/api/rules`` says so.
+    ``/api/rules`` says so. ``listen``: the HTTP listen address (``http.listen``), whose
+    host the Host guard allows. The gateway's settings govern ``hub``: its cap on alerts
+    pushed live is set to ``settings.max_alerts_per_s``.
     """
     ui_dir = Path(settings.ui_dir) if settings.ui_dir else default_ui_dir()
-    gateway = Gateway(hub, rules, settings, shutdown, ui_dir, rules_elsewhere=rules_elsewhere)
+    hub.limit_live(settings.max_alerts_per_s)
+    gateway = Gateway(
+        hub, rules, settings, shutdown, ui_dir, rules_elsewhere=rules_elsewhere, listen=listen
+    )
+
+    routes = (
+        ("/", "ui_index", gateway.index, "GET"),
+        ("/ui/<path:name>", "ui_asset", gateway.asset, "GET"),
+        ("/api/alerts", "api_alerts", gateway.get_alerts, "GET"),
+        ("/api/rules", "api_rules", gateway.get_rules, "GET"),
+        ("/api/rules", "api_rules_put", gateway.put_rules, "PUT"),
+    )
+    guarded = frozenset(endpoint for _, endpoint, _, _ in routes)
+
+    async def refuse_foreign_host() -> Response | None:
+        # The gateway's routes and whatever else is under /api/ (GET /api/status of
+        # marketd.obs.status): the probes and /metrics answer any Host.
+        request = quart.request
+        if request.endpoint in guarded or request.path.startswith("/api/"):
+            return gateway.guard.check_host()
+        return None
+
+    async def start_summaries() -> None:
+        # QuartTrio's lifespan nursery: a task there lives as long as the app serves.
+        await app.nursery.start(gateway.serve_summaries)
+
+    app.before_serving(start_summaries)
+    app.after_serving(gateway.stop_summaries)
     app.before_request(_mark_start)
+    app.before_request(refuse_foreign_host)
     app.after_request(gateway.after_request)
-    app.add_url_rule("/", "ui_index", gateway.index, methods=["GET"])
-    app.add_url_rule("/ui/<path:name>", "ui_asset", gateway.asset, methods=["GET"])
-    app.add_url_rule("/api/alerts", "api_alerts", gateway.get_alerts, methods=["GET"])
-    app.add_url_rule("/api/rules", "api_rules", gateway.get_rules, methods=["GET"])
-    app.add_url_rule("/api/rules", "api_rules_put", gateway.put_rules, methods=["PUT"])
+    for rule, endpoint, view, method in routes:
+        app.add_url_rule(rule, endpoint, view, methods=[method])
     app.add_websocket("/ws/alerts", "ws_alerts", gateway.serve_client)
     return gateway
