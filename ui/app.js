@@ -8,11 +8,21 @@
   const BACKOFF_MAX_MS = 15000;
   const $ = (id) => document.getElementById(id);
 
+  const STATUS_INTERVAL_MS = 2000;
+  const STATUS_TIMEOUT_MS = 4000;
+
   const cards = new Map(); // alert id -> <li>
   let muted = localStorage.getItem("marketd.muted") === "1";
   let audio = null;
   let attempt = 0;
   let reconnectTimer = null;
+  // The alerts socket: connecting | reconnecting | open | closed (with why, and the retry).
+  let socket = { state: "connecting", note: "" };
+  // The daemon as GET /api/status last said: unknown (not asked since the socket opened),
+  // unsupported (no such route: a server without it), ok (body), unreachable (error).
+  let daemon = { kind: "unknown", body: null, error: "", at: 0 };
+  let statusTimer = null;
+  let statusBusy = false;
 
   // -- formatting ---------------------------------------------------------------------
 
@@ -186,15 +196,17 @@
 
   // -- connection ---------------------------------------------------------------------
 
-  function setStatus(state, text) {
+  function setStatus(state, text, title = "") {
     const status = $("status");
     status.dataset.state = state;
     status.textContent = text;
+    status.title = title;
   }
 
   function connect() {
     reconnectTimer = null;
-    setStatus(attempt === 0 ? "connecting" : "reconnecting", "connecting…");
+    socket = { state: attempt === 0 ? "connecting" : "reconnecting", note: "" };
+    renderBadge();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws/alerts`);
     ws.addEventListener("message", (event) => {
@@ -207,15 +219,31 @@
       if (message.type === "replay") {
         for (const alert of message.alerts || []) addAlert(alert);
         attempt = 0;
-        setStatus("live", "live");
+        socket = { state: "open", note: "" };
+        daemon = { kind: "unknown", body: null, error: "", at: 0 }; // ask again now
+        renderBadge();
+        pollStatus();
       } else if (message.type === "alert" || message.type === "alerts") {
         const alerts = message.type === "alert" ? [message.alert] : message.alerts || [];
         const added = alerts.filter(addAlert);
         if (added.length) beep(added[added.length - 1].direction); // one beep per burst
+      } else if (message.type === "suppressed") {
+        showHeld(message);
       }
       updateCount();
     });
     ws.addEventListener("close", (event) => scheduleReconnect(event.code));
+  }
+
+  // The gateway caps alerts pushed live per second; what it held back is summarised
+  // here (the history API and a reload still have every alert).
+  function showHeld(message) {
+    const held = document.getElementById("held");
+    const since = new Date(message.since_ms).toLocaleTimeString();
+    held.textContent =
+      `${message.count} more alert${message.count === 1 ? "" : "s"} since ${since} not shown live ` +
+      `(more than ${message.limit_per_s}/s); reload the page to see them all.`;
+    held.hidden = false;
   }
 
   function scheduleReconnect(code) {
@@ -225,8 +253,255 @@
     const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
     attempt += 1;
     const why = code === 1001 ? "server restarting" : code === 1008 ? "too slow" : "disconnected";
-    setStatus("reconnecting", `${why}; retrying in ${(delay / 1000).toFixed(1)} s`);
+    socket = { state: "closed", note: `${why}; retrying in ${(delay / 1000).toFixed(1)} s` };
+    renderBadge();
     reconnectTimer = setTimeout(connect, delay);
+  }
+
+  // -- daemon status: the header badge, polling /api/status ---------------------------
+
+  // The badge: "live" only while the socket is open and the daemon is ready.
+  function renderBadge() {
+    if (socket.state === "connecting") return setStatus("connecting", "connecting…");
+    if (socket.state === "reconnecting") {
+      return setStatus("reconnecting", "offline · reconnecting…");
+    }
+    if (socket.state === "closed") return setStatus("reconnecting", `offline · ${socket.note}`);
+    if (daemon.kind === "unknown") return setStatus("connecting", "connected · checking status…");
+    // A server without /api/status: its readiness is unknown, the socket is all there is.
+    if (daemon.kind === "unsupported") return setStatus("live", "live");
+    if (daemon.kind === "unreachable") {
+      return setStatus("offline", "offline · status unreachable", daemon.error);
+    }
+    const body = daemon.body;
+    if (body.ready) return setStatus("live", "live");
+    return setStatus("degraded", notReadyText(body), `Not ready: ${body.not_ready.join(", ")}`);
+  }
+
+  const PART_NAMES = { "spool:full": "spool full", alerts_reader: "alerts reader" };
+
+  // "connected · feeds down", "connected · 1 of 2 feeds down · kafka not ready", ...
+  function notReadyText(body) {
+    const feeds = body.not_ready.filter((name) => name.startsWith("feed:"));
+    const others = body.not_ready.filter((name) => !name.startsWith("feed:"));
+    const total = (body.connections || []).length;
+    const parts = [];
+    if (feeds.length) {
+      parts.push(feeds.length < total ? `${feeds.length} of ${total} feeds down` : "feeds down");
+    }
+    if (others.length) {
+      parts.push(`${others.map((name) => PART_NAMES[name] || name).join(", ")} not ready`);
+    }
+    return `connected · ${parts.join(" · ") || "not ready"}`;
+  }
+
+  function scheduleStatus(delay) {
+    clearTimeout(statusTimer);
+    statusTimer = document.hidden ? null : setTimeout(pollStatus, delay);
+  }
+
+  async function pollStatus() {
+    clearTimeout(statusTimer); // called early (the socket opened, the panel opened): one chain
+    statusTimer = null;
+    if (statusBusy) return; // the request under way schedules the next one
+    statusBusy = true;
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), STATUS_TIMEOUT_MS);
+    const at = Date.now();
+    try {
+      const response = await fetch("/api/status", { cache: "no-store", signal: controller.signal });
+      if (response.status === 404) {
+        daemon = { kind: "unsupported", body: null, error: "", at };
+      } else if (!response.ok) {
+        daemon = { kind: "unreachable", body: null, error: `HTTP ${response.status}`, at };
+      } else {
+        daemon = { kind: "ok", body: await response.json(), error: "", at };
+      }
+    } catch (error) {
+      const why = error.name === "AbortError" ? "no answer in time" : String(error);
+      daemon = { kind: "unreachable", body: null, error: why, at };
+    } finally {
+      clearTimeout(timeout);
+      statusBusy = false;
+    }
+    renderBadge();
+    renderHealth();
+    scheduleStatus(STATUS_INTERVAL_MS);
+  }
+
+  // -- status panel -------------------------------------------------------------------
+
+  const formatCount = (n) => Number(n).toLocaleString("en");
+  const missing = (value) => value === null || value === undefined;
+
+  function formatAge(seconds) {
+    if (missing(seconds)) return "—";
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`;
+    return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  }
+
+  function formatRate(rate) {
+    if (missing(rate)) return "—";
+    return rate < 10 ? rate.toFixed(1) : formatCount(Math.round(rate));
+  }
+
+  function formatDelay(ms) {
+    if (missing(ms)) return "—";
+    return Math.abs(ms) < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
+
+  function formatBytes(n) {
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let i = 0;
+    while (n >= 1000 && i < units.length - 1) {
+      n /= 1000;
+      i += 1;
+    }
+    return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+  }
+
+  function card(section, title, children) {
+    const div = el("div", "health-card");
+    div.dataset.section = section;
+    div.append(el("h3", "", title), ...children);
+    return div;
+  }
+
+  function line(className, text, kind) {
+    const p = el("p", `health-line ${className}`, text);
+    if (kind) p.dataset.kind = kind;
+    return p;
+  }
+
+  // [cell class, heading, value]; the columns that matter most come first (phones scroll).
+  const CONNECTION_COLUMNS = [
+    ["conn-id", "connection", (c) => c.id],
+    ["conn-state", "state", (c) => (c.state === "subscribed" && !c.ready ? "stale" : c.state)],
+    ["conn-rate", "msg/s", (c) => formatRate(c.messages_per_s)],
+    ["conn-age", "last frame", (c) => formatAge(c.last_frame_age_s)],
+    ["conn-delay", "delay", (c) => formatDelay(c.delay_ms)],
+    ["conn-streams", "streams", (c) => String(c.streams)],
+    ["conn-reconnects", "reconnects", (c) => String(c.reconnects)],
+    ["conn-market", "market", (c) => c.market],
+  ];
+
+  function connectionsCard(connections) {
+    const table = el("table", "health-table");
+    const head = table.createTHead().insertRow();
+    for (const [, heading] of CONNECTION_COLUMNS) head.append(el("th", "", heading));
+    const rows = table.createTBody();
+    for (const c of connections) {
+      const tr = el("tr", "conn");
+      tr.dataset.id = c.id;
+      tr.dataset.state = c.state;
+      tr.dataset.ready = String(c.ready);
+      for (const [className, , value] of CONNECTION_COLUMNS) tr.append(el("td", className, value(c)));
+      if (c.last_error) tr.title = `last error: ${c.last_error}`;
+      rows.append(tr);
+    }
+    const wrap = el("div", "table-wrap");
+    wrap.append(table);
+    const up = connections.filter((c) => c.ready).length;
+    const div = card("connections", `Connections · ${up} of ${connections.length} up`, [wrap]);
+    div.classList.add("wide");
+    return div;
+  }
+
+  function booksCard(books) {
+    const behind = books.resyncing + books.waiting;
+    const counts = `${books.synced} synced · ${books.resyncing} resyncing · ${books.waiting} waiting`;
+    const children = [line("books-counts", counts, behind ? "warn" : "ok")];
+    if (books.not_synced.length) {
+      const list = el("ul", "health-list books-not-synced");
+      for (const b of books.not_synced) {
+        const since = missing(b.out_of_sync_s)
+          ? "never synced"
+          : `out of sync for ${formatAge(b.out_of_sync_s)}`;
+        const resyncs = b.resyncs ? ` · ${b.resyncs} resyncs` : "";
+        list.append(el("li", "", `${b.market} ${b.symbol}: ${b.state}, ${since}${resyncs}`));
+      }
+      if (behind > books.not_synced.length) {
+        list.append(el("li", "more", `and ${behind - books.not_synced.length} more`));
+      }
+      children.push(list);
+    }
+    return card("books", "Order books", children);
+  }
+
+  function spoolCard(spool) {
+    const waiting = `${formatCount(spool.backlog)} records to deliver`;
+    const children = [
+      line("spool-backlog", waiting, spool.full ? "error" : spool.backlog ? "warn" : "ok"),
+      line("spool-oldest", `oldest ${formatAge(spool.oldest_age_s)}`),
+      line("spool-disk", `${formatBytes(spool.bytes)} of ${formatBytes(spool.max_bytes)} on disk`),
+    ];
+    if (spool.full) children.push(line("spool-full", "full: intake waits for Kafka", "error"));
+    return card("spool", "Spool", children);
+  }
+
+  function kafkaCard(kafka) {
+    const flight = `${formatCount(kafka.in_flight)} in flight · ${formatCount(kafka.pending_retry)} to retry`;
+    const error = kafka.last_error
+      ? `last error ${formatAge(kafka.last_error_age_s)} ago: ${kafka.last_error}`
+      : "no error";
+    return card("kafka", "Kafka", [
+      line("kafka-connected", kafka.connected ? "connected" : "not connected",
+        kafka.connected ? "ok" : "error"),
+      line("kafka-flight", flight),
+      line("kafka-error", error),
+    ]);
+  }
+
+  function detectorCard(detector) {
+    const source = detector.source === "kafka" ? "reads Kafka" : "reads the pipeline";
+    const counts = `${formatCount(detector.ticks)} prices · ${formatCount(detector.alerts)} alerts`;
+    return card("detector", "Detector", [
+      line("detector-running", `${detector.running ? "running" : "stopped"} · ${source}`,
+        detector.running ? "ok" : "error"),
+      line("detector-lag", `lag ${formatAge(detector.lag_s)}`),
+      line("detector-counts", `${counts} · ${formatCount(detector.instruments)} symbols`),
+    ]);
+  }
+
+  function gatewayCard(gateway) {
+    const n = gateway.clients;
+    const from = gateway.alerts_from === "kafka" ? "from Kafka" : "from the detector";
+    return card("gateway", "Gateway", [
+      line("gateway-clients", `${n} ${n === 1 ? "browser" : "browsers"} connected`),
+      line("gateway-source", `alerts ${from}`),
+    ]);
+  }
+
+  const SECTIONS = [
+    ["connections", connectionsCard],
+    ["books", booksCard],
+    ["spool", spoolCard],
+    ["kafka", kafkaCard],
+    ["detector", detectorCard],
+    ["gateway", gatewayCard],
+  ];
+
+  function renderHealth() {
+    if ($("health").hidden) return;
+    const summary = $("health-summary");
+    const body = $("health-body");
+    if (daemon.kind !== "ok") {
+      summary.textContent = {
+        unknown: "Asking the daemon…",
+        unsupported: "This server does not report its status.",
+        unreachable: `The daemon's status is unreachable (${daemon.error}).`,
+      }[daemon.kind];
+      summary.dataset.kind = daemon.kind === "unreachable" ? "error" : "info";
+      body.replaceChildren();
+      return;
+    }
+    const s = daemon.body;
+    const state = s.ready ? "Ready" : `Not ready: ${s.not_ready.join(", ")}`;
+    summary.textContent = `${state} · roles: ${s.roles.join(", ")} · updated ${formatTime(daemon.at)}`;
+    summary.dataset.kind = s.ready ? "ok" : "error";
+    body.replaceChildren(...SECTIONS.filter(([key]) => s[key]).map(([key, make]) => make(s[key])));
   }
 
   // -- rules panel --------------------------------------------------------------------
@@ -351,6 +626,17 @@
       panel.hidden = !panel.hidden;
       $("rules-toggle").setAttribute("aria-expanded", String(!panel.hidden));
       if (!panel.hidden) loadRules();
+    });
+    $("health-toggle").addEventListener("click", () => {
+      const panel = $("health");
+      panel.hidden = !panel.hidden;
+      $("health-toggle").setAttribute("aria-expanded", String(!panel.hidden));
+      renderHealth();
+      if (!panel.hidden) pollStatus();
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) scheduleStatus(0); // stops polling while hidden
+      else pollStatus();
     });
     $("rule-add").addEventListener("click", () => {
       $("rules-body").append(ruleRow({ name: "", window_s: 60, threshold_pct: 2, cooldown_s: 30 }));

@@ -39,6 +39,7 @@ from marketd.feed.service import FeedGroup
 from marketd.gateway import AlertHub, Gateway, install_gateway
 from marketd.health import Health
 from marketd.kafka.sink import KafkaPublisher
+from marketd.obs.status import install_status
 from marketd.obs.web import create_app, serve_http
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
@@ -107,6 +108,7 @@ class Daemon:
             backfiller=self.backfiller, tap=self.tap, detector=self.detector,
             alerts_reader=self.alerts_reader, hub=self.hub, gateway=self.gateway,
         )  # fmt: skip
+        install_status(self.app, self.health.status_report)  # /api/status, in every role
         self.collector = self.health.collector()
         self.registry.register(self.collector)
         http = functools.partial(serve_http, self.app, settings.http.listen, self.http_shutdown)
@@ -243,7 +245,7 @@ class Daemon:
             self.alerts_reader = reader
         self.gateway = install_gateway(
             self.app, hub, self.rules, settings.gateway, self.http_shutdown,
-            rules_elsewhere=from_kafka,
+            rules_elsewhere=from_kafka, listen=settings.http.listen,
         )  # fmt: skip
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -8,6 +8,7 @@ this process runs, and answers:
 * liveness (the systemd watchdog): always, since only a live event loop can answer;
 * the metric sources registered for ``/metrics``: the process's own families, the
   supervisor's (with every stage's), and those of the components that are not stages;
+* the body of ``GET /api/status`` (:mod:`marketd.obs.status`), for the UI's status panel;
 * the ``statistics`` log line, logged periodically and once after the drain, and the
   fields of the ``marketd running`` line.
 """
@@ -27,8 +28,10 @@ from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader
 from marketd.books.service import Books
 from marketd.config.settings import Settings
-from marketd.feed.service import FeedGroup
+from marketd.feed.service import FeedGroup, fresh
 from marketd.gateway import AlertHub, Gateway
+from marketd.kafka.delivery import PublisherStatistics
+from marketd.obs import status
 from marketd.obs.metrics import MetricSource, StatisticsCollector, gauge
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
@@ -68,6 +71,8 @@ class Health:
     # For the rates of the statistics line: name → (value, monotonic time) last logged.
     _last: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
     _started: float = attrs.field(factory=time.monotonic, init=False)
+    # Frames read per connection, sampled at each status request (messages per second).
+    _frame_rates: status.RateSampler = attrs.field(factory=status.RateSampler, init=False)
 
     def summary(self) -> dict[str, Any]:
         """What runs here, for the ``marketd running`` line."""
@@ -126,6 +131,53 @@ class Health:
         if self.alerts_reader is not None:
             ready = running("alerts_reader") and self.alerts_reader.ready()
             yield "alerts_reader", ready, "alerts_reader"
+
+    def status_report(
+        self, *, now: float | None = None, wall_ns: int | None = None
+    ) -> dict[str, Any]:
+        """The body of ``GET /api/status`` (:mod:`marketd.obs.status`): readiness as
+        ``/readyz`` says it, then a section per component this process runs. ``now``
+        (monotonic) and ``wall_ns`` (epoch ns) default to the clocks."""
+        now = time.monotonic() if now is None else now
+        wall_ns = time.time_ns() if wall_ns is None else wall_ns
+        ready, detail = self.readiness()
+        body: dict[str, Any] = {
+            "ready": ready,
+            "not_ready": detail["not_ready"],
+            "roles": detail["roles"],
+        }
+        if self.roles.collector:
+            stale_after, events = self.settings.binance.stale_after_s, self.normalizer.event_times
+            body["connections"] = [
+                status.connection_status(
+                    st,
+                    ready=fresh(st, stale_after),
+                    rate=self._frame_rates.rate(st.connection_id, st.frames_received, now),
+                    event=events.get(st.connection_id),
+                )
+                for st in self.feeds.statistics()
+            ]
+        if self.books is not None and self.books.syncs:  # it keeps books (depth streams)
+            unsynced = self.books.out_of_sync(status.MAX_BOOKS_LISTED)
+            states = self.books.statistics().states
+            body["books"] = status.books_status(states, unsynced, wall_ns)
+        if (spool := self.spool) is not None:
+            body["spool"] = status.spool_status(
+                spool.statistics(), full=spool.full, max_bytes=spool.settings.max_bytes
+            )
+        sink = self.sink.statistics() if self.roles.collector else None
+        if isinstance(sink, PublisherStatistics):
+            body["kafka"] = status.kafka_status(sink, wall_ns)
+        if self.detector is not None:
+            body["detector"] = status.detector_status(
+                self.detector.statistics(), source=self.settings.alerts.source, wall_ns=wall_ns
+            )
+        if self.hub is not None:
+            body["gateway"] = {
+                "clients": self.hub.statistics().clients,
+                "alerts_from": "kafka" if self.alerts_reader is not None else "detector",
+            }
+        return body
 
     def metric_sources(self) -> Iterator[MetricSource]:
         """Every component's metric families, for what this process runs (the stages'

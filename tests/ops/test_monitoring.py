@@ -124,7 +124,9 @@ def test_dashboard_has_the_required_panels_and_no_secrets() -> None:
     exprs = " ".join(dashboard_exprs())
     for q in ("0.5", "0.99"):
         bucket = "rate(marketd_publish_latency_seconds_bucket[5m])"
-        assert f"histogram_quantile({q}, sum by (le) ({bucket}))" in exprs
+        assert f"histogram_quantile({q}, sum by (le, topic) ({bucket}))" in exprs
+        delay = "rate(marketd_event_receive_delay_seconds_bucket[5m])"
+        assert f"histogram_quantile({q}, sum by (le, market) ({delay}))" in exprs
     text = DASHBOARD.read_text().lower()
     assert "password" not in text
 

@@ -15,6 +15,12 @@ from marketd.feed.streams import ConnectionPlan, plan_connections
 from marketd.obs.metrics import counter, gauge
 
 
+def fresh(st: FeedStatistics, stale_after_s: float) -> bool:
+    """A connection's readiness: subscribed, and a frame came within ``stale_after_s``."""
+    age = st.last_frame_age_s
+    return st.subscribed and age is not None and age <= stale_after_s
+
+
 class FeedGroup:
     """The feeds of a configuration: ``serve`` runs them all; statistics, readiness and
     metrics per connection. Iterating gives the :class:`Feed` objects."""
@@ -57,12 +63,7 @@ class FeedGroup:
     def readiness(self, stale_after_s: float) -> list[tuple[str, bool]]:
         """``(feed:<connection>, ready)`` per connection: subscribed, and a frame came
         within ``stale_after_s``."""
-        checks = []
-        for st in self.statistics():
-            age = st.last_frame_age_s
-            fresh = st.subscribed and age is not None and age <= stale_after_s
-            checks.append((f"feed:{st.connection_id}", fresh))
-        return checks
+        return [(f"feed:{st.connection_id}", fresh(st, stale_after_s)) for st in self.statistics()]
 
     def metrics(self) -> Iterable[Metric]:
         stats = self.statistics()

@@ -1,7 +1,9 @@
 """The HTTP surface: Quart-Trio app on Hypercorn's trio worker, inside the supervisor.
 
 Serves ``/metrics`` (Prometheus), ``/healthz`` (liveness: the event loop answers) and
-``/readyz`` (200 only when every required component is ready, else 503 with JSON).
+``/readyz`` (200 only when every required component is ready, else 503 with JSON); the
+daemon adds ``/api/status`` (:mod:`marketd.obs.status`) and, with the gateway role, the UI
+and its API (:mod:`marketd.gateway`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import attrs
 import structlog
 import trio
 
+from marketd.data.events import DepthDiff
 from marketd.data.records import Event, FrameBatch, Record, RecordBatch
 from marketd.exchanges.seam import DecodeResult
 from marketd.obs.logs import RateLimitedLog
@@ -72,6 +73,10 @@ class Normalizer:
     _parked_records: int = 0
     _room: trio.Event = attrs.field(factory=trio.Event)
     _bad_frame_log: RateLimitedLog = attrs.field(factory=RateLimitedLog)
+    # Per connection: (exchange event time ms, receipt time ns) of the newest decoded event
+    # (a depth diff, a watched price) that ended a batch; read by the status page. One look
+    # per batch, at what the codec decoded anyway: nothing is added per frame.
+    event_times: dict[str, tuple[int, int]] = attrs.field(factory=dict, init=False)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller
@@ -148,6 +153,10 @@ class Normalizer:
                 suppressed=held,
             )
         decoded = result.records
+        if decoded and (last := decoded.events[-1]) is not None:
+            event_ms = last.event_time_ms if isinstance(last, DepthDiff) else last.time_ms
+            if event_ms:
+                self.event_times[batch.connection] = (event_ms, decoded[-1].received_ns)
         # The records go on with the events decoded beside them (for books and detector).
         out = RecordBatch()
         out_events = out.events

@@ -34,7 +34,7 @@ from marketd.data.records import Record
 from marketd.obs.metrics import counter
 from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
-from marketd.spool.model import SpoolFull
+from marketd.spool.model import SpoolFull, SpoolStatistics
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
@@ -66,6 +66,10 @@ class SpoolStage:
     def pending(self) -> int:
         """Records spooled and not yet acknowledged by Kafka."""
         return self.spool.statistics().records_pending if self.spool is not None else 0
+
+    def statistics(self) -> SpoolStatistics | None:
+        """The spool's statistics; None until the stage has opened it."""
+        return self.spool.statistics() if self.spool is not None else None
 
     def metrics(self) -> Iterable[Metric]:
         if self.spool is not None:
