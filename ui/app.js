@@ -26,12 +26,16 @@
 
   // -- formatting ---------------------------------------------------------------------
 
-  const tradingViewSymbol = (symbol) => `BINANCE:${encodeURIComponent(symbol)}.P`;
-  const tradingViewUrl = (symbol) =>
-    `https://www.tradingview.com/chart/?symbol=${tradingViewSymbol(symbol)}`;
-  const chartEmbedUrl = (symbol) =>
+  // TradingView names USD-M perpetuals <SYMBOL>.P; spot pairs (and dated USD-M delivery
+  // contracts, BTCUSDT_260626) have no suffix.
+  const perpetual = (symbol, market) => market === "usdm" && !symbol.includes("_");
+  const tradingViewSymbol = (symbol, market) =>
+    `BINANCE:${encodeURIComponent(symbol)}${perpetual(symbol, market) ? ".P" : ""}`;
+  const tradingViewUrl = (symbol, market) =>
+    `https://www.tradingview.com/chart/?symbol=${tradingViewSymbol(symbol, market)}`;
+  const chartEmbedUrl = (symbol, market) =>
     "https://s.tradingview.com/widgetembed/?symbol=" +
-    encodeURIComponent(tradingViewSymbol(symbol)) +
+    encodeURIComponent(tradingViewSymbol(symbol, market)) +
     "&interval=5&theme=dark&style=1&locale=en&hidesidetoolbar=1&saveimage=0";
 
   function formatPct(alert) {
@@ -106,14 +110,14 @@
 
     const head = el("div", "card-head");
     const symbol = el("a", "symbol", alert.symbol);
-    symbol.href = tradingViewUrl(alert.symbol);
+    symbol.href = tradingViewUrl(alert.symbol, alert.market);
     symbol.target = "_blank";
     symbol.rel = "noopener noreferrer";
-    symbol.title = `Chart of ${tradingViewSymbol(alert.symbol)}`;
+    symbol.title = `Chart of ${tradingViewSymbol(alert.symbol, alert.market)}`;
     symbol.addEventListener("click", (event) => {
       if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
-      openChart(alert.symbol);
+      openChart(alert.symbol, alert.market);
     });
     head.append(symbol);
     head.append(el("span", "direction", alert.direction === "up" ? "▲ pump" : "▼ dump"));
@@ -178,13 +182,13 @@
 
   // -- chart panel --------------------------------------------------------------------
 
-  function openChart(symbol) {
+  function openChart(symbol, market) {
     const panel = $("chart");
     panel.hidden = false;
-    panel.dataset.symbol = tradingViewSymbol(symbol);
-    $("chart-title").textContent = tradingViewSymbol(symbol);
-    $("chart-link").href = tradingViewUrl(symbol);
-    $("chart-frame").src = chartEmbedUrl(symbol);
+    panel.dataset.symbol = tradingViewSymbol(symbol, market);
+    $("chart-title").textContent = tradingViewSymbol(symbol, market);
+    $("chart-link").href = tradingViewUrl(symbol, market);
+    $("chart-frame").src = chartEmbedUrl(symbol, market);
     document.body.classList.add("with-chart");
   }
 

@@ -32,13 +32,14 @@ def make_alert(
     price: str = "65432.10",
     base_price: str = "63800.00",
     at_ms: int | None = None,
+    market: str = "usdm",
 ) -> Alert:
     n = next(_seq)
     at = at_ms if at_ms is not None else 1_760_000_000_000 + n * 1000
     return Alert(
-        id=f"{symbol}-usdm-default-{n}",
+        id=f"{symbol}-{market}-default-{n}",
         symbol=symbol,
-        market="usdm",
+        market=market,
         rule="default",
         direction=direction,
         change_pct=change_pct,

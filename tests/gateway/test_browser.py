@@ -125,6 +125,18 @@ async def test_live_alert_card_link_chart_and_sound() -> None:
                 "https://s.tradingview.com/widgetembed/?symbol=BINANCE%3ABTCUSDT.P"
             )
             assert page.get_attribute("#chart-link", "href") == card["href"]
+
+            # A spot pair and a dated delivery contract are no perpetuals: no .P.
+            spot = make_alert("SOLUSDT", Direction.UP, 2.2, market="spot")
+            dated = make_alert("BTCUSDT_260626", Direction.UP, 2.4)
+            server.publish(spot, dated)
+            page.wait_for_selector(f'li.card[data-id="{dated.id}"]')
+            hrefs = {c["symbol"]: c["href"] for c in cards(page)}
+            chart = "https://www.tradingview.com/chart/?symbol=BINANCE:"
+            assert hrefs["SOLUSDT"] == chart + "SOLUSDT"
+            assert hrefs["BTCUSDT_260626"] == chart + "BTCUSDT_260626"
+            page.click(f'li.card[data-id="{spot.id}"] a.symbol')
+            wait_js(page, "document.querySelector('#chart').dataset.symbol === 'BINANCE:SOLUSDT'")
             assert csp_violations(page) == []
 
         await in_browser(script)
