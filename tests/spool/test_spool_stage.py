@@ -13,6 +13,7 @@ from spoolkit import records, settings
 
 from marketd.data.records import Market, Record
 from marketd.spool import Spool
+from marketd.spool import format as format_module
 from marketd.spool import stage as stage_module
 from marketd.spool.stage import SpoolStage
 
@@ -122,3 +123,28 @@ async def test_a_slow_fsync_does_not_hold_up_intake_and_the_checkpoint_matches_i
         # spool seq n holds record n: the highest USD-M id at or below upto.
         assert ids[key] == (upto if upto % 2 else upto - 1)
     assert checkpoints[-1][0] == 400
+
+
+async def test_a_record_beyond_the_entry_limit_is_dropped_loudly_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The entry limit (64 MiB) lowered to 1 KiB: a 4 KiB record exceeds it while the spool
+    # (1 MiB bound) has room; before, a plain ValueError crashed the stage on every restart.
+    monkeypatch.setattr(format_module, "MAX_PAYLOAD", 1024)
+    stage = SpoolStage(settings(tmp_path, segment_bytes=65536, max_bytes=1 << 20))
+    rec_send, rec_recv = trio.open_memory_channel[list[Record]](0)
+    pub_send, pub_recv = trio.open_memory_channel[list[Record]](10)
+    out: list[int] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.serve, rec_recv, pub_send)
+            async with rec_send:
+                batch = [*records(1, 2), *records(3, 1, size=4096), *records(4, 2)]
+                await rec_send.send(batch)
+            async with pub_recv:
+                async for got in pub_recv:
+                    out.extend(r.seq for r in got)
+                    stage.on_settled(got)
+    await stage.close()
+    assert out == [1, 2, 4, 5]
+    assert stage.rejected == 1

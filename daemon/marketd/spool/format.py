@@ -83,18 +83,28 @@ def check_segment_header(data: bytes) -> str | None:
     return None
 
 
+class EntryTooLarge(ValueError):
+    """A record whose entry would exceed :data:`MAX_PAYLOAD` (nothing of its batch is
+    written); ``index`` is its place in the batch."""
+
+    def __init__(self, index: int, length: int) -> None:
+        super().__init__(f"a record of {length} B exceeds the spool's entry limit")
+        self.index = index
+
+
 def encode_entries(records: list[Record], first_seq: int, buf: bytearray) -> list[int]:
-    """Append one entry per record to ``buf``; return each entry's end offset in it."""
+    """Append one entry per record to ``buf``; return each entry's end offset in it.
+    :class:`EntryTooLarge` for a record beyond the entry limit."""
     ends: list[int] = []
     encode_into = _encoder.encode_into
-    for seq, record in enumerate(records, first_seq):
+    for index, (seq, record) in enumerate(enumerate(records, first_seq)):
         start = len(buf)
         buf += _ZERO_HEADER
         encode_into(record, buf, start + ENTRY_HEADER_SIZE)
         end = len(buf)
         length = end - start - ENTRY_HEADER_SIZE
         if length > MAX_PAYLOAD:
-            raise ValueError(f"a record of {length} B exceeds the spool's entry limit")
+            raise EntryTooLarge(index, length)
         _LENGTH_SEQ.pack_into(buf, start + 8, length, seq)
         # A slice copy of ~200 B is cheaper than a memoryview made and released per entry.
         _MAGIC_CRC.pack_into(buf, start, ENTRY_MAGIC, _crc32(buf[start + 8 : end]))

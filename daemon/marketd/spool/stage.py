@@ -34,6 +34,7 @@ from marketd.data.records import Record
 from marketd.obs.metrics import counter
 from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
+from marketd.spool.format import EntryTooLarge
 from marketd.spool.model import SpoolFull, SpoolStatistics
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
@@ -76,10 +77,22 @@ class SpoolStage:
             yield from self.spool.metrics()
             yield counter(
                 "marketd_spool_records_rejected_total",
-                "Records larger than the whole spool bound (spool.max_bytes), dropped.",
+                "Records larger than the whole spool bound (spool.max_bytes) or than one "
+                "entry (64 MiB), dropped.",
                 (),
                 {(): self.rejected},
             )
+
+    def _reject(self, record: Record) -> None:
+        self.rejected += 1
+        log.error(
+            "record larger than the spool can hold; dropped",
+            topic=record.topic,
+            kind=record.kind,
+            symbol=record.symbol,
+            bytes=len(record.value),
+            max_bytes=self.settings.max_bytes,
+        )
 
     def on_settled(self, records: list[Record]) -> None:
         """The publisher's callback: ack the spool up to the settled prefix."""
@@ -162,6 +175,12 @@ class SpoolStage:
             part = parts[0]
             try:
                 spool.append(part)
+            except EntryTooLarge as exc:
+                # Beyond any entry, however empty the spool: the record is dropped loudly,
+                # the rest of its batch goes in.
+                self._reject(part[exc.index])
+                parts[0:1] = [p for p in (part[: exc.index], part[exc.index + 1 :]) if p]
+                continue
             except SpoolFull:
                 if len(part) > 1:
                     half = len(part) // 2
@@ -170,15 +189,7 @@ class SpoolStage:
                 if spool.statistics().records_pending == 0:
                     # Nothing left to acknowledge, so no room will come: larger than the
                     # spool's bound. Dropped loudly (like a record Kafka can never take).
-                    self.rejected += 1
-                    log.error(  # noqa: TRY400 - no traceback: the message says it all
-                        "record larger than the spool can hold; dropped",
-                        topic=part[0].topic,
-                        kind=part[0].kind,
-                        symbol=part[0].symbol,
-                        bytes=len(part[0].value),
-                        max_bytes=self.settings.max_bytes,
-                    )
+                    self._reject(part[0])
                     del parts[0]
                     continue
                 self.full = True
