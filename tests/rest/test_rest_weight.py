@@ -183,3 +183,13 @@ def test_retry_after_accepts_non_negative_finite_seconds_only() -> None:
     assert retry_after(" 12 ", 60) == 12.0
     for bad in ("", "-1", "inf", "nan", "soon"):
         assert retry_after(bad, 9.0) == 9.0
+
+
+def test_an_earlier_now_does_not_credit_the_same_seconds_twice() -> None:
+    b = WeightBudget(600)  # burst 60, refill 10 per second
+    wall = 120.0
+    b.charge(60, 10.0)  # the burst spent at t=10
+    assert b.delay(60, 10.0, wall) == pytest.approx(6.0)
+    b.charge(0, 7.0)  # a caller that read the clock before t=10
+    # From t=10 to t=13, 30 weight came back, not 30 plus the 3 s before t=10 again.
+    assert b.delay(60, 13.0, wall) == pytest.approx(3.0)

@@ -49,10 +49,14 @@ class WeightBudget:
             self._sent_weight -= sent.popleft()[1]
 
     def _refill(self, now: float) -> None:
-        if self._tokens_at is not None:
-            elapsed = max(0.0, now - self._tokens_at)
+        if self._tokens_at is None:
+            self._tokens_at = now
+        elif now > self._tokens_at:
+            # Only forward: a caller's earlier ``now`` (read before another's later one)
+            # must not move the clock back, or that interval would be credited twice.
+            elapsed = now - self._tokens_at
             self._tokens = min(self.burst, self._tokens + elapsed * self.budget / WINDOW_S)
-        self._tokens_at = now
+            self._tokens_at = now
 
     def used(self, now: float, wall: float) -> int:
         """The weight counted against the budget now (own window or server, the larger)."""
