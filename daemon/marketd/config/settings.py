@@ -82,6 +82,11 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"must be host:port (write IPv6 as [address]:port), got {text!r}")
+    else:
+        try:
+            host.encode("idna")  # what binding does first: ``a..b`` fails there, not here
+        except UnicodeError:
+            raise ValueError(f"{host!r} is not a valid host name, got {text!r}") from None
     port = int(port_text)
     if port > 65535:
         raise ValueError(f"port must be in 0..65535, got {port}")
