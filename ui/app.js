@@ -13,6 +13,13 @@
 
   const cards = new Map(); // alert id -> <li>
   let muted = localStorage.getItem("marketd.muted") === "1";
+  // Symbols muted on the server (GET /api/mutes): symbol -> until (epoch ms) or null.
+  let mutedSymbols = new Map();
+  // Desktop notifications: wanted by the user (asked only from the button).
+  let notifyWanted = localStorage.getItem("marketd.notify") === "1";
+  // Live alerts the user has not seen yet: counted in the tab title.
+  const baseTitle = document.title;
+  let unseen = 0;
   let audio = null;
   let attempt = 0;
   let reconnectTimer = null;
@@ -122,7 +129,17 @@
     head.append(symbol);
     head.append(el("span", "direction", alert.direction === "up" ? "▲ pump" : "▼ dump"));
     head.append(el("span", "pct", formatPct(alert)));
+    if (alert.muted === true) {
+      li.classList.add("muted");
+      li.dataset.muted = "true";
+      head.append(el("span", "badge muted-badge", "muted"));
+    }
+    const mute = el("button", "mute-symbol");
+    mute.type = "button";
+    mute.addEventListener("click", () => setMute(alert.symbol, !symbolMuted(alert.symbol)));
+    head.append(mute);
     li.append(head);
+    li.tabIndex = -1; // focusable, for a notification's click
 
     const prices = el("div", "prices");
     prices.append(el("span", "label", "now "), el("span", "price", alert.price));
@@ -136,7 +153,27 @@
     meta.append(time);
     meta.append(el("span", "rule", ` · ${alert.market} · rule ${alert.rule}`));
     li.append(meta);
+    renderMuteButton(li);
     return li;
+  }
+
+  // The newest card (not muted) carries the class "newest", a visible "newest" badge and
+  // aria-current: the highlight is not colour alone.
+  function markNewest() {
+    const list = $("alerts");
+    const newest = [...list.children].find((card) => card.dataset.muted !== "true") || null;
+    const current = list.querySelector("li.card.newest");
+    if (current === newest) return;
+    if (current) {
+      current.classList.remove("newest");
+      current.removeAttribute("aria-current");
+      current.querySelector(".newest-badge")?.remove();
+    }
+    if (newest) {
+      newest.classList.add("newest");
+      newest.setAttribute("aria-current", "true");
+      newest.querySelector(".card-head .pct").before(el("span", "badge newest-badge", "newest"));
+    }
   }
 
   function addAlert(alert) {
@@ -155,7 +192,123 @@
       last.remove();
     }
     applyFilter(card);
+    markNewest();
     return true;
+  }
+
+  // -- attention: the tab title, desktop notifications --------------------------------
+
+  const pageHidden = () => document.visibilityState === "hidden";
+
+  // On screen: inside the viewport and below the sticky header bar.
+  function onScreen(card) {
+    if (!card || card.hidden) return false;
+    const box = card.getBoundingClientRect();
+    const top = document.querySelector(".bar").getBoundingClientRect().bottom;
+    return box.bottom > top && box.top < window.innerHeight;
+  }
+
+  function renderTitle() {
+    document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+  }
+
+  // Whether the user can see the newest alerts: the top of the list (its first shown card)
+  // is on screen.
+  function topInView() {
+    const top = [...$("alerts").children].find((card) => !card.hidden);
+    return !top || onScreen(top);
+  }
+
+  // Live alerts shown while the page is hidden, or while the list's top is scrolled out of
+  // view, count as unseen.
+  function noteUnseen(added) {
+    const shown = added.filter((alert) => cards.get(alert.id)?.hidden === false);
+    if (!shown.length || (!pageHidden() && topInView())) return;
+    unseen += shown.length;
+    renderTitle();
+  }
+
+  // The user looks: the page is visible and the top of the list on screen.
+  function looked() {
+    if (unseen === 0 || pageHidden() || !topInView()) return;
+    unseen = 0;
+    renderTitle();
+  }
+
+  function notifySupport() {
+    if (typeof window.Notification !== "function") return "unsupported";
+    if (!window.isSecureContext) return "insecure";
+    return window.Notification.permission; // default | granted | denied
+  }
+
+  const NOTIFY_TEXT = {
+    on: ["Desktop notifications: on", "A notification per new alert while this tab is hidden"],
+    off: ["Desktop notifications", "Ask the browser to show a notification per new alert while this tab is hidden"],
+    denied: ["Desktop notifications: blocked", "The browser blocks notifications for this site: allow them in its site settings"],
+    unsupported: ["Desktop notifications: unavailable", "This browser has no notifications here (they need HTTPS or localhost)"],
+  };
+
+  function updateNotifyControls() {
+    const support = notifySupport();
+    let state = "off";
+    if (support === "unsupported" || support === "insecure") state = "unsupported";
+    else if (support === "denied") state = "denied";
+    else if (support === "granted" && notifyWanted) state = "on";
+    document.body.dataset.notify = state;
+    const button = $("notify");
+    [button.textContent, button.title] = NOTIFY_TEXT[state];
+    button.disabled = state === "unsupported" || state === "denied";
+    button.setAttribute("aria-pressed", String(state === "on"));
+  }
+
+  async function toggleNotify() {
+    if (document.body.dataset.notify === "on") {
+      notifyWanted = false;
+    } else {
+      let permission = window.Notification.permission;
+      if (permission !== "granted") {
+        try {
+          permission = await window.Notification.requestPermission();
+        } catch {
+          permission = window.Notification.permission;
+        }
+      }
+      notifyWanted = permission === "granted";
+    }
+    localStorage.setItem("marketd.notify", notifyWanted ? "1" : "0");
+    updateNotifyControls();
+  }
+
+  function notify(alert) {
+    if (document.body.dataset.notify !== "on" || !pageHidden()) return;
+    try {
+      const notification = new window.Notification(`${alert.symbol} ${formatPct(alert)}`, {
+        body: `now ${alert.price} (from ${alert.base_price}) · rule ${alert.rule} · ${alert.market}`,
+        tag: alert.id,
+      });
+      notification.onclick = () => {
+        window.focus();
+        openCard(alert.id);
+        notification.close();
+      };
+    } catch {
+      // Some browsers (Chrome on Android) allow notifications from a service worker only.
+    }
+  }
+
+  // Bring a card to the user: clear a filter that hides it, scroll to it, focus it.
+  function openCard(id) {
+    const card = cards.get(id);
+    if (!card) return;
+    if (card.hidden) {
+      $("filter-symbol").value = "";
+      $("filter-direction").value = "all";
+      if (card.dataset.muted === "true") $("show-muted").checked = true;
+      applyFilters();
+    }
+    card.scrollIntoView({ block: "center" });
+    card.focus();
+    looked();
   }
 
   // -- filters ------------------------------------------------------------------------
@@ -165,7 +318,8 @@
     const direction = $("filter-direction").value;
     card.hidden =
       (text !== "" && !card.dataset.symbol.includes(text)) ||
-      (direction !== "all" && card.dataset.direction !== direction);
+      (direction !== "all" && card.dataset.direction !== direction) ||
+      (card.dataset.muted === "true" && !$("show-muted").checked);
   }
 
   function applyFilters() {
@@ -175,8 +329,13 @@
 
   function updateCount() {
     let shown = 0;
-    for (const card of cards.values()) if (!card.hidden) shown += 1;
+    let mutedCards = 0;
+    for (const card of cards.values()) {
+      if (!card.hidden) shown += 1;
+      if (card.dataset.muted === "true") mutedCards += 1;
+    }
     $("count").textContent = cards.size ? `${shown} of ${cards.size} shown` : "";
+    $("muted-count").textContent = mutedCards ? `(${mutedCards})` : "";
     $("empty").hidden = cards.size > 0;
   }
 
@@ -222,6 +381,7 @@
       }
       if (message.type === "replay") {
         for (const alert of message.alerts || []) addAlert(alert);
+        loadMutes();
         attempt = 0;
         socket = { state: "open", note: "" };
         daemon = { kind: "unknown", body: null, error: "", at: 0 }; // ask again now
@@ -229,8 +389,11 @@
         pollStatus();
       } else if (message.type === "alert" || message.type === "alerts") {
         const alerts = message.type === "alert" ? [message.alert] : message.alerts || [];
-        const added = alerts.filter(addAlert);
+        // The gateway pushes no alert of a muted symbol; one muted here a moment ago is quiet.
+        const added = alerts.filter(addAlert).filter((alert) => !symbolMuted(alert.symbol));
         if (added.length) beep(added[added.length - 1].direction); // one beep per burst
+        noteUnseen(added);
+        for (const alert of added) notify(alert);
       } else if (message.type === "suppressed") {
         showHeld(message);
       }
@@ -613,6 +776,114 @@
     }
   }
 
+  // -- mutes: per symbol, kept by the server (/api/mutes) -----------------------------
+
+  function symbolMuted(symbol) {
+    if (!mutedSymbols.has(symbol)) return false;
+    const until = mutedSymbols.get(symbol);
+    return until === null || until > Date.now();
+  }
+
+  function renderMuteButton(card) {
+    const button = card.querySelector(".mute-symbol");
+    const on = symbolMuted(card.dataset.symbol);
+    button.textContent = on ? "Unmute" : "Mute";
+    button.setAttribute("aria-pressed", String(on));
+    button.setAttribute("aria-label", `${on ? "Unmute" : "Mute"} ${card.dataset.symbol}`);
+  }
+
+  function mutesMessage(text, kind) {
+    const node = $("mutes-message");
+    node.textContent = text;
+    node.dataset.kind = kind;
+  }
+
+  function showMutesPanel() {
+    $("mutes").hidden = false;
+    $("mutes-toggle").setAttribute("aria-expanded", "true");
+  }
+
+  function showMutes(list) {
+    mutedSymbols = new Map(list.map((m) => [m.symbol, m.until_ms ?? null]));
+    const items = [...mutedSymbols.keys()].filter(symbolMuted).map((symbol) => {
+      const until = mutedSymbols.get(symbol);
+      const li = el("li", "muted-symbol");
+      li.dataset.symbol = symbol;
+      li.append(el("strong", "", symbol));
+      li.append(el("span", "until", until === null ? " until unmuted" : ` until ${formatTime(until)}`));
+      const button = el("button", "unmute", "Unmute");
+      button.type = "button";
+      button.setAttribute("aria-label", `Unmute ${symbol}`);
+      button.addEventListener("click", () => setMute(symbol, false));
+      li.append(button);
+      return li;
+    });
+    $("mutes-list").replaceChildren(...items);
+    $("mutes-empty").hidden = items.length > 0;
+    for (const card of cards.values()) renderMuteButton(card);
+  }
+
+  async function fetchMutes() {
+    const response = await fetch("/api/mutes", { cache: "no-store" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || `error ${response.status}`);
+    return body;
+  }
+
+  async function loadMutes() {
+    try {
+      showMutes((await fetchMutes()).mutes);
+    } catch (error) {
+      mutesMessage(`Could not load the muted symbols: ${error.message || error}`, "error");
+    }
+  }
+
+  async function setMute(symbol, mute) {
+    const token =
+      $("mute-token").value.trim() || $("token").value.trim() ||
+      sessionStorage.getItem("marketd.token") || "";
+    if (!token) {
+      showMutesPanel();
+      mutesMessage(`Enter the API token to ${mute ? "mute" : "unmute"} ${symbol}, then press its button again.`, "error");
+      $("mute-token").focus();
+      return;
+    }
+    mutesMessage(mute ? `Muting ${symbol}…` : `Unmuting ${symbol}…`, "info");
+    try {
+      // The server's set as it is now (another browser may have changed it), then ours.
+      const now = Date.now();
+      const current = (await fetchMutes()).mutes.filter((m) => m.symbol !== symbol);
+      const forMs = Number($("mute-for").value);
+      if (mute) current.push({ symbol, until_ms: forMs > 0 ? now + forMs : null });
+      const response = await fetch("/api/mutes", {
+        method: "PUT",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ mutes: current }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.ok) {
+        sessionStorage.setItem("marketd.token", token);
+        $("mute-token").value = "";
+        showMutes(body.mutes);
+        const until = mutedSymbols.get(symbol);
+        mutesMessage(
+          !mute ? `${symbol} unmuted.` : until ? `${symbol} muted until ${formatTime(until)}.` : `${symbol} muted.`,
+          "ok",
+        );
+      } else if (response.status === 401) {
+        sessionStorage.removeItem("marketd.token");
+        showMutesPanel();
+        mutesMessage("The token was rejected.", "error");
+      } else {
+        showMutesPanel();
+        mutesMessage(body.error || `error ${response.status}`, "error");
+      }
+    } catch (error) {
+      showMutesPanel();
+      mutesMessage(`Could not change the muted symbols: ${error.message || error}`, "error");
+    }
+  }
+
   // -- wiring -------------------------------------------------------------------------
 
   function init() {
@@ -641,7 +912,22 @@
     document.addEventListener("visibilitychange", () => {
       if (document.hidden) scheduleStatus(0); // stops polling while hidden
       else pollStatus();
+      updateNotifyControls(); // the permission may have changed in the browser's settings
+      looked();
     });
+    window.addEventListener("focus", () => {
+      updateNotifyControls();
+      looked();
+    });
+    window.addEventListener("scroll", looked, { passive: true });
+    $("notify").addEventListener("click", toggleNotify);
+    $("mutes-toggle").addEventListener("click", () => {
+      const panel = $("mutes");
+      panel.hidden = !panel.hidden;
+      $("mutes-toggle").setAttribute("aria-expanded", String(!panel.hidden));
+      if (!panel.hidden) loadMutes();
+    });
+    $("show-muted").addEventListener("change", applyFilters);
     $("rule-add").addEventListener("click", () => {
       $("rules-body").append(ruleRow({ name: "", window_s: 60, threshold_pct: 2, cooldown_s: 30 }));
     });
@@ -651,6 +937,7 @@
     $("chart-close").addEventListener("click", closeChart);
     if (!muted) audioContext();
     updateSoundControls();
+    updateNotifyControls();
     updateCount();
     connect();
   }

@@ -246,6 +246,7 @@ class Daemon:
         self.gateway = install_gateway(
             self.app, hub, self.rules, settings.gateway, self.http_shutdown,
             rules_elsewhere=from_kafka, listen=settings.http.listen,
+            state_dir=settings.alerts.state_dir,
         )  # fmt: skip
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Helpers for the gateway tests: a served app on 127.0.0.1:0, WebSocket clients, alerts."""
+"""Helpers for the gateway tests: a served app on 127.0.0.1:0, WebSocket clients, alerts,
+and a restartable server on a fixed port for the browser tests."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import attrs
 import prometheus_client
 import trio
 import trio_websocket
+from kit.net import free_port
 
 from marketd.alerts.model import Alert, Direction
 from marketd.config.alerts import GatewaySettings, RuleSettings
@@ -100,10 +102,12 @@ async def open_gateway(
     rules_elsewhere: bool = False,
     listen: str = "127.0.0.1:0",
     send_timeout_s: float = 15.0,
+    state_dir: str | None = None,
 ) -> AsyncIterator[Served]:
     """Serve create_app() + install_gateway() with Hypercorn's trio worker until the block
     ends; then set the shutdown event and wait for the server to stop. ``rules_elsewhere``
-    serves it as a gateway-only process does: no rules store, the detector has them."""
+    serves it as a gateway-only process does: no rules store, the detector has them.
+    ``state_dir``: where the mutes are kept (None: in memory)."""
     settings = settings or GatewaySettings()
     hub = hub or AlertHub(
         history=settings.history, replay=settings.replay, client_queue=settings.client_queue
@@ -112,7 +116,9 @@ async def open_gateway(
     app = create_app(lambda: (True, {}), registry)
     shutdown = trio.Event()
     store = None if rules_elsewhere else rules or MemoryRules()
-    gateway = install_gateway(app, hub, store, settings, shutdown, rules_elsewhere=rules_elsewhere)
+    gateway = install_gateway(
+        app, hub, store, settings, shutdown, rules_elsewhere=rules_elsewhere, state_dir=state_dir
+    )
     collector = StatisticsCollector()
     collector.add(gateway.metrics)
     registry.register(collector)
@@ -229,3 +235,67 @@ def _unchunk(data: bytes) -> bytes:
         out += rest[:size]
         data = rest[size + 2 :]
     return bytes(out)
+
+
+TOKEN = "browser-test-token"
+
+
+@attrs.define
+class Server:
+    """A gateway on a fixed port that the test can stop and start again (same hub)."""
+
+    nursery: trio.Nursery
+    hub: AlertHub
+    settings: GatewaySettings
+    rules: MemoryRules
+    port: int
+    state_dir: str | None = None
+    served: Served | None = None
+    _stop: trio.Event | None = None
+    _stopped: trio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        self._stop, self._stopped = trio.Event(), trio.Event()
+        self.served = await self.nursery.start(self._run, self._stop, self._stopped)
+
+    async def stop(self) -> None:
+        assert self._stop is not None
+        assert self._stopped is not None
+        self._stop.set()
+        await self._stopped.wait()
+
+    async def _run(
+        self, stop: trio.Event, stopped: trio.Event, *, task_status: trio.TaskStatus[Served]
+    ) -> None:
+        async with open_gateway(
+            self.settings, hub=self.hub, rules=self.rules, listen=f"127.0.0.1:{self.port}",
+            state_dir=self.state_dir,
+        ) as served:  # fmt: skip
+            task_status.started(served)
+            await stop.wait()
+        stopped.set()
+
+    def publish(self, *alerts: Alert) -> None:
+        """From the browser thread: publish into the hub on the trio loop."""
+        trio.from_thread.run_sync(self.hub.publish, list(alerts))
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    settings: GatewaySettings | None = None, *, state_dir: str | None = None
+) -> AsyncIterator[Server]:
+    """A gateway for browser tests (its API token is ``TOKEN``, unless ``settings``)."""
+    settings = settings or GatewaySettings(api_token=TOKEN)
+    hub = AlertHub(history=settings.history, replay=settings.replay, client_queue=64)
+    async with trio.open_nursery() as nursery:
+        port = free_port()
+        server = Server(nursery, hub, settings, MemoryRules(), port, state_dir=state_dir)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop()

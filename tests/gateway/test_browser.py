@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
 from kit.browser import (
@@ -21,73 +18,14 @@ from kit.browser import (
     visible_symbols,
     wait_js,
 )
-from kit.net import free_port
 from kit.wait import poll_until_blocking
 
-from marketd.alerts.model import Alert, Direction
+from marketd.alerts.model import Direction
 from marketd.config.alerts import GatewaySettings
-from marketd.gateway import AlertHub
 
-from .support import MemoryRules, Served, make_alert, open_gateway
+from .support import TOKEN, make_alert, running_server
 
 pytestmark = [pytest.mark.slow, requires_browser]
-
-TOKEN = "browser-test-token"
-
-
-@attrs.define
-class Server:
-    """A gateway on a fixed port that the test can stop and start again (same hub)."""
-
-    nursery: trio.Nursery
-    hub: AlertHub
-    settings: GatewaySettings
-    rules: MemoryRules
-    port: int
-    served: Served | None = None
-    _stop: trio.Event | None = None
-    _stopped: trio.Event | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    async def start(self) -> None:
-        self._stop, self._stopped = trio.Event(), trio.Event()
-        self.served = await self.nursery.start(self._run, self._stop, self._stopped)
-
-    async def stop(self) -> None:
-        assert self._stop is not None
-        assert self._stopped is not None
-        self._stop.set()
-        await self._stopped.wait()
-
-    async def _run(
-        self, stop: trio.Event, stopped: trio.Event, *, task_status: trio.TaskStatus[Served]
-    ) -> None:
-        async with open_gateway(
-            self.settings, hub=self.hub, rules=self.rules, listen=f"127.0.0.1:{self.port}"
-        ) as served:
-            task_status.started(served)
-            await stop.wait()
-        stopped.set()
-
-    def publish(self, *alerts: Alert) -> None:
-        """From the browser thread: publish into the hub on the trio loop."""
-        trio.from_thread.run_sync(self.hub.publish, list(alerts))
-
-
-@contextlib.asynccontextmanager
-async def running_server(settings: GatewaySettings | None = None) -> AsyncIterator[Server]:
-    settings = settings or GatewaySettings(api_token=TOKEN)
-    hub = AlertHub(history=settings.history, replay=settings.replay, client_queue=64)
-    async with trio.open_nursery() as nursery:
-        server = Server(nursery, hub, settings, MemoryRules(), free_port())
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
 
 
 async def test_live_alert_card_link_chart_and_sound() -> None:

@@ -45,6 +45,7 @@ async def test_every_reason_is_exported_at_zero_from_the_start() -> None:
         "throttled": 0,
     }
     assert samples(text, "marketd_gateway_alerts_suppressed_total") == {(): 0}
+    assert samples(text, "marketd_gateway_alerts_muted_total") == {(): 0}
     assert samples(text, "marketd_alert_push_latency_seconds_count") == {(): 0}
     buckets = samples(text, "marketd_alert_push_latency_seconds_bucket")
     assert {dict(k)["le"] for k in buckets} >= {"0.001", "10.0", "+Inf"}

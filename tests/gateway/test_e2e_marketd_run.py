@@ -2,7 +2,7 @@
 process: feed, codec, tap, detector, gateway) → a real headless Chromium shows the card.
 
 Also: a new client gets the replay, and a rule change through the API takes effect and
-survives a restart of the daemon.
+survives a restart of the daemon, as do the gateway's mutes (in ``alerts.state_dir``).
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ def config(fx: FakeExchangeProcess, state_dir: Path) -> dict[str, Any]:
 
 
 def put_rules(base: str, rules: list[dict[str, Any]]) -> tuple[int, Any]:
+    return put_json(base + "/api/rules", {"rules": rules})
+
+
+def put_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     import json
     import urllib.error
     import urllib.request
 
     req = urllib.request.Request(
-        base + "/api/rules",
-        data=json.dumps({"rules": rules}).encode(),
+        url,
+        data=json.dumps(body).encode(),
         method="PUT",
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     )
@@ -105,6 +109,10 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
 
                 time.sleep(3)  # several mini tickers carry the +5 %: below 20 %, no alert
                 assert alerts_of(daemon.base, "ETHUSDT") == []
+                muted = {"mutes": [{"symbol": "SOLUSDT", "until_ms": None}]}
+                assert put_json(daemon.base + "/api/mutes", muted) == (
+                    200, {**muted, "editable": True},
+                )  # fmt: skip
                 assert daemon.stop() == 0
             # ... and survives a restart (persisted in alerts.state_dir).
             with DaemonProcess(tmp_path, config(fx, state)) as again:
@@ -114,6 +122,9 @@ async def test_price_jump_reaches_the_browser_and_rules_survive_a_restart(
                 assert [(r["name"], r["threshold_pct"]) for r in body["rules"]] == [
                     ("default", 20.0)
                 ]
+                status, body = http_json(again.base + "/api/mutes")
+                assert (status, body["mutes"]) == (200, [{"symbol": "SOLUSDT", "until_ms": None}])
+                assert (state / "mutes.json").is_file()
                 assert again.stop() == 0
 
     await in_browser(script, timeout_s=120)

@@ -88,10 +88,16 @@ async def in_browser(
         return await trio.to_thread.run_sync(run)
 
 
-def new_page(browser: Any, url: str, **context_args: Any) -> Any:
+def new_page(
+    browser: Any, url: str, *, init_scripts: tuple[str, ...] = (), **context_args: Any
+) -> Any:
+    """A page of a new context (``context_args``) at ``url``, once its badge says live.
+    ``init_scripts`` run in every document of the context before the page's own."""
     context = browser.new_context(**context_args)
     context.set_default_timeout(10_000)
     context.add_init_script(COUNT_BEEPS)
+    for script in init_scripts:
+        context.add_init_script(script)
     page = context.new_page()
     page.console_messages_seen = []  # type: ignore[attr-defined]
     page.on("console", lambda m: page.console_messages_seen.append(m.text))

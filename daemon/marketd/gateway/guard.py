@@ -1,6 +1,6 @@
 """The gateway's guards, at the I/O edge of the decisions in :mod:`marketd.gateway.policy`:
 the Host allow-list, the Origin check of ``/ws/alerts``, the bearer token of
-``PUT /api/rules`` and the slow-down of repeated wrong tokens.
+``PUT /api/rules`` and ``PUT /api/mutes`` and the slow-down of repeated wrong tokens.
 
 Each refusal is counted by reason (every reason exported at 0 from the start) and
 logged, at most one line per kind of refusal per ``LOG_INTERVAL_S`` (the next line says
@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 
 LOG_INTERVAL_S: Final = 10.0
 
-# Why a PUT /api/rules was refused for its token (marketd_gateway_token_refused_total).
+# Why a PUT /api/rules or /api/mutes was refused for its token
+# (marketd_gateway_token_refused_total).
 MISSING: Final = "missing"
 """No ``Authorization: Bearer`` header."""
 WRONG: Final = "wrong"

@@ -13,6 +13,11 @@ client is told how many it missed: ``{"type": "suppressed", "count": N, "since_m
 summaries are sent by :meth:`AlertHub.serve_summaries`, and by ``publish`` when one is
 due. Each alert offered live is observed in the push-latency histogram: its tick's
 exchange event time (``price_time_ms``) to the moment it is offered.
+
+An alert of a muted symbol (:meth:`AlertHub.mute_with`: the gateway's
+:class:`marketd.gateway.mutes.MuteStore`, asked when the alert arrives) is kept in the
+history but not offered live, nor counted by the cap; it is counted (``muted``), and its
+JSON in the replay and ``/api/alerts`` carries ``"muted": true`` (:meth:`AlertHub.alert_json`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, Protocol, TypeAlias
 
 import attrs
 import orjson
@@ -83,9 +88,16 @@ def alerts_message(encoded: list[str]) -> str:
     return '{"type":"alerts","alerts":[' + ",".join(encoded) + "]}"
 
 
-def replay_message(alerts: list[Alert]) -> str:
-    """The first message on every connection: recent alerts, oldest first."""
-    return orjson.dumps({"type": "replay", "alerts": [a.to_json() for a in alerts]}).decode()
+def replay_message(alerts: Iterable[dict[str, Any]]) -> str:
+    """The first message on every connection: recent alerts (their JSON, see
+    :meth:`AlertHub.alert_json`), oldest first."""
+    return orjson.dumps({"type": "replay", "alerts": list(alerts)}).decode()
+
+
+class SymbolMutes(Protocol):
+    """Which symbols' alerts are not pushed live (:class:`marketd.gateway.mutes.MuteStore`)."""
+
+    def muted(self, symbol: str, now_ms: int) -> bool: ...
 
 
 def suppressed_message(count: int, since_ms: int, limit_per_s: int) -> str:
@@ -123,6 +135,8 @@ class HubStatistics:
     suppressed: int
     # Exchange event time → offered to the clients, of each alert offered live.
     push_latency: HistogramSnapshot
+    # Alerts kept out of the live push because their symbol was muted (in the history).
+    muted: int = 0
 
 
 class HubClient:
@@ -197,6 +211,10 @@ class AlertHub:
         self._summary_due: float | None = None
         self._summary_since_ms = 0
         self._window_opened = trio.Event()
+        # Symbols muted by the user; ids in the history of alerts that arrived muted.
+        self._mutes: SymbolMutes | None = None
+        self._muted_ids: set[str] = set()
+        self._muted = 0
 
     @property
     def history_size(self) -> int:
@@ -212,29 +230,44 @@ class AlertHub:
         if max_alerts_per_s != self._live.per_s:
             self._live = LiveCap(max_alerts_per_s)
 
-    def _remember(self, alerts: list[Alert]) -> list[Alert]:
-        """Add ``alerts`` to the history; return those it did not hold (by id)."""
-        fresh: list[Alert] = []
+    def mute_with(self, mutes: SymbolMutes | None) -> None:
+        """Keep alerts of the symbols ``mutes`` says are muted out of the live push (the
+        gateway's mute store; None: no mutes)."""
+        self._mutes = mutes
+
+    def _remember(self, alerts: list[Alert]) -> tuple[list[Alert], int]:
+        """Add ``alerts`` to the history; return those it did not hold (by id) whose
+        symbol is not muted, and how many it did not hold were muted."""
+        now_ms = self._wall_ns() // 1_000_000
+        unmuted: list[Alert] = []
+        muted = 0
         for alert in alerts:
             if alert.id in self._ids:
                 self._duplicates += 1
                 continue
             if len(self._history) == self._history.maxlen:
-                self._ids.discard(self._history[0].id)
+                oldest = self._history[0].id
+                self._ids.discard(oldest)
+                self._muted_ids.discard(oldest)
             self._history.append(alert)
             self._ids.add(alert.id)
-            fresh.append(alert)
-        self._published += len(fresh)
-        return fresh
+            self._published += 1
+            if self._mutes is not None and self._mutes.muted(alert.symbol, now_ms):
+                self._muted_ids.add(alert.id)
+                muted += 1
+            else:
+                unmuted.append(alert)
+        return unmuted, muted
 
     def preload(self, alerts: list[Alert]) -> None:
         """Alerts from before this process (the alerts topic read back at start-up): into
-        the history, for the replay and the API only; not pushed live, so neither capped
-        nor timed."""
+        the history, for the replay and the API only; not pushed live, so neither capped,
+        timed nor counted as muted (those of a muted symbol are marked so)."""
         self._remember(alerts)
 
     def publish(self, alerts: list[Alert]) -> None:
-        fresh = self._remember(alerts)
+        fresh, muted = self._remember(alerts)
+        self._muted += muted
         if not fresh:
             return
         live = fresh
@@ -298,6 +331,14 @@ class AlertHub:
                 await trio.sleep_until(self._summary_due)
             self.flush_summaries(self._clock())
 
+    def alert_json(self, alert: Alert) -> dict[str, Any]:
+        """An alert of the history as the replay and ``/api/alerts`` give it: its JSON,
+        with ``"muted": true`` when its symbol was muted as it arrived."""
+        body = alert.to_json()
+        if alert.id in self._muted_ids:
+            body["muted"] = True
+        return body
+
     def recent(self, limit: int) -> list[Alert]:
         """Up to ``limit`` most recent alerts, newest first."""
         if limit <= 0:
@@ -351,4 +392,5 @@ class AlertHub:
             history=len(self._history),
             suppressed=self._suppressed,
             push_latency=self._latency.snapshot(),
+            muted=self._muted,
         )

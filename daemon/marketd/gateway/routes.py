@@ -9,7 +9,8 @@ API (JSON; errors are ``{"error": "<message>"}``):
 
 * ``GET /api/alerts?limit=N``: ``{"alerts": [...]}``, newest first; N in [0, history],
   default ``replay``; anything else is a 400. Every alert, also those held back from the
-  live push by ``gateway.max_alerts_per_s``.
+  live push by ``gateway.max_alerts_per_s`` and those of a muted symbol (these with
+  ``"muted": true``).
 * ``GET /api/rules``: ``{"rules": [...], "editable": bool}``; 404 when the detector does
   not run (``alerts.enabled`` is false), and in a process without the detector role
   (the rules live with the detector: 404 for GET, 409 for PUT, saying so).
@@ -20,6 +21,12 @@ API (JSON; errors are ``{"error": "<message>"}``):
   wrong tokens from one address (:class:`marketd.gateway.policy.FailureThrottle`); 403
   when ``api_token`` is empty (rule changes over HTTP are disabled); 413 for a body over
   64 KiB.
+* ``GET /api/mutes``: ``{"mutes": [{"symbol", "until_ms"}, ...], "editable": bool}``, the
+  symbols muted now (``until_ms``: epoch ms, or null for no end), sorted by symbol.
+* ``PUT /api/mutes`` with the bearer token and body ``{"mutes": [{"symbol": "BTCUSDT",
+  "until_ms": 1760000000000 | null}, ...]}``: replaces the whole set (persisted in
+  ``<alerts.state_dir>/mutes.json``, see :mod:`marketd.gateway.mutes`); 200 with the new
+  set; 400 naming each invalid entry; 401, 403, 413 and 429 as for ``PUT /api/rules``.
 
 Every gateway route answers 403 to a Host header that is not allowed (see
 :class:`marketd.gateway.policy.HostAllowList`); ``/ws/alerts`` is described in
@@ -41,6 +48,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from marketd.config.alerts import GatewaySettings, RuleSettings
+from marketd.errors import ConfigError
 from marketd.gateway import policy
 from marketd.gateway.guard import (
     HTTP_REFUSED_REASONS,
@@ -49,12 +57,14 @@ from marketd.gateway.guard import (
     json_error,
     with_zeros,
 )
-from marketd.gateway.hub import DROP_REASONS, REJECT_REASONS, AlertHub
+from marketd.gateway.hub import DROP_REASONS, REJECT_REASONS, AlertHub, wall_ms
+from marketd.gateway.mutes import MutesError, MuteStore, mutes_json
 from marketd.gateway.timing import RouteTimings, histogram_family
 from marketd.gateway.websocket import AlertSocket
 from marketd.obs.metrics import counter, gauge
 
-MAX_RULES_BODY: Final = 64 * 1024
+MAX_BODY: Final = 64 * 1024
+"""The largest body ``PUT /api/rules`` and ``PUT /api/mutes`` take."""
 RULES_ELSEWHERE: Final = (
     "the rules live with the detector role, which this process does not run: change "
     "alerts.rules in the detector's configuration, or its alerts.state_dir/rules.json "
@@ -107,9 +117,11 @@ class Gateway:
         *,
         rules_elsewhere: bool = False,
         listen: str = "",
+        mutes: MuteStore | None = None,
     ) -> None:
         self.hub = hub
         self.rules = rules
+        self.mutes = mutes or MuteStore()
         self.rules_elsewhere = rules_elsewhere
         self.settings = settings
         self.shutdown = shutdown
@@ -158,8 +170,8 @@ class Gateway:
         )
         yield counter(
             "marketd_gateway_token_refused_total",
-            "PUT /api/rules refused for its bearer token, by reason (missing, wrong; "
-            "throttled: 429 after repeated failures from that address).",
+            "PUT /api/rules and PUT /api/mutes refused for the bearer token, by reason "
+            "(missing, wrong; throttled: 429 after repeated failures from that address).",
             ("reason",),
             with_zeros(guard.token_refused, TOKEN_REASONS),
         )
@@ -175,6 +187,13 @@ class Gateway:
             "history and /api/alerts; clients get a summary).",
             (),
             {(): st.suppressed},
+        )
+        yield counter(
+            "marketd_gateway_alerts_muted_total",
+            "Alerts not pushed live because their symbol was muted (PUT /api/mutes; still "
+            "in the history and /api/alerts, marked muted).",
+            (),
+            {(): st.muted},
         )
         yield histogram_family(
             "marketd_alert_push_latency_seconds",
@@ -222,7 +241,7 @@ class Gateway:
             )
         except ValueError as exc:
             return json_error(400, str(exc))
-        return _json({"alerts": [a.to_json() for a in self.hub.recent(limit)]})
+        return _json({"alerts": [self.hub.alert_json(a) for a in self.hub.recent(limit)]})
 
     def _no_rules(self, status_elsewhere: int) -> Response:
         if self.rules_elsewhere:
@@ -236,30 +255,40 @@ class Gateway:
             {"rules": _rules_json(self.rules.rules()), "editable": bool(self.settings.api_token)}
         )
 
-    async def put_rules(self) -> Response:
+    async def _authorized_json(self, what: str, key: str) -> dict[str, Any] | Response:
+        """The JSON object ``{key: ...}`` of a PUT carrying the bearer token, or the
+        refusal: 403 (no token configured), 401/429 (:meth:`Guard.check_token`), 413,
+        400. ``what`` names the change in the 403's message."""
         request = quart.request
-        if self.rules is None:
-            return self._no_rules(409)
         if not self.settings.api_token:
             return json_error(
-                403, "rule changes over HTTP are disabled (gateway.api_token is empty)"
+                403, f"{what} changes over HTTP are disabled (gateway.api_token is empty)"
             )
         refusal = self.guard.check_token()
         if refusal is not None:
             return refusal
-        if (request.content_length or 0) > MAX_RULES_BODY:
-            return json_error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
+        too_big = f"the body must be at most {MAX_BODY} bytes"
+        if (request.content_length or 0) > MAX_BODY:
+            return json_error(413, too_big)
         body = bytearray()
         async for chunk in request.body:
             body += chunk
-            if len(body) > MAX_RULES_BODY:
-                return json_error(413, f"the body must be at most {MAX_RULES_BODY} bytes")
+            if len(body) > MAX_BODY:
+                return json_error(413, too_big)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return json_error(400, 'the body must be JSON: {"rules": [...]}')
-        if not isinstance(parsed, dict) or set(parsed) != {"rules"}:
-            return json_error(400, 'the body must be a JSON object {"rules": [...]}')
+            return json_error(400, f'the body must be JSON: {{"{key}": [...]}}')
+        if not isinstance(parsed, dict) or set(parsed) != {key}:
+            return json_error(400, f'the body must be a JSON object {{"{key}": [...]}}')
+        return parsed
+
+    async def put_rules(self) -> Response:
+        if self.rules is None:
+            return self._no_rules(409)
+        parsed = await self._authorized_json("rule", "rules")
+        if isinstance(parsed, Response):
+            return parsed
         try:
             rules = self.rules.replace(parsed["rules"])
         except ValueError as exc:
@@ -267,6 +296,22 @@ class Gateway:
         except OSError as exc:
             return json_error(500, f"the rules could not be saved: {exc.strerror or exc}")
         return _json({"rules": _rules_json(rules), "editable": True})
+
+    async def get_mutes(self) -> Response:
+        mutes = self.mutes.mutes(wall_ms())
+        return _json({"mutes": mutes_json(mutes), "editable": bool(self.settings.api_token)})
+
+    async def put_mutes(self) -> Response:
+        parsed = await self._authorized_json("mute", "mutes")
+        if isinstance(parsed, Response):
+            return parsed
+        try:
+            mutes = self.mutes.replace(parsed, wall_ms())
+        except MutesError as exc:
+            return json_error(400, str(exc))
+        except OSError as exc:
+            return json_error(500, f"the mutes could not be saved: {exc.strerror or exc}")
+        return _json({"mutes": mutes_json(mutes), "editable": True})
 
     async def after_request(self, response: Response) -> Response:
         request = quart.request
@@ -298,6 +343,7 @@ def install_gateway(
     *,
     rules_elsewhere: bool = False,
     listen: str = "",
+    state_dir: str | None = None,
 ) -> Gateway:
     """Add the UI, ``/ws/alerts`` and ``/api/*`` to ``app``; return the :class:`Gateway`
     (add ``gateway.metrics`` to the daemon's metric sources).
@@ -307,13 +353,20 @@ def install_gateway(
     ``rules_elsewhere``: the detector runs in another process (``rules`` is None), and
     ``/api/rules`` says so. ``listen``: the HTTP listen address (``http.listen``), whose
     host the Host guard allows. The gateway's settings govern ``hub``: its cap on alerts
-    pushed live is set to ``settings.max_alerts_per_s``.
+    pushed live is set to ``settings.max_alerts_per_s``, and its mutes are the gateway's.
+    ``state_dir`` (``alerts.state_dir``) keeps the mutes (``mutes.json``); None: in memory.
     """
     ui_dir = Path(settings.ui_dir) if settings.ui_dir else default_ui_dir()
+    try:
+        mutes = MuteStore(state_dir)
+    except MutesError as exc:
+        raise ConfigError([f"gateway mutes (stored): {p}" for p in exc.problems]) from exc
     hub.limit_live(settings.max_alerts_per_s)
+    hub.mute_with(mutes)
     gateway = Gateway(
-        hub, rules, settings, shutdown, ui_dir, rules_elsewhere=rules_elsewhere, listen=listen
-    )
+        hub, rules, settings, shutdown, ui_dir,
+        rules_elsewhere=rules_elsewhere, listen=listen, mutes=mutes,
+    )  # fmt: skip
 
     routes = (
         ("/", "ui_index", gateway.index, "GET"),
@@ -321,6 +374,8 @@ def install_gateway(
         ("/api/alerts", "api_alerts", gateway.get_alerts, "GET"),
         ("/api/rules", "api_rules", gateway.get_rules, "GET"),
         ("/api/rules", "api_rules_put", gateway.put_rules, "PUT"),
+        ("/api/mutes", "api_mutes", gateway.get_mutes, "GET"),
+        ("/api/mutes", "api_mutes_put", gateway.put_mutes, "PUT"),
     )
     guarded = frozenset(endpoint for _, endpoint, _, _ in routes)
 

@@ -172,7 +172,7 @@ class AlertSocket:
         return reason
 
     async def _push(self, client: HubClient, conn: _Connection) -> None:
-        await self._send(conn, replay_message(client.replay))
+        await self._send(conn, replay_message(map(self.hub.alert_json, client.replay)))
         self.hub.record_delivered(len(client.replay))
         async for first in client.messages:
             pending: list[Queued] = [first]
