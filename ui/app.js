@@ -678,6 +678,7 @@
     ["window_s", "number"],
     ["threshold_pct", "number"],
     ["cooldown_s", "number"],
+    ["notify", "list"], // notifier names (notifications:), comma-separated
   ];
 
   function ruleRow(rule) {
@@ -685,11 +686,12 @@
     for (const [field, type] of RULE_FIELDS) {
       const td = el("td");
       const input = el("input");
-      input.type = type;
+      input.type = type === "list" ? "text" : type;
       input.name = field;
       input.setAttribute("aria-label", field);
       if (type === "number") input.step = "any";
-      input.value = rule[field] === undefined ? "" : String(rule[field]);
+      const value = rule[field];
+      input.value = value === undefined ? "" : Array.isArray(value) ? value.join(", ") : String(value);
       td.append(input);
       tr.append(td);
     }
@@ -739,7 +741,11 @@
       const rule = {};
       for (const [field, type] of RULE_FIELDS) {
         const value = tr.querySelector(`input[name="${field}"]`).value.trim();
-        rule[field] = type === "number" && value !== "" && !Number.isNaN(Number(value)) ? Number(value) : value;
+        if (type === "list") {
+          rule[field] = value ? value.split(",").map((name) => name.trim()).filter(Boolean) : [];
+        } else {
+          rule[field] = type === "number" && value !== "" && !Number.isNaN(Number(value)) ? Number(value) : value;
+        }
       }
       return rule;
     });

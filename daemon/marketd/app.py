@@ -27,6 +27,7 @@ import structlog
 import trio
 
 from marketd.alerts.kafka_io import serve_kafka_detector
+from marketd.alerts.model import AlertListener
 from marketd.alerts.rules import RulesError, RulesStore, rule_text
 from marketd.alerts.service import DetectorService
 from marketd.alerts.topic_reader import AlertsTopicReader, serve_alerts_reader
@@ -39,6 +40,7 @@ from marketd.feed.service import FeedGroup
 from marketd.gateway import AlertHub, Gateway, install_gateway
 from marketd.health import Health
 from marketd.kafka.sink import KafkaPublisher
+from marketd.notify.service import Notifications
 from marketd.obs.status import install_status
 from marketd.obs.web import create_app, serve_http
 from marketd.pipeline.backfill import Backfiller
@@ -161,7 +163,7 @@ class Daemon:
                 ["alerts.source: 'kafka' needs kafka.bootstrap_servers (or use 'pipeline')"]
             )
         try:
-            self.rules = RulesStore(alerts)
+            self.rules = RulesStore(alerts, notifiers=[n.name for n in settings.notifications])
         except RulesError as exc:
             raise ConfigError([f"alerts.rules (stored): {p}" for p in exc.problems]) from exc
         provenance = self.rules.provenance()
@@ -173,7 +175,12 @@ class Daemon:
                 path=provenance["path"],
                 configured=[rule_text(r) for r in self.rules.configured],
             )
-        listeners = [self.hub] if self.hub else []
+        listeners: list[AlertListener] = [self.hub] if self.hub else []
+        if settings.notifications:  # beside the browsers: its queues never block the detector
+            notify = Notifications(settings.notifications, self.rules.rules)
+            listeners.append(notify)
+            self.services.append(self.supervisor.stage(
+                "notifier", notify.serve, *notify.queues, metrics=notify.metrics))  # fmt: skip
         detector = DetectorService(alerts, self.rules, kafka=settings.kafka, listeners=listeners)
         self.detector = detector
         if alerts.source == "pipeline":

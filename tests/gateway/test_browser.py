@@ -184,6 +184,8 @@ async def test_rules_panel_shows_errors_and_saves() -> None:
             assert page.get_attribute("#rules-message", "data-kind") == "error"
             page.fill('#rules-body input[name="window_s"]', "15")
             page.fill('#rules-body input[name="threshold_pct"]', "1.5")
+            assert page.input_value('#rules-body input[name="notify"]') == ""
+            page.fill('#rules-body input[name="notify"]', "ops, chat")
             page.click("#rules-save")
             page.wait_for_selector('#rules-message[data-kind="ok"]')
             # The token is kept for the session: a second save needs no typing.
@@ -205,6 +207,7 @@ async def test_rules_panel_shows_errors_and_saves() -> None:
         await in_browser(script)
         (rule,) = server.rules.rules()
         assert (rule.window_s, rule.threshold_pct, rule.cooldown_s) == (15, 1.5, 10)
+        assert list(rule.notify) == ["ops", "chat"]  # kept across the second save, too
 
 
 async def test_phone_viewport_and_screenshots() -> None:

@@ -157,7 +157,13 @@ async def test_rules_get_and_put_with_auth() -> None:
             assert status == 200
             assert json.loads(body) == {
                 "rules": [
-                    {"name": "default", "window_s": 60.0, "threshold_pct": 2.0, "cooldown_s": 30.0}
+                    {
+                        "name": "default",
+                        "window_s": 60.0,
+                        "threshold_pct": 2.0,
+                        "cooldown_s": 30.0,
+                        "notify": [],
+                    }
                 ],
                 "editable": True,
             }
@@ -189,7 +195,13 @@ async def test_rules_get_and_put_with_auth() -> None:
             status, _, body = await http(served, "PUT", "/api/rules", body=payload, headers=auth)
             assert status == 200
             assert json.loads(body)["rules"] == [
-                {"name": "fast", "window_s": 10.0, "threshold_pct": 1.5, "cooldown_s": 5.0}
+                {
+                    "name": "fast",
+                    "window_s": 10.0,
+                    "threshold_pct": 1.5,
+                    "cooldown_s": 5.0,
+                    "notify": [],
+                }
             ]
             assert rules.rules() == (
                 RuleSettings(name="fast", window_s=10, threshold_pct=1.5, cooldown_s=5),

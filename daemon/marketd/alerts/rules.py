@@ -11,8 +11,10 @@ applies a new version at its next batch. :meth:`RulesStore.refresh` re-reads the
 another process (a gateway with the same ``state_dir``) changed it.
 
 The accepted shape is a JSON list of rules, or ``{"rules": [...]}``; each rule is an object
-with ``name`` (required), ``window_s``, ``threshold_pct`` and ``cooldown_s`` (defaults as in
-the configuration when omitted). Numbers may be given as strings.
+with ``name`` (required), ``window_s``, ``threshold_pct``, ``cooldown_s`` and ``notify`` (a
+list of notifier names; defaults as in the configuration when omitted). Numbers may be
+given as strings. A store given the configured notifier names (``notifications``) refuses
+a rule naming another one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,13 @@ import attrs
 
 from marketd.config.alerts import AlertSettings, RuleSettings, check_rules
 from marketd.config.load import make_converter
+from marketd.config.notify import notify_problems
 from marketd.config.validators import InvalidValue
 
 RULES_FILE = "rules.json"
 _CONVERTER = make_converter()
 _FIELDS = {f.name: f for f in attrs.fields(attrs.resolve_types(RuleSettings))}
-_TYPES: dict[str, type[Any]] = {n: f.type for n, f in _FIELDS.items() if isinstance(f.type, type)}
+_TYPES: dict[str, Any] = {n: f.type for n, f in _FIELDS.items()}
 
 
 class RulesError(ValueError):
@@ -45,8 +48,9 @@ class RulesError(ValueError):
         super().__init__("; ".join(self.problems))
 
 
-def parse_rules(raw: object) -> tuple[RuleSettings, ...]:
-    """Validate ``raw`` (a list of rule objects, or ``{"rules": [...]}``) into rules."""
+def parse_rules(raw: object, notifiers: Collection[str] | None = None) -> tuple[RuleSettings, ...]:
+    """Validate ``raw`` (a list of rule objects, or ``{"rules": [...]}``) into rules;
+    with ``notifiers`` (the configured names), each rule's ``notify`` must name them."""
     if isinstance(raw, Mapping):
         extra = sorted(str(k) for k in raw if k != "rules")
         if extra or "rules" not in raw:
@@ -63,6 +67,9 @@ def parse_rules(raw: object) -> tuple[RuleSettings, ...]:
             rules.append(rule)
     if not problems:
         problems += [f"rules: {p}" for p in check_rules(tuple(rules))]
+    if not problems and notifiers is not None:
+        named = [(f"rules[{i}].notify", rule.notify) for i, rule in enumerate(rules)]
+        problems += notify_problems(named, notifiers)
     if problems:
         raise RulesError(problems)
     return tuple(rules)
@@ -70,7 +77,9 @@ def parse_rules(raw: object) -> tuple[RuleSettings, ...]:
 
 def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]]:
     if not isinstance(item, Mapping):
-        return None, [f"{path}: expected an object with name, window_s, threshold_pct, cooldown_s"]
+        return None, [
+            f"{path}: expected an object with name, window_s, threshold_pct, cooldown_s, notify"
+        ]
     problems = [
         f"{path}.{key}: unknown key (known: {', '.join(_FIELDS)})"
         for key in item
@@ -81,6 +90,9 @@ def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]
     values: dict[str, Any] = {}
     for name in _FIELDS:
         if name not in item:
+            continue
+        if name == "notify" and not _names(item[name]):
+            problems.append(f"{path}.notify: expected a list of notifier names")
             continue
         try:
             values[name] = _CONVERTER.structure(item[name], _TYPES[name])
@@ -100,14 +112,25 @@ def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]
     return (None if problems else rule), problems
 
 
+def _names(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
 def rules_to_json(rules: tuple[RuleSettings, ...]) -> list[dict[str, Any]]:
-    return [attrs.asdict(r) for r in rules]
+    """The saved file's rules; ``notify`` only when a rule names notifiers, so a file
+    without any stays readable by a marketd that predates them (a rollback)."""
+    return [
+        attrs.asdict(r, filter=lambda field, value: field.name != "notify" or bool(value))
+        for r in rules
+    ]
 
 
 def rule_text(rule: RuleSettings) -> str:
-    """``name: 2% in 60s, cooldown 30s``: a rule as an operator reads it."""
+    """``name: 2% in 60s, cooldown 30s`` (``, notify a, b``): a rule as an operator reads it."""
+    notify = f", notify {', '.join(rule.notify)}" if rule.notify else ""
     return (
         f"{rule.name}: {rule.threshold_pct:g}% in {rule.window_s:g}s, cooldown {rule.cooldown_s:g}s"
+        + notify
     )
 
 
@@ -118,8 +141,12 @@ SAVED = "saved"
 class RulesStore:
     """The rule set in force; see the module doc."""
 
-    def __init__(self, settings: AlertSettings) -> None:
+    def __init__(
+        self, settings: AlertSettings, *, notifiers: Collection[str] | None = None
+    ) -> None:
         self.path = Path(settings.state_dir) / RULES_FILE
+        # The configured notifier names a rule may give in ``notify`` (None: not checked).
+        self.notifiers = None if notifiers is None else frozenset(notifiers)
         self.version = 0
         self._stamp: tuple[int, int] | None = None
         self.configured = settings.rules
@@ -137,7 +164,7 @@ class RulesStore:
     def replace(self, raw: object) -> tuple[RuleSettings, ...]:
         """Validate, persist and apply a new rule set; :class:`RulesError` if invalid
         (nothing changes then). ``OSError`` if it cannot be written (nothing changes)."""
-        rules = parse_rules(raw)
+        rules = parse_rules(raw, self.notifiers)
         self._write(rules)
         self._rules = rules
         self.source = SAVED
@@ -188,7 +215,7 @@ class RulesStore:
                 [f"{self.path}: cannot read the saved rules: {exc}; fix or delete the file"]
             ) from None
         try:
-            rules = parse_rules(raw)
+            rules = parse_rules(raw, self.notifiers)
         except RulesError as exc:
             problems = [f"{self.path}: {p}" for p in exc.problems]
             problems.append(f"{self.path}: fix or delete the file (rules then come from config)")

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from marketd.config.notify import notify_names
 from marketd.config.validators import SECRET, InvalidValue, _fail, at_least, one_of, within
 from marketd.data.records import Market
 from marketd.exchanges import adapters
@@ -68,12 +69,14 @@ def _rules(_: Any, attribute: attrs.Attribute[Any], value: tuple[RuleSettings, .
 @attrs.frozen
 class RuleSettings:
     """One detection rule: alert when the price moves more than ``threshold_pct`` against
-    the oldest price in the last ``window_s`` seconds, then stay quiet ``cooldown_s``."""
+    the oldest price in the last ``window_s`` seconds, then stay quiet ``cooldown_s``;
+    its alerts also go to the notifiers named in ``notify`` (``notifications``)."""
 
     name: str = attrs.field(default="default", validator=_rule_name)
     window_s: float = attrs.field(default=60.0, validator=within(0, 86_400, low_open=True))
     threshold_pct: float = attrs.field(default=2.0, validator=within(0, 1000, low_open=True))
     cooldown_s: float = attrs.field(default=30.0, validator=within(0, 86_400))
+    notify: tuple[str, ...] = attrs.field(default=(), validator=notify_names)
 
 
 @attrs.frozen

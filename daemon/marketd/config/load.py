@@ -392,7 +392,11 @@ def _overlay_env(raw: dict[str, Any], environ: Mapping[str, str], sources: _Sour
 def _cattrs_problems(exc: BaseException, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(exc, ClassValidationError):
         with_notes, without = exc.group_exceptions()
+        secrets = {f.name for f in _fields(exc.cl) if f.metadata.get("secret")}
         for inner, note in with_notes:
+            if note.name in secrets:  # the converter's message would quote the value
+                yield _join(path, note.name), "must be a string (the value is secret, not shown)"
+                continue
             yield from _cattrs_problems(inner, _join(path, note.name))
         for inner in without:
             yield from _cattrs_problems(inner, path)

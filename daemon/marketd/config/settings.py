@@ -21,6 +21,7 @@ import attrs
 
 from marketd.config.alerts import AlertSettings, GatewaySettings
 from marketd.config.books import BookSettings
+from marketd.config.notify import NotifierSettings, check_notifiers, notify_problems
 from marketd.config.telemetry import ReadinessSettings, TelemetrySettings
 from marketd.config.validators import (
     SECRET,
@@ -446,6 +447,22 @@ def _check_roles(inst: Settings, attribute: attrs.Attribute[Any], value: tuple[s
         raise InvalidValue(attribute.name, problems, relational=relational)
 
 
+def _check_notifications(
+    _: Any, attribute: attrs.Attribute[Any], value: tuple[NotifierSettings, ...]
+) -> None:
+    problems = check_notifiers(value)
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def _check_notify(inst: Settings, attribute: attrs.Attribute[Any], value: AlertSettings) -> None:
+    """Every notifier a rule names is in ``notifications``."""
+    named = [(f"rules[{i}].notify", rule.notify) for i, rule in enumerate(value.rules)]
+    relational = notify_problems(named, {n.name for n in inst.notifications})
+    if relational:
+        raise InvalidValue(attribute.name, [], relational=relational)
+
+
 def subscribed_kinds(subscriptions: Iterable[Subscription]) -> set[tuple[Market, str]]:
     """(market, kind) of every stream kind the subscriptions carry, as the adapters' tables
     name them."""
@@ -474,8 +491,12 @@ class Settings:
     log: LogSettings = attrs.field(factory=LogSettings)
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     supervisor: SupervisorSettings = attrs.field(factory=SupervisorSettings)
-    alerts: AlertSettings = attrs.field(factory=AlertSettings)
+    alerts: AlertSettings = attrs.field(factory=AlertSettings, validator=_check_notify)
     gateway: GatewaySettings = attrs.field(factory=GatewaySettings)
+    # Where alerts go besides browsers (see marketd.config.notify); rules choose by name.
+    notifications: tuple[NotifierSettings, ...] = attrs.field(
+        default=(), validator=_check_notifications
+    )
     books: BookSettings = attrs.field(factory=BookSettings)
     telemetry: TelemetrySettings = attrs.field(factory=TelemetrySettings)
     readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)
