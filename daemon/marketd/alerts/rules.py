@@ -19,10 +19,7 @@ a rule naming another one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from marketd.config.alerts import AlertSettings, RuleSettings, check_rules
 from marketd.config.load import make_converter
 from marketd.config.notify import notify_problems
 from marketd.config.validators import InvalidValue
+from marketd.statefile import write_atomically
 
 RULES_FILE = "rules.json"
 _CONVERTER = make_converter()
@@ -224,26 +222,7 @@ class RulesStore:
         return rules
 
     def _write(self, rules: tuple[RuleSettings, ...]) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"rules": rules_to_json(rules)}, indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".rules-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename durable (not on every OS)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_atomically(self.path, json.dumps({"rules": rules_to_json(rules)}, indent=2) + "\n")
         self._stamp = self._file_stamp()
 
 

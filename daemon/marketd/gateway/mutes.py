@@ -20,16 +20,15 @@ Every time is passed in (``now_ms``): the store reads no clock.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
+
+from marketd.statefile import write_atomically
 
 MUTES_FILE: Final = "mutes.json"
 MAX_MUTES: Final = 500
@@ -159,27 +158,3 @@ class MuteStore:
             return parse_mutes(raw, None)
         except MutesError as exc:
             raise MutesError([*(f"{path}: {p}" for p in exc.problems), fix]) from None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: a temporary file in the same directory, fsync,
-    rename, then fsync of the directory (readers see the old file or the new one)."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable (not on every OS)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
