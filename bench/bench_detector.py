@@ -1,4 +1,5 @@
-"""Detector throughput: ticks/s through the pure detector, 500 symbols, one and three rules.
+"""Detector throughput: ticks/s through the pure detector, 500 symbols, one and three rules
+(and three of which two are filtered out by symbol / market).
 
     .venv/bin/python bench/bench_detector.py [--symbols N] [--seconds S] [--repeat N]
 
@@ -26,6 +27,14 @@ THREE_RULES = (
     RuleSettings(name="fast", window_s=10.0, threshold_pct=1.0, cooldown_s=10.0),
     RuleSettings(name="slow", window_s=300.0, threshold_pct=5.0, cooldown_s=120.0),
 )
+# THREE_RULES with two filtered out for every symbol: should cost about ONE_RULE.
+FILTERED = (
+    RuleSettings(name="default"),
+    RuleSettings(name="fast", window_s=10.0, threshold_pct=1.0, cooldown_s=10.0,
+                 symbols=("BTC*",)),
+    RuleSettings(name="slow", window_s=300.0, threshold_pct=5.0, cooldown_s=120.0,
+                 markets=("spot",)),
+)  # fmt: skip
 
 
 def ticks(symbols: int, seconds: int, per_second: int, seed: int) -> list[tuple[str, int, str]]:
@@ -67,15 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     results = []
-    print(f"{'case':<28} {'ticks':>9} {'us/tick':>8} {'ticks/s':>11} {'alerts':>7}")
+    print(f"{'case':<36} {'ticks':>9} {'us/tick':>8} {'ticks/s':>11} {'alerts':>7}")
     for per_second, label in ((1, "miniTicker 1/s"), (10, "trades 10/s")):
         seconds = args.seconds if per_second == 1 else max(1, args.seconds // 10)
         data = ticks(args.symbols, seconds, per_second, seed=7)
-        for rules in (ONE_RULE, THREE_RULES):
+        for rules in (ONE_RULE, THREE_RULES, FILTERED):
             best, alerts = min(run(rules, data) for _ in range(args.repeat))
             case = f"{label}, {len(rules)} rule{'s' if len(rules) > 1 else ''}"
+            if rules is FILTERED:
+                case += " (2 filtered)"
             rate = len(data) / best
-            print(f"{case:<28} {len(data):>9} {best / len(data) * 1e6:>8.2f} {rate:>11,.0f} "
+            print(f"{case:<36} {len(data):>9} {best / len(data) * 1e6:>8.2f} {rate:>11,.0f} "
                   f"{alerts:>7}")  # fmt: skip
             results.append({"case": case, "symbols": args.symbols, "ticks": len(data),
                             "rules": len(rules), "us_per_tick": round(best / len(data) * 1e6, 3),

@@ -679,6 +679,12 @@
     ["threshold_pct", "number"],
     ["cooldown_s", "number"],
     ["notify", "list"], // notifier names (notifications:), comma-separated
+    // Filters: symbol globs (BTC*, *USDT), globs to leave out, markets (spot, usdm);
+    // empty: every symbol / market. A blank minimum 24 h quote volume means none.
+    ["symbols", "list"],
+    ["exclude", "list"],
+    ["markets", "list"],
+    ["min_quote_volume_24h", "number", "optional"],
   ];
 
   function ruleRow(rule) {
@@ -739,8 +745,9 @@
   function collectRules() {
     return [...$("rules-body").querySelectorAll("tr.rule")].map((tr) => {
       const rule = {};
-      for (const [field, type] of RULE_FIELDS) {
+      for (const [field, type, optional] of RULE_FIELDS) {
         const value = tr.querySelector(`input[name="${field}"]`).value.trim();
+        if (optional && value === "") continue; // the server's default
         if (type === "list") {
           rule[field] = value ? value.split(",").map((name) => name.trim()).filter(Boolean) : [];
         } else {

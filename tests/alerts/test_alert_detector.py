@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import time
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -478,3 +480,130 @@ def test_observe_many_takes_ticks() -> None:
     det = Detector([RULE], clock=clock)
     alerts = det.observe_many([Tick(M, S, 0, "1"), Tick(M, S, 1, "1.03")])
     assert summary(alerts) == [("r", "up", "1", 0, "1.03", 1)]
+
+
+# --- rule filters against a model that filters the unfiltered detector's alerts ---------
+
+filter_ticks = st.lists(
+    st.tuples(
+        st.sampled_from(["spot", "usdm"]),
+        st.sampled_from(["BTCUSDT", "ETHUSDT", "BTCDOWNUSDT", "XRPBTC"]),
+        st.integers(min_value=0, max_value=3),
+        prices,
+        st.sampled_from(["", "", "0", "1000", "5e7", "2e8", "junk"]),
+    ),
+    max_size=80,
+).map(
+    lambda steps: [
+        (
+            m,
+            s,
+            sum(d for _, _, d, _, _ in steps[: i + 1]) * 1000 - (3000 if i % 9 == 8 else 0),
+            p,
+            v,
+        )
+        for i, (m, s, _, p, v) in enumerate(steps)
+    ]
+)
+filters = st.fixed_dictionaries(
+    {
+        "symbols": st.sampled_from([(), ("BTC*",), ("*USDT",), ("ETH*", "XRP?TC")]),
+        "exclude": st.sampled_from([(), ("*DOWN*",), ("ETH*",)]),
+        "markets": st.sampled_from([(), ("spot",), ("usdm",), ("spot", "usdm")]),
+        "min_quote_volume_24h": st.sampled_from([0.0, 1.0, 1000.0, 1e8]),
+    }
+)
+
+
+def passes(rule: RuleSettings, market: str, symbol: str, volume: float | None) -> bool:
+    """The filters as documented, written plainly."""
+    if rule.markets and market not in rule.markets:
+        return False
+    if rule.symbols and not any(fnmatch.fnmatchcase(symbol, g) for g in rule.symbols):
+        return False
+    if any(fnmatch.fnmatchcase(symbol, g) for g in rule.exclude):
+        return False
+    m = rule.min_quote_volume_24h
+    return not m or (volume is not None and volume >= m)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=rule_sets, ticks=filter_ticks, data=st.data())
+def test_filters_only_remove_alerts_as_the_model_says(
+    rules: list[RuleSettings], ticks: list[tuple[str, str, int, str, str]], data: st.DataObject
+) -> None:
+    chosen = [data.draw(filters) for _ in rules]
+    filtered_rules = [attrs.evolve(r, **f) for r, f in zip(rules, chosen, strict=True)]
+    plain = Detector(rules, clock=clock)
+    filtered = Detector(filtered_rules, clock=clock)
+    # Each rule on its own too: a filtered rule must not change another rule's alerts.
+    alone = [Detector([r], clock=clock) for r in filtered_rules]
+    by_name = {r.name: r for r in filtered_rules}
+    volume: dict[tuple[str, str], float] = {}
+    last: dict[tuple[str, str], tuple[int, str]] = {}
+    expected: list[str] = []
+    got: list[str] = []
+    got_named: list[tuple[str, str]] = []
+    got_alone: list[tuple[str, str]] = []
+    for market, symbol, t, p, v in ticks:
+        key = (market, symbol)
+        accepted = key not in last or not (
+            t < last[key][0] or (t == last[key][0] and p == last[key][1])
+        )
+        if accepted:
+            last[key] = (t, p)
+            if v and v != "junk":  # an unreadable volume keeps the last one known
+                volume[key] = float(v)
+        for a in plain.observe(market, symbol, t, p, v):
+            if passes(by_name[a.rule], market, symbol, volume.get(key)):
+                expected.append(a.id)
+        found = filtered.observe(market, symbol, t, p, v)
+        got += [a.id for a in found]
+        got_named += [(a.rule, a.id) for a in found]
+        for det in alone:
+            got_alone += [(a.rule, a.id) for a in det.observe(market, symbol, t, p, v)]
+    assert got == expected
+    for name in by_name:  # each rule alone raises the same alerts as in company
+        mine = [i for rule, i in got_alone if rule == name]
+        assert mine == [i for rule, i in got_named if rule == name]
+
+
+def test_symbol_and_market_filters_select_instruments() -> None:
+    rule = RuleSettings(name="f", symbols=("btc*", "ETH*"), exclude=("*DOWN*",), markets=("usdm",))
+    det = Detector([rule], clock=clock)
+    fired = []
+    for market, symbol in [
+        ("usdm", "BTCUSDT"),
+        ("usdm", "ETHUSDT"),
+        ("usdm", "BTCDOWNUSDT"),
+        ("spot", "BTCUSDT"),
+        ("usdm", "XRPUSDT"),
+    ]:
+        det.observe(market, symbol, 0, "100")
+        fired += [(a.market, a.symbol) for a in det.observe(market, symbol, 1, "110")]
+    assert fired == [("usdm", "BTCUSDT"), ("usdm", "ETHUSDT")]
+    assert det.statistics().ticks == 10  # filtered instruments still count as seen
+
+
+def test_a_volume_known_later_enables_the_rule_from_then_on() -> None:
+    det = Detector([attrs.evolve(RULE, min_quote_volume_24h=1e6)], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "110")]) == []  # volume unknown: withheld
+    assert det.observe(M, S, 2000, "110", "5e5") == ()  # known, too small
+    assert det.observe(M, S, 40_000, "121", "2e6") != ()  # big enough (and quiet is over)
+    # a price tick without volume keeps the last known one
+    assert summary(feed(det, [(80_000, "140")])) == [("r", "up", "121", 40_000, "140", 80_000)]
+
+
+def test_ticks_carry_the_volume_to_observe_many() -> None:
+    det = Detector([attrs.evolve(RULE, min_quote_volume_24h=10)], clock=clock)
+    alerts = det.observe_many([Tick(M, S, 0, "1", "5"), Tick(M, S, 1, "1.03", "20")])
+    assert summary(alerts) == [("r", "up", "1", 0, "1.03", 1)]
+
+
+def test_changing_a_rules_filters_applies_to_known_instruments() -> None:
+    det = Detector([RULE], clock=clock)
+    feed(det, [(0, "100")])
+    det.set_rules([attrs.evolve(RULE, exclude=("BTC*",))])
+    assert feed(det, [(1000, "110")]) == []
+    det.set_rules([RULE])
+    assert feed(det, [(2000, "100"), (3000, "110")]) != []

@@ -110,7 +110,7 @@ def test_the_normalizer_keeps_each_event_beside_its_record() -> None:
     assert (d1.first, d1.final, d1.bids) == (101, 103, [("100.00", "1")])
     assert (d2.first, d2.final, d2.asks) == (104, 105, [("100.50", "2")])
     assert none is None
-    assert tick == Tick("spot", "BTCUSDT", 6, "101.5")
+    assert tick == Tick("spot", "BTCUSDT", 6, "101.5", "1000")  # with its 24 h quote volume
 
 
 def test_every_diff_depth_channel_gets_a_book_and_partial_depth_does_not() -> None:

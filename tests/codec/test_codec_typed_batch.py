@@ -75,7 +75,8 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
     assert (diff.event_time_ms, diff.received_ns) == (1672515782136, 7)
     assert book is None  # no price column: never a tick
     assert agg == Tick("spot", "BNBBTC", 1672515782136, "0.001")
-    assert ticker == Tick("spot", "BNBBTC", 1672515782136, "0.0025")  # the last price
+    # the last price, and the 24 h quote volume (q) for min_quote_volume_24h
+    assert ticker == Tick("spot", "BNBBTC", 1672515782136, "0.0025", "18")
     assert kline == Tick("spot", "BNBBTC", 1672515782136, "0.0020")  # the close
     assert avg == Tick("spot", "BTCUSDT", 1693907033000, "25776.86000000")
 
@@ -84,8 +85,8 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
                                       "depthUpdate", "forceOrder", "kline"]  # fmt: skip
     mark, btc, eth, diff, liquidation, kline = usdm.events
     assert mark == Tick("usdm", "BTCUSDT", 1562305380000, "11794.15000000")
-    assert btc == Tick("usdm", "BTCUSDT", 123456789, "0.0025")
-    assert eth == Tick("usdm", "ETHUSDT", 123456789, "0.0025")
+    assert btc == Tick("usdm", "BTCUSDT", 123456789, "0.0025", "18")
+    assert eth == Tick("usdm", "ETHUSDT", 123456789, "0.0025", "18")
     assert isinstance(diff, DepthDiff)
     assert (diff.first, diff.final, diff.prev) == (157, 160, 149)
     assert liquidation is None
@@ -144,6 +145,20 @@ def test_the_tick_reader_takes_the_ticks_beside_the_records() -> None:
     assert reader.ticks(list(records)) == reader.ticks(records)
     assert reader.ticks(list(spoiled)) == []
     assert reader.malformed == 2
+
+
+def test_the_tick_reader_reads_the_24h_quote_volume_from_the_values_too() -> None:
+    codec = Codecs(TopicSettings())
+    kinds = ["24hrTicker", "24hrMiniTicker", "trade"]
+    codec.watch_prices(kinds, [Market.SPOT, Market.USDM])
+    records = [*decode(codec, Market.SPOT, SPOT_FRAMES), *decode(codec, Market.USDM, USDM_FRAMES)]
+    ticks = TickReader(kinds, ["spot", "usdm"]).ticks(records)  # parsed from Protobuf
+    assert [(t.symbol, t.price, t.quote_volume) for t in ticks] == [
+        ("BNBBTC", "0.001", ""),  # a trade carries no volume
+        ("BNBBTC", "0.0025", "18"),
+        ("BTCUSDT", "0.0025", "18"),
+        ("ETHUSDT", "0.0025", "18"),
+    ]
 
 
 def test_batch_alignment_helpers() -> None:

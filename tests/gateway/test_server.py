@@ -163,6 +163,10 @@ async def test_rules_get_and_put_with_auth() -> None:
                         "threshold_pct": 2.0,
                         "cooldown_s": 30.0,
                         "notify": [],
+                        "symbols": [],
+                        "exclude": [],
+                        "markets": [],
+                        "min_quote_volume_24h": 0.0,
                     }
                 ],
                 "editable": True,
@@ -201,6 +205,10 @@ async def test_rules_get_and_put_with_auth() -> None:
                     "threshold_pct": 1.5,
                     "cooldown_s": 5.0,
                     "notify": [],
+                    "symbols": [],
+                    "exclude": [],
+                    "markets": [],
+                    "min_quote_volume_24h": 0.0,
                 }
             ]
             assert rules.rules() == (

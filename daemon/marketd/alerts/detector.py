@@ -39,6 +39,17 @@ the new threshold and cooldown apply from the next tick; a shorter window evicts
 next tick, a longer one fills up as time passes (older ticks were not kept). A new name
 starts empty; a removed name's state is dropped.
 
+Filters (``symbols``, ``exclude``, ``markets``, ``min_quote_volume_24h``) only ever remove
+alerts. The symbol and market filters are decided once per rule per instrument (when the
+instrument or the rule set is new): a rule that does not apply to an instrument keeps no
+window for it and costs nothing per tick. The volume filter compares the instrument's
+latest 24 h quote volume (carried by the 24 h ticker ticks; unknown until one arrives)
+when a jump is found: a jump below the minimum is not sent, but it still resets the base
+and starts the quiet period, so a rule's alerts are exactly the unfiltered rule's alerts
+whose instrument had the volume at that moment, and a volume that becomes known (or grows)
+enables the rule from then on. :meth:`Detector.replay` cannot see such a withheld jump (it
+was never sent), so after a restart the replayed state of a volume-filtered rule may differ.
+
 Alert ids are a digest of market, symbol, rule name, and base and current price with
 their event times, so re-processing the same ticks (a restart that replays its input)
 yields the same ids. ``detected_at_ms`` is the only wall-clock field (the injected clock).
@@ -48,6 +59,7 @@ from __future__ import annotations
 
 import collections
 import decimal
+import fnmatch
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -110,13 +122,23 @@ class DetectorStatistics:
 class _Rule:
     """A rule as the hot path uses it."""
 
-    __slots__ = ("cooldown_ms", "settings", "threshold", "window_ms")
+    __slots__ = ("cooldown_ms", "min_volume", "settings", "threshold", "window_ms")
 
     def __init__(self, settings: RuleSettings) -> None:
         self.settings = settings
         self.window_ms = round(settings.window_s * 1000)
         self.cooldown_ms = round(settings.cooldown_s * 1000)
         self.threshold = Decimal(repr(settings.threshold_pct))
+        self.min_volume = settings.min_quote_volume_24h
+
+    def applies(self, market: str, symbol: str) -> bool:
+        """The symbol and market filters (decided once per instrument, not per tick)."""
+        s = self.settings
+        if s.markets and market not in s.markets:
+            return False
+        if s.symbols and not any(fnmatch.fnmatchcase(symbol, g) for g in s.symbols):
+            return False
+        return not any(fnmatch.fnmatchcase(symbol, g) for g in s.exclude)
 
 
 class _RuleState:
@@ -129,13 +151,16 @@ class _RuleState:
 
 
 class _Instrument:
-    __slots__ = ("last_price", "last_time", "names", "states")
+    __slots__ = ("active", "last_price", "last_time", "names", "states", "volume")
 
     def __init__(self, states: list[_RuleState], names: tuple[str, ...]) -> None:
         self.last_time = -(2**63)
         self.last_price = ""
+        self.volume = -1.0  # latest 24 h quote volume (-1: unknown)
         self.states = states
         self.names = names  # the rule names ``states`` belong to, in order
+        # (rule, state) of the rules whose symbol/market filters let this instrument in.
+        self.active: list[tuple[_Rule, _RuleState]] = []
 
 
 class Detector:
@@ -185,19 +210,20 @@ class Detector:
         out: list[Alert] = []
         observe = self.observe
         for t in ticks:
-            found = observe(t.market, t.symbol, t.time_ms, t.price)
+            found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume)
             if found:
                 out.extend(found)
         return out
 
-    def observe(self, market: str, symbol: str, time_ms: int, price: str) -> Sequence[Alert]:
-        """Feed one tick; return the alerts it raises (usually none)."""
+    def observe(
+        self, market: str, symbol: str, time_ms: int, price: str, quote_volume: str = ""
+    ) -> Sequence[Alert]:
+        """Feed one tick (``quote_volume``: the 24 h quote volume it carries, if any);
+        return the alerts it raises (usually none)."""
         key = (market, symbol)
         inst = self._instruments.get(key)
         if inst is None:
-            inst = self._instruments[key] = _Instrument(
-                [_RuleState() for _ in self._rules], self._names
-            )
+            inst = self._new_instrument(market, symbol)
         elif time_ms <= inst.last_time:
             if time_ms < inst.last_time:
                 self.out_of_order += 1
@@ -211,14 +237,16 @@ class Detector:
             return _NO_ALERTS
         inst.last_time = time_ms
         inst.last_price = price
+        if quote_volume:
+            inst.volume = _volume(quote_volume, inst.volume)
         self.ticks += 1
         if time_ms > self.last_event_time_ms:
             self.last_event_time_ms = time_ms
         if inst.names is not self._names:
-            self._remap(inst)
+            self._remap(inst, market, symbol)
         found: list[Alert] | None = None
         tick = (time_ms, p, price)
-        for rule, state in zip(self._rules, inst.states, strict=True):
+        for rule, state in inst.active:
             window = state.window
             window.append(tick)
             horizon = time_ms - rule.window_ms
@@ -242,6 +270,8 @@ class Detector:
             state.last_alert_ms = time_ms
             window.clear()
             window.append(tick)
+            if rule.min_volume and inst.volume < rule.min_volume:
+                continue  # withheld, but the move is spent (see the module doc)
             alert = self._alert(market, symbol, rule, direction, tick, (base_time, base, base_text))
             self.alerts[(rule.settings.name, direction.value)] += 1
             if found is None:
@@ -251,7 +281,13 @@ class Detector:
         return found or _NO_ALERTS
 
     def replay(
-        self, market: str, symbol: str, time_ms: int, price: str, alerted: Iterable[str] = ()
+        self,
+        market: str,
+        symbol: str,
+        time_ms: int,
+        price: str,
+        alerted: Iterable[str] = (),
+        quote_volume: str = "",
     ) -> None:
         """Rebuild state from a tick seen before a restart, without evaluating it: the
         tick enters every rule's window; for each rule named in ``alerted`` (it raised
@@ -270,9 +306,11 @@ class Detector:
         inst = self._instrument(market, symbol)
         inst.last_time = time_ms
         inst.last_price = price
+        if quote_volume:
+            inst.volume = _volume(quote_volume, inst.volume)
         tick = (time_ms, p, price)
         fired = set(alerted)
-        for rule, state in zip(self._rules, inst.states, strict=True):
+        for rule, state in inst.active:
             window = state.window
             if rule.settings.name in fired:
                 state.last_alert_ms = time_ms
@@ -292,11 +330,16 @@ class Detector:
     def _instrument(self, market: str, symbol: str) -> _Instrument:
         inst = self._instruments.get((market, symbol))
         if inst is None:
-            inst = self._instruments[(market, symbol)] = _Instrument(
-                [_RuleState() for _ in self._rules], self._names
-            )
+            inst = self._new_instrument(market, symbol)
         elif inst.names is not self._names:
-            self._remap(inst)
+            self._remap(inst, market, symbol)
+        return inst
+
+    def _new_instrument(self, market: str, symbol: str) -> _Instrument:
+        states = [_RuleState() for _ in self._rules]
+        inst = self._instruments[(market, symbol)] = _Instrument(states, self._names)
+        inst.active = [(r, st) for r, st in zip(self._rules, states, strict=True)
+                       if r.applies(market, symbol)]  # fmt: skip
         return inst
 
     def _alert(
@@ -328,7 +371,18 @@ class Detector:
             cooldown_s=s.cooldown_s,
         )
 
-    def _remap(self, inst: _Instrument) -> None:
+    def _remap(self, inst: _Instrument, market: str, symbol: str) -> None:
         old = dict(zip(inst.names, inst.states, strict=True))
         inst.states = [old.get(name) or _RuleState() for name in self._names]
         inst.names = self._names
+        inst.active = [(r, st) for r, st in zip(self._rules, inst.states, strict=True)
+                       if r.applies(market, symbol)]  # fmt: skip
+
+
+def _volume(text: str, known: float) -> float:
+    """A quote volume's text as a float; an unreadable one leaves ``known``."""
+    try:
+        value = float(text)
+    except ValueError:
+        return known
+    return value if value >= 0 else known

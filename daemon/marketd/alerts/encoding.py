@@ -123,8 +123,14 @@ class TickReader:
         kind = _KIND_OF_FIELD.get(field) if field else None
         if kind is None or kind not in self.kinds or event.market not in self._pb_markets:
             return None
-        price: str = getattr(getattr(event, field), PRICE_FIELDS[kind][1])
-        return Tick(_MARKET_OF_PB[event.market], event.symbol, event.event_time_ms, price)
+        body = getattr(event, field)
+        price: str = getattr(body, PRICE_FIELDS[kind][1])
+        # The 24 h quote volume, for rules with min_quote_volume_24h (not a 1h/4h/1d ticker).
+        volume = ""
+        if field == "mini_ticker" or (field == "ticker" and not body.window):
+            volume = body.quote_volume
+        market = _MARKET_OF_PB[event.market]
+        return Tick(market, event.symbol, event.event_time_ms, price, volume)
 
     def ticks(self, records: list[Record]) -> list[Tick]:
         """Ticks of an in-process record batch (filtered on ``kind``/``market`` first):

@@ -249,9 +249,15 @@ class _KafkaDetector:
                     service.replayed += 1
                     fired = seeded.get(m.offset, ())
                     names = [r for (mk, sym, r) in fired if (mk, sym) == (tick.market, tick.symbol)]
-                    detector.replay(tick.market, tick.symbol, tick.time_ms, tick.price, names)
+                    detector.replay(
+                        tick.market, tick.symbol, tick.time_ms, tick.price, names,
+                        tick.quote_volume,
+                    )  # fmt: skip
                     continue
-                for alert in detector.observe(tick.market, tick.symbol, tick.time_ms, tick.price):
+                found = detector.observe(
+                    tick.market, tick.symbol, tick.time_ms, tick.price, tick.quote_volume
+                )
+                for alert in found:
                     alerts.append(alert)
                     state[(alert.market, alert.symbol, alert.rule)] = (
                         alert.price_time_ms,

@@ -11,8 +11,10 @@ applies a new version at its next batch. :meth:`RulesStore.refresh` re-reads the
 another process (a gateway with the same ``state_dir``) changed it.
 
 The accepted shape is a JSON list of rules, or ``{"rules": [...]}``; each rule is an object
-with ``name`` (required), ``window_s``, ``threshold_pct``, ``cooldown_s`` and ``notify`` (a
-list of notifier names; defaults as in the configuration when omitted). Numbers may be
+with ``name`` (required), ``window_s``, ``threshold_pct``, ``cooldown_s``, ``notify`` (a
+list of notifier names) and the filters ``symbols``, ``exclude`` (lists of globs),
+``markets`` (a list) and ``min_quote_volume_24h``; defaults as in the configuration when
+omitted. Numbers may be
 given as strings. A store given the configured notifier names (``notifications``) refuses
 a rule naming another one.
 """
@@ -36,6 +38,13 @@ RULES_FILE = "rules.json"
 _CONVERTER = make_converter()
 _FIELDS = {f.name: f for f in attrs.fields(attrs.resolve_types(RuleSettings))}
 _TYPES: dict[str, Any] = {n: f.type for n, f in _FIELDS.items()}
+# The list fields of a rule, and what their items are (for the message of a non-list).
+_LISTS = {
+    "notify": "notifier names",
+    "symbols": "symbol globs",
+    "exclude": "symbol globs",
+    "markets": "markets",
+}
 
 
 class RulesError(ValueError):
@@ -76,7 +85,7 @@ def parse_rules(raw: object, notifiers: Collection[str] | None = None) -> tuple[
 def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]]:
     if not isinstance(item, Mapping):
         return None, [
-            f"{path}: expected an object with name, window_s, threshold_pct, cooldown_s, notify"
+            f"{path}: expected an object with name, window_s, threshold_pct, cooldown_s, ..."
         ]
     problems = [
         f"{path}.{key}: unknown key (known: {', '.join(_FIELDS)})"
@@ -89,8 +98,8 @@ def _parse_rule(item: object, path: str) -> tuple[RuleSettings | None, list[str]
     for name in _FIELDS:
         if name not in item:
             continue
-        if name == "notify" and not _names(item[name]):
-            problems.append(f"{path}.notify: expected a list of notifier names")
+        if name in _LISTS and not _names(item[name]):
+            problems.append(f"{path}.{name}: expected a list of {_LISTS[name]}")
             continue
         try:
             values[name] = _CONVERTER.structure(item[name], _TYPES[name])
@@ -114,22 +123,40 @@ def _names(value: object) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
+# Left out of the saved file at their defaults, so a file that does not use them stays
+# readable by a marketd that predates them (a rollback).
+_OPTIONAL = ("notify", "symbols", "exclude", "markets", "min_quote_volume_24h")
+
+
 def rules_to_json(rules: tuple[RuleSettings, ...]) -> list[dict[str, Any]]:
-    """The saved file's rules; ``notify`` only when a rule names notifiers, so a file
-    without any stays readable by a marketd that predates them (a rollback)."""
+    """The saved file's rules; the optional fields (``notify`` and the filters) only when
+    a rule sets them."""
     return [
-        attrs.asdict(r, filter=lambda field, value: field.name != "notify" or bool(value))
+        attrs.asdict(
+            r, filter=lambda field, value: field.name not in _OPTIONAL or value != field.default
+        )
         for r in rules
     ]
 
 
 def rule_text(rule: RuleSettings) -> str:
-    """``name: 2% in 60s, cooldown 30s`` (``, notify a, b``): a rule as an operator reads it."""
-    notify = f", notify {', '.join(rule.notify)}" if rule.notify else ""
-    return (
+    """``name: 2% in 60s, cooldown 30s`` (``, notify a, b``, then the filters:
+    ``, symbols BTC*|ETH*, not *DOWN*, usdm only, min 24h quote vol 5e+07``): a rule as an
+    operator reads it."""
+    text = (
         f"{rule.name}: {rule.threshold_pct:g}% in {rule.window_s:g}s, cooldown {rule.cooldown_s:g}s"
-        + notify
     )
+    if rule.notify:
+        text += f", notify {', '.join(rule.notify)}"
+    if rule.symbols:
+        text += f", symbols {'|'.join(rule.symbols)}"
+    if rule.exclude:
+        text += f", not {'|'.join(rule.exclude)}"
+    if rule.markets:
+        text += f", {'|'.join(rule.markets)} only"
+    if rule.min_quote_volume_24h:
+        text += f", min 24h quote vol {rule.min_quote_volume_24h:g}"
+    return text
 
 
 CONFIG = "config"

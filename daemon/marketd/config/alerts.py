@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -66,17 +67,58 @@ def _rules(_: Any, attribute: attrs.Attribute[Any], value: tuple[RuleSettings, .
         raise InvalidValue(attribute.name, problems)
 
 
+_GLOB_RE = re.compile(r"[A-Z0-9*?!\[\]_.-]{1,40}")
+
+
+def _upper(value: Iterable[str]) -> tuple[str, ...]:
+    """Globs are matched against upper-case symbols: normalise what was written."""
+    return tuple(v.upper() if isinstance(v, str) else v for v in value)
+
+
+def _globs(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    problems = [
+        f"{g!r} is not a symbol glob: use 1-40 of A-Z 0-9 _ . - and the wildcards * ? [...]"
+        for g in value
+        if not isinstance(g, str) or not _GLOB_RE.fullmatch(g)
+    ]
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def _rule_markets(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    shown = ", ".join(ALERT_MARKETS)
+    problems = [f"{m!r} is not a market ({shown})" for m in value if m not in ALERT_MARKETS]
+    if len(set(value)) != len(value):
+        problems.append("a market is given twice")
+    if problems:
+        raise InvalidValue(attribute.name, problems)
+
+
+def _volume(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise _fail(attribute, f"must be a finite number >= 0 (quote asset units), got {value!r}")
+
+
 @attrs.frozen
 class RuleSettings:
     """One detection rule: alert when the price moves more than ``threshold_pct`` against
     the oldest price in the last ``window_s`` seconds, then stay quiet ``cooldown_s``;
-    its alerts also go to the notifiers named in ``notify`` (``notifications``)."""
+    its alerts also go to the notifiers named in ``notify`` (``notifications``).
+
+    Filters narrow where the rule fires: ``symbols`` (globs, empty: every symbol), then
+    ``exclude`` (globs), ``markets`` (empty: every market the detector watches), and
+    ``min_quote_volume_24h`` (the instrument's latest 24 h quote volume from the 24 h
+    tickers; unknown never passes a non-zero minimum)."""
 
     name: str = attrs.field(default="default", validator=_rule_name)
     window_s: float = attrs.field(default=60.0, validator=within(0, 86_400, low_open=True))
     threshold_pct: float = attrs.field(default=2.0, validator=within(0, 1000, low_open=True))
     cooldown_s: float = attrs.field(default=30.0, validator=within(0, 86_400))
     notify: tuple[str, ...] = attrs.field(default=(), validator=notify_names)
+    symbols: tuple[str, ...] = attrs.field(default=(), converter=_upper, validator=_globs)
+    exclude: tuple[str, ...] = attrs.field(default=(), converter=_upper, validator=_globs)
+    markets: tuple[str, ...] = attrs.field(default=(), validator=_rule_markets)
+    min_quote_volume_24h: float = attrs.field(default=0.0, validator=_volume)
 
 
 @attrs.frozen

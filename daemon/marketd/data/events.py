@@ -42,12 +42,15 @@ class DepthDiff:
 class Tick(msgspec.Struct, frozen=True, gc=False):
     """One price observation of one instrument (exchange event time, decimal string).
 
-    A msgspec Struct: the codec makes one per watched price event on the hot path."""
+    A msgspec Struct: the codec makes one per watched price event on the hot path.
+    ``quote_volume`` is the 24 h quote volume the event carries (the 24 h tickers only;
+    empty otherwise): the detector's ``min_quote_volume_24h`` filter reads it."""
 
     market: str
     symbol: str
     time_ms: int
     price: str
+    quote_volume: str = ""
 
 
 class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):

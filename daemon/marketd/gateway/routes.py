@@ -15,7 +15,8 @@ API (JSON; errors are ``{"error": "<message>"}``):
   not run (``alerts.enabled`` is false), and in a process without the detector role
   (the rules live with the detector: 404 for GET, 409 for PUT, saying so).
 * ``PUT /api/rules`` with ``Authorization: Bearer <gateway.api_token>`` and body
-  ``{"rules": [{"name", "window_s", "threshold_pct", "cooldown_s"}, ...]}``:
+  ``{"rules": [{"name", "window_s", "threshold_pct", "cooldown_s"}, ...]}`` (and the
+  optional ``notify``, ``symbols``, ``exclude``, ``markets``, ``min_quote_volume_24h``):
   200 with the new rules (persisted by the store); 400 with the store's message for an
   invalid body; 401 for a missing or wrong token; 429 with ``Retry-After`` after repeated
   wrong tokens from one address (:class:`marketd.gateway.policy.FailureThrottle`); 403

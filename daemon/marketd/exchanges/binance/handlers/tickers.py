@@ -74,7 +74,9 @@ class MiniTickers(ArrayHandler):
         e = _decode_mini_ticker(raw)
         out.append(self.record(e, received_ns))
         if self.tick:
-            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.close_price))
+            out.attach(
+                Tick(self.market.value, e.symbol, e.event_time, e.close_price, e.quote_volume)
+            )
 
     def handle_array(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self.record
@@ -82,7 +84,9 @@ class MiniTickers(ArrayHandler):
         out.extend([make(e, received_ns) for e in items])
         if self.tick:
             m = self.market.value
-            out.attach_last([Tick(m, e.symbol, e.event_time, e.close_price) for e in items])
+            out.attach_last(
+                [Tick(m, e.symbol, e.event_time, e.close_price, e.quote_volume) for e in items]
+            )
 
     def record(self, e: MiniTicker, received_ns: int) -> Record:
         symbol = e.symbol
@@ -124,7 +128,9 @@ class Tickers(ArrayHandler):
         e = self.decode(raw)
         out.append(self.record(e, received_ns))
         if self.tick:
-            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.last_price))
+            out.attach(
+                Tick(self.market.value, e.symbol, e.event_time, e.last_price, e.quote_volume)
+            )
 
     def handle_array(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self.record
@@ -132,7 +138,9 @@ class Tickers(ArrayHandler):
         out.extend([make(e, received_ns) for e in items])
         if self.tick:
             m = self.market.value
-            out.attach_last([Tick(m, e.symbol, e.event_time, e.last_price) for e in items])
+            out.attach_last(
+                [Tick(m, e.symbol, e.event_time, e.last_price, e.quote_volume) for e in items]
+            )
 
     def record(self, e: FuturesTicker, received_ns: int) -> Record:
         symbol = e.symbol
