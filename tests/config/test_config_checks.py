@@ -6,7 +6,8 @@ import io
 
 import attrs
 
-from marketd.config.checks import alert_coverage
+from marketd.config.alerts import RuleSettings
+from marketd.config.checks import alert_coverage, rule_reach, warnings
 from marketd.config.load import check_config
 from marketd.config.settings import Settings, Subscription
 from marketd.data.records import Market
@@ -59,3 +60,27 @@ def test_check_config_prints_the_warning_as_a_comment_and_succeeds() -> None:
         "# warning: alerts.kinds: the detector watches avgPrice on spot, but no spot subscription "
         "carries it; subscribe to <symbol>@avgPrice on spot"
     )
+
+
+def test_rules_that_can_never_fire_are_named_with_the_fix() -> None:
+    assert rule_reach(Settings()) == []
+    rules = (
+        RuleSettings(name="spot-only", markets=("spot",)),
+        RuleSettings(name="liquid", min_quote_volume_24h=1e6),
+        RuleSettings(name="fine", markets=("usdm", "spot"), min_quote_volume_24h=1e6),
+    )
+    # usdm mini tickers are watched by default: only the spot-only rule is out of reach.
+    assert rule_reach(with_alerts(Settings(), rules=rules[1:])) == []
+    settings = with_alerts(Settings(), rules=rules[1:], kinds=("markPriceUpdate",))
+    assert rule_reach(settings) == [
+        "alerts.rules[0] (liquid): min_quote_volume_24h needs a 24 h ticker among alerts.kinds "
+        "(24hrMiniTicker or 24hrTicker); without one no volume is known and the rule never fires",
+        "alerts.rules[1] (fine): min_quote_volume_24h needs a 24 h ticker among alerts.kinds "
+        "(24hrMiniTicker or 24hrTicker); without one no volume is known and the rule never fires",
+    ]
+    settings = with_alerts(Settings(), rules=rules[:1])
+    assert rule_reach(settings) == [
+        "alerts.rules[0] (spot-only): markets spot are not watched (alerts.markets: usdm), so it "
+        "never fires; add them to alerts.markets or change the rule's markets"
+    ]
+    assert rule_reach(settings)[0] in warnings(settings)  # check-config and run say it

@@ -13,7 +13,34 @@ from marketd.exchanges import adapter
 
 
 def warnings(settings: Settings) -> list[str]:
-    return alert_coverage(settings)
+    return alert_coverage(settings) + rule_reach(settings)
+
+
+# The detector's kinds that carry a 24 h quote volume (the rules' volume filter needs one).
+_VOLUME_KINDS = ("24hrMiniTicker", "24hrTicker")
+
+
+def rule_reach(settings: Settings) -> list[str]:
+    """Rules that can never fire as configured: a market the detector does not watch, or
+    a volume minimum with no 24 h ticker among the watched kinds."""
+    alerts = settings.alerts
+    if not alerts.enabled:
+        return []
+    found = []
+    for i, rule in enumerate(alerts.rules):
+        if rule.markets and not set(rule.markets) & set(alerts.markets):
+            found.append(
+                f"alerts.rules[{i}] ({rule.name}): markets {', '.join(rule.markets)} are not "
+                f"watched (alerts.markets: {', '.join(alerts.markets)}), so it never fires; "
+                "add them to alerts.markets or change the rule's markets"
+            )
+        if rule.min_quote_volume_24h > 0 and not set(_VOLUME_KINDS) & set(alerts.kinds):
+            found.append(
+                f"alerts.rules[{i}] ({rule.name}): min_quote_volume_24h needs a 24 h ticker "
+                f"among alerts.kinds ({' or '.join(_VOLUME_KINDS)}); without one no volume is "
+                "known and the rule never fires"
+            )
+    return found
 
 
 def alert_coverage(settings: Settings) -> list[str]:
