@@ -207,11 +207,16 @@ async def test_broker_restart_mid_stream_loses_nothing(
     with trio.fail_after(120):
         source, publisher = await run_with_broker_outage(broker, topics, crash)
         consumed = await consume_kafka(topics, until=until_all(source), bootstrap=broker.bootstrap)
-    duplicates = check_delivery(source, consumed)
+    duplicates = check_delivery(source, consumed)  # nothing lost, per-key order kept
     st = publisher.statistics()
     print(f"\n{source.count} records, {duplicates} duplicates, {st}")
     assert st.acknowledged >= source.count
-    assert duplicates == 0  # idempotence: a lost ack is re-sent without a duplicate
+    # docs/DELIVERY.md: at least once. A batch the broker wrote but whose ack died with the
+    # connection is resent by a new producer, so repeats are possible (seen in about one
+    # run in four on two busy cores), bounded by what was in flight. Exactly once is the
+    # transactional producer's job (issue 15).
+    settings = publisher.settings
+    assert duplicates <= settings.max_inflight_batches * settings.max_records_per_send
 
 
 async def test_end_of_input_flushes_lingering_records(kafka_broker, kafka_topic, consume_kafka):
