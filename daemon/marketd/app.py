@@ -285,7 +285,11 @@ async def _serve_detector(
 ) -> None:
     """The detector on its branch of the pipeline; its alerts go to ``alerts_out``."""
     await detector.serve_channel(
-        batches, alerts_out=alerts_out, alerts_topic=kafka.topics.alerts, task_status=task_status
+        batches,
+        alerts_out=alerts_out,
+        alerts_topic=kafka.topics.alerts,
+        outcomes_topic=kafka.topics.outcomes,
+        task_status=task_status,
     )
 
 

@@ -3,7 +3,8 @@
     python tests/alerts/detector_proc.py BOOTSTRAP RAW_TOPIC ALERTS_TOPIC GROUP TXN_ID \
         STATE_DIR MAX_RECORDS
 
-Prints ``ready`` once consuming; runs until killed.
+Alert outcomes go to ``<ALERTS_TOPIC>.outcomes``. Prints ``ready`` once consuming; runs
+until killed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ RULES = (RuleSettings(name="r", window_s=60.0, threshold_pct=2.0, cooldown_s=30.
 
 async def main(argv: list[str]) -> None:
     bootstrap, raw, alerts, group, txn, state_dir, max_records = argv
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topics=TopicSettings(raw=raw, alerts=alerts))
+    topics = TopicSettings(raw=raw, alerts=alerts, outcomes=f"{alerts}.outcomes")
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topics=topics)
     settings = AlertSettings(
         rules=RULES,
         state_dir=state_dir,

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from kit.wait import poll_until
 
-from marketd.alerts.encoding import alert_record
-from marketd.alerts.model import Alert, Direction
+from marketd.alerts.encoding import alert_record, outcome_record
+from marketd.alerts.model import Alert, Direction, Outcome
 from marketd.alerts.topic_reader import (
     AlertsTopicReader,
     detection_order,
@@ -55,9 +55,16 @@ class Collect:
 
     def __init__(self) -> None:
         self.batches: list[list[Alert]] = []
+        self.outcomes: list[Outcome] = []
+        self.calls: list[str] = []
 
     def publish(self, alerts: list[Alert]) -> None:
         self.batches.append(list(alerts))
+        self.calls.append("alerts")
+
+    def publish_outcomes(self, outcomes: list[Outcome]) -> None:
+        self.outcomes += outcomes
+        self.calls.append("outcomes")
 
     def ids(self) -> list[str]:
         return [a.id for batch in self.batches for a in batch]
@@ -83,6 +90,20 @@ def produce(bootstrap: str, topic: str, transactions: Sequence[Transaction]) -> 
                     await producer.commit_transaction()
                 else:
                     await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def produce_outcomes(bootstrap: str, topic: str, outcomes: Sequence[Outcome]) -> None:
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for o in outcomes:
+                r = outcome_record(o, topic)
+                await producer.send_and_wait(topic, r.value, key=r.key, headers=list(r.headers))
         finally:
             await producer.stop()
 
@@ -121,7 +142,7 @@ def test_detection_order_and_replay_start() -> None:
         "alert-5",
     ]
     assert detection_order([late, early])[0] is early
-    assert replay_start(0, 100, 10) == 80  # room for 10 commit markers
+    assert replay_start(0, 100, 10) == 20  # room for 3 outcomes each, and commit markers
     assert replay_start(70, 100, 50) == 70  # never before the beginning
 
 
@@ -138,8 +159,14 @@ async def test_replay_follow_restart_and_added_partitions(
     history.append((False, [(0, alert(90)), (1, alert(91))]))
     await trio.to_thread.run_sync(produce, bootstrap, topic, history)
     await trio.to_thread.run_sync(produce_raw, bootstrap, topic, 1, b"\xff\x01not an alert")
+    # What happened after two of them, on the outcomes topic beside it.
+    outcomes_topic = kafka_topic("outcomes")
+    before = [Outcome("alert-25", "usdm", "BTCUSDT", 60, "101.5", 5, 1.5),
+              Outcome("alert-29", "usdm", "BTCUSDT", 60, "99", 6, -1.0)]  # fmt: skip
+    await trio.to_thread.run_sync(produce_outcomes, bootstrap, outcomes_topic, before)
 
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topics=TopicSettings(alerts=topic))
+    topics = TopicSettings(alerts=topic, outcomes=outcomes_topic)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topics=topics)
     collect = Collect()
     reader = AlertsTopicReader(kafka, [collect], history=10, check_interval_s=0.5)
     assert not reader.ready()
@@ -153,6 +180,9 @@ async def test_replay_follow_restart_and_added_partitions(
             ]
             assert collect.batches[0][-1] == alert(29)  # decoded in full
             assert reader.statistics().malformed == 1
+            # The outcomes read with the replay follow its alerts.
+            assert collect.outcomes == before
+            assert collect.calls == ["alerts", "outcomes"]
 
             # Live: a transaction over both partitions comes out in detection order.
             live: list[Transaction] = [(True, [(1, alert(31)), (0, alert(30))])]
@@ -161,6 +191,11 @@ async def test_replay_follow_restart_and_added_partitions(
                 lambda: len(collect.ids()) >= 12, timeout=20, what="12 alerts handed on"
             )
             assert collect.batches[-1] == [alert(30), alert(31)]
+            # A live outcome is handed on as it arrives.
+            after = Outcome("alert-30", "usdm", "BTCUSDT", 300, "102.25", 9, 2.25)
+            await trio.to_thread.run_sync(produce_outcomes, bootstrap, outcomes_topic, [after])
+            await poll_until(lambda: len(collect.outcomes) == 3, timeout=20, what="an outcome")
+            assert collect.outcomes[-1] == after
             nursery.cancel_scope.cancel()
         assert not reader.ready()
 

@@ -29,7 +29,7 @@ from marketd.data.records import FrameBatch, Market, Record, RecordBatch, events
 from marketd.pipeline.codecs import Codecs
 
 PRICED = ["trade", "aggTrade", "24hrMiniTicker", "24hrTicker", "markPriceUpdate", "kline",
-          "avgPrice"]  # fmt: skip
+          "avgPrice", "forceOrder"]  # fmt: skip
 
 SPOT_FRAMES = [
     frame("bnbbtc@trade", SPOT_TRADE),
@@ -63,7 +63,8 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
     assert [r.kind for r in spot] == ["trade", "depthUpdate", "bookTicker", "aggTrade",
                                       "24hrTicker", "kline", "avgPrice"]  # fmt: skip
     trade, diff, book, agg, ticker, kline, avg = spot.events
-    assert trade == Tick("spot", "BNBBTC", 1672515782136, "0.001")
+    # trades carry their quantity (volume rules)
+    assert trade == Tick("spot", "BNBBTC", 1672515782136, "0.001", "", "100")
     assert isinstance(diff, DepthDiff)
     assert (diff.first, diff.final, diff.prev, diff.bids, diff.asks) == (
         157,
@@ -74,7 +75,7 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
     )
     assert (diff.event_time_ms, diff.received_ns) == (1672515782136, 7)
     assert book is None  # no price column: never a tick
-    assert agg == Tick("spot", "BNBBTC", 1672515782136, "0.001")
+    assert agg == Tick("spot", "BNBBTC", 1672515782136, "0.001", "", "100")
     # the last price, and the 24 h quote volume (q) for min_quote_volume_24h
     assert ticker == Tick("spot", "BNBBTC", 1672515782136, "0.0025", "18")
     assert kline == Tick("spot", "BNBBTC", 1672515782136, "0.0020")  # the close
@@ -84,12 +85,16 @@ def test_watched_prices_get_a_tick_beside_their_record_and_diffs_always_do() -> 
     assert [r.kind for r in usdm] == ["markPriceUpdate", "24hrMiniTicker", "24hrMiniTicker",
                                       "depthUpdate", "forceOrder", "kline"]  # fmt: skip
     mark, btc, eth, diff, liquidation, kline = usdm.events
-    assert mark == Tick("usdm", "BTCUSDT", 1562305380000, "11794.15000000")
+    # the index price and the funding rate (premium and funding rules)
+    assert mark == Tick("usdm", "BTCUSDT", 1562305380000, "11794.15000000", "", "",
+                        "11784.62659091", "0.00038167")  # fmt: skip
     assert btc == Tick("usdm", "BTCUSDT", 123456789, "0.0025", "18")
     assert eth == Tick("usdm", "ETHUSDT", 123456789, "0.0025", "18")
     assert isinstance(diff, DepthDiff)
     assert (diff.first, diff.final, diff.prev) == (157, 160, 149)
-    assert liquidation is None
+    # a liquidation: average price, filled quantity, side
+    assert liquidation == Tick("usdm", "BTCUSDT", 1568014460893, "9910", "", "0.014", "", "",
+                               "SELL")  # fmt: skip
     assert kline == Tick("usdm", "BTCUSDT", 1638747660000, "0.0020")
 
 
@@ -107,8 +112,10 @@ def test_unwatched_kinds_and_markets_get_no_tick() -> None:
 
 
 def test_a_kind_without_a_price_cannot_be_watched() -> None:
-    with pytest.raises(ValueError, match=r"no price in event kinds \['bookTicker', 'forceOrder'\]"):
-        Codecs(TopicSettings()).watch_prices(["trade", "forceOrder", "bookTicker"], [Market.SPOT])
+    with pytest.raises(
+        ValueError, match=r"no price in event kinds \['bookTicker', 'depthUpdate'\]"
+    ):
+        Codecs(TopicSettings()).watch_prices(["trade", "depthUpdate", "bookTicker"], [Market.SPOT])
 
 
 def test_a_malformed_frame_between_events_keeps_them_aligned() -> None:
@@ -137,7 +144,7 @@ def test_the_tick_reader_takes_the_ticks_beside_the_records() -> None:
         spoiled.add(msgspec.structs.replace(r, value=b"\xff not protobuf"), event)
     reader = TickReader(["trade", "avgPrice"], ["spot"])
     assert reader.ticks(spoiled) == [
-        Tick("spot", "BNBBTC", 1672515782136, "0.001"),
+        Tick("spot", "BNBBTC", 1672515782136, "0.001", "", "100"),
         Tick("spot", "BTCUSDT", 1693907033000, "25776.86000000"),
     ]
     assert reader.malformed == 0
@@ -145,6 +152,19 @@ def test_the_tick_reader_takes_the_ticks_beside_the_records() -> None:
     assert reader.ticks(list(records)) == reader.ticks(records)
     assert reader.ticks(list(spoiled)) == []
     assert reader.malformed == 2
+
+
+def test_the_tick_reader_reads_the_same_ticks_from_the_values_for_every_priced_kind() -> None:
+    codec = Codecs(TopicSettings())
+    codec.watch_prices(PRICED, [Market.SPOT, Market.USDM])
+    records = [*decode(codec, Market.SPOT, SPOT_FRAMES), *decode(codec, Market.USDM, USDM_FRAMES)]
+    batch_events = [*decode(codec, Market.SPOT, SPOT_FRAMES).events,
+                    *decode(codec, Market.USDM, USDM_FRAMES).events]  # fmt: skip
+    expected = [e for e in batch_events if isinstance(e, Tick)]
+    parsed = TickReader(PRICED, ["spot", "usdm"]).ticks(records)  # from the Protobuf values
+    assert parsed == expected
+    assert {t.side for t in parsed} == {"", "SELL"}
+    assert [t.index_price for t in parsed if t.index_price] == ["11784.62659091"]
 
 
 def test_the_tick_reader_reads_the_24h_quote_volume_from_the_values_too() -> None:

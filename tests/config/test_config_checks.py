@@ -84,3 +84,35 @@ def test_rules_that_can_never_fire_are_named_with_the_fix() -> None:
         "never fires; add them to alerts.markets or change the rule's markets"
     ]
     assert rule_reach(settings)[0] in warnings(settings)  # check-config and run say it
+
+
+def test_a_rule_kind_without_its_input_or_market_is_named() -> None:
+    rules = (
+        RuleSettings(name="vol", kind="volume"),
+        RuleSettings(name="liq", kind="liquidation", min_notional=1e6),
+        RuleSettings(name="prem", kind="premium", markets=("spot",)),
+        RuleSettings(name="fund", kind="funding"),
+    )
+    settings = with_alerts(Settings(), rules=rules, markets=("usdm", "spot"))
+    assert rule_reach(settings) == [
+        "alerts.rules[0] (vol): a volume rule reads aggTrade or trade, and alerts.kinds has "
+        "none of them, so it never fires",
+        "alerts.rules[1] (liq): a liquidation rule reads forceOrder, and alerts.kinds has none "
+        "of them, so it never fires",
+        "alerts.rules[2] (prem): a premium rule reads markPriceUpdate, and alerts.kinds has "
+        "none of them, so it never fires",
+        "alerts.rules[2] (prem): premium data exists on usdm only (markets: spot), so it never "
+        "fires",
+        "alerts.rules[3] (fund): a funding rule reads markPriceUpdate, and alerts.kinds has "
+        "none of them, so it never fires",
+    ]
+    kinds = ("24hrMiniTicker", "aggTrade", "forceOrder", "markPriceUpdate")
+    fixed = with_alerts(Settings(), rules=rules[:2] + rules[3:], kinds=kinds)
+    assert rule_reach(fixed) == []
+    # A price rule does not read liquidations.
+    price_only = with_alerts(Settings(), kinds=("forceOrder",))
+    assert rule_reach(price_only) == [
+        "alerts.rules[0] (default): a price rule reads trade or aggTrade or 24hrMiniTicker or "
+        "24hrTicker or markPriceUpdate or kline or avgPrice, and alerts.kinds has none of "
+        "them, so it never fires"
+    ]

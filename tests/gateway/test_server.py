@@ -167,6 +167,10 @@ async def test_rules_get_and_put_with_auth() -> None:
                         "exclude": [],
                         "markets": [],
                         "min_quote_volume_24h": 0.0,
+                        "kind": "price",
+                        "multiple": 5.0,
+                        "baseline_s": 1800.0,
+                        "min_notional": 0.0,
                     }
                 ],
                 "editable": True,
@@ -209,6 +213,10 @@ async def test_rules_get_and_put_with_auth() -> None:
                     "exclude": [],
                     "markets": [],
                     "min_quote_volume_24h": 0.0,
+                    "kind": "price",
+                    "multiple": 5.0,
+                    "baseline_s": 1800.0,
+                    "min_notional": 0.0,
                 }
             ]
             assert rules.rules() == (

@@ -7,13 +7,15 @@ import hashlib
 import hmac
 import random
 
+import attrs
 import orjson
 import pytest
 
-from marketd.alerts.model import Alert, Direction
+from marketd.alerts.model import Alert, AlertKind, Direction
 from marketd.config.notify import NotifierSettings
 from marketd.notify.messages import (
     alert_lines,
+    headline,
     plain_text,
     signature,
     tradingview_url,
@@ -98,6 +100,34 @@ def test_text_names_symbol_market_direction_move_price_rule_window_and_chart() -
     )
 
 
+def test_each_kind_says_what_it_saw() -> None:
+    def of(kind: AlertKind, direction: Direction, change: float, figures: dict[str, str]) -> Alert:
+        return attrs.evolve(
+            alert(direction=direction, change_pct=change), kind=kind, figures=figures
+        )
+
+    volume = of(AlertKind.VOLUME, Direction.UP, 1.2, {"ratio": "7.31", "trades": "40"})
+    assert alert_lines(volume)[:2] == (
+        "▲ BTCUSDT usdm volume x7.31 (+1.20%) at 65000.10",
+        "rule jump (volume, 60s window)",
+    )
+    longs = of(AlertKind.LIQUIDATION, Direction.DOWN, -0.5,
+               {"side": "SELL", "notional": "1250000.5", "count": "3"})  # fmt: skip
+    assert headline(longs) == "▼ BTCUSDT usdm longs liquidated 1250000.5 (3 orders) at 65000.10"
+    shorts = of(AlertKind.LIQUIDATION, Direction.UP, 0.0,
+                {"side": "BUY", "notional": "20000", "count": "1"})  # fmt: skip
+    assert headline(shorts) == "▲ BTCUSDT usdm shorts liquidated 20000 (1 order) at 65000.10"
+    premium = of(AlertKind.PREMIUM, Direction.UP, 0.8532,
+                 {"mark_price": "65000.10", "index_price": "64450"})  # fmt: skip
+    assert alert_lines(premium)[:2] == (
+        "▲ BTCUSDT usdm premium +0.85% (mark 65000.10, index 64450)",
+        "rule jump (premium, beyond 2%)",
+    )
+    funding = of(AlertKind.FUNDING, Direction.DOWN, -0.25,
+                 {"funding_rate": "-0.0025", "mark_price": "65000.10"})  # fmt: skip
+    assert headline(funding) == "▼ BTCUSDT usdm funding rate -0.2500% (mark 65000.10)"
+
+
 def test_an_alert_without_its_rule_parameters_names_the_rule_only() -> None:
     assert alert_lines(alert(window_s=0.0, threshold_pct=0.0))[1] == "rule jump"
     assert alert_lines(alert(window_s=30.0, threshold_pct=0.0))[1] == "rule jump: window 30s"
@@ -112,6 +142,7 @@ def test_webhook_body_is_the_alert_with_its_rule_link_and_text() -> None:
         "notifier": "ops",
         "alert": {
             "id": "a1b2c3",
+            "kind": "price",
             "symbol": "BTCUSDT",
             "market": "usdm",
             "rule": "jump",
@@ -121,8 +152,11 @@ def test_webhook_body_is_the_alert_with_its_rule_link_and_text() -> None:
             "price_time_ms": 1_767_000_000_000,
             "base_price": "62978.00",
             "base_time_ms": 1_766_999_950_000,
+            "duration_ms": 50_000,
             "detected_at_ms": 1_767_000_000_050,
             "window_s": 60.0,
+            "figures": {},
+            "path": [],
             "threshold_pct": 2.0,
         },
         "tradingview_url": "https://www.tradingview.com/chart/?symbol=BINANCE:BTCUSDT.P",

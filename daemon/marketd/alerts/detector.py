@@ -53,11 +53,39 @@ was never sent), so after a restart the replayed state of a volume-filtered rule
 Alert ids are a digest of market, symbol, rule name, and base and current price with
 their event times, so re-processing the same ticks (a restart that replays its input)
 yields the same ids. ``detected_at_ms`` is the only wall-clock field (the injected clock).
+
+**Other kinds** (``RuleSettings.kind``; their state machines and exact semantics are in
+:mod:`marketd.alerts.kinds`). Every kind shares the order checks, filters, cooldown and
+ids above; what each reads from a tick:
+
+* ``price`` — every price tick (not liquidations). With several price kinds watched
+  (e.g. ``aggTrade`` and ``markPriceUpdate``) it reads them all, in arrival order.
+* ``volume`` — ticks with a quantity (``trade``, ``aggTrade``): notional = price x
+  quantity.
+* ``liquidation`` — liquidation ticks (``forceOrder``): notional = average price x filled
+  quantity. They are checked for order and duplicates on their own clock (they are pushed
+  at most once a second) and enter no price window.
+* ``premium``, ``funding`` — mark price ticks (``markPriceUpdate``, which carry the index
+  price and the funding rate), also checked on their own clock, so a mark price a few
+  milliseconds older than the last trade is not dropped as out of order.
+
+A price alert carries the path of its window (:func:`marketd.alerts.kinds.downsample`:
+at most ``PATH_POINTS`` points, extremes kept); volume and liquidation alerts that of
+their windows; premium and funding alerts none.
+
+**What happened next.** After each alert the detector watches the instrument's price
+ticks for ``OUTCOME_AFTER_S`` (1, 5, 15 minutes of event time): the outcome at ``+h`` is
+the last price at or before ``price_time_ms + h``, known when the first tick at or after
+that moment arrives; its change is against the alert's ``price``. Outcomes are collected
+for the caller (:meth:`Detector.take_outcomes`). At most ``MAX_PENDING_OUTCOMES`` wait
+at a time (a flood of alerts skips the rest, counted); an instrument whose stream stops
+leaves its outcomes pending; a restart forgets the pending ones.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import decimal
 import fnmatch
 import hashlib
@@ -67,7 +95,25 @@ from decimal import Decimal
 
 import attrs
 
-from marketd.alerts.model import Alert, Direction
+from marketd.alerts.kinds import (
+    LiquidationParams,
+    LiquidationState,
+    ThresholdParams,
+    ThresholdState,
+    VolumeParams,
+    VolumeState,
+    downsample,
+    funding_pct,
+    premium_pct,
+)
+from marketd.alerts.model import (
+    OUTCOME_AFTER_S,
+    Alert,
+    AlertKind,
+    Direction,
+    Outcome,
+    number_text,
+)
 from marketd.config.alerts import RuleSettings, check_rules
 from marketd.data.events import Tick
 
@@ -77,6 +123,9 @@ _sub = _CTX.subtract
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
 _NO_ALERTS: tuple[Alert, ...] = ()
+MAX_PENDING_OUTCOMES = 50_000
+_NEVER = 2**63
+_OUTCOME_MS = tuple(h * 1000 for h in OUTCOME_AFTER_S)
 
 
 def wall_ms() -> int:
@@ -122,14 +171,41 @@ class DetectorStatistics:
 class _Rule:
     """A rule as the hot path uses it."""
 
-    __slots__ = ("cooldown_ms", "min_volume", "settings", "threshold", "window_ms")
+    __slots__ = (
+        "cooldown_ms", "kind", "min_volume", "params", "settings", "threshold", "window_ms",
+    )  # fmt: skip
 
     def __init__(self, settings: RuleSettings) -> None:
         self.settings = settings
+        self.kind = AlertKind(settings.kind)
         self.window_ms = round(settings.window_s * 1000)
         self.cooldown_ms = round(settings.cooldown_s * 1000)
         self.threshold = Decimal(repr(settings.threshold_pct))
         self.min_volume = settings.min_quote_volume_24h
+        self.params: VolumeParams | LiquidationParams | ThresholdParams | None = None
+        if self.kind is AlertKind.VOLUME:
+            self.params = VolumeParams(
+                self.window_ms,
+                round(settings.baseline_s * 1000),
+                Decimal(repr(settings.multiple)),
+                Decimal(repr(settings.min_notional)),
+                self.cooldown_ms,
+            )
+        elif self.kind is AlertKind.LIQUIDATION:
+            self.params = LiquidationParams(
+                self.window_ms, Decimal(repr(settings.min_notional)), self.cooldown_ms
+            )
+        elif self.kind is not AlertKind.PRICE:
+            self.params = ThresholdParams(self.threshold, self.cooldown_ms)
+
+    def new_state(self) -> _RuleState | VolumeState | LiquidationState | ThresholdState:
+        if self.kind is AlertKind.PRICE:
+            return _RuleState()
+        if self.kind is AlertKind.VOLUME:
+            return VolumeState()
+        if self.kind is AlertKind.LIQUIDATION:
+            return LiquidationState()
+        return ThresholdState()
 
     def applies(self, market: str, symbol: str) -> bool:
         """The symbol and market filters (decided once per instrument, not per tick)."""
@@ -150,32 +226,96 @@ class _RuleState:
         self.last_alert_ms: int | None = None
 
 
-class _Instrument:
-    __slots__ = ("active", "last_price", "last_time", "names", "states", "volume")
+_State = _RuleState | VolumeState | LiquidationState | ThresholdState
 
-    def __init__(self, states: list[_RuleState], names: tuple[str, ...]) -> None:
-        self.last_time = -(2**63)
+
+class _Clock:
+    """The newest tick of one input of an instrument: order and duplicate checks."""
+
+    __slots__ = ("price", "time")
+
+    def __init__(self) -> None:
+        self.time = -(2**63)
+        self.price = ""
+
+
+class _Pending:
+    """An alert waiting for its outcomes."""
+
+    __slots__ = ("alert", "next")
+
+    def __init__(self, alert: Alert) -> None:
+        self.alert = alert
+        self.next = 0  # index into OUTCOME_AFTER_S of the next outcome due
+
+
+class _Instrument:
+    __slots__ = (
+        "active",
+        "due",
+        "last_price",
+        "last_time",
+        "liquidation_clock",
+        "liquidations",
+        "mark",
+        "names",
+        "others",
+        "pending",
+        "seen_price",
+        "seen_time",
+        "states",
+        "volume",
+    )  # fmt: skip
+
+    def __init__(self, states: list[_State], names: tuple[tuple[str, str], ...]) -> None:
+        self.last_time = -(2**63)  # the order clock of plain price ticks
         self.last_price = ""
+        self.mark = _Clock()  # of mark price ticks
+        self.liquidation_clock = _Clock()
         self.volume = -1.0  # latest 24 h quote volume (-1: unknown)
         self.states = states
-        self.names = names  # the rule names ``states`` belong to, in order
-        # (rule, state) of the rules whose symbol/market filters let this instrument in.
+        self.names = names  # the (name, kind) of the rules ``states`` belong to, in order
+        # (rule, state) of the rules whose symbol/market filters let this instrument in:
+        # price rules, volume/premium/funding rules, liquidation rules.
         self.active: list[tuple[_Rule, _RuleState]] = []
+        self.others: list[tuple[_Rule, _State]] = []
+        self.liquidations: list[tuple[_Rule, LiquidationState]] = []
+        # The newest price tick of any input (outcomes), and the alerts waiting for them.
+        self.seen_time = -(2**63)
+        self.seen_price = ""
+        self.pending: list[_Pending] = []
+        self.due = _NEVER  # the earliest event time an outcome of ``pending`` is due
+
+    def assign(self, rules: list[_Rule], market: str, symbol: str) -> None:
+        """Sort the rules that apply to this instrument by what they read."""
+        self.active, self.others, self.liquidations = [], [], []
+        for rule, state in zip(rules, self.states, strict=True):
+            if not rule.applies(market, symbol):
+                continue
+            if isinstance(state, _RuleState):
+                self.active.append((rule, state))
+            elif isinstance(state, LiquidationState):
+                self.liquidations.append((rule, state))
+            else:
+                self.others.append((rule, state))
 
 
 class Detector:
-    """Sliding-window price-jump detection over several rules; see the module doc."""
+    """Sliding-window detection over several rules of several kinds; see the module doc."""
 
     def __init__(
         self, rules: Sequence[RuleSettings], *, clock: Callable[[], int] = wall_ms
     ) -> None:
         self._clock = clock
         self._rules: list[_Rule] = []
-        self._names: tuple[str, ...] = ()
+        self._names: tuple[tuple[str, str], ...] = ()
         self._instruments: dict[tuple[str, str], _Instrument] = {}
         self.ticks = self.duplicates = self.out_of_order = self.invalid = 0
         self.last_event_time_ms = 0
         self.alerts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._outcomes: list[Outcome] = []
+        self.pending_outcomes = 0  # alerts waiting for an outcome
+        self.outcomes_skipped = 0  # alerts that got none: MAX_PENDING_OUTCOMES were waiting
         self.set_rules(rules)
 
     @property
@@ -183,17 +323,25 @@ class Detector:
         return tuple(r.settings for r in self._rules)
 
     def set_rules(self, rules: Sequence[RuleSettings]) -> None:
-        """Replace the rules; state is kept per rule name (see the module doc)."""
+        """Replace the rules; state is kept per rule name and kind (see the module doc)."""
         rules = tuple(rules)
         problems = check_rules(rules)
         if problems:
             raise ValueError("; ".join(problems))
         self._rules = [_Rule(r) for r in rules]
-        self._names = tuple(r.name for r in rules)  # a new object: instruments remap lazily
+        # A new object: instruments remap lazily.
+        self._names = tuple((r.name, r.kind) for r in rules)
 
     def forget(self, market: str, symbol: str) -> None:
         """Drop an instrument's state (its input moved to another detector)."""
-        self._instruments.pop((market, symbol), None)
+        inst = self._instruments.pop((market, symbol), None)
+        if inst is not None:
+            self.pending_outcomes -= len(inst.pending)
+
+    def take_outcomes(self) -> list[Outcome]:
+        """The outcomes found since the last call, in the order they were found."""
+        found, self._outcomes = self._outcomes, []
+        return found
 
     def statistics(self) -> DetectorStatistics:
         return DetectorStatistics(
@@ -210,20 +358,55 @@ class Detector:
         out: list[Alert] = []
         observe = self.observe
         for t in ticks:
-            found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume)
+            if t.side:
+                found = self.observe_liquidation(
+                    t.market, t.symbol, t.time_ms, t.side, t.price, t.quantity
+                )
+            elif t.quantity or t.index_price:
+                found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume,
+                                t.quantity, t.index_price, t.funding_rate)  # fmt: skip
+            else:
+                found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume)
             if found:
                 out.extend(found)
         return out
 
+    def observe_tick(self, t: Tick) -> Sequence[Alert]:
+        """One tick of any input (see :meth:`observe_many`)."""
+        if t.side:
+            return self.observe_liquidation(
+                t.market, t.symbol, t.time_ms, t.side, t.price, t.quantity
+            )
+        return self.observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume,
+                            t.quantity, t.index_price, t.funding_rate)  # fmt: skip
+
     def observe(
-        self, market: str, symbol: str, time_ms: int, price: str, quote_volume: str = ""
+        self,
+        market: str,
+        symbol: str,
+        time_ms: int,
+        price: str,
+        quote_volume: str = "",
+        quantity: str = "",
+        index_price: str = "",
+        funding_rate: str = "",
     ) -> Sequence[Alert]:
-        """Feed one tick (``quote_volume``: the 24 h quote volume it carries, if any);
-        return the alerts it raises (usually none)."""
+        """Feed one price tick (``quote_volume``: the 24 h quote volume it carries, if
+        any; ``quantity``: a trade's; ``index_price`` and ``funding_rate``: a mark price
+        update's); return the alerts it raises (usually none)."""
         key = (market, symbol)
         inst = self._instruments.get(key)
         if inst is None:
             inst = self._new_instrument(market, symbol)
+        elif index_price:
+            clock = inst.mark
+            if time_ms <= clock.time:
+                if time_ms < clock.time:
+                    self.out_of_order += 1
+                    return _NO_ALERTS
+                if price == clock.price:
+                    self.duplicates += 1
+                    return _NO_ALERTS
         elif time_ms <= inst.last_time:
             if time_ms < inst.last_time:
                 self.out_of_order += 1
@@ -235,8 +418,12 @@ class Detector:
         if p is None:
             self.invalid += 1
             return _NO_ALERTS
-        inst.last_time = time_ms
-        inst.last_price = price
+        if index_price:
+            inst.mark.time = time_ms
+            inst.mark.price = price
+        else:
+            inst.last_time = time_ms
+            inst.last_price = price
         if quote_volume:
             inst.volume = _volume(quote_volume, inst.volume)
         self.ticks += 1
@@ -244,6 +431,10 @@ class Detector:
             self.last_event_time_ms = time_ms
         if inst.names is not self._names:
             self._remap(inst, market, symbol)
+        if time_ms >= inst.due:
+            self._outcomes_due(inst, time_ms, price)
+        inst.seen_time = time_ms
+        inst.seen_price = price
         found: list[Alert] | None = None
         tick = (time_ms, p, price)
         for rule, state in inst.active:
@@ -268,17 +459,167 @@ class Detector:
             else:
                 continue
             state.last_alert_ms = time_ms
+            path = downsample([(t, text) for t, _, text in window])
             window.clear()
             window.append(tick)
             if rule.min_volume and inst.volume < rule.min_volume:
                 continue  # withheld, but the move is spent (see the module doc)
             alert = self._alert(market, symbol, rule, direction, tick, (base_time, base, base_text))
-            self.alerts[(rule.settings.name, direction.value)] += 1
-            if found is None:
-                found = [alert]
-            else:
-                found.append(alert)
+            alert = attrs.evolve(alert, path=path)
+            found = self._found(inst, alert, found)
+        if inst.others and (quantity or index_price):
+            found = self._others(inst, market, symbol, tick, quantity, index_price,
+                                 funding_rate, found)  # fmt: skip
         return found or _NO_ALERTS
+
+    def observe_liquidation(
+        self, market: str, symbol: str, time_ms: int, side: str, price: str, quantity: str
+    ) -> Sequence[Alert]:
+        """Feed one liquidation (``side`` BUY or SELL, average price, filled quantity)."""
+        inst = self._instrument(market, symbol)
+        clock = inst.liquidation_clock
+        text = f"{side} {price} {quantity}"
+        if time_ms <= clock.time:
+            if time_ms < clock.time:
+                self.out_of_order += 1
+                return _NO_ALERTS
+            if text == clock.price:
+                self.duplicates += 1
+                return _NO_ALERTS
+        p = parse_price(price)
+        q = parse_price(quantity)
+        if p is None or q is None or side not in ("BUY", "SELL"):
+            self.invalid += 1
+            return _NO_ALERTS
+        clock.time = time_ms
+        clock.price = text
+        self.ticks += 1
+        if time_ms > self.last_event_time_ms:
+            self.last_event_time_ms = time_ms
+        found: list[Alert] | None = None
+        notional = _mul(p, q)
+        for rule, state in inst.liquidations:
+            assert isinstance(rule.params, LiquidationParams)
+            signal = state.observe(rule.params, time_ms, side, p, price, notional)
+            if signal is None or (rule.min_volume and inst.volume < rule.min_volume):
+                continue
+            figures = {
+                "side": signal.side,
+                "notional": _text(signal.notional),
+                "count": str(signal.count),
+            }
+            alert = self._signal_alert(
+                market, symbol, rule, signal.direction,
+                (signal.first_time_ms, signal.first_price), (signal.time_ms, signal.price),
+                figures, signal.path,
+            )  # fmt: skip
+            found = self._found(inst, alert, found)
+        return found or _NO_ALERTS
+
+    def _others(
+        self,
+        inst: _Instrument,
+        market: str,
+        symbol: str,
+        tick: tuple[int, Decimal, str],
+        quantity: str,
+        index_price: str,
+        funding_rate: str,
+        found: list[Alert] | None,
+    ) -> list[Alert] | None:
+        """The volume, premium and funding rules of one tick."""
+        time_ms, p, price = tick
+        notional = premium = funding = None
+        if quantity and (q := parse_price(quantity)) is not None:
+            notional = _mul(p, q)
+        if index_price and (i := parse_price(index_price)) is not None:
+            premium = premium_pct(p, i)
+        if funding_rate:
+            with contextlib.suppress(decimal.InvalidOperation, ValueError):
+                rate = Decimal(funding_rate)
+                if rate.is_finite():
+                    funding = funding_pct(rate)
+        for rule, state in inst.others:
+            kind = rule.kind
+            if kind is AlertKind.VOLUME:
+                if notional is None:
+                    continue
+                assert isinstance(state, VolumeState)
+                assert isinstance(rule.params, VolumeParams)
+                v = state.observe(rule.params, time_ms, p, price, notional)
+                if v is None or (rule.min_volume and inst.volume < rule.min_volume):
+                    continue
+                figures = {
+                    "window_notional": _text(v.window_notional),
+                    "baseline_notional": _text(v.baseline_notional),
+                    "baseline_s": number_text(rule.settings.baseline_s),
+                    "ratio": _text(_CTX.quantize(v.ratio, _RATIO) if v.ratio < _BIG else v.ratio),
+                    "trades": str(v.trades),
+                }
+                alert = self._signal_alert(
+                    market, symbol, rule, v.direction, (v.base_time_ms, v.base_price),
+                    (v.time_ms, v.price), figures, v.path,
+                )  # fmt: skip
+                found = self._found(inst, alert, found)
+                continue
+            value = premium if kind is AlertKind.PREMIUM else funding
+            if value is None:
+                continue
+            assert isinstance(state, ThresholdState)
+            assert isinstance(rule.params, ThresholdParams)
+            t = state.observe(rule.params, time_ms, value)
+            if t is None or (rule.min_volume and inst.volume < rule.min_volume):
+                continue
+            if kind is AlertKind.PREMIUM:
+                figures = {"mark_price": price, "index_price": index_price}
+                base = (time_ms, index_price)
+            else:
+                figures = {"funding_rate": funding_rate, "mark_price": price}
+                base = (time_ms, funding_rate)
+            alert = self._signal_alert(
+                market, symbol, rule, t.direction, base, (time_ms, price), figures, (),
+                change=t.value,
+            )  # fmt: skip
+            found = self._found(inst, alert, found)
+        return found
+
+    def _found(self, inst: _Instrument, alert: Alert, found: list[Alert] | None) -> list[Alert]:
+        """Count ``alert``, start waiting for its outcomes, add it to ``found``."""
+        self.alerts[(alert.rule, alert.direction.value)] += 1
+        if self.pending_outcomes < MAX_PENDING_OUTCOMES:
+            inst.pending.append(_Pending(alert))
+            inst.due = min(inst.due, alert.price_time_ms + _OUTCOME_MS[0])
+            self.pending_outcomes += 1
+        else:
+            self.outcomes_skipped += 1
+        if found is None:
+            return [alert]
+        found.append(alert)
+        return found
+
+    def _outcomes_due(self, inst: _Instrument, time_ms: int, price: str) -> None:
+        """Outcomes that ``time_ms`` reaches: the price then is this tick's when it is
+        exactly on time, else the newest before it (at or before the due time)."""
+        keep: list[_Pending] = []
+        earliest = _NEVER
+        for waiting in inst.pending:
+            alert = waiting.alert
+            while waiting.next < len(_OUTCOME_MS):
+                due = alert.price_time_ms + _OUTCOME_MS[waiting.next]
+                if time_ms < due:
+                    earliest = min(earliest, due)
+                    break
+                at, text = (time_ms, price) if time_ms == due else (inst.seen_time, inst.seen_price)
+                if at < alert.price_time_ms:  # nothing seen since the alert: this tick
+                    at, text = time_ms, price
+                self._outcomes.append(_outcome(alert, OUTCOME_AFTER_S[waiting.next], at, text))
+                waiting.next += 1
+            if waiting.next < len(_OUTCOME_MS):
+                keep.append(waiting)
+            else:
+                self.pending_outcomes -= 1
+        inst.pending = keep
+        inst.due = earliest
 
     def replay(
         self,
@@ -290,9 +631,10 @@ class Detector:
         quote_volume: str = "",
     ) -> None:
         """Rebuild state from a tick seen before a restart, without evaluating it: the
-        tick enters every rule's window; for each rule named in ``alerted`` (it raised
-        an alert on this tick last time) the tick is the alert again: window reset to
-        it, quiet from it. Same checks as :meth:`observe` (duplicates, order)."""
+        tick enters every price rule's window; for each rule named in ``alerted`` (it
+        raised an alert on this tick last time) the tick is the alert again: window reset
+        to it, quiet from it. Same checks as :meth:`observe` (duplicates, order). Rules of
+        the other kinds start afresh after a restart (their state is not rebuilt)."""
         inst = self._instruments.get((market, symbol))
         if (
             inst is not None
@@ -321,10 +663,10 @@ class Detector:
                 window.popleft()
 
     def restore_alert(self, market: str, symbol: str, rule: str, time_ms: int) -> None:
-        """Set the time of a rule's last alert on an instrument (state kept elsewhere)."""
+        """Set the time of a price rule's last alert on an instrument (state kept elsewhere)."""
         inst = self._instrument(market, symbol)
-        for name, state in zip(inst.names, inst.states, strict=True):
-            if name == rule:
+        for (name, _), state in zip(inst.names, inst.states, strict=True):
+            if name == rule and isinstance(state, _RuleState):
                 state.last_alert_ms = time_ms
 
     def _instrument(self, market: str, symbol: str) -> _Instrument:
@@ -336,10 +678,9 @@ class Detector:
         return inst
 
     def _new_instrument(self, market: str, symbol: str) -> _Instrument:
-        states = [_RuleState() for _ in self._rules]
+        states = [r.new_state() for r in self._rules]
         inst = self._instruments[(market, symbol)] = _Instrument(states, self._names)
-        inst.active = [(r, st) for r, st in zip(self._rules, states, strict=True)
-                       if r.applies(market, symbol)]  # fmt: skip
+        inst.assign(self._rules, market, symbol)
         return inst
 
     def _alert(
@@ -371,12 +712,78 @@ class Detector:
             cooldown_s=s.cooldown_s,
         )
 
+    def _signal_alert(
+        self,
+        market: str,
+        symbol: str,
+        rule: _Rule,
+        direction: Direction,
+        base: tuple[int, str],
+        current: tuple[int, str],
+        figures: dict[str, str],
+        path: tuple[tuple[int, str], ...],
+        *,
+        change: Decimal | None = None,
+    ) -> Alert:
+        """An alert of a kind other than price: ``change`` (percent) defaults to the
+        move from the base price to the current one."""
+        base_time, base_text = base
+        time_ms, text = current
+        if change is None:
+            b = Decimal(base_text)
+            change = _CTX.divide(_mul(_sub(Decimal(text), b), _HUNDRED), b)
+        s = rule.settings
+        return Alert(
+            id=alert_id(market, symbol, s.name, base_time, base_text, time_ms, text),
+            symbol=symbol,
+            market=market,
+            rule=s.name,
+            direction=direction,
+            change_pct=round(float(change), 4),
+            price=text,
+            price_time_ms=time_ms,
+            base_price=base_text,
+            base_time_ms=base_time,
+            detected_at_ms=self._clock(),
+            window_s=s.window_s,
+            threshold_pct=s.threshold_pct,
+            cooldown_s=s.cooldown_s,
+            kind=rule.kind,
+            figures=figures,
+            path=path,
+        )
+
     def _remap(self, inst: _Instrument, market: str, symbol: str) -> None:
         old = dict(zip(inst.names, inst.states, strict=True))
-        inst.states = [old.get(name) or _RuleState() for name in self._names]
+        inst.states = [
+            old.get(name) or rule.new_state()
+            for name, rule in zip(self._names, self._rules, strict=True)
+        ]
         inst.names = self._names
-        inst.active = [(r, st) for r, st in zip(self._rules, inst.states, strict=True)
-                       if r.applies(market, symbol)]  # fmt: skip
+        inst.assign(self._rules, market, symbol)
+
+
+_RATIO = Decimal("0.01")
+_BIG = Decimal("1e30")
+
+
+def _text(value: Decimal) -> str:
+    """A sum as plain decimal text (no exponent)."""
+    return f"{value:f}"
+
+
+def _outcome(alert: Alert, after_s: int, time_ms: int, price: str) -> Outcome:
+    base = Decimal(alert.price)
+    change = _CTX.divide(_mul(_sub(Decimal(price), base), _HUNDRED), base)
+    return Outcome(
+        alert_id=alert.id,
+        market=alert.market,
+        symbol=alert.symbol,
+        after_s=after_s,
+        price=price,
+        price_time_ms=time_ms,
+        change_pct=round(float(change), 4),
+    )
 
 
 def _volume(text: str, known: float) -> float:

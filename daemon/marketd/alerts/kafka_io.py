@@ -39,8 +39,8 @@ import trio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from marketd.alerts.encoding import alert_record
-from marketd.alerts.model import Alert
+from marketd.alerts.encoding import alert_record, outcome_record
+from marketd.alerts.model import Alert, Outcome
 from marketd.alerts.service import DetectorError, DetectorService
 from marketd.config.settings import KafkaSettings
 from marketd.kafka.delivery import producer_kwargs
@@ -112,6 +112,7 @@ class _KafkaDetector:
         self.group = service.settings.consumer_group
         self.raw_topic = kafka.topics.raw
         self.alerts_topic = kafka.topics.alerts
+        self.outcomes_topic = kafka.topics.outcomes
         self.max_records = max_records
         self.partitions = _Partitions()
         self.replay_until: dict[TopicPartition, int] = {}
@@ -122,6 +123,7 @@ class _KafkaDetector:
         self.kinds = {k.encode() for k in self.settings.kinds}
         self.consumer: Any = None
         self.producer: Any = None
+        self.outcomes: list[Outcome] = []  # found by the last _process, delivered after commit
 
     @property
     def horizon_ms(self) -> int:
@@ -218,6 +220,9 @@ class _KafkaDetector:
                 service.alerts_published += len(alerts)
             if alerts:
                 service.deliver(alerts)
+            if self.outcomes:
+                service.deliver_outcomes(self.outcomes)
+                self.outcomes = []
 
     def _process(
         self, batch: dict[TopicPartition, list[Any]]
@@ -249,14 +254,13 @@ class _KafkaDetector:
                     service.replayed += 1
                     fired = seeded.get(m.offset, ())
                     names = [r for (mk, sym, r) in fired if (mk, sym) == (tick.market, tick.symbol)]
-                    detector.replay(
-                        tick.market, tick.symbol, tick.time_ms, tick.price, names,
-                        tick.quote_volume,
-                    )  # fmt: skip
+                    if not tick.side:  # liquidations enter no price window
+                        detector.replay(
+                            tick.market, tick.symbol, tick.time_ms, tick.price, names,
+                            tick.quote_volume,
+                        )  # fmt: skip
                     continue
-                found = detector.observe(
-                    tick.market, tick.symbol, tick.time_ms, tick.price, tick.quote_volume
-                )
+                found = detector.observe_tick(tick)
                 for alert in found:
                     alerts.append(alert)
                     state[(alert.market, alert.symbol, alert.rule)] = (
@@ -271,9 +275,12 @@ class _KafkaDetector:
                 self.replay_until.pop(tp, None)
                 self.seeded.pop(tp, None)
         records = []
-        for alert in alerts:
-            r = alert_record(alert, self.alerts_topic)
+        outcomes = detector.take_outcomes()
+        made = [alert_record(a, self.alerts_topic) for a in alerts]
+        made += [outcome_record(o, self.outcomes_topic) for o in outcomes]
+        for r in made:
             records.append((r.topic, r.key, r.value, list(r.headers)))
+        self.outcomes = outcomes
         return alerts, records, offsets
 
     def _revoke(self) -> None:

@@ -11,10 +11,10 @@ applies a new version at its next batch. :meth:`RulesStore.refresh` re-reads the
 another process (a gateway with the same ``state_dir``) changed it.
 
 The accepted shape is a JSON list of rules, or ``{"rules": [...]}``; each rule is an object
-with ``name`` (required), ``window_s``, ``threshold_pct``, ``cooldown_s``, ``notify`` (a
-list of notifier names) and the filters ``symbols``, ``exclude`` (lists of globs),
-``markets`` (a list) and ``min_quote_volume_24h``; defaults as in the configuration when
-omitted. Numbers may be
+with ``name`` (required), ``kind``, ``window_s``, ``threshold_pct``, ``cooldown_s``,
+``multiple``, ``baseline_s``, ``min_notional``, ``notify`` (a list of notifier names) and
+the filters ``symbols``, ``exclude`` (lists of globs), ``markets`` (a list) and
+``min_quote_volume_24h``; defaults as in the configuration when omitted. Numbers may be
 given as strings. A store given the configured notifier names (``notifications``) refuses
 a rule naming another one.
 """
@@ -125,7 +125,10 @@ def _names(value: object) -> bool:
 
 # Left out of the saved file at their defaults, so a file that does not use them stays
 # readable by a marketd that predates them (a rollback).
-_OPTIONAL = ("notify", "symbols", "exclude", "markets", "min_quote_volume_24h")
+_OPTIONAL = (
+    "kind", "notify", "symbols", "exclude", "markets", "min_quote_volume_24h", "multiple",
+    "baseline_s", "min_notional",
+)  # fmt: skip
 
 
 def rules_to_json(rules: tuple[RuleSettings, ...]) -> list[dict[str, Any]]:
@@ -143,9 +146,7 @@ def rule_text(rule: RuleSettings) -> str:
     """``name: 2% in 60s, cooldown 30s`` (``, notify a, b``, then the filters:
     ``, symbols BTC*|ETH*, not *DOWN*, usdm only, min 24h quote vol 5e+07``): a rule as an
     operator reads it."""
-    text = (
-        f"{rule.name}: {rule.threshold_pct:g}% in {rule.window_s:g}s, cooldown {rule.cooldown_s:g}s"
-    )
+    text = f"{rule.name}: {_condition(rule)}, cooldown {rule.cooldown_s:g}s"
     if rule.notify:
         text += f", notify {', '.join(rule.notify)}"
     if rule.symbols:
@@ -157,6 +158,20 @@ def rule_text(rule: RuleSettings) -> str:
     if rule.min_quote_volume_24h:
         text += f", min 24h quote vol {rule.min_quote_volume_24h:g}"
     return text
+
+
+def _condition(rule: RuleSettings) -> str:
+    """What makes ``rule`` fire, in a few words."""
+    if rule.kind == "volume":
+        text = f"volume {rule.multiple:g}x in {rule.window_s:g}s vs {rule.baseline_s:g}s before"
+        return text + (f", at least {rule.min_notional:g}" if rule.min_notional else "")
+    if rule.kind == "liquidation":
+        return f"liquidations over {rule.min_notional:g} in {rule.window_s:g}s"
+    if rule.kind == "premium":
+        return f"mark vs index beyond {rule.threshold_pct:g}%"
+    if rule.kind == "funding":
+        return f"funding rate beyond {rule.threshold_pct:g}%"
+    return f"{rule.threshold_pct:g}% in {rule.window_s:g}s"
 
 
 CONFIG = "config"

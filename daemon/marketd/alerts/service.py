@@ -8,8 +8,9 @@ Two inputs, one detector (:mod:`marketd.alerts.detector`):
 * **Kafka** — :func:`marketd.alerts.kafka_io.serve_kafka_detector` (imported only where it
   runs, so aiokafka loads only then) with ``kafka`` settings: consume ``topics.raw``
   in the consumer group ``alerts.consumer_group`` (replicas share symbols by partition,
-  records are keyed by symbol) and publish alerts to ``topics.alerts`` exactly once, in
-  transactions that also commit the consumed offsets (:mod:`marketd.alerts.kafka_io`).
+  records are keyed by symbol) and publish alerts to ``topics.alerts`` (and their outcomes
+  to ``topics.outcomes``) exactly once, in transactions that also commit the consumed
+  offsets (:mod:`marketd.alerts.kafka_io`).
   Alerts reach the listeners after their transaction committed.
 
 Listeners (``AlertListener.publish``) must not block. Rules come from a
@@ -30,8 +31,8 @@ import trio
 from prometheus_client.core import Metric
 
 from marketd.alerts.detector import Detector, wall_ms
-from marketd.alerts.encoding import TickReader, alert_record
-from marketd.alerts.model import Alert, AlertListener
+from marketd.alerts.encoding import TickReader, alert_record, outcome_record
+from marketd.alerts.model import Alert, AlertListener, Outcome, OutcomeListener
 from marketd.alerts.rules import RulesError, RulesStore
 from marketd.config.alerts import AlertSettings
 from marketd.config.settings import KafkaSettings
@@ -72,6 +73,9 @@ class DetectorServiceStatistics:
     instruments: int
     last_event_time_ms: int
     rules: tuple[str, ...]
+    outcomes: int = 0  # prices after an alert (+1/+5/+15 min) found and delivered
+    outcomes_pending: int = 0  # alerts waiting for an outcome
+    outcomes_skipped: int = 0  # alerts that got none (too many were waiting)
 
 
 class DetectorService:
@@ -98,6 +102,7 @@ class DetectorService:
         self.alerts_published = 0
         self.replayed = 0
         self.transactions = 0
+        self.outcomes = 0
         self._retired = Counter[str]()  # counts of detectors replaced by a restart
         self._rules_version = store.version
         self._next_refresh = 0.0
@@ -126,6 +131,9 @@ class DetectorService:
             instruments=d.statistics().instruments,
             last_event_time_ms=d.last_event_time_ms,
             rules=tuple(r.name for r in d.rules),
+            outcomes=self.outcomes,
+            outcomes_pending=d.pending_outcomes,
+            outcomes_skipped=d.outcomes_skipped + r["outcomes_skipped"],
         )
 
     def metrics(self) -> Iterable[Metric]:
@@ -155,6 +163,15 @@ class DetectorService:
             ("rule", "direction"),
             by_rule,
         )
+        yield counter(
+            "marketd_alert_outcomes_total",
+            "What happened after alerts: prices +1/+5/+15 min found (found), and alerts "
+            "that got no outcome because too many were waiting (skipped).",
+            ("result",),
+            {("found",): st.outcomes, ("skipped",): st.outcomes_skipped},
+        )
+        yield gauge("marketd_alert_outcomes_pending", "Alerts waiting for an outcome.", (),
+                    {(): float(st.outcomes_pending)})  # fmt: skip
         yield gauge("marketd_detector_instruments", "Instruments with detector state.", (),
                     {(): float(st.instruments)})  # fmt: skip
         if st.last_event_time_ms:
@@ -182,7 +199,7 @@ class DetectorService:
     def new_detector(self) -> Detector:
         """A fresh detector (a Kafka restart rebuilds state from the topic)."""
         old = self.detector
-        for name in ("ticks", "duplicates", "out_of_order", "invalid"):
+        for name in ("ticks", "duplicates", "out_of_order", "invalid", "outcomes_skipped"):
             self._retired[name] += getattr(old, name)
         self.detector = Detector(self.store.rules(), clock=self.clock)
         self._rules_version = self.store.version
@@ -205,6 +222,13 @@ class DetectorService:
             self.detector.set_rules(self.store.rules())
             log.info("detector rules changed", rules=[attrs.asdict(r) for r in self.store.rules()])
 
+    def deliver_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Hand what happened after alerts to the listeners that take it (the hub)."""
+        self.outcomes += len(outcomes)
+        for listener in self.listeners:
+            if isinstance(listener, OutcomeListener):
+                listener.publish_outcomes(outcomes)
+
     def deliver(self, alerts: list[Alert]) -> None:
         """Count and hand alerts to every listener (non-blocking)."""
         for alert in alerts:
@@ -222,13 +246,14 @@ class DetectorService:
         *,
         alerts_out: trio.abc.SendChannel[list[Record]] | None = None,
         alerts_topic: str = "alerts",
+        outcomes_topic: str = "alerts.outcomes",
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Detect on record batches until the channel ends (then return) or cancelled.
 
         With ``alerts_out`` (the daemon's sink: Kafka or the embedded bus), every alert is
-        also sent there as a record on ``alerts_topic``, keyed by symbol; that channel is
-        closed when this returns.
+        also sent there as a record on ``alerts_topic``, and every outcome on
+        ``outcomes_topic``, keyed by symbol; that channel is closed when this returns.
         """
         reader = self.reader
         async with contextlib.AsyncExitStack() as stack:
@@ -241,17 +266,21 @@ class DetectorService:
                 async for batch in batches:
                     self.sync_rules()
                     ticks = reader.ticks(batch)
-                    if ticks:
-                        with span("alerts.detect", ticks=len(ticks)):
-                            alerts = self.detector.observe_many(ticks)
-                        if alerts:
-                            with span("alerts.deliver", alerts=len(alerts)):
-                                self.deliver(alerts)
-                            if alerts_out is not None:
-                                await alerts_out.send(
-                                    [alert_record(a, alerts_topic) for a in alerts]
-                                )
-                                self.alerts_published += len(alerts)
+                    if not ticks:
+                        continue
+                    with span("alerts.detect", ticks=len(ticks)):
+                        alerts = self.detector.observe_many(ticks)
+                    outcomes = self.detector.take_outcomes()
+                    if alerts:
+                        with span("alerts.deliver", alerts=len(alerts)):
+                            self.deliver(alerts)
+                    if outcomes:
+                        self.deliver_outcomes(outcomes)
+                    if alerts_out is not None and (alerts or outcomes):
+                        records = [alert_record(a, alerts_topic) for a in alerts]
+                        records += [outcome_record(o, outcomes_topic) for o in outcomes]
+                        await alerts_out.send(records)
+                        self.alerts_published += len(alerts)
             finally:
                 self.running = False
 

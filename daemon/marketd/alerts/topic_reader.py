@@ -1,8 +1,10 @@
 """The alerts topic → alert listeners (the gateway's hub), for a process without a detector.
 
 A gateway whose process has no detector role reads ``kafka.topics.alerts`` as the detector
-publishes it (``marketd.v1.Alert``, :func:`marketd.alerts.encoding.decode_alert`), with the
-same trio-asyncio hosting as the detector on Kafka (:mod:`marketd.kafka.hosting`):
+publishes it (``marketd.v1.Alert``, :func:`marketd.alerts.encoding.decode_alert`), and
+``kafka.topics.outcomes`` beside it (``marketd.v1.AlertOutcome``: what happened after each
+alert, handed to the listeners that take outcomes after the alerts read with them), with
+the same trio-asyncio hosting as the detector on Kafka (:mod:`marketd.kafka.hosting`):
 
 * **Every replica reads every partition.** Partitions are assigned by hand, with no
   consumer group: each browser-facing replica must see every alert. The reader uses
@@ -34,8 +36,8 @@ from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
-from marketd.alerts.encoding import decode_alert
-from marketd.alerts.model import Alert, AlertListener
+from marketd.alerts.encoding import decode_alert, decode_outcome
+from marketd.alerts.model import Alert, AlertListener, Outcome, OutcomeListener
 from marketd.config.settings import KafkaSettings
 from marketd.errors import RetryableError
 from marketd.kafka.hosting import aio_as_trio, client_kwargs, close_client, open_hosted
@@ -61,9 +63,10 @@ def detection_order(alerts: Iterable[Alert]) -> list[Alert]:
 
 
 def replay_start(beginning: int, end: int, wanted: int) -> int:
-    """The offset to read a partition from to find its last ``wanted`` alerts: transaction
-    markers take offsets too (one per transaction, at most one per alert)."""
-    return max(beginning, end - 2 * wanted)
+    """The offset to read a partition from to find its last ``wanted`` alerts: each alert
+    may be followed by three outcome records, and transaction markers take offsets too
+    (one per transaction, at most one per record)."""
+    return max(beginning, end - 8 * wanted)
 
 
 @attrs.frozen
@@ -91,37 +94,50 @@ class AlertsTopicReader:
         self.kafka = kafka
         self.check_interval_s = check_interval_s
         self.topic = kafka.topics.alerts
+        # The alerts, then what happened after them (read the same way, beside them).
+        self.outcomes_topic = kafka.topics.outcomes
+        self.topics = (kafka.topics.alerts, kafka.topics.outcomes)
         self.listeners = list(listeners)
         self.history = history
-        # partition → the next offset to read; known once the replay was read.
-        self.positions: dict[int, int] = {}
+        # (topic, partition) → the next offset to read; known once the replay was read.
+        self.positions: dict[tuple[str, int], int] = {}
         self.replayed = False
         self.running = False
         self.connected = False
         self.partitions = 0
         self.read = 0
         self.malformed = 0
+        self.outcomes: list[Outcome] = []
 
     def ready(self) -> bool:
         return self.running and self.connected
 
-    def decode(self, values: Iterable[bytes]) -> list[Alert]:
+    def decode(self, messages: Iterable[Any]) -> list[Alert]:
+        """The alerts of consumer records; the outcomes (records of the outcomes topic)
+        wait in ``outcomes`` for :meth:`deliver`."""
         alerts = []
-        for value in values:
+        for message in messages:
             try:
-                alerts.append(decode_alert(value))
+                if message.topic == self.outcomes_topic:
+                    self.outcomes.append(decode_outcome(message.value))
+                else:
+                    alerts.append(decode_alert(message.value))
             except (DecodeError, KeyError, ValueError):  # KeyError: an unknown enum value
                 self.malformed += 1
         self.read += len(alerts)
         return alerts
 
     def deliver(self, alerts: list[Alert], *, preload: bool = False) -> None:
-        if alerts:
-            for listener in self.listeners:
+        """Alerts, then the outcomes read with them (an outcome follows its alert)."""
+        outcomes, self.outcomes = self.outcomes, []
+        for listener in self.listeners:
+            if alerts:
                 if preload and (load := getattr(listener, "preload", None)) is not None:
                     load(alerts)
                 else:
                     listener.publish(alerts)
+            if outcomes and isinstance(listener, OutcomeListener):
+                listener.publish_outcomes(outcomes)
 
     def statistics(self) -> ReaderStatistics:
         return ReaderStatistics(
@@ -160,6 +176,7 @@ class _Reader:
     def __init__(self, owner: AlertsTopicReader) -> None:
         self.owner = owner
         self.topic = owner.topic
+        self.topics = owner.topics
         self.consumer: Any = None
         self.assigned: set[TopicPartition] = set()
         self.unreachable = RateLimitedLog(interval=60.0)
@@ -176,19 +193,23 @@ class _Reader:
             fetch_max_wait_ms=100,
         )
         await self.consumer.start()
-        # Metadata is then refreshed for this topic only (aiokafka's client, no public API).
-        await self.consumer._client.add_topic(self.topic)
+        # Metadata is then refreshed for these topics only (aiokafka's client, no public API).
+        for topic in self.topics:
+            await self.consumer._client.add_topic(topic)
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - asyncio side
         if self.consumer is not None:
             await close_client(self.consumer, timeout)
 
     async def partitions(self) -> set[TopicPartition] | None:
-        """The topic's partitions from fresh metadata; None when no broker answered."""
+        """The topics' partitions from fresh metadata; None when no broker answered."""
         if not await self.consumer._client.force_metadata_update():
             return None
-        ids = self.consumer.partitions_for_topic(self.topic) or set()
-        return {TopicPartition(self.topic, p) for p in ids}
+        return {
+            TopicPartition(topic, p)
+            for topic in self.topics
+            for p in self.consumer.partitions_for_topic(topic) or ()
+        }
 
     async def assign(
         self, partitions: set[TopicPartition], replay: bool
@@ -202,8 +223,8 @@ class _Reader:
         beginnings = await consumer.beginning_offsets(tps)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
         for tp in tps:
-            if tp.partition in positions:
-                consumer.seek(tp, max(beginnings[tp], positions[tp.partition]))
+            if (tp.topic, tp.partition) in positions:
+                consumer.seek(tp, max(beginnings[tp], positions[(tp.topic, tp.partition)]))
             elif replay:
                 consumer.seek(tp, replay_start(beginnings[tp], ends[tp], self.owner.history))
             else:
@@ -246,7 +267,7 @@ class _Reader:
         """Assign ``partitions`` and read each up to its end offset now (bounded in time);
         return the alerts read."""
         self.assigned = partitions
-        self.owner.partitions = len(partitions)
+        self.owner.partitions = sum(tp.topic == self.topic for tp in partitions)
         if not partitions:
             return []
         ends = await aio_as_trio(self.assign)(partitions, replay)
@@ -260,10 +281,12 @@ class _Reader:
             alerts += self._take(batch)
             pending = await self._behind(ends, pending)
         if pending:
+            late = sorted(f"{tp.topic}:{tp.partition}" for tp in pending)
             log.warning("alerts topic not read to its end in time; following it from here",
-                        partitions=sorted(tp.partition for tp in pending))  # fmt: skip
+                        partitions=late)  # fmt: skip
         for tp in partitions:
-            self.owner.positions[tp.partition] = await aio_as_trio(self.consumer.position)(tp)
+            where = await aio_as_trio(self.consumer.position)(tp)
+            self.owner.positions[(tp.topic, tp.partition)] = where
         return alerts
 
     async def _behind(
@@ -276,8 +299,8 @@ class _Reader:
         alerts = []
         for tp, messages in batch.items():
             if messages:
-                alerts += self.owner.decode(m.value for m in messages)
-                self.owner.positions[tp.partition] = messages[-1].offset + 1
+                alerts += self.owner.decode(messages)
+                self.owner.positions[(tp.topic, tp.partition)] = messages[-1].offset + 1
         return alerts
 
     async def _check(self) -> None:
@@ -294,7 +317,7 @@ class _Reader:
         added = partitions - self.assigned
         if added:
             log.info("alerts topic partitions added", topic=self.topic,
-                     partitions=sorted(tp.partition for tp in added))  # fmt: skip
+                     partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in added))  # fmt: skip
             owner.deliver(detection_order(await self._follow(partitions, replay=False)))
 
 

@@ -99,11 +99,33 @@ def _volume(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         raise _fail(attribute, f"must be a finite number >= 0 (quote asset units), got {value!r}")
 
 
+RULE_KINDS = ("price", "volume", "liquidation", "premium", "funding")
+
+
+def _min_notional(rule: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise _fail(attribute, f"must be a finite number >= 0 (quote asset units), got {value!r}")
+    if getattr(rule, "kind", "") == "liquidation" and not value:
+        raise _fail(attribute, "a liquidation rule needs min_notional > 0 (quote asset units)")
+
+
 @attrs.frozen
 class RuleSettings:
-    """One detection rule: alert when the price moves more than ``threshold_pct`` against
-    the oldest price in the last ``window_s`` seconds, then stay quiet ``cooldown_s``;
-    its alerts also go to the notifiers named in ``notify`` (``notifications``).
+    """One detection rule of one ``kind``; after an alert the rule stays quiet
+    ``cooldown_s`` for that instrument; its alerts also go to the notifiers named in
+    ``notify`` (``notifications``). Kinds (:mod:`marketd.alerts.detector`):
+
+    * ``price`` — the price moves more than ``threshold_pct`` against the oldest price in
+      the last ``window_s`` seconds;
+    * ``volume`` — quote volume traded in the last ``window_s`` seconds, per second, is
+      more than ``multiple`` times that of the ``baseline_s`` seconds before the window
+      (trades or aggTrades), and at least ``min_notional``;
+    * ``liquidation`` — one side's liquidated notional in the last ``window_s`` seconds is
+      more than ``min_notional`` (forceOrder, USD-M);
+    * ``premium`` — the mark price is more than ``threshold_pct`` above or below the index
+      price (markPriceUpdate, USD-M);
+    * ``funding`` — the funding rate, in percent, is beyond ``threshold_pct`` either way
+      (markPriceUpdate, USD-M).
 
     Filters narrow where the rule fires: ``symbols`` (globs, empty: every symbol), then
     ``exclude`` (globs), ``markets`` (empty: every market the detector watches), and
@@ -119,6 +141,10 @@ class RuleSettings:
     exclude: tuple[str, ...] = attrs.field(default=(), converter=_upper, validator=_globs)
     markets: tuple[str, ...] = attrs.field(default=(), validator=_rule_markets)
     min_quote_volume_24h: float = attrs.field(default=0.0, validator=_volume)
+    kind: str = attrs.field(default="price", validator=one_of(RULE_KINDS))
+    multiple: float = attrs.field(default=5.0, validator=within(1, 1_000_000, low_open=True))
+    baseline_s: float = attrs.field(default=1800.0, validator=within(0, 86_400, low_open=True))
+    min_notional: float = attrs.field(default=0.0, validator=_min_notional)
 
 
 @attrs.frozen

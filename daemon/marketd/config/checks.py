@@ -7,6 +7,7 @@ start-up; neither refuses the configuration.
 
 from __future__ import annotations
 
+from marketd.config.alerts import PRICE_KINDS
 from marketd.config.settings import Settings, subscribed_kinds
 from marketd.data.records import Market
 from marketd.exchanges import adapter
@@ -20,9 +21,21 @@ def warnings(settings: Settings) -> list[str]:
 _VOLUME_KINDS = ("24hrMiniTicker", "24hrTicker")
 
 
+# The event kinds each rule kind reads (one of them must be among alerts.kinds).
+_RULE_INPUTS = {
+    "price": tuple(k for k in PRICE_KINDS if k != "forceOrder"),
+    "volume": ("aggTrade", "trade"),
+    "liquidation": ("forceOrder",),
+    "premium": ("markPriceUpdate",),
+    "funding": ("markPriceUpdate",),
+}
+_USDM_ONLY = frozenset({"liquidation", "premium", "funding"})
+
+
 def rule_reach(settings: Settings) -> list[str]:
-    """Rules that can never fire as configured: a market the detector does not watch, or
-    a volume minimum with no 24 h ticker among the watched kinds."""
+    """Rules that can never fire as configured: a market the detector does not watch, no
+    watched kind that carries what the rule's kind reads (or only on a market without it),
+    or a volume minimum with no 24 h ticker among the watched kinds."""
     alerts = settings.alerts
     if not alerts.enabled:
         return []
@@ -33,6 +46,18 @@ def rule_reach(settings: Settings) -> list[str]:
                 f"alerts.rules[{i}] ({rule.name}): markets {', '.join(rule.markets)} are not "
                 f"watched (alerts.markets: {', '.join(alerts.markets)}), so it never fires; "
                 "add them to alerts.markets or change the rule's markets"
+            )
+        needs = _RULE_INPUTS[rule.kind]
+        if not set(needs) & set(alerts.kinds):
+            found.append(
+                f"alerts.rules[{i}] ({rule.name}): a {rule.kind} rule reads "
+                f"{' or '.join(needs)}, and alerts.kinds has none of them, so it never fires"
+            )
+        markets = set(rule.markets or alerts.markets) & set(alerts.markets)
+        if rule.kind in _USDM_ONLY and markets and "usdm" not in markets:
+            found.append(
+                f"alerts.rules[{i}] ({rule.name}): {rule.kind} data exists on usdm only "
+                f"(markets: {', '.join(sorted(markets))}), so it never fires"
             )
         if rule.min_quote_volume_24h > 0 and not set(_VOLUME_KINDS) & set(alerts.kinds):
             found.append(

@@ -352,6 +352,8 @@ class TopicSettings:
     depth: str = attrs.field(default="marketdata.depth", validator=_topic)
     orderbook: str = attrs.field(default="marketdata.orderbook", validator=_topic)
     alerts: str = attrs.field(default="alerts", validator=_topic)
+    # What happened after each alert (marketd.v1.AlertOutcome): +1/+5/+15 min prices.
+    outcomes: str = attrs.field(default="alerts.outcomes", validator=_topic)
 
 
 @attrs.frozen

@@ -42,15 +42,25 @@ class DepthDiff:
 class Tick(msgspec.Struct, frozen=True, gc=False):
     """One price observation of one instrument (exchange event time, decimal string).
 
-    A msgspec Struct: the codec makes one per watched price event on the hot path.
-    ``quote_volume`` is the 24 h quote volume the event carries (the 24 h tickers only;
-    empty otherwise): the detector's ``min_quote_volume_24h`` filter reads it."""
+    A msgspec Struct: the codec makes one per watched price event on the hot path. The
+    optional fields are empty unless the event carries them:
+
+    * ``quote_volume`` — the 24 h quote volume (24 h tickers): ``min_quote_volume_24h``;
+    * ``quantity`` — the traded quantity (trade, aggTrade): volume rules;
+    * ``index_price``, ``funding_rate`` — from a mark price update: premium and funding rules;
+    * ``side`` — set only on a liquidation (forceOrder: ``price`` is its average price,
+      ``quantity`` its filled quantity): liquidation rules read it, price rules do not.
+    """
 
     market: str
     symbol: str
     time_ms: int
     price: str
     quote_volume: str = ""
+    quantity: str = ""
+    index_price: str = ""
+    funding_rate: str = ""
+    side: str = ""
 
 
 class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):

@@ -18,6 +18,12 @@ An alert of a muted symbol (:meth:`AlertHub.mute_with`: the gateway's
 :class:`marketd.gateway.mutes.MuteStore`, asked when the alert arrives) is kept in the
 history but not offered live, nor counted by the cap; it is counted (``muted``), and its
 JSON in the replay and ``/api/alerts`` carries ``"muted": true`` (:meth:`AlertHub.alert_json`).
+
+What happened after an alert (:meth:`AlertHub.publish_outcomes`, the price 1, 5 and 15
+minutes later) is kept beside the alert while it is in the history (its JSON's
+``outcomes``: ``{"60": {...}, ...}``) and pushed to every client as ``{"type": "outcome",
+"outcome": {...}}`` (not capped: at most three per alert; an outcome of an alert no longer
+held is ignored).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import attrs
 import orjson
 import trio
 
-from marketd.alerts.model import Alert
+from marketd.alerts.model import Alert, Outcome
 from marketd.gateway.policy import LiveCap
 from marketd.gateway.timing import Histogram, HistogramSnapshot
 
@@ -215,6 +221,8 @@ class AlertHub:
         self._mutes: SymbolMutes | None = None
         self._muted_ids: set[str] = set()
         self._muted = 0
+        # Outcomes of alerts in the history: id -> {after_s: outcome JSON}.
+        self._outcomes: dict[str, dict[str, dict[str, Any]]] = {}
 
     @property
     def history_size(self) -> int:
@@ -249,6 +257,7 @@ class AlertHub:
                 oldest = self._history[0].id
                 self._ids.discard(oldest)
                 self._muted_ids.discard(oldest)
+                self._outcomes.pop(oldest, None)
             self._history.append(alert)
             self._ids.add(alert.id)
             self._published += 1
@@ -284,6 +293,22 @@ class AlertHub:
             self._latency.observe(max(0, offered_ns - alert.price_time_ms * 1_000_000) / 1e9)
         messages: list[Queued] = [encode_alert(alert) for alert in live]
         self._fan_out(lambda _: messages)
+
+    def publish_outcomes(self, outcomes: list[Outcome]) -> None:
+        """Remember what happened after alerts in the history and push it to every
+        client (an outcome of an alert not held, or already known, is ignored)."""
+        messages: list[Queued] = []
+        for outcome in outcomes:
+            if outcome.alert_id not in self._ids:
+                continue
+            known = self._outcomes.setdefault(outcome.alert_id, {})
+            key = str(outcome.after_s)
+            if key in known:
+                continue
+            body = known[key] = outcome.to_json()
+            messages.append(Notice(orjson.dumps({"type": "outcome", "outcome": body}).decode()))
+        if messages:
+            self._fan_out(lambda _: messages)
 
     def _fan_out(self, messages_for: Callable[[HubClient], list[Queued] | None]) -> None:
         slow = []
@@ -337,6 +362,8 @@ class AlertHub:
         body = alert.to_json()
         if alert.id in self._muted_ids:
             body["muted"] = True
+        if outcomes := self._outcomes.get(alert.id):
+            body["outcomes"] = outcomes
         return body
 
     def recent(self, limit: int) -> list[Alert]:

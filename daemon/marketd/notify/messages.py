@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from marketd.alerts.model import Alert, Direction
+from marketd.alerts.model import Alert, AlertKind, Direction
 
 SIGNATURE_HEADER = "X-Marketd-Signature"
 TIMESTAMP_HEADER = "X-Marketd-Timestamp"
@@ -41,13 +41,40 @@ def tradingview_url(alert: Alert) -> str:
 
 
 def headline(alert: Alert) -> str:
-    """``▲ BTCUSDT usdm pump +3.21% at 65000.10``."""
-    arrow, move = _ARROW[alert.direction], _MOVE[alert.direction]
-    return f"{arrow} {alert.symbol} {alert.market} {move} {alert.change_pct:+.2f}% at {alert.price}"
+    """``▲ BTCUSDT usdm pump +3.21% at 65000.10``, and per kind:
+    ``▲ BTCUSDT usdm volume x7.31 (+1.20%) at 65000.10``,
+    ``▼ BTCUSDT usdm longs liquidated 1250000.5 (3 orders) at 64000``,
+    ``▲ BTCUSDT usdm premium +0.85% (mark 65000, index 64450)``,
+    ``▲ BTCUSDT usdm funding rate +0.2500% (mark 65000)``."""
+    arrow, f = _ARROW[alert.direction], alert.figures
+    head = f"{arrow} {alert.symbol} {alert.market}"
+    if alert.kind is AlertKind.VOLUME:
+        move = f"{alert.change_pct:+.2f}%"
+        return f"{head} volume x{f.get('ratio', '?')} ({move}) at {alert.price}"
+    if alert.kind is AlertKind.LIQUIDATION:
+        who = "longs" if f.get("side") == "SELL" else "shorts"
+        count = f.get("count", "?")
+        orders = "order" if count == "1" else "orders"
+        return (
+            f"{head} {who} liquidated {f.get('notional', '?')} ({count} {orders}) at {alert.price}"
+        )
+    if alert.kind is AlertKind.PREMIUM:
+        index = f.get("index_price", alert.base_price)
+        return f"{head} premium {alert.change_pct:+.2f}% (mark {alert.price}, index {index})"
+    if alert.kind is AlertKind.FUNDING:
+        return f"{head} funding rate {alert.change_pct:+.4f}% (mark {alert.price})"
+    move = _MOVE[alert.direction]
+    return f"{head} {move} {alert.change_pct:+.2f}% at {alert.price}"
 
 
 def rule_line(alert: Alert) -> str:
-    """``rule default: > 2% in 60s`` (the window and threshold when the alert knows them)."""
+    """``rule default: > 2% in 60s`` (the window and threshold when the alert knows them);
+    ``rule big-volume (volume, 60s window)`` for the other kinds."""
+    if alert.kind is not AlertKind.PRICE:
+        window = f", {alert.window_s:g}s window" if alert.window_s else ""
+        if alert.kind in (AlertKind.PREMIUM, AlertKind.FUNDING):
+            window = f", beyond {alert.threshold_pct:g}%" if alert.threshold_pct else ""
+        return f"rule {alert.rule} ({alert.kind.value}{window})"
     if alert.window_s and alert.threshold_pct:
         return f"rule {alert.rule}: > {alert.threshold_pct:g}% in {alert.window_s:g}s"
     if alert.window_s:
@@ -70,11 +97,7 @@ def webhook_payload(alert: Alert, notifier: str) -> dict[str, Any]:
     return {
         "version": WEBHOOK_VERSION,
         "notifier": notifier,
-        "alert": {
-            **alert.to_json(),
-            "window_s": alert.window_s,
-            "threshold_pct": alert.threshold_pct,
-        },
+        "alert": {**alert.to_json(), "threshold_pct": alert.threshold_pct},
         "tradingview_url": tradingview_url(alert),
         "text": plain_text(alert),
     }

@@ -25,15 +25,29 @@ _sym_db = _symbol_database.Default()
 from marketd.v1 import market_data_pb2 as marketd_dot_v1_dot_market__data__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16marketd/v1/alert.proto\x12\nmarketd.v1\x1a\x1cmarketd/v1/market_data.proto\"\xb8\x02\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06market\x18\x02 \x01(\x0e\x32\x12.marketd.v1.Market\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12(\n\tdirection\x18\x05 \x01(\x0e\x32\x15.marketd.v1.Direction\x12\x12\n\nchange_pct\x18\x06 \x01(\x01\x12\r\n\x05price\x18\x07 \x01(\t\x12\x15\n\rprice_time_ms\x18\x08 \x01(\x03\x12\x12\n\nbase_price\x18\t \x01(\t\x12\x14\n\x0c\x62\x61se_time_ms\x18\n \x01(\x03\x12\x16\n\x0e\x64\x65tected_at_ms\x18\x0b \x01(\x03\x12\x10\n\x08window_s\x18\x0c \x01(\x01\x12\x15\n\rthreshold_pct\x18\r \x01(\x01\x12\x12\n\ncooldown_s\x18\x0e \x01(\x01*L\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x44IRECTION_UP\x10\x01\x12\x12\n\x0e\x44IRECTION_DOWN\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16marketd/v1/alert.proto\x12\nmarketd.v1\x1a\x1cmarketd/v1/market_data.proto\",\n\nPricePoint\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\r\n\x05price\x18\x02 \x01(\t\"t\n\x0bVolumeSpike\x12\x17\n\x0fwindow_notional\x18\x01 \x01(\t\x12\x19\n\x11\x62\x61seline_notional\x18\x02 \x01(\t\x12\x12\n\nbaseline_s\x18\x03 \x01(\x01\x12\r\n\x05ratio\x18\x04 \x01(\t\x12\x0e\n\x06trades\x18\x05 \x01(\x04\"C\n\x12LiquidationCluster\x12\x0c\n\x04side\x18\x01 \x01(\t\x12\x10\n\x08notional\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\"9\n\x0ePremiumExtreme\x12\x12\n\nmark_price\x18\x01 \x01(\t\x12\x13\n\x0bindex_price\x18\x02 \x01(\t\":\n\x0e\x46undingExtreme\x12\x14\n\x0c\x66unding_rate\x18\x01 \x01(\t\x12\x12\n\nmark_price\x18\x02 \x01(\t\"\xce\x04\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06market\x18\x02 \x01(\x0e\x32\x12.marketd.v1.Market\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12(\n\tdirection\x18\x05 \x01(\x0e\x32\x15.marketd.v1.Direction\x12\x12\n\nchange_pct\x18\x06 \x01(\x01\x12\r\n\x05price\x18\x07 \x01(\t\x12\x15\n\rprice_time_ms\x18\x08 \x01(\x03\x12\x12\n\nbase_price\x18\t \x01(\t\x12\x14\n\x0c\x62\x61se_time_ms\x18\n \x01(\x03\x12\x16\n\x0e\x64\x65tected_at_ms\x18\x0b \x01(\x03\x12\x10\n\x08window_s\x18\x0c \x01(\x01\x12\x15\n\rthreshold_pct\x18\r \x01(\x01\x12\x12\n\ncooldown_s\x18\x0e \x01(\x01\x12#\n\x04kind\x18\x0f \x01(\x0e\x32\x15.marketd.v1.AlertKind\x12$\n\x04path\x18\x10 \x03(\x0b\x32\x16.marketd.v1.PricePoint\x12)\n\x06volume\x18\x14 \x01(\x0b\x32\x17.marketd.v1.VolumeSpikeH\x00\x12\x35\n\x0bliquidation\x18\x15 \x01(\x0b\x32\x1e.marketd.v1.LiquidationClusterH\x00\x12-\n\x07premium\x18\x16 \x01(\x0b\x32\x1a.marketd.v1.PremiumExtremeH\x00\x12-\n\x07\x66unding\x18\x17 \x01(\x0b\x32\x1a.marketd.v1.FundingExtremeH\x00\x42\t\n\x07\x66igures\"\x9f\x01\n\x0c\x41lertOutcome\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\"\n\x06market\x18\x02 \x01(\x0e\x32\x12.marketd.v1.Market\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x66ter_s\x18\x04 \x01(\r\x12\r\n\x05price\x18\x05 \x01(\t\x12\x15\n\rprice_time_ms\x18\x06 \x01(\x03\x12\x12\n\nchange_pct\x18\x07 \x01(\x01*L\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x44IRECTION_UP\x10\x01\x12\x12\n\x0e\x44IRECTION_DOWN\x10\x02*\xa0\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41LERT_KIND_PRICE\x10\x01\x12\x15\n\x11\x41LERT_KIND_VOLUME\x10\x02\x12\x1a\n\x16\x41LERT_KIND_LIQUIDATION\x10\x03\x12\x16\n\x12\x41LERT_KIND_PREMIUM\x10\x04\x12\x16\n\x12\x41LERT_KIND_FUNDING\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marketd.v1.alert_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIRECTION']._serialized_start=383
-  _globals['_DIRECTION']._serialized_end=459
-  _globals['_ALERT']._serialized_start=69
-  _globals['_ALERT']._serialized_end=381
+  _globals['_DIRECTION']._serialized_start=1175
+  _globals['_DIRECTION']._serialized_end=1251
+  _globals['_ALERTKIND']._serialized_start=1254
+  _globals['_ALERTKIND']._serialized_end=1414
+  _globals['_PRICEPOINT']._serialized_start=68
+  _globals['_PRICEPOINT']._serialized_end=112
+  _globals['_VOLUMESPIKE']._serialized_start=114
+  _globals['_VOLUMESPIKE']._serialized_end=230
+  _globals['_LIQUIDATIONCLUSTER']._serialized_start=232
+  _globals['_LIQUIDATIONCLUSTER']._serialized_end=299
+  _globals['_PREMIUMEXTREME']._serialized_start=301
+  _globals['_PREMIUMEXTREME']._serialized_end=358
+  _globals['_FUNDINGEXTREME']._serialized_start=360
+  _globals['_FUNDINGEXTREME']._serialized_end=418
+  _globals['_ALERT']._serialized_start=421
+  _globals['_ALERT']._serialized_end=1011
+  _globals['_ALERTOUTCOME']._serialized_start=1014
+  _globals['_ALERTOUTCOME']._serialized_end=1173
 # @@protoc_insertion_point(module_scope)

@@ -174,6 +174,7 @@ ROWS: tuple[StreamKind, ...] = (
         {Market.USDM: _set("!forceOrder@arr")},
         message="liquidation",
         topic="raw",
+        price_field="average_price",
     ),
 )
 

@@ -14,6 +14,10 @@ _decode_mark_prices = msgspec.json.Decoder(list[MarkPriceUpdate]).decode
 _decode_force_order = msgspec.json.Decoder(ForceOrder).decode
 
 
+def _mark_tick(market: str, e: MarkPriceUpdate) -> Tick:
+    return Tick(market, e.symbol, e.event_time, e.mark_price, "", "", e.index_price, e.funding_rate)
+
+
 class MarkPrices(ArrayHandler):
     __slots__ = ()
 
@@ -21,7 +25,7 @@ class MarkPrices(ArrayHandler):
         e = _decode_mark_price(raw)
         out.append(self.record(e, received_ns))
         if self.tick:
-            out.attach(Tick(self.market.value, e.symbol, e.event_time, e.mark_price))
+            out.attach(_mark_tick(self.market.value, e))
 
     def handle_array(self, raw: msgspec.Raw, received_ns: int, out: RecordBatch) -> None:
         make = self.record
@@ -29,7 +33,7 @@ class MarkPrices(ArrayHandler):
         out.extend([make(e, received_ns) for e in items])
         if self.tick:
             m = self.market.value
-            out.attach_last([Tick(m, e.symbol, e.event_time, e.mark_price) for e in items])
+            out.attach_last([_mark_tick(m, e) for e in items])
 
     def record(self, e: MarkPriceUpdate, received_ns: int) -> Record:
         symbol = e.symbol
@@ -81,3 +85,8 @@ class ForceOrders(EventHandler):
                 self.kind, symbol, 0,
             )
         )  # fmt: skip
+        if self.tick:
+            # The average fill price (the order's limit price until something filled).
+            price = o.average_price if o.average_price.strip("0.") else o.price
+            out.attach(Tick(self.market.value, symbol, e.event_time, price, "",
+                            o.filled_quantity, "", "", o.side))  # fmt: skip

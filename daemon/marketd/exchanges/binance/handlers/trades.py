@@ -37,7 +37,7 @@ class Trades(EventHandler):
             )
         )  # fmt: skip
         if self.tick:
-            out.attach(Tick(self.market.value, symbol, e.event_time, e.price))
+            out.attach(Tick(self.market.value, symbol, e.event_time, e.price, "", e.quantity))
 
 
 class AggTrades(EventHandler):
@@ -67,4 +67,4 @@ class AggTrades(EventHandler):
             )
         )  # fmt: skip
         if self.tick:
-            out.attach(Tick(self.market.value, symbol, e.event_time, e.price))
+            out.attach(Tick(self.market.value, symbol, e.event_time, e.price, "", e.quantity))
