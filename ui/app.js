@@ -12,6 +12,7 @@
   const STATUS_TIMEOUT_MS = 4000;
 
   const cards = new Map(); // alert id -> <li>
+  const alertsById = new Map(); // alert id -> its JSON, with the outcomes known so far
   let muted = localStorage.getItem("marketd.muted") === "1";
   // Symbols muted on the server (GET /api/mutes): symbol -> until (epoch ms) or null.
   let mutedSymbols = new Map();
@@ -43,17 +44,173 @@
   const chartEmbedUrl = (symbol, market) =>
     "https://s.tradingview.com/widgetembed/?symbol=" +
     encodeURIComponent(tradingViewSymbol(symbol, market)) +
-    "&interval=5&theme=dark&style=1&locale=en&hidesidetoolbar=1&saveimage=0";
+    "&interval=5&theme=dark&style=1&locale=en&hidesidetoolbar=1&saveimage=0" +
+    "&frameElementId=chart-frame";
 
   function formatPct(alert) {
     const value = Math.abs(Number(alert.change_pct)).toFixed(2);
     return (alert.direction === "up" ? "+" : "−") + value + " %";
   }
 
+  // A signed percentage: "+1.23 %", "−0.40 %" (a minus sign), "0.00 %".
+  function formatSigned(value, decimals = 2) {
+    const n = Number(value);
+    if (!Number.isFinite(n)) return "—";
+    const text = Math.abs(n).toFixed(decimals);
+    if (Number(text) === 0) return `${text} %`;
+    return (n > 0 ? "+" : "−") + text + " %";
+  }
+
+  const pad2 = (n) => String(n).padStart(2, "0");
+  const dayKey = (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+
   function formatTime(ms) {
     const d = new Date(ms);
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  }
+
+  // The time of day, with the date in front when it is not today: "2025-10-09 14:02:11".
+  function formatWhen(ms, now = Date.now()) {
+    const d = new Date(ms);
+    const time = formatTime(ms);
+    return dayKey(d) === dayKey(new Date(now)) ? time : `${dayKey(d)} ${time}`;
+  }
+
+  // How long a move took: "45 s", "3 min 5 s", "1 h 20 min"; "<1 s".
+  function formatDuration(ms) {
+    const s = Math.round(Number(ms) / 1000);
+    if (!Number.isFinite(s) || s < 1) return "<1 s";
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return s % 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s / 60} min`;
+    const m = Math.floor((s % 3600) / 60);
+    return m ? `${Math.floor(s / 3600)} h ${m} min` : `${Math.floor(s / 3600)} h`;
+  }
+
+  // How long ago: "just now", "12 s ago", "3 min ago", "2 h 5 min ago", "3 days ago".
+  function formatAgo(ms) {
+    const s = Math.floor(ms / 1000);
+    if (!Number.isFinite(s) || s < 1) return "just now";
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) {
+      const m = Math.floor((s % 3600) / 60);
+      return `${Math.floor(s / 3600)} h${m ? ` ${m} min` : ""} ago`;
+    }
+    const days = Math.floor(s / 86400);
+    return days === 1 ? "1 day ago" : `${days} days ago`;
+  }
+
+  // -- markets: quote assets, Binance links -------------------------------------------
+
+  // Quote assets of Binance pairs, longest first: a symbol splits at the longest known
+  // suffix (ETHFDUSD is ETH/FDUSD, not ETHFD/USD).
+  const QUOTE_ASSETS = [
+    "FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDP", "USD1", "AEUR", "EURI", "BIDR", "IDRT",
+    "BVND", "DOGE", "DAI", "PAX", "VAI", "BTC", "ETH", "BNB", "XRP", "TRX", "DOT", "SOL",
+    "TRY", "EUR", "BRL", "GBP", "AUD", "JPY", "RUB", "UAH", "ZAR", "PLN", "RON", "ARS", "MXN",
+    "COP", "CZK", "IDR", "NGN",
+  ].sort((a, b) => b.length - a.length);
+  const USD_QUOTES = new Set(["USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "USD1", "DAI", "PAX"]);
+
+  // [base, quote] of a pair, or null when no known quote asset ends it. A dated USD-M
+  // contract (BTCUSDT_260626) splits as its pair.
+  function splitSymbol(symbol) {
+    const pair = String(symbol).split("_")[0];
+    const quote = QUOTE_ASSETS.find((q) => pair.length > q.length && pair.endsWith(q));
+    return quote ? [pair.slice(0, -quote.length), quote] : null;
+  }
+
+  function binanceUrl(symbol, market) {
+    if (market === "usdm") return `https://www.binance.com/en/futures/${encodeURIComponent(symbol)}`;
+    const split = splitSymbol(symbol);
+    const name = split ? `${split[0]}_${split[1]}` : symbol;
+    return `https://www.binance.com/en/trade/${encodeURIComponent(name)}?type=spot`;
+  }
+
+  const MARKET_NAMES = { usdm: "USD-M futures", spot: "spot" };
+
+  // An amount of the quote asset, short: "$1.2M", "$850k", "12.5 BTC".
+  function formatNotional(value, symbol) {
+    const n = Number(value);
+    if (!Number.isFinite(n)) return String(value ?? "—");
+    const abs = Math.abs(n);
+    let text;
+    if (abs >= 1e9) text = `${(n / 1e9).toFixed(1)}B`;
+    else if (abs >= 1e6) text = `${(n / 1e6).toFixed(1)}M`;
+    else if (abs >= 1e4) text = `${Math.round(n / 1e3)}k`;
+    else if (abs >= 1e3) text = `${(n / 1e3).toFixed(1)}k`;
+    else if (abs >= 10) text = n.toFixed(0);
+    else text = String(Number(n.toPrecision(3)));
+    const quote = splitSymbol(symbol)?.[1];
+    if (!quote) return text;
+    return USD_QUOTES.has(quote) ? `$${text}` : `${text} ${quote}`;
+  }
+
+  function formatRatio(value) {
+    const n = Number(value);
+    if (!Number.isFinite(n)) return "?";
+    return n >= 100 ? String(Math.round(n)) : n.toFixed(1);
+  }
+
+  // -- what an alert says, per kind ---------------------------------------------------
+
+  // The card's words for an alert: its label (beside the symbol), headline (the big
+  // figure), the price line [label, value, class] pairs, and a detail line (may be "").
+  function describe(alert) {
+    const up = alert.direction === "up";
+    const arrow = up ? "▲" : "▼";
+    const f = alert.figures || {};
+    const took = alert.duration_ms ?? Math.max(0, alert.price_time_ms - alert.base_time_ms);
+    const window = Number(alert.window_s) > 0 ? formatDuration(Number(alert.window_s) * 1000) : "";
+    switch (alert.kind) {
+      case "volume": {
+        const baseline = Number(f.baseline_s) > 0 ? ` of the previous ${formatDuration(Number(f.baseline_s) * 1000)}` : "";
+        const trades = f.trades !== undefined ? ` (${Number(f.trades).toLocaleString("en")} trades)` : "";
+        return {
+          label: `${arrow} volume spike`,
+          headline: f.ratio !== undefined ? `volume ×${formatRatio(f.ratio)}` : "volume spike",
+          prices: [["price ", alert.base_price, "base-price"], [" → ", alert.price, "price"], [" ", `(${formatPct(alert)})`, "change"]],
+          took,
+          detail: `${formatNotional(f.window_notional, alert.symbol)} traded${window ? ` in ${window}` : ""}${trades}` +
+            (f.ratio !== undefined ? `, ${formatRatio(f.ratio)}× the rate${baseline}` : ""),
+        };
+      }
+      case "liquidation": {
+        const longs = f.side ? f.side === "SELL" : !up;
+        const count = Number(f.count);
+        return {
+          label: `${longs ? "▼ longs" : "▲ shorts"} liquidated`,
+          headline: formatNotional(f.notional, alert.symbol),
+          prices: [["price ", alert.base_price, "base-price"], [" → ", alert.price, "price"], [" ", `(${formatPct(alert)})`, "change"]],
+          took,
+          detail: Number.isFinite(count) ? `${count} liquidation ${count === 1 ? "order" : "orders"}${window ? ` within ${window}` : ""}` : "",
+        };
+      }
+      case "premium":
+        return {
+          label: up ? "▲ premium" : "▼ discount",
+          headline: formatSigned(alert.change_pct),
+          prices: [["mark ", alert.price, "price"], [" · index ", alert.base_price, "base-price"]],
+          took: 0,
+          detail: `mark price ${Math.abs(Number(alert.change_pct)).toFixed(2)} % ${up ? "above" : "below"} the index price`,
+        };
+      case "funding":
+        return {
+          label: `${arrow} funding rate`,
+          headline: formatSigned(alert.change_pct, 4),
+          prices: [["mark ", alert.price, "price"]],
+          took: 0,
+          detail: up ? "longs pay shorts" : "shorts pay longs",
+        };
+      default: // price (and alerts of servers that send no kind)
+        return {
+          label: up ? "▲ pump" : "▼ dump",
+          headline: formatPct(alert),
+          prices: [["now ", alert.price, "price"], [" from ", alert.base_price, "base-price"]],
+          took,
+          detail: "",
+        };
+    }
   }
 
   function el(tag, className, text) {
@@ -108,12 +265,112 @@
 
   // -- alert cards --------------------------------------------------------------------
 
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const SPARK_W = 120;
+  const SPARK_H = 32;
+  const SPARK_PAD = 3;
+
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+    return node;
+  }
+
+  // The move as a sparkline (SVG built with DOM calls: nothing inline for the CSP to
+  // refuse); null when the path has fewer than two points.
+  function sparkline(alert) {
+    const path = (Array.isArray(alert.path) ? alert.path : [])
+      .map((point) => (Array.isArray(point) ? [Number(point[0]), Number(point[1])] : [NaN, NaN]))
+      .filter(([t, p]) => Number.isFinite(t) && Number.isFinite(p));
+    if (path.length < 2) return null;
+    const t0 = path[0][0];
+    const t1 = path[path.length - 1][0];
+    const prices = path.map(([, p]) => p);
+    const low = Math.min(...prices);
+    const high = Math.max(...prices);
+    const span = SPARK_W - 2 * SPARK_PAD;
+    const x = (t, i) => SPARK_PAD + (t1 > t0 ? (t - t0) / (t1 - t0) : i / (path.length - 1)) * span;
+    const y = (p) =>
+      high > low ? SPARK_PAD + ((high - p) / (high - low)) * (SPARK_H - 2 * SPARK_PAD) : SPARK_H / 2;
+    const xy = path.map(([t, p], i) => [x(t, i).toFixed(1), y(p).toFixed(1)]);
+    const node = svg("svg", {
+      class: `spark ${alert.direction === "up" ? "up" : "down"}`,
+      viewBox: `0 0 ${SPARK_W} ${SPARK_H}`,
+      width: SPARK_W,
+      height: SPARK_H,
+      preserveAspectRatio: "none",
+      role: "img",
+      "aria-label": `price path: ${path[0][1]} to ${path[path.length - 1][1]} in ${formatDuration(t1 - t0)}`,
+    });
+    const title = svg("title", {});
+    title.textContent = node.getAttribute("aria-label");
+    node.append(title);
+    node.append(
+      svg("polyline", {
+        class: "spark-line",
+        points: xy.map((p) => p.join(",")).join(" "),
+        "vector-effect": "non-scaling-stroke",
+      }),
+    );
+    const [ex, ey] = xy[xy.length - 1];
+    node.append(svg("circle", { class: "spark-end", cx: ex, cy: ey, r: 2.2 }));
+    return node;
+  }
+
+  const OUTCOME_HORIZONS = [
+    ["60", "+1m", "1 min"],
+    ["300", "+5m", "5 min"],
+    ["900", "+15m", "15 min"],
+  ];
+
+  // After an alert, at one horizon: pending (not known yet), continued (the price moved
+  // further in the alert's direction), reversed (against it), or flat.
+  function outcomeState(alert, after) {
+    const outcome = alert?.outcomes?.[after];
+    if (!outcome) return "pending";
+    const change = Number(outcome.change_pct);
+    if (!Number.isFinite(change) || change === 0) return "flat";
+    return change > 0 === (alert.direction === "up") ? "continued" : "reversed";
+  }
+
+  // The change at a horizon in the alert's direction (positive: continued); null: pending.
+  function followThrough(alert, after) {
+    const change = Number(alert?.outcomes?.[after]?.change_pct);
+    if (!alert?.outcomes?.[after] || !Number.isFinite(change)) return null;
+    return alert.direction === "up" ? change : -change;
+  }
+
+  function renderOutcome(card, alert, after) {
+    const cell = card.querySelector(`.outcome[data-after="${after}"]`);
+    if (!cell) return;
+    const [, short, long] = OUTCOME_HORIZONS.find(([key]) => key === after);
+    const outcome = alert.outcomes?.[after];
+    const state = outcomeState(alert, after);
+    const value = cell.querySelector(".value");
+    cell.dataset.state = state;
+    card.dataset[`outcome${after}`] = state;
+    if (!outcome) {
+      value.textContent = "…";
+      value.className = "value";
+      cell.title = `${short}: the price ${long} after the alert, not known yet`;
+      return;
+    }
+    const change = Number(outcome.change_pct);
+    value.textContent = formatSigned(change);
+    value.className = `value ${change > 0 ? "pos" : change < 0 ? "neg" : "zero"}`;
+    cell.title = `${long} after the alert: ${outcome.price} (${formatSigned(change)} vs ${alert.price}), ${state}`;
+  }
+
   function renderCard(alert) {
+    const words = describe(alert);
     const li = el("li", `card ${alert.direction === "up" ? "up" : "down"}`);
     li.dataset.id = alert.id;
     li.dataset.symbol = alert.symbol;
     li.dataset.direction = alert.direction;
+    li.dataset.kind = alert.kind || "price";
     li.dataset.key = String(alert.detected_at_ms);
+    li.dataset.time = String(alert.price_time_ms);
+    li.dataset.fired = String(alert.detected_at_ms ?? alert.price_time_ms);
 
     const head = el("div", "card-head");
     const symbol = el("a", "symbol", alert.symbol);
@@ -127,8 +384,8 @@
       openChart(alert.symbol, alert.market);
     });
     head.append(symbol);
-    head.append(el("span", "direction", alert.direction === "up" ? "▲ pump" : "▼ dump"));
-    head.append(el("span", "pct", formatPct(alert)));
+    head.append(el("span", "direction", words.label));
+    head.append(el("span", "pct", words.headline));
     if (alert.muted === true) {
       li.classList.add("muted");
       li.dataset.muted = "true";
@@ -141,27 +398,80 @@
     li.append(head);
     li.tabIndex = -1; // focusable, for a notification's click
 
+    const move = el("div", "move");
+    const spark = sparkline(alert);
+    if (spark) move.append(spark);
+    const text = el("div", "move-text");
     const prices = el("div", "prices");
-    prices.append(el("span", "label", "now "), el("span", "price", alert.price));
-    prices.append(el("span", "label", " from "), el("span", "base-price", alert.base_price));
-    li.append(prices);
+    for (const [label, value, className] of words.prices) {
+      prices.append(el("span", "label", label), el("span", className, value));
+    }
+    if (words.took > 0) prices.append(el("span", "duration", ` in ${formatDuration(words.took)}`));
+    text.append(prices);
+    if (words.detail) text.append(el("div", "detail", words.detail));
+    move.append(text);
+    li.append(move);
+
+    const outcomes = el("div", "outcomes");
+    outcomes.setAttribute("role", "group");
+    outcomes.setAttribute("aria-label", "Price change after the alert");
+    for (const [after, short] of OUTCOME_HORIZONS) {
+      const cell = el("span", "outcome");
+      cell.dataset.after = after;
+      cell.append(el("span", "horizon", short), el("span", "value", "…"));
+      outcomes.append(cell);
+    }
+    li.append(outcomes);
+    for (const [after] of OUTCOME_HORIZONS) renderOutcome(li, alert, after);
 
     const meta = el("div", "meta");
-    const time = el("time", "time", formatTime(alert.price_time_ms));
+    const time = el("time", "time", formatWhen(alert.price_time_ms));
     time.dateTime = new Date(alert.price_time_ms).toISOString();
     time.title = time.dateTime;
-    meta.append(time);
-    meta.append(el("span", "rule", ` · ${alert.market} · rule ${alert.rule}`));
+    meta.append(time, el("span", "sep", " · "), el("span", "ago", formatAgo(Date.now() - Number(li.dataset.fired))));
+    meta.append(el("span", "rule", ` · ${MARKET_NAMES[alert.market] || alert.market} · rule ${alert.rule}`));
+    const links = el("span", "links");
+    const binance = el("a", "binance", "Binance");
+    binance.href = binanceUrl(alert.symbol, alert.market);
+    binance.title = `${alert.symbol} on Binance (${MARKET_NAMES[alert.market] || alert.market})`;
+    const tv = el("a", "tradingview", "TradingView");
+    tv.href = tradingViewUrl(alert.symbol, alert.market);
+    tv.title = `${tradingViewSymbol(alert.symbol, alert.market)} on TradingView`;
+    for (const a of [binance, tv]) {
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+    }
+    links.append(binance, tv);
+    meta.append(links);
     li.append(meta);
     renderMuteButton(li);
     return li;
+  }
+
+  // "12 s ago" on every card, and the date in front of the time once it is not today.
+  let shownDay = dayKey(new Date());
+  function tickTimes() {
+    const now = Date.now();
+    const today = dayKey(new Date(now));
+    const dayChanged = today !== shownDay;
+    shownDay = today;
+    for (const card of cards.values()) {
+      const ago = card.querySelector(".ago");
+      const text = formatAgo(now - Number(card.dataset.fired));
+      if (ago.textContent !== text) ago.textContent = text;
+      if (dayChanged) card.querySelector(".time").textContent = formatWhen(Number(card.dataset.time), now);
+    }
   }
 
   // The newest card (not muted) carries the class "newest", a visible "newest" badge and
   // aria-current: the highlight is not colour alone.
   function markNewest() {
     const list = $("alerts");
-    const newest = [...list.children].find((card) => card.dataset.muted !== "true") || null;
+    let newest = null;
+    for (const card of list.children) {
+      if (card.dataset.muted === "true") continue;
+      if (newest === null || Number(card.dataset.key) > Number(newest.dataset.key)) newest = card;
+    }
     const current = list.querySelector("li.card.newest");
     if (current === newest) return;
     if (current) {
@@ -176,8 +486,35 @@
     }
   }
 
+  // -- order: newest first, or by what happened after (at the chosen horizon) ---------
+
+  function compareCards(a, b) {
+    const sort = $("sort").value;
+    const newer = Number(b.dataset.key) - Number(a.dataset.key);
+    if (sort === "newest") return newer;
+    const after = $("outcome-horizon").value;
+    const fa = followThrough(alertsById.get(a.dataset.id), after);
+    const fb = followThrough(alertsById.get(b.dataset.id), after);
+    if (fa === null || fb === null) return fa === fb ? newer : fa === null ? 1 : -1; // pending last
+    return (sort === "reversed" ? fa - fb : fb - fa) || newer;
+  }
+
+  function reorder() {
+    const list = $("alerts");
+    const now = [...list.children];
+    const sorted = [...now].sort(compareCards);
+    if (sorted.every((card, i) => card === now[i])) return;
+    list.append(...sorted); // moves each card, in order
+  }
+
   function addAlert(alert) {
-    if (!alert || typeof alert.id !== "string" || cards.has(alert.id)) return false;
+    if (!alert || typeof alert.id !== "string") return false;
+    if (cards.has(alert.id)) {
+      // Known (a replay after a reconnect): take the outcomes it brings.
+      for (const outcome of Object.values(alert.outcomes || {})) applyOutcome({ ...outcome, id: alert.id });
+      return false;
+    }
+    alert = { ...alert, outcomes: { ...(alert.outcomes || {}) } };
     const card = renderCard(alert);
     const list = $("alerts");
     let before = list.firstElementChild;
@@ -186,13 +523,34 @@
     }
     list.insertBefore(card, before);
     cards.set(alert.id, card);
+    alertsById.set(alert.id, alert);
     while (cards.size > MAX_CARDS) {
-      const last = list.lastElementChild;
-      cards.delete(last.dataset.id);
-      last.remove();
+      let oldest = null;
+      for (const c of cards.values()) {
+        if (oldest === null || Number(c.dataset.key) < Number(oldest.dataset.key)) oldest = c;
+      }
+      cards.delete(oldest.dataset.id);
+      alertsById.delete(oldest.dataset.id);
+      oldest.remove();
     }
+    if ($("sort").value !== "newest") reorder();
     applyFilter(card);
     markNewest();
+    return true;
+  }
+
+  // What happened after an alert ({"type": "outcome"}): its cell, its filter, the order.
+  function applyOutcome(outcome) {
+    const alert = alertsById.get(outcome?.id);
+    const card = cards.get(outcome?.id);
+    if (!alert || !card || outcome.after_s === undefined) return false;
+    const after = String(outcome.after_s);
+    const known = alert.outcomes[after];
+    if (known && known.price === outcome.price && known.change_pct === outcome.change_pct) return false;
+    alert.outcomes[after] = outcome;
+    renderOutcome(card, alert, after);
+    applyFilter(card);
+    if ($("sort").value !== "newest") reorder();
     return true;
   }
 
@@ -281,9 +639,15 @@
 
   function notify(alert) {
     if (document.body.dataset.notify !== "on" || !pageHidden()) return;
+    const words = describe(alert);
+    const what =
+      (alert.kind || "price") === "price"
+        ? `now ${alert.price} (from ${alert.base_price})`
+        : `${words.label.slice(2)}${words.detail ? `: ${words.detail}` : ""}`;
     try {
-      const notification = new window.Notification(`${alert.symbol} ${formatPct(alert)}`, {
-        body: `now ${alert.price} (from ${alert.base_price}) · rule ${alert.rule} · ${alert.market}`,
+      const title = alert.kind === "liquidation" ? `${words.label.slice(2)} ${words.headline}` : words.headline;
+      const notification = new window.Notification(`${alert.symbol} ${title}`, {
+        body: `${what} · rule ${alert.rule} · ${alert.market}`,
         tag: alert.id,
       });
       notification.onclick = () => {
@@ -303,6 +667,8 @@
     if (card.hidden) {
       $("filter-symbol").value = "";
       $("filter-direction").value = "all";
+      $("filter-kind").value = "all";
+      $("filter-outcome").value = "all";
       if (card.dataset.muted === "true") $("show-muted").checked = true;
       applyFilters();
     }
@@ -316,9 +682,14 @@
   function applyFilter(card) {
     const text = $("filter-symbol").value.trim().toUpperCase();
     const direction = $("filter-direction").value;
+    const kind = $("filter-kind").value;
+    const outcome = $("filter-outcome").value;
     card.hidden =
       (text !== "" && !card.dataset.symbol.includes(text)) ||
       (direction !== "all" && card.dataset.direction !== direction) ||
+      (kind !== "all" && card.dataset.kind !== kind) ||
+      (outcome !== "all" &&
+        outcomeState(alertsById.get(card.dataset.id), $("outcome-horizon").value) !== outcome) ||
       (card.dataset.muted === "true" && !$("show-muted").checked);
   }
 
@@ -341,20 +712,84 @@
 
   // -- chart panel --------------------------------------------------------------------
 
+  // The embedded chart is a TradingView frame; whether it shows cannot be read across
+  // origins, so the panel watches what it can: a frame that has not loaded within
+  // CHART_TIMEOUT_MS, or that the page's CSP blocks, has failed (the frame gives way to a
+  // message with the plain link); a message from the TradingView frame means it is up;
+  // a frame that loaded but said nothing (an error page loads too) keeps a note with the
+  // link above it. data-state on #chart: loading | loaded | unconfirmed | failed.
+  const CHART_TIMEOUT_MS = 6000;
+  const CHART_ORIGINS = ["https://s.tradingview.com", "https://www.tradingview.com"];
+  let chartTimer = null;
+  let chartLoaded = false;
+
+  function chartState(state, why = "") {
+    const panel = $("chart");
+    panel.dataset.state = state;
+    $("chart-frame").hidden = state === "failed";
+    const note = $("chart-fallback");
+    note.hidden = state !== "failed" && state !== "unconfirmed";
+    note.dataset.kind = state;
+    const symbol = panel.dataset.symbol;
+    $("chart-fallback-text").textContent =
+      state === "failed"
+        ? `The TradingView chart could not be shown here: ${why}.`
+        : "If the chart stays blank, TradingView is not reachable from this page (offline, or blocked by a network filter or an extension).";
+    const link = $("chart-fallback-link");
+    link.textContent = `Open ${symbol} on TradingView`;
+    link.href = $("chart-link").href;
+  }
+
   function openChart(symbol, market) {
     const panel = $("chart");
     panel.hidden = false;
     panel.dataset.symbol = tradingViewSymbol(symbol, market);
     $("chart-title").textContent = tradingViewSymbol(symbol, market);
     $("chart-link").href = tradingViewUrl(symbol, market);
-    $("chart-frame").src = chartEmbedUrl(symbol, market);
     document.body.classList.add("with-chart");
+    clearTimeout(chartTimer);
+    chartLoaded = false;
+    chartState("loading");
+    if (navigator.onLine === false) {
+      $("chart-frame").removeAttribute("src");
+      chartState("failed", "this browser is offline");
+      return;
+    }
+    chartTimer = setTimeout(() => {
+      if ($("chart").dataset.state !== "loading") return;
+      if (chartLoaded) chartState("unconfirmed");
+      else chartState("failed", `no answer from TradingView within ${CHART_TIMEOUT_MS / 1000} s`);
+    }, CHART_TIMEOUT_MS);
+    $("chart-frame").src = chartEmbedUrl(symbol, market);
   }
 
   function closeChart() {
+    clearTimeout(chartTimer);
     $("chart").hidden = true;
+    $("chart").dataset.state = "closed";
     $("chart-frame").removeAttribute("src");
     document.body.classList.remove("with-chart");
+  }
+
+  function watchChart() {
+    const frame = $("chart-frame");
+    frame.addEventListener("load", () => {
+      if (frame.getAttribute("src")) chartLoaded = true;
+    });
+    window.addEventListener("message", (event) => {
+      if (event.source !== frame.contentWindow || !CHART_ORIGINS.includes(event.origin)) return;
+      const state = $("chart").dataset.state;
+      if (state === "loading" || state === "unconfirmed") {
+        clearTimeout(chartTimer);
+        chartState("loaded");
+      }
+    });
+    document.addEventListener("securitypolicyviolation", (event) => {
+      if (!String(event.violatedDirective).startsWith("frame-src")) return;
+      if ($("chart").hidden) return;
+      clearTimeout(chartTimer);
+      chartState("failed", "this page's security policy blocks the chart frame");
+    });
   }
 
   // -- connection ---------------------------------------------------------------------
@@ -394,6 +829,8 @@
         if (added.length) beep(added[added.length - 1].direction); // one beep per burst
         noteUnseen(added);
         for (const alert of added) notify(alert);
+      } else if (message.type === "outcome") {
+        applyOutcome(message.outcome); // an alert without a card here: ignored
       } else if (message.type === "suppressed") {
         showHeld(message);
       }
@@ -673,41 +1110,132 @@
 
   // -- rules panel --------------------------------------------------------------------
 
+  // [field, input type, label, help]; "optional": blank means the server's default.
   const RULE_FIELDS = [
-    ["name", "text"],
-    ["window_s", "number"],
-    ["threshold_pct", "number"],
-    ["cooldown_s", "number"],
-    ["notify", "list"], // notifier names (notifications:), comma-separated
+    ["name", "text", "name", "1-40 of A-Z a-z 0-9 _ . -; unique"],
+    ["kind", "kind", "kind", "what the rule watches"],
+    ["window_s", "number", "window s", "seconds the rule looks back"],
+    ["baseline_s", "number", "baseline s", "seconds before the window that set the usual volume"],
+    ["threshold_pct", "number", "threshold %", ""],
+    ["multiple", "number", "multiple ×", "the window's volume per second over the baseline's, more than"],
+    ["min_notional", "number", "min notional", "", "optional"],
+    ["cooldown_s", "number", "cooldown s", "seconds a symbol stays quiet after an alert of this rule"],
+    ["notify", "list", "notify", "notifiers by name, comma-separated"],
     // Filters: symbol globs (BTC*, *USDT), globs to leave out, markets (spot, usdm);
     // empty: every symbol / market. A blank minimum 24 h quote volume means none.
-    ["symbols", "list"],
-    ["exclude", "list"],
-    ["markets", "list"],
-    ["min_quote_volume_24h", "number", "optional"],
+    ["symbols", "list", "symbols", "symbol globs such as BTC*, *USDT, comma-separated; empty: every symbol"],
+    ["exclude", "list", "exclude", "symbol globs to leave out, comma-separated"],
+    ["markets", "list", "markets", "spot, usdm; empty: every market watched"],
+    ["min_quote_volume_24h", "number", "min 24h quote vol", "minimum 24 h quote volume; empty: none", "optional"],
   ];
+  const COMMON_FIELDS = ["name", "kind", "notify", "symbols", "exclude", "markets", "min_quote_volume_24h"];
+
+  // Each kind: what it watches, its own fields, and their labels/placeholders there.
+  const RULE_KINDS = {
+    price: {
+      title: "price move",
+      help: "Alert when the price moves more than move % against the oldest price of the last window seconds.",
+      fields: ["window_s", "threshold_pct", "cooldown_s"],
+      labels: { threshold_pct: "move %" },
+    },
+    volume: {
+      title: "volume spike",
+      help: "Alert when the quote volume traded in the last window seconds, per second, is more than multiple × that of the baseline seconds before the window, and at least min notional (blank: any).",
+      fields: ["window_s", "baseline_s", "multiple", "min_notional", "cooldown_s"],
+      placeholders: { min_notional: "0: any" },
+    },
+    liquidation: {
+      title: "liquidations",
+      help: "Alert when one side's liquidations (USD-M) in the last window seconds add up to more than min notional (quote asset units).",
+      fields: ["window_s", "min_notional", "cooldown_s"],
+      placeholders: { min_notional: "e.g. 100000" },
+    },
+    premium: {
+      title: "mark premium",
+      help: "Alert when the mark price is more than premium % above or below the index price (USD-M).",
+      fields: ["threshold_pct", "cooldown_s"],
+      labels: { threshold_pct: "premium %" },
+      placeholders: { threshold_pct: "e.g. 0.5" },
+    },
+    funding: {
+      title: "funding rate",
+      help: "Alert when the funding rate is beyond funding rate % either way (USD-M).",
+      fields: ["threshold_pct", "cooldown_s"],
+      labels: { threshold_pct: "funding rate %" },
+      placeholders: { threshold_pct: "e.g. 0.05" },
+    },
+  };
+  // The server's defaults (RuleSettings), for a field a kind shows that is still empty.
+  const RULE_DEFAULTS = { window_s: 60, threshold_pct: 2, cooldown_s: 30, multiple: 5, baseline_s: 1800 };
+
+  const ruleKind = (tr) => (RULE_KINDS[tr.dataset.kind] ? tr.dataset.kind : "price");
+  const ruleApplies = (kind, field) =>
+    COMMON_FIELDS.includes(field) || RULE_KINDS[kind].fields.includes(field);
+
+  // Show the fields of the row's kind only (the others keep their values, unsent).
+  function showKindFields(tr) {
+    const kind = ruleKind(tr);
+    const spec = RULE_KINDS[kind];
+    for (const label of tr.querySelectorAll("label.field")) {
+      const field = label.dataset.field;
+      label.hidden = !ruleApplies(kind, field);
+      const [, , text] = RULE_FIELDS.find(([name]) => name === field);
+      label.querySelector(".field-name").textContent = spec.labels?.[field] || text;
+      const input = label.querySelector("input");
+      if (input) input.placeholder = spec.placeholders?.[field] || "";
+      if (input && !label.hidden && input.value === "" && RULE_DEFAULTS[field] !== undefined) {
+        input.value = String(RULE_DEFAULTS[field]);
+      }
+    }
+    tr.querySelector(".kind-help").textContent =
+      `${spec.help} Then the symbol stays quiet for cooldown seconds.`;
+  }
 
   function ruleRow(rule) {
     const tr = el("tr", "rule");
-    for (const [field, type] of RULE_FIELDS) {
-      const td = el("td");
-      const input = el("input");
-      input.type = type === "list" ? "text" : type;
+    tr.dataset.kind = RULE_KINDS[rule.kind] ? rule.kind : "price";
+    const td = el("td", "rule-fields");
+    for (const [field, type, text, help] of RULE_FIELDS) {
+      const label = el("label", "field");
+      label.dataset.field = field;
+      if (help) label.title = help;
+      label.append(el("span", "field-name", text));
+      let input;
+      if (type === "kind") {
+        input = el("select");
+        for (const [kind, spec] of Object.entries(RULE_KINDS)) {
+          const option = el("option", "", spec.title);
+          option.value = kind;
+          input.append(option);
+        }
+        input.value = tr.dataset.kind;
+        input.addEventListener("change", () => {
+          tr.dataset.kind = input.value;
+          showKindFields(tr);
+        });
+      } else {
+        input = el("input");
+        input.type = type === "list" ? "text" : type;
+        if (type === "number") input.step = "any";
+        const value = rule[field];
+        input.value =
+          value === undefined || value === null ? "" : Array.isArray(value) ? value.join(", ") : String(value);
+      }
       input.name = field;
       input.setAttribute("aria-label", field);
-      if (type === "number") input.step = "any";
-      const value = rule[field];
-      input.value = value === undefined ? "" : Array.isArray(value) ? value.join(", ") : String(value);
-      td.append(input);
-      tr.append(td);
+      label.append(input);
+      td.append(label);
     }
-    const td = el("td");
+    td.append(el("p", "kind-help hint"));
+    tr.append(td);
+    const cell = el("td", "rule-remove");
     const remove = el("button", "remove", "✕");
     remove.type = "button";
     remove.setAttribute("aria-label", "Remove rule");
     remove.addEventListener("click", () => tr.remove());
-    td.append(remove);
-    tr.append(td);
+    cell.append(remove);
+    tr.append(cell);
+    showKindFields(tr);
     return tr;
   }
 
@@ -722,10 +1250,20 @@
     node.dataset.kind = kind;
   }
 
+  // A response's body: its JSON, or {error: its text} when it is not JSON (a proxy's page).
+  async function responseBody(response) {
+    const text = await response.text().catch(() => "");
+    try {
+      return JSON.parse(text);
+    } catch {
+      return { error: text.trim().slice(0, 500) };
+    }
+  }
+
   async function loadRules() {
     try {
       const response = await fetch("/api/rules", { cache: "no-store" });
-      const body = await response.json();
+      const body = await responseBody(response);
       if (!response.ok) {
         rulesMessage(body.error || `error ${response.status}`, "error");
         return;
@@ -742,11 +1280,15 @@
     }
   }
 
+  // The rules as the server takes them (RuleSettings' fields): each row's kind and the
+  // fields that apply to it; a blank optional field is left to the server's default.
   function collectRules() {
     return [...$("rules-body").querySelectorAll("tr.rule")].map((tr) => {
+      const kind = ruleKind(tr);
       const rule = {};
-      for (const [field, type, optional] of RULE_FIELDS) {
-        const value = tr.querySelector(`input[name="${field}"]`).value.trim();
+      for (const [field, type, , , optional] of RULE_FIELDS) {
+        if (!ruleApplies(kind, field)) continue;
+        const value = tr.querySelector(`[name="${field}"]`).value.trim();
         if (optional && value === "") continue; // the server's default
         if (type === "list") {
           rule[field] = value ? value.split(",").map((name) => name.trim()).filter(Boolean) : [];
@@ -772,7 +1314,7 @@
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
         body: JSON.stringify({ rules: collectRules() }),
       });
-      const body = await response.json().catch(() => ({}));
+      const body = await responseBody(response);
       if (response.ok) {
         sessionStorage.setItem("marketd.token", token);
         $("token").value = "";
@@ -780,8 +1322,9 @@
         rulesMessage("Saved: the new rules are in force.", "ok");
       } else if (response.status === 401) {
         sessionStorage.removeItem("marketd.token");
-        rulesMessage("The token was rejected.", "error");
+        rulesMessage(`The token was rejected${body.error ? ` (${body.error})` : ""}.`, "error");
       } else {
+        // The server's own words (it says which rule and field, and why).
         rulesMessage(body.error || `error ${response.status}`, "error");
       }
     } catch (error) {
@@ -942,12 +1485,24 @@
     });
     $("show-muted").addEventListener("change", applyFilters);
     $("rule-add").addEventListener("click", () => {
-      $("rules-body").append(ruleRow({ name: "", window_s: 60, threshold_pct: 2, cooldown_s: 30 }));
+      $("rules-body").append(ruleRow({ name: "", kind: "price", ...RULE_DEFAULTS }));
     });
     $("rules-save").addEventListener("click", saveRules);
     $("filter-symbol").addEventListener("input", applyFilters);
     $("filter-direction").addEventListener("change", applyFilters);
+    $("filter-kind").addEventListener("change", applyFilters);
+    $("filter-outcome").addEventListener("change", applyFilters);
+    $("outcome-horizon").addEventListener("change", () => {
+      applyFilters();
+      reorder();
+    });
+    $("sort").addEventListener("change", () => {
+      reorder();
+      markNewest();
+    });
+    setInterval(tickTimes, 1000);
     $("chart-close").addEventListener("click", closeChart);
+    watchChart();
     if (!muted) audioContext();
     updateSoundControls();
     updateNotifyControls();
