@@ -284,3 +284,32 @@ def test_parse_control() -> None:
             parse_control(text)
         assert info.value.code == code
         assert orjson.loads(info.value.reply())["error"]["code"] == code
+
+
+def test_the_index_lags_the_mark_so_a_jump_opens_a_premium_that_fades() -> None:
+    model = SymbolModel(symbol_specs(1, 1)[0], Market.USDM, seed=1)
+    frames = SymbolFrames(model)
+
+    def mark(now_ms: int) -> dict[str, str]:
+        return orjson.loads(frames.mark_price(now_ms))
+
+    calm = mark(1_000)
+    assert calm["i"] == calm["p"]  # no move yet: no premium
+    assert calm["r"] == "0.00010000"
+    model.jump(5.0, 2_000)
+    first = mark(2_000)  # asked at once: the index has not moved yet
+    premium = float(first["p"]) / float(first["i"]) - 1
+    assert 0.04 < premium < 0.06
+    assert float(first["r"]) == 0.0075  # a third of 5 % is beyond the cap
+    # Ten seconds (one time constant) later about 37 % of it is left, however often asked.
+    for t in range(2_100, 12_000, 100):
+        mark(t)
+    later = mark(12_000)
+    left = (float(later["p"]) / float(later["i"]) - 1) / premium
+    assert 0.3 < left < 0.45
+    once = SymbolModel(symbol_specs(1, 1)[0], Market.USDM, seed=1)
+    once_frames = SymbolFrames(once)
+    once_frames.mark_price(1_000)
+    once.jump(5.0, 2_000)
+    once_frames.mark_price(2_000)
+    assert orjson.loads(once_frames.mark_price(12_000))["i"] == later["i"]

@@ -156,12 +156,15 @@ class SymbolFrames:
         )
 
     def mark_price(self, now_ms: int) -> str:
-        mark = self.model.mark_price()
+        model = self.model
+        mark = model.mark_price()
+        index = model.index_price(now_ms)
         fp = self.fmt_p
         funding = (now_ms // FUNDING_MS + 1) * FUNDING_MS
+        rate = model.funding_rate(index)
         return (
             f'{{"e":"markPriceUpdate","E":{now_ms},"s":"{self.symbol}","p":"{fp(mark)}",'
-            f'"i":"{fp(mark)}","P":"{fp(mark)}","r":"0.00010000","T":{funding}}}'
+            f'"i":"{fp(index)}","P":"{fp(mark)}","r":"{rate:.8f}","T":{funding}}}'
         )
 
     # -- the timed kinds (fakex.timed) ----------------------------------------------------

@@ -12,6 +12,7 @@ Binance, where ids are shared across symbols, and ``pu`` is the previous ``u``.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterator
 
@@ -45,6 +46,8 @@ _REAL_SYMBOLS: tuple[tuple[str, str, int], ...] = (
 
 TRADE_PROBABILITY = 0.4
 MIN_LEVELS = 5
+# How far behind the mark price the index lags (the time constant of its catch-up).
+INDEX_LAG_MS = 10_000
 
 
 @attrs.frozen
@@ -110,6 +113,8 @@ class SymbolModel:
     ) -> None:
         self.spec = spec
         self.market = market
+        self._index: int | None = None  # the index price (ticks) and when it was last moved
+        self._index_ms = 0
         self.rng = rng = random.Random(f"{seed}:{market.value}:{spec.symbol}")
         self.futures = market is Market.USDM
         self.book_levels = book_levels
@@ -320,6 +325,24 @@ class SymbolModel:
     def mark_price(self) -> int:
         bid, ask = self.book.bids.best(), self.book.asks.best()
         return (bid + ask) // 2
+
+    def index_price(self, now_ms: int) -> int:
+        """The index (a basket of spot prices on Binance) follows the mark price with a lag
+        of ``INDEX_LAG_MS`` (an exponential catch-up in time, however often it is asked),
+        so a jump opens a premium that fades: what premium and funding rules watch."""
+        mark = self.mark_price()
+        if self._index is None:
+            self._index, self._index_ms = mark, now_ms
+            return mark
+        dt = max(0, now_ms - self._index_ms)
+        self._index_ms = max(self._index_ms, now_ms)
+        self._index += round((mark - self._index) * (1 - math.exp(-dt / INDEX_LAG_MS)))
+        return self._index
+
+    def funding_rate(self, index: int) -> float:
+        """0.01 % plus a third of the premium, within Binance's usual cap of ±0.75 %."""
+        premium = (self.mark_price() - index) / index if index else 0.0
+        return max(-0.0075, min(0.0075, 0.0001 + premium / 3))
 
 
 class MarketModel:
