@@ -73,8 +73,9 @@ A price alert carries the path of its window (:func:`marketd.alerts.kinds.downsa
 at most ``PATH_POINTS`` points, extremes kept); volume and liquidation alerts that of
 their windows; premium and funding alerts none.
 
-**What happened next.** After each alert the detector watches the instrument's price
-ticks for ``OUTCOME_AFTER_S`` (1, 5, 15 minutes of event time): the outcome at ``+h`` is
+**What happened next** (:mod:`marketd.alerts.outcomes`). After each alert the detector
+watches the instrument's price ticks for ``OUTCOME_AFTER_S`` (1, 5, 15 minutes of event
+time): the outcome at ``+h`` is
 the last price at or before ``price_time_ms + h``, known when the first tick at or after
 that moment arrives; its change is against the alert's ``price``. Outcomes are collected
 for the caller (:meth:`Detector.take_outcomes`). At most ``MAX_PENDING_OUTCOMES`` wait
@@ -107,13 +108,13 @@ from marketd.alerts.kinds import (
     premium_pct,
 )
 from marketd.alerts.model import (
-    OUTCOME_AFTER_S,
     Alert,
     AlertKind,
     Direction,
     Outcome,
     number_text,
 )
+from marketd.alerts.outcomes import Waiting
 from marketd.config.alerts import RuleSettings, check_rules
 from marketd.data.events import Tick
 
@@ -124,8 +125,6 @@ _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
 _NO_ALERTS: tuple[Alert, ...] = ()
 MAX_PENDING_OUTCOMES = 50_000
-_NEVER = 2**63
-_OUTCOME_MS = tuple(h * 1000 for h in OUTCOME_AFTER_S)
 
 
 def wall_ms() -> int:
@@ -239,20 +238,9 @@ class _Clock:
         self.price = ""
 
 
-class _Pending:
-    """An alert waiting for its outcomes."""
-
-    __slots__ = ("alert", "next")
-
-    def __init__(self, alert: Alert) -> None:
-        self.alert = alert
-        self.next = 0  # index into OUTCOME_AFTER_S of the next outcome due
-
-
 class _Instrument:
     __slots__ = (
         "active",
-        "due",
         "last_price",
         "last_time",
         "liquidation_clock",
@@ -283,8 +271,7 @@ class _Instrument:
         # The newest price tick of any input (outcomes), and the alerts waiting for them.
         self.seen_time = -(2**63)
         self.seen_price = ""
-        self.pending: list[_Pending] = []
-        self.due = _NEVER  # the earliest event time an outcome of ``pending`` is due
+        self.pending = Waiting()  # alerts waiting for their outcomes
 
     def assign(self, rules: list[_Rule], market: str, symbol: str) -> None:
         """Sort the rules that apply to this instrument by what they read."""
@@ -431,8 +418,10 @@ class Detector:
             self.last_event_time_ms = time_ms
         if inst.names is not self._names:
             self._remap(inst, market, symbol)
-        if time_ms >= inst.due:
-            self._outcomes_due(inst, time_ms, price)
+        if time_ms >= inst.pending.due:
+            self.pending_outcomes -= inst.pending.reached(
+                time_ms, price, inst.seen_time, inst.seen_price, self._outcomes
+            )
         inst.seen_time = time_ms
         inst.seen_price = price
         found: list[Alert] | None = None
@@ -587,8 +576,7 @@ class Detector:
         """Count ``alert``, start waiting for its outcomes, add it to ``found``."""
         self.alerts[(alert.rule, alert.direction.value)] += 1
         if self.pending_outcomes < MAX_PENDING_OUTCOMES:
-            inst.pending.append(_Pending(alert))
-            inst.due = min(inst.due, alert.price_time_ms + _OUTCOME_MS[0])
+            inst.pending.add(alert)
             self.pending_outcomes += 1
         else:
             self.outcomes_skipped += 1
@@ -596,30 +584,6 @@ class Detector:
             return [alert]
         found.append(alert)
         return found
-
-    def _outcomes_due(self, inst: _Instrument, time_ms: int, price: str) -> None:
-        """Outcomes that ``time_ms`` reaches: the price then is this tick's when it is
-        exactly on time, else the newest before it (at or before the due time)."""
-        keep: list[_Pending] = []
-        earliest = _NEVER
-        for waiting in inst.pending:
-            alert = waiting.alert
-            while waiting.next < len(_OUTCOME_MS):
-                due = alert.price_time_ms + _OUTCOME_MS[waiting.next]
-                if time_ms < due:
-                    earliest = min(earliest, due)
-                    break
-                at, text = (time_ms, price) if time_ms == due else (inst.seen_time, inst.seen_price)
-                if at < alert.price_time_ms:  # nothing seen since the alert: this tick
-                    at, text = time_ms, price
-                self._outcomes.append(_outcome(alert, OUTCOME_AFTER_S[waiting.next], at, text))
-                waiting.next += 1
-            if waiting.next < len(_OUTCOME_MS):
-                keep.append(waiting)
-            else:
-                self.pending_outcomes -= 1
-        inst.pending = keep
-        inst.due = earliest
 
     def replay(
         self,
@@ -770,20 +734,6 @@ _BIG = Decimal("1e30")
 def _text(value: Decimal) -> str:
     """A sum as plain decimal text (no exponent)."""
     return f"{value:f}"
-
-
-def _outcome(alert: Alert, after_s: int, time_ms: int, price: str) -> Outcome:
-    base = Decimal(alert.price)
-    change = _CTX.divide(_mul(_sub(Decimal(price), base), _HUNDRED), base)
-    return Outcome(
-        alert_id=alert.id,
-        market=alert.market,
-        symbol=alert.symbol,
-        after_s=after_s,
-        price=price,
-        price_time_ms=time_ms,
-        change_pct=round(float(change), 4),
-    )
 
 
 def _volume(text: str, known: float) -> float:
