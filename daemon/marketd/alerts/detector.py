@@ -108,6 +108,7 @@ from marketd.alerts.kinds import (
     premium_pct,
 )
 from marketd.alerts.model import (
+    PATH_POINTS,
     Alert,
     AlertKind,
     Direction,
@@ -241,6 +242,7 @@ class _Clock:
 class _Instrument:
     __slots__ = (
         "active",
+        "due",
         "last_price",
         "last_time",
         "liquidation_clock",
@@ -249,8 +251,6 @@ class _Instrument:
         "names",
         "others",
         "pending",
-        "seen_price",
-        "seen_time",
         "states",
         "volume",
     )  # fmt: skip
@@ -268,10 +268,9 @@ class _Instrument:
         self.active: list[tuple[_Rule, _RuleState]] = []
         self.others: list[tuple[_Rule, _State]] = []
         self.liquidations: list[tuple[_Rule, LiquidationState]] = []
-        # The newest price tick of any input (outcomes), and the alerts waiting for them.
-        self.seen_time = -(2**63)
-        self.seen_price = ""
-        self.pending = Waiting()  # alerts waiting for their outcomes
+        # The alerts waiting for their outcomes, and when the first is due.
+        self.pending = Waiting()
+        self.due = self.pending.due
 
     def assign(self, rules: list[_Rule], market: str, symbol: str) -> None:
         """Sort the rules that apply to this instrument by what they read."""
@@ -405,6 +404,8 @@ class Detector:
         if p is None:
             self.invalid += 1
             return _NO_ALERTS
+        if time_ms >= inst.due:  # before the clocks move: they hold the previous prices
+            self._reached(inst, time_ms, price)
         if index_price:
             inst.mark.time = time_ms
             inst.mark.price = price
@@ -418,12 +419,6 @@ class Detector:
             self.last_event_time_ms = time_ms
         if inst.names is not self._names:
             self._remap(inst, market, symbol)
-        if time_ms >= inst.pending.due:
-            self.pending_outcomes -= inst.pending.reached(
-                time_ms, price, inst.seen_time, inst.seen_price, self._outcomes
-            )
-        inst.seen_time = time_ms
-        inst.seen_price = price
         found: list[Alert] | None = None
         tick = (time_ms, p, price)
         for rule, state in inst.active:
@@ -448,15 +443,15 @@ class Detector:
             else:
                 continue
             state.last_alert_ms = time_ms
-            path = downsample([(t, text) for t, _, text in window])
+            path = _path(window)
             window.clear()
             window.append(tick)
             if rule.min_volume and inst.volume < rule.min_volume:
                 continue  # withheld, but the move is spent (see the module doc)
-            alert = self._alert(market, symbol, rule, direction, tick, (base_time, base, base_text))
-            alert = attrs.evolve(alert, path=path)
+            base_tick = (base_time, base, base_text)
+            alert = self._alert(market, symbol, rule, direction, tick, base_tick, path)
             found = self._found(inst, alert, found)
-        if inst.others and (quantity or index_price):
+        if (quantity or index_price) and inst.others:
             found = self._others(inst, market, symbol, tick, quantity, index_price,
                                  funding_rate, found)  # fmt: skip
         return found or _NO_ALERTS
@@ -577,6 +572,7 @@ class Detector:
         self.alerts[(alert.rule, alert.direction.value)] += 1
         if self.pending_outcomes < MAX_PENDING_OUTCOMES:
             inst.pending.add(alert)
+            inst.due = inst.pending.due
             self.pending_outcomes += 1
         else:
             self.outcomes_skipped += 1
@@ -584,6 +580,19 @@ class Detector:
             return [alert]
         found.append(alert)
         return found
+
+    def _reached(self, inst: _Instrument, time_ms: int, price: str) -> None:
+        """Outcomes a price tick at ``time_ms`` makes known. The instrument's previous
+        price is the newer of its two price clocks (plain and mark): a tick of either
+        at or after the due time would have come here already."""
+        seen_time, seen_price = inst.last_time, inst.last_price
+        if inst.mark.time > seen_time:
+            seen_time, seen_price = inst.mark.time, inst.mark.price
+        pending = inst.pending
+        self.pending_outcomes -= pending.reached(
+            time_ms, price, seen_time, seen_price, self._outcomes
+        )
+        inst.due = pending.due
 
     def replay(
         self,
@@ -655,6 +664,7 @@ class Detector:
         direction: Direction,
         tick: tuple[int, Decimal, str],
         base_tick: tuple[int, Decimal, str],
+        path: tuple[tuple[int, str], ...],
     ) -> Alert:
         time_ms, p, text = tick
         base_time, base, base_text = base_tick
@@ -674,6 +684,7 @@ class Detector:
             window_s=s.window_s,
             threshold_pct=s.threshold_pct,
             cooldown_s=s.cooldown_s,
+            path=path,
         )
 
     def _signal_alert(
@@ -729,6 +740,13 @@ class Detector:
 
 _RATIO = Decimal("0.01")
 _BIG = Decimal("1e30")
+
+
+def _path(window: collections.deque[tuple[int, Decimal, str]]) -> tuple[tuple[int, str], ...]:
+    """A price rule's window as the alert's path (at most ``PATH_POINTS`` points)."""
+    if len(window) <= PATH_POINTS:
+        return tuple([(t, text) for t, _, text in window])
+    return downsample([(t, text) for t, _, text in window])
 
 
 def _text(value: Decimal) -> str:
