@@ -71,7 +71,7 @@ def _rules_notes(settings: Settings) -> list[str]:
 
     if not Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled).detector:
         return ["no detector in this process: alerts.rules are not used here"]
-    return describe_rules(settings.alerts)
+    return describe_rules(settings.alerts, [n.name for n in settings.notifications])
 
 
 def _cmd_fake_exchange(args: argparse.Namespace) -> int:

@@ -148,3 +148,18 @@ def test_a_broken_saved_file_is_described_not_raised(tmp_path: Path) -> None:
         f"{path}: rules[0].window_s"
     )
     assert fix.endswith("fix or delete the file (rules then come from config)")
+
+
+def test_a_saved_file_naming_an_unconfigured_notifier_is_described_as_run_refuses_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "rules.json"
+    path.parent.mkdir()
+    path.write_text('{"rules": [{"name": "x", "notify": ["gone"]}]}')
+    [line, _fix] = describe_rules(settings(tmp_path), notifiers=["ops"])
+    assert line.startswith(
+        "warning: the saved rules cannot be used, so the detector will not start: "
+    )
+    assert "'gone'" in line
+    # Without the names (a caller that does not know them) the file is taken as it is.
+    assert describe_rules(settings(tmp_path))[0].startswith("rules in force (from the saved")

@@ -268,12 +268,13 @@ class RulesStore:
         self._stamp = self._file_stamp()
 
 
-def describe_rules(settings: AlertSettings) -> list[str]:
+def describe_rules(settings: AlertSettings, notifiers: Collection[str] | None = None) -> list[str]:
     """What ``check-config`` says about the rules the detector would run: those in force
     and where from, then (``warning: ``) whether a saved file overrides the configured
-    ones or cannot be used."""
+    ones or cannot be used (with ``notifiers``, the configured notifier names, checked as
+    ``marketd run`` checks them)."""
     try:
-        store = RulesStore(settings)
+        store = RulesStore(settings, notifiers=notifiers)
     except RulesError as exc:
         return [f"warning: the saved rules cannot be used, so the detector will not start: {p}"
                 for p in exc.problems]  # fmt: skip
