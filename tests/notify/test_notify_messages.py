@@ -164,6 +164,16 @@ def test_webhook_body_is_the_alert_with_its_rule_link_and_text() -> None:
     }
 
 
+def test_retry_after_as_an_http_date_is_the_time_until_then() -> None:
+    now = 1_767_000_000.0  # 2025-12-29 09:20:00 GMT
+    headers = {"retry-after": "Mon, 29 Dec 2025 09:20:30 GMT"}
+    assert classify("webhook", 503, headers, b"", now).retry_after == 30.0
+    assert classify("webhook", 503, headers, b"", now + 60).retry_after == 0.0  # past
+    assert classify("webhook", 503, headers, b"").retry_after is None  # no clock given
+    for bad in ("soon", "Mon, 29 Dec 2025 09:20:30", "Mon, 99 Dec 2025 09:20:30 GMT"):
+        assert classify("webhook", 503, {"retry-after": bad}, b"", now).retry_after is None
+
+
 def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     body = b'{"a":1}'
     expected = hmac.new(b"s3cret-key", b'1767000000.{"a":1}', hashlib.sha256).hexdigest()

@@ -16,6 +16,7 @@ redirects are not followed). Network errors and timeouts are retried.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import html
 import math
@@ -120,8 +121,11 @@ def _discord_escape(text: str) -> str:
 # -- answers --------------------------------------------------------------------------
 
 
-def classify(kind: str, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-    """What an answer means for ``kind``'s service; ``headers`` have lower-case names."""
+def classify(
+    kind: str, status: int, headers: Mapping[str, str], body: bytes, now: float | None = None
+) -> Verdict:
+    """What an answer means for ``kind``'s service; ``headers`` have lower-case names;
+    ``now`` (Unix seconds) reads a ``Retry-After`` given as an HTTP date."""
     if 200 <= status < 300:
         return Verdict(Outcome.DELIVERED, f"HTTP {status}")
     document = _json_object(body) if kind in ("telegram", "discord") else {}
@@ -130,7 +134,7 @@ def classify(kind: str, status: int, headers: Mapping[str, str], body: bytes) ->
     if isinstance(detail, str) and detail:
         reason += f": {detail[:_REASON_CHARS]}"
     if status == 429 or 500 <= status < 600:
-        return Verdict(Outcome.RETRY, reason, retry_after(kind, headers, document))
+        return Verdict(Outcome.RETRY, reason, retry_after(kind, headers, document, now))
     if 300 <= status < 400:
         reason += " (redirects are not followed)"
     return Verdict(Outcome.FAILED, reason)
@@ -140,9 +144,12 @@ def network_error(reason: str) -> Verdict:
     return Verdict(Outcome.RETRY, reason)
 
 
-def retry_after(kind: str, headers: Mapping[str, str], document: Mapping[str, Any]) -> float | None:
+def retry_after(
+    kind: str, headers: Mapping[str, str], document: Mapping[str, Any], now: float | None = None
+) -> float | None:
     """Seconds the service asked to wait: Telegram's ``parameters.retry_after``, Discord's
-    ``retry_after``, else the ``Retry-After`` header (delta-seconds; a date is ignored)."""
+    ``retry_after``, else the ``Retry-After`` header: delta-seconds, or an HTTP date
+    (the seconds from ``now`` until then, 0 if past; ignored without ``now``)."""
     asked: object = None
     if kind == "telegram":
         parameters = document.get("parameters")
@@ -151,7 +158,24 @@ def retry_after(kind: str, headers: Mapping[str, str], document: Mapping[str, An
     elif kind == "discord":
         asked = document.get("retry_after")
     seconds = _seconds(asked)
-    return seconds if seconds is not None else _seconds(headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
+    header = headers.get("retry-after")
+    seconds = _seconds(header)
+    if seconds is None and header and now is not None:
+        seconds = _until(header, now)
+    return seconds
+
+
+def _until(date: str, now: float) -> float | None:
+    """Seconds from ``now`` to an HTTP date (RFC 9110), 0 if it is past; None if unreadable."""
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP date is always GMT; one without a zone is not one
+    return max(0.0, when.timestamp() - now)
 
 
 def _seconds(value: object) -> float | None:

@@ -184,7 +184,9 @@ class Notifications:
             )
         except PostError as exc:
             return network_error(str(exc))
-        return classify(settings.kind, response.status, response.headers, response.body)
+        return classify(
+            settings.kind, response.status, response.headers, response.body, time.time()
+        )
 
     # -- observation --------------------------------------------------------------------
 
