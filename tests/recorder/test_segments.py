@@ -1,4 +1,4 @@
-"""Recording segments (marketd.recorder.segments): round trips, rotation, indexes,
+"""Recording segments (marketd.recorder): round trips, rotation, indexes,
 filtering, retention, and damage (torn tails, flipped bytes, bad headers) read without
 an exception.
 
@@ -28,7 +28,7 @@ from marketd.recorder import (
     index_of,
     read,
 )
-from marketd.recorder.segments import parse_segment_name
+from marketd.recorder.format import parse_segment_name
 
 T0 = 1_700_000_000_000_000_000
 SECOND = 1_000_000_000

@@ -1,19 +1,17 @@
-"""Recordings of every raw frame marketd receives, for replay and backtests (see
-:mod:`.segments`)."""
+"""Recordings of every raw frame marketd receives, for replay and backtests: the format
+(:mod:`.format`), writing (:mod:`.writer`) and reading (:mod:`.reader`)."""
 
-from marketd.recorder.segments import (
-    Entry,
-    Index,
+from marketd.recorder.format import Entry
+from marketd.recorder.index import Index
+from marketd.recorder.reader import (
     Reading,
     ReadStatistics,
-    RecorderError,
-    SegmentWriter,
     Summary,
-    WriterStatistics,
     directory_summary,
     index_of,
     read,
 )
+from marketd.recorder.writer import RecorderError, SegmentWriter, WriterStatistics
 
 __all__ = [
     "Entry",
