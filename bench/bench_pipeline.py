@@ -7,7 +7,9 @@ JSON line per scenario. Figures only: nothing here asserts on timings.
 
     python bench/bench_pipeline.py [--rates 5000,0] [--duration 20] [--symbols 20]
 
-A rate of 0 means flat out: the fake exchange sends as fast as marketd reads.
+A rate of 0 means flat out: the fake exchange sends as fast as marketd reads. The
+recorder's cost: the same run with ``--env MARKETD_RECORDER__ENABLED=true`` (its figures,
+frames recorded per second, dropped, compressed bytes per frame, join the JSON lines).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ ACKED = "marketd_kafka_records_acked_total"
 LATENCY = "marketd_publish_latency_seconds"
 FRAMES = "marketd_feed_frames_total"
 PENDING = "marketd_spool_records_pending"
+RECORDED = "marketd_recorder_frames_total"
+RECORDED_BYTES = "marketd_recorder_bytes_total"
 
 
 def run_scenario(
@@ -97,6 +101,14 @@ def run_scenario(
                 "spool_backlog_start": metric_value(before, PENDING),
                 "spool_backlog_end": metric_value(after, PENDING),
             }
+            recorded = metric_value(after, RECORDED, result="recorded") - metric_value(
+                before, RECORDED, result="recorded"
+            )
+            if recorded:  # with MARKETD_RECORDER__ENABLED=true
+                written = metric_value(after, RECORDED_BYTES) - metric_value(before, RECORDED_BYTES)
+                result["recorded_msgs_per_s"] = round(recorded / wall)
+                result["recorder_dropped"] = metric_value(after, RECORDED, result="dropped")
+                result["recorded_bytes_per_msg"] = round(written / recorded, 1)
             exit_code = daemon.stop(timeout=60)
             result["clean_exit"] = exit_code == 0
             return result

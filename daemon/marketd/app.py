@@ -50,6 +50,7 @@ from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.normalizer_metrics import normalizer_metrics
 from marketd.pipeline.sink import Sink
 from marketd.pipeline.tap import Tap, TeeSendChannel
+from marketd.recorder.stage import Recorder
 from marketd.rest.budget import RestBudgets
 from marketd.roles import Roles
 from marketd.runtime.backoff import policy_from_settings
@@ -109,6 +110,7 @@ class Daemon:
             rest_budgets=self.rest_budgets, spool=self.spool, books=self.books,
             backfiller=self.backfiller, tap=self.tap, detector=self.detector,
             alerts_reader=self.alerts_reader, hub=self.hub, gateway=self.gateway,
+            recorder=self.recorder,
         )  # fmt: skip
         install_status(self.app, self.health.status_report)  # /api/status, in every role
         self.collector = self.health.collector()
@@ -151,6 +153,12 @@ class Daemon:
             )
         self.sink: Sink = sink if sink is not None else self.publisher or self.bus
         self.feeds = FeedGroup.from_settings(settings, collecting)
+        self.recorder: Recorder | None = None
+        if collecting and settings.recorder.enabled:
+            self.recorder = Recorder(settings.recorder)
+            self.normalizer.record = self.recorder.offer  # never blocks the pipeline
+            self.services.append(self.supervisor.stage(
+                "recorder", self.recorder.serve, metrics=self.recorder.metrics))  # fmt: skip
         self.books: Books | None = None
         if collecting and settings.books.enabled:
             self.books = Books(settings, budgets=self.rest_budgets)

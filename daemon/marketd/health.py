@@ -38,6 +38,7 @@ from marketd.pipeline.bus import MemoryBus
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.sink import Sink
 from marketd.pipeline.tap import Tap
+from marketd.recorder.stage import Recorder
 from marketd.rest.budget import RestBudgets
 from marketd.roles import Roles
 from marketd.runtime.stage import Channels, Supervisor
@@ -68,6 +69,7 @@ class Health:
     alerts_reader: AlertsTopicReader | None
     hub: AlertHub | None
     gateway: Gateway | None
+    recorder: Recorder | None = None
     # For the rates of the statistics line: name → (value, monotonic time) last logged.
     _last: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
     _started: float = attrs.field(factory=time.monotonic, init=False)
@@ -124,6 +126,8 @@ class Health:
                 yield name, fresh, name
             if self.spool is not None:
                 yield "spool", not self.spool.full, "spool:full"
+            if self.recorder is not None:
+                yield "recorder", self.recorder.ready(), "recorder"
         if self.detector is not None:
             yield "detector", running("detector"), "detector"
         if books_ready is not None:

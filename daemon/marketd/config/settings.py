@@ -22,6 +22,7 @@ import attrs
 from marketd.config.alerts import AlertSettings, GatewaySettings
 from marketd.config.books import BookSettings
 from marketd.config.notify import NotifierSettings, check_notifiers, notify_problems
+from marketd.config.recorder import RecorderSettings
 from marketd.config.telemetry import ReadinessSettings, TelemetrySettings
 from marketd.config.validators import (
     SECRET,
@@ -503,3 +504,4 @@ class Settings:
     telemetry: TelemetrySettings = attrs.field(factory=TelemetrySettings)
     readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)
     spool: SpoolSettings = attrs.field(factory=SpoolSettings)
+    recorder: RecorderSettings = attrs.field(factory=RecorderSettings)

@@ -15,6 +15,7 @@ backfill never stalls the feeds. Held records are bounded in total
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -77,6 +78,8 @@ class Normalizer:
     # (a depth diff, a watched price) that ended a batch; read by the status page. One look
     # per batch, at what the codec decoded anyway: nothing is added per frame.
     event_times: dict[str, tuple[int, int]] = attrs.field(factory=dict, init=False)
+    # Offered every frame batch as it comes in (the recorder's non-blocking queue).
+    record: Callable[[FrameBatch], None] | None = attrs.field(default=None, init=False)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller
@@ -111,6 +114,8 @@ class Normalizer:
                 backfills.start_soon(self._backfill, key, records_out)
             task_status.started()
             async for batch in frames_in:
+                if self.record is not None:
+                    self.record(batch)
                 while self._parked_records >= MAX_PARKED_RECORDS:
                     self._room = trio.Event()
                     await self._room.wait()

@@ -1,0 +1,195 @@
+"""The recorder stage: every frame batch the feeds deliver, to segment files (trio).
+
+The normalizer offers each :class:`~marketd.data.records.FrameBatch` it takes in to
+:meth:`Recorder.offer`, which never blocks: the batch goes into a bounded queue
+(``recorder.queue_batches``), and when the disk cannot keep up a batch that does not fit
+is dropped and its frames counted (``marketd_recorder_frames_total{result="dropped"}``) —
+the feeds never wait for the recorder. :meth:`Recorder.serve` takes what is queued, and
+appends and flushes it in a worker thread (compression and file writes stay off the event
+loop), one block per round; at a stop it writes what is still queued, then finishes the
+segment and its index. Each frame is recorded whole, as received (the combined
+stream's ``{"stream":..,"data":..}`` text), with its connection, its stream name and its
+receive time.
+
+A write that fails (a full disk) loses that round's frames, counted as ``failed``, logged
+at most once a minute; the writer stays usable and the next round tries again. The
+recorder is ready while its last write succeeded (``/readyz`` names it ``recorder``).
+Only data frames are recorded; control frames (subscription acks, ``serverShutdown``) and
+REST responses are not yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+import structlog
+import trio
+from prometheus_client.core import Metric
+
+from marketd.config.recorder import RecorderSettings
+from marketd.data.records import FrameBatch
+from marketd.obs.logs import RateLimitedLog
+from marketd.obs.metrics import counter, gauge
+from marketd.recorder import Entry, SegmentWriter
+
+log = structlog.get_logger(__name__)
+
+_STREAM_PREFIX = '{"stream":"'
+
+
+def stream_of(frame: str) -> str:
+    """The stream name of a combined-stream frame, without parsing it ("" if none)."""
+    if not frame.startswith(_STREAM_PREFIX):
+        return ""
+    end = frame.find('"', len(_STREAM_PREFIX))
+    return frame[len(_STREAM_PREFIX) : end] if end > 0 else ""
+
+
+def entries(batch: FrameBatch) -> list[Entry]:
+    connection = batch.connection
+    return [
+        Entry(received_ns, "ws", connection, stream_of(frame), frame.encode())
+        for frame, received_ns in zip(batch.frames, batch.received_ns, strict=True)
+    ]
+
+
+@attrs.frozen
+class RecorderStatistics:
+    running: bool
+    recorded: int  # frames written to segment files
+    dropped: int  # frames of batches the queue had no room for
+    failed: int  # frames lost to a failed write
+    bytes_written: int  # compressed
+    segments_finished: int
+    segments_deleted: int  # by retention
+    queued: int  # batches waiting for the disk
+    healthy: bool  # the last write succeeded
+
+
+class Recorder:
+    """Owns the queue, the writer and the counters across restarts of ``serve``."""
+
+    def __init__(self, settings: RecorderSettings) -> None:
+        self.settings = settings
+        self._send, self._receive = trio.open_memory_channel[FrameBatch](settings.queue_batches)
+        self._writer: SegmentWriter | None = None
+        self.running = False
+        self.healthy = True
+        self.recorded = self.dropped = self.failed = 0
+        self._finished = self._deleted = self._bytes = 0  # of writers already closed
+        self._errors = RateLimitedLog(interval=60.0)
+
+    def offer(self, batch: FrameBatch) -> None:
+        """Queue ``batch`` for the disk; drop it (counted) when the queue is full."""
+        try:
+            self._send.send_nowait(batch)
+        except trio.WouldBlock:
+            self.dropped += len(batch.frames)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write what is queued until cancelled; the segment is finished on the way out."""
+        s = self.settings
+        writer = await trio.to_thread.run_sync(
+            lambda: SegmentWriter(
+                Path(s.directory),
+                max_segment_s=s.segment_s,
+                max_segment_bytes=s.segment_bytes,
+                max_total_bytes=s.max_bytes,
+                max_age_s=s.max_age_s or None,
+            )
+        )
+        self._writer = writer
+        self.running = True
+        batches: list[FrameBatch] = []  # taken from the queue, not written yet
+        try:
+            task_status.started()
+            while True:
+                batches.append(await self._receive.receive())
+                with contextlib.suppress(trio.WouldBlock):
+                    while len(batches) < 64:
+                        batches.append(self._receive.receive_nowait())
+                await trio.to_thread.run_sync(self._write, writer, batches)
+                batches = []
+        finally:
+            self.running = False
+            # What the feeds delivered before the stop is written before the segment closes.
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    batches.append(self._receive.receive_nowait())
+            with trio.CancelScope(shield=True):
+                if batches:
+                    await trio.to_thread.run_sync(self._write, writer, batches)
+                await trio.to_thread.run_sync(self._close, writer)
+
+    def _write(self, writer: SegmentWriter, batches: list[FrameBatch]) -> None:
+        """Append and flush one round (in a worker thread)."""
+        frames = sum(len(b.frames) for b in batches)
+        try:
+            for batch in batches:
+                for entry in entries(batch):
+                    writer.append(entry)
+            writer.flush()
+        except OSError as exc:
+            self.failed += frames
+            self.healthy = False
+            if (suppressed := self._errors.ready()) is not None:
+                log.error(  # noqa: TRY400 - the error says it; no traceback
+                    "recording failed; its frames are lost", error=str(exc),
+                    directory=self.settings.directory, suppressed=suppressed,
+                )  # fmt: skip
+            return
+        self.recorded += frames
+        self.healthy = True
+
+    def _close(self, writer: SegmentWriter) -> None:
+        try:
+            writer.close()
+        except OSError as exc:
+            log.error("closing the recording failed", error=str(exc))  # noqa: TRY400
+        st = writer.statistics()
+        self._finished += st.segments_finished
+        self._deleted += st.segments_deleted
+        self._bytes += st.bytes_written
+        self._writer = None
+
+    def statistics(self) -> RecorderStatistics:
+        st = self._writer.statistics() if self._writer is not None else None
+        return RecorderStatistics(
+            running=self.running,
+            recorded=self.recorded,
+            dropped=self.dropped,
+            failed=self.failed,
+            bytes_written=self._bytes + (st.bytes_written if st else 0),
+            segments_finished=self._finished + (st.segments_finished if st else 0),
+            segments_deleted=self._deleted + (st.segments_deleted if st else 0),
+            queued=self._receive.statistics().current_buffer_used,
+            healthy=self.healthy,
+        )
+
+    def ready(self) -> bool:
+        return self.running and self.healthy
+
+    def metrics(self) -> Iterable[Metric]:
+        st = self.statistics()
+        yield counter(
+            "marketd_recorder_frames_total",
+            "Frames offered to the recorder: recorded, dropped (its queue was full: the disk "
+            "did not keep up), failed (a write failed).",
+            ("result",),
+            {("recorded",): st.recorded, ("dropped",): st.dropped, ("failed",): st.failed},
+        )
+        yield counter("marketd_recorder_bytes_total", "Compressed bytes written to segments.",
+                      (), {(): st.bytes_written})  # fmt: skip
+        yield counter(
+            "marketd_recorder_segments_total",
+            "Recording segments finished, and deleted by retention.",
+            ("event",),
+            {("finished",): st.segments_finished, ("deleted",): st.segments_deleted},
+        )
+        yield gauge("marketd_recorder_queue_batches", "Frame batches waiting for the disk.", (),
+                    {(): float(st.queued)})  # fmt: skip
+        yield gauge("marketd_recorder_healthy", "1 while the recorder's last write succeeded.",
+                    (), {(): float(st.healthy and st.running)})  # fmt: skip

@@ -1,0 +1,160 @@
+"""The recorder stage: frames to segments without ever blocking the pipeline, a full queue
+and a failed write counted, readiness; and a real ``marketd run`` recording the fake."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import trio
+from kit.daemon import binance_config
+from kit.wait import poll_until, poll_until_blocking
+
+from marketd.config.recorder import RecorderSettings
+from marketd.data.records import FrameBatch, Market
+from marketd.recorder import read
+from marketd.recorder.stage import Recorder, stream_of
+from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
+
+
+def frame(stream: str, n: int) -> str:
+    return json.dumps({"stream": stream, "data": {"e": "aggTrade", "a": n}}, separators=(",", ":"))
+
+
+def batch(connection: str, stream: str, ids: range, t0: int = 1_000) -> FrameBatch:
+    return FrameBatch(Market.USDM, connection, [frame(stream, n) for n in ids],
+                      [t0 + n for n in ids])  # fmt: skip
+
+
+def test_stream_of_reads_the_combined_stream_name_without_parsing() -> None:
+    assert stream_of('{"stream":"btcusdt@aggTrade","data":{}}') == "btcusdt@aggTrade"
+    assert stream_of('{"stream":"!miniTicker@arr","data":[]}') == "!miniTicker@arr"
+    assert stream_of('{"data":{}}') == ""
+    assert stream_of('{"stream":"unterminated') == ""
+
+
+async def test_frames_are_recorded_as_received(tmp_path: Path) -> None:
+    settings = RecorderSettings(enabled=True, directory=str(tmp_path / "rec"))
+    recorder = Recorder(settings)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.serve)
+        assert recorder.ready()
+        recorder.offer(batch("usdm-0", "btcusdt@aggTrade", range(0, 500)))
+        recorder.offer(batch("usdm-1", "ethusdt@aggTrade", range(500, 600)))
+        await poll_until(lambda: recorder.statistics().recorded >= 600, timeout=10,
+                         what="600 frames recorded")  # fmt: skip
+        nursery.cancel_scope.cancel()
+    st = recorder.statistics()
+    assert (st.recorded, st.dropped, st.failed, st.segments_finished) == (600, 0, 0, 1)
+    got = list(read(tmp_path / "rec"))
+    assert [(e.connection, e.stream, e.received_ns) for e in got[:2]] == [
+        ("usdm-0", "btcusdt@aggTrade", 1_000), ("usdm-0", "btcusdt@aggTrade", 1_001)
+    ]  # fmt: skip
+    assert [json.loads(e.payload)["data"]["a"] for e in got] == list(range(600))
+    assert {e.kind for e in got} == {"ws"}
+    assert got[-1].payload == frame("ethusdt@aggTrade", 599).encode()
+
+
+async def test_frames_queued_at_a_stop_are_written_before_the_segment_closes(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec")))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.serve)
+        for i in range(20):
+            recorder.offer(batch("c", "s", range(i * 50, i * 50 + 50)))
+        nursery.cancel_scope.cancel()  # at once: most batches are still queued
+    assert recorder.statistics().recorded == 1000
+    assert [json.loads(e.payload)["data"]["a"] for e in read(tmp_path / "rec")] == list(range(1000))
+
+
+async def test_a_full_queue_drops_and_counts_and_never_blocks(tmp_path: Path) -> None:
+    recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec"), queue_batches=2))
+    # Not serving: nothing drains the queue; offering still returns at once.
+    for i in range(5):
+        recorder.offer(batch("c", "s", range(i * 10, i * 10 + 10)))
+    st = recorder.statistics()
+    assert (st.queued, st.dropped, st.recorded) == (2, 30, 0)
+    metrics = {m.name: m for m in recorder.metrics()}
+    samples = {s.labels["result"]: s.value for s in metrics["marketd_recorder_frames"].samples
+               if s.name.endswith("_total")}  # fmt: skip
+    assert samples == {"recorded": 0, "dropped": 30, "failed": 0}
+
+
+async def test_a_failed_write_is_counted_and_the_next_one_recovers(tmp_path: Path) -> None:
+    recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec")))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.serve)
+        writer = recorder._writer
+        assert writer is not None
+        real_flush = writer.flush
+        failures = [OSError(28, "No space left on device")]
+
+        def flaky_flush() -> None:
+            if failures:
+                raise failures.pop()
+            real_flush()
+
+        writer.flush = flaky_flush  # type: ignore[method-assign]
+        recorder.offer(batch("c", "s", range(0, 10)))
+        await poll_until(lambda: recorder.statistics().failed >= 10, timeout=10,
+                         what="a failed write")  # fmt: skip
+        assert not recorder.ready()
+        recorder.offer(batch("c", "s", range(10, 15)))
+        await poll_until(lambda: recorder.statistics().recorded >= 5, timeout=10,
+                         what="the next write")  # fmt: skip
+        assert recorder.ready()
+        nursery.cancel_scope.cancel()
+    st = recorder.statistics()
+    assert (st.failed, st.recorded) == (10, 5)
+
+
+@pytest.mark.slow
+def test_marketd_run_records_every_frame_its_feeds_receive(tmp_path: Path) -> None:
+    recording = tmp_path / "recording"
+    with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "9", "--rate", "300") as fx:
+        config = {
+            "binance": binance_config(fx),
+            "subscriptions": [
+                {"market": "usdm", "symbols": ["BTCUSDT", "ETHUSDT"], "channels": ["aggTrade"],
+                 "streams": ["!miniTicker@arr"]},
+                {"market": "spot", "symbols": ["BTCUSDT"], "channels": ["trade"]},
+            ],
+            "recorder": {"enabled": True, "directory": str(recording)},
+            "log": {"format": "json"},
+        }  # fmt: skip
+        with DaemonProcess(tmp_path, config) as daemon:
+            daemon.wait_ready()
+            _, body = daemon.ready()
+            assert "recorder" in body["components"]
+            poll_until_blocking(
+                lambda: metric_value(daemon.metrics(), "marketd_recorder_frames_total",
+                                     result="recorded") >= 300,
+                timeout=30, what="300 frames recorded",
+            )  # fmt: skip
+            text = daemon.metrics()
+            recorded = metric_value(text, "marketd_recorder_frames_total", result="recorded")
+            assert metric_value(text, "marketd_recorder_frames_total", result="dropped") == 0
+            assert daemon.stop() == 0
+    entries = list(read(recording))
+    # What was recorded while it ran, and what the drain wrote after.
+    assert len(entries) >= recorded >= 300
+    streams = {e.stream for e in entries}
+    assert {"btcusdt@aggTrade", "ethusdt@aggTrade", "!miniTicker@arr", "btcusdt@trade"} <= streams
+    # Every frame whole, as the exchange sent it: its stream inside, and per stream the
+    # trade ids consecutive (nothing dropped, nothing out of order).
+    ids: dict[str, list[int]] = defaultdict(list)
+    last_ns: dict[str, int] = {}
+    for e in entries:
+        body = json.loads(e.payload)
+        assert body["stream"] == e.stream
+        if e.stream.endswith("@aggTrade"):
+            ids[e.stream].append(body["data"]["a"])
+        elif e.stream.endswith("@trade"):
+            ids[e.stream].append(body["data"]["t"])
+        assert e.received_ns >= last_ns.get(e.connection, 0)
+        last_ns[e.connection] = e.received_ns
+    for stream, got in ids.items():
+        assert got == list(range(got[0], got[0] + len(got))), stream
