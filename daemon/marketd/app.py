@@ -52,6 +52,7 @@ from marketd.pipeline.sink import Sink
 from marketd.pipeline.tap import Tap, TeeSendChannel
 from marketd.recorder.stage import Recorder
 from marketd.rest.budget import RestBudgets
+from marketd.rest.client import HttpGet, http_get
 from marketd.roles import Roles
 from marketd.runtime.backoff import policy_from_settings
 from marketd.runtime.lifecycle import Lifecycle
@@ -130,6 +131,13 @@ class Daemon:
         self.codec = Codecs(settings.kafka.topics)
         # One REST weight budget per market, shared by the backfill and the book snapshots.
         self.rest_budgets = RestBudgets.from_settings(settings.books)
+        self.recorder: Recorder | None = None
+        get: HttpGet = http_get
+        if collecting and settings.recorder.enabled:
+            self.recorder = Recorder(settings.recorder)
+            get = self.recorder.recording(http_get)  # their REST answers are recorded too
+            self.services.append(self.supervisor.stage(
+                "recorder", self.recorder.serve, metrics=self.recorder.metrics))  # fmt: skip
         self.backfiller: Backfiller | None = None
         if collecting and settings.pipeline.backfill_trades:
             self.backfiller = Backfiller(
@@ -138,6 +146,7 @@ class Daemon:
                 max_trades=settings.pipeline.backfill_max_trades,
                 timeout=settings.binance.rest_timeout_s,
                 budgets=self.rest_budgets,
+                get=get,
             )
         self.normalizer = Normalizer(self.codec, self.backfiller)
         self.bus = MemoryBus(topics=attrs.astuple(settings.kafka.topics))
@@ -153,15 +162,11 @@ class Daemon:
             )
         self.sink: Sink = sink if sink is not None else self.publisher or self.bus
         self.feeds = FeedGroup.from_settings(settings, collecting)
-        self.recorder: Recorder | None = None
-        if collecting and settings.recorder.enabled:
-            self.recorder = Recorder(settings.recorder)
+        if self.recorder is not None:
             self.normalizer.record = self.recorder.offer  # never blocks the pipeline
-            self.services.append(self.supervisor.stage(
-                "recorder", self.recorder.serve, metrics=self.recorder.metrics))  # fmt: skip
         self.books: Books | None = None
         if collecting and settings.books.enabled:
-            self.books = Books(settings, budgets=self.rest_budgets)
+            self.books = Books(settings, budgets=self.rest_budgets, get=get)
 
     def _make_detector(self) -> None:
         """The detector, on this process's pipeline (its branch: the tap) or on Kafka."""

@@ -16,6 +16,7 @@ from marketd.config.recorder import RecorderSettings
 from marketd.data.records import FrameBatch, Market
 from marketd.recorder import read
 from marketd.recorder.stage import Recorder, stream_of
+from marketd.rest.client import RestResponse
 from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 
 
@@ -70,6 +71,40 @@ async def test_frames_queued_at_a_stop_are_written_before_the_segment_closes(
     assert [json.loads(e.payload)["data"]["a"] for e in read(tmp_path / "rec")] == list(range(1000))
 
 
+async def test_rest_answers_are_recorded_beside_the_frames(tmp_path: Path) -> None:
+    recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec")))
+    calls = []
+
+    async def fake_get(
+        base_url: str, path: str, params: object = None, **kw: object
+    ) -> RestResponse:
+        calls.append((base_url, path, params, kw))
+        status = 429 if path == "/busy" else 200
+        return RestResponse(status, {}, b'{"lastUpdateId":42,"bids":[],"asks":[]}')
+
+    get = recorder.recording(fake_get)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.serve)
+        answer = await get("http://x/api", "/api/v3/depth", {"symbol": "BTCUSDT", "limit": 1000},
+                           time_limit=5.0)  # fmt: skip
+        assert answer.status == 200
+        assert (await get("http://x/api", "/busy")).status == 429  # not data: not recorded
+        recorder.offer(batch("spot-0", "btcusdt@trade", range(3)))
+        await poll_until(lambda: recorder.statistics().recorded >= 4, timeout=10,
+                         what="the answer and the frames")  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert calls[0] == ("http://x/api", "/api/v3/depth", {"symbol": "BTCUSDT", "limit": 1000},
+                        {"time_limit": 5.0})  # fmt: skip
+    rest, *frames = list(read(tmp_path / "rec"))
+    assert (rest.kind, rest.connection, rest.stream) == (
+        "rest",
+        "http://x/api",
+        "/api/v3/depth?symbol=BTCUSDT&limit=1000",
+    )
+    assert json.loads(rest.payload)["lastUpdateId"] == 42
+    assert [f.kind for f in frames] == ["ws"] * 3
+
+
 async def test_a_full_queue_drops_and_counts_and_never_blocks(tmp_path: Path) -> None:
     recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec"), queue_batches=2))
     # Not serving: nothing drains the queue; offering still returns at once.
@@ -120,7 +155,7 @@ def test_marketd_run_records_every_frame_its_feeds_receive(tmp_path: Path) -> No
             "subscriptions": [
                 {"market": "usdm", "symbols": ["BTCUSDT", "ETHUSDT"], "channels": ["aggTrade"],
                  "streams": ["!miniTicker@arr"]},
-                {"market": "spot", "symbols": ["BTCUSDT"], "channels": ["trade"]},
+                {"market": "spot", "symbols": ["BTCUSDT"], "channels": ["trade", "depth@100ms"]},
             ],
             "recorder": {"enabled": True, "directory": str(recording)},
             "log": {"format": "json"},
@@ -147,7 +182,16 @@ def test_marketd_run_records_every_frame_its_feeds_receive(tmp_path: Path) -> No
     # trade ids consecutive (nothing dropped, nothing out of order).
     ids: dict[str, list[int]] = defaultdict(list)
     last_ns: dict[str, int] = {}
+    # The book's REST snapshot, beside the diffs it was synced with.
+    (snapshot,) = [e for e in entries if e.kind == "rest"]
+    assert snapshot.stream.startswith("/api/v3/depth?symbol=BTCUSDT&limit=")
+    synced_at = json.loads(snapshot.payload)["lastUpdateId"]
+    diffs = [json.loads(e.payload)["data"] for e in entries if e.stream == "btcusdt@depth@100ms"]
+    # One recorded diff bridges the snapshot, as the book's sync needed: a replay can too.
+    assert any(d["U"] <= synced_at + 1 <= d["u"] for d in diffs)
     for e in entries:
+        if e.kind == "rest":
+            continue
         body = json.loads(e.payload)
         assert body["stream"] == e.stream
         if e.stream.endswith("@aggTrade"):

@@ -14,15 +14,20 @@ receive time.
 A write that fails (a full disk) loses that round's frames, counted as ``failed``, logged
 at most once a minute; the writer stays usable and the next round tries again. The
 recorder is ready while its last write succeeded (``/readyz`` names it ``recorder``).
-Only data frames are recorded; control frames (subscription acks, ``serverShutdown``) and
-REST responses are not yet.
+The REST responses the book snapshots and the trade backfill use are recorded too
+(:meth:`Recorder.recording` wraps their GET): kind ``rest``, the base URL as the
+connection, the path and query as the stream, the body as the payload. Control frames
+(subscription acks, ``serverShutdown``) are not recorded yet.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 import structlog
@@ -34,6 +39,7 @@ from marketd.data.records import FrameBatch
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.metrics import counter, gauge
 from marketd.recorder import Entry, SegmentWriter
+from marketd.rest.client import HttpGet, RestResponse
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +54,10 @@ def stream_of(frame: str) -> str:
     return frame[len(_STREAM_PREFIX) : end] if end > 0 else ""
 
 
-def entries(batch: FrameBatch) -> list[Entry]:
+def entries(item: FrameBatch | Entry) -> list[Entry]:
+    if isinstance(item, Entry):
+        return [item]
+    batch = item
     connection = batch.connection
     return [
         Entry(received_ns, "ws", connection, stream_of(frame), frame.encode())
@@ -59,9 +68,9 @@ def entries(batch: FrameBatch) -> list[Entry]:
 @attrs.frozen
 class RecorderStatistics:
     running: bool
-    recorded: int  # frames written to segment files
-    dropped: int  # frames of batches the queue had no room for
-    failed: int  # frames lost to a failed write
+    recorded: int  # frames (and REST responses) written to segment files
+    dropped: int  # those the queue had no room for
+    failed: int  # those lost to a failed write
     bytes_written: int  # compressed
     segments_finished: int
     segments_deleted: int  # by retention
@@ -74,7 +83,9 @@ class Recorder:
 
     def __init__(self, settings: RecorderSettings) -> None:
         self.settings = settings
-        self._send, self._receive = trio.open_memory_channel[FrameBatch](settings.queue_batches)
+        self._send, self._receive = trio.open_memory_channel[FrameBatch | Entry](
+            settings.queue_batches
+        )
         self._writer: SegmentWriter | None = None
         self.running = False
         self.healthy = True
@@ -82,12 +93,32 @@ class Recorder:
         self._finished = self._deleted = self._bytes = 0  # of writers already closed
         self._errors = RateLimitedLog(interval=60.0)
 
-    def offer(self, batch: FrameBatch) -> None:
-        """Queue ``batch`` for the disk; drop it (counted) when the queue is full."""
+    def offer(self, batch: FrameBatch | Entry) -> None:
+        """Queue ``batch`` (or one REST entry) for the disk; drop it (counted) when the
+        queue is full."""
         try:
             self._send.send_nowait(batch)
         except trio.WouldBlock:
-            self.dropped += len(batch.frames)
+            self.dropped += 1 if isinstance(batch, Entry) else len(batch.frames)
+
+    def recording(self, get: HttpGet) -> HttpGet:
+        """``get`` (:func:`marketd.rest.client.http_get`), with each 2xx response body also
+        offered to the recorder: kind ``rest``, the base URL as its connection, the path
+        and query as its stream, received when the body was complete."""
+
+        async def recorded_get(
+            base_url: str,
+            path: str,
+            params: Mapping[str, str | int] | None = None,
+            **kwargs: Any,
+        ) -> RestResponse:
+            response = await get(base_url, path, params, **kwargs)
+            if 200 <= response.status < 300:
+                target = path + ("?" + urlencode(params) if params else "")
+                self.offer(Entry(time.time_ns(), "rest", base_url, target, response.body))
+            return response
+
+        return recorded_get
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write what is queued until cancelled; the segment is finished on the way out."""
@@ -103,7 +134,7 @@ class Recorder:
         )
         self._writer = writer
         self.running = True
-        batches: list[FrameBatch] = []  # taken from the queue, not written yet
+        batches: list[FrameBatch | Entry] = []  # taken from the queue, not written yet
         try:
             task_status.started()
             while True:
@@ -124,9 +155,9 @@ class Recorder:
                     await trio.to_thread.run_sync(self._write, writer, batches)
                 await trio.to_thread.run_sync(self._close, writer)
 
-    def _write(self, writer: SegmentWriter, batches: list[FrameBatch]) -> None:
+    def _write(self, writer: SegmentWriter, batches: list[FrameBatch | Entry]) -> None:
         """Append and flush one round (in a worker thread)."""
-        frames = sum(len(b.frames) for b in batches)
+        frames = sum(1 if isinstance(b, Entry) else len(b.frames) for b in batches)
         try:
             for batch in batches:
                 for entry in entries(batch):
