@@ -568,3 +568,22 @@ def test_aggtrade_frames_compress_to_a_few_bytes_each(tmp_path: Path) -> None:
     print(f"aggTrade: {raw:.0f} B raw, {per_entry:.1f} B/entry on disk ({raw / per_entry:.1f}x)")
     assert per_entry < 40
     assert list(read(tmp_path)) == entries
+
+
+def test_append_frames_writes_the_bytes_append_writes(tmp_path: Path) -> None:
+    frames = [f'{{"stream":"s{i % 3}","data":{{"a":{i}}}}}' for i in range(3000)]
+    times = [1_000_000_000 + i * 50_000_000 for i in range(3000)]  # 150 s: rotates at 60 s
+    streams = [f"s{i % 3}" for i in range(3000)]
+    one, many = tmp_path / "one", tmp_path / "many"
+    with SegmentWriter(one, max_segment_s=60, max_block_bytes=4096) as w:
+        for f, t, s in zip(frames, times, streams, strict=True):
+            w.append(Entry(t, "ws", "usdm-0", s, f.encode()))
+    with SegmentWriter(many, max_segment_s=60, max_block_bytes=4096) as w:
+        for i in range(0, 3000, 700):
+            w.append_frames("usdm-0", frames[i : i + 700], times[i : i + 700], streams[i : i + 700])
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in many.iterdir())
+    assert len([n for n in names if n.endswith(".seg.zst")]) == 3
+    for name in names:
+        if name != "lock":
+            assert (one / name).read_bytes() == (many / name).read_bytes(), name

@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import msgspec
@@ -73,6 +74,7 @@ _BLOCK_HEADER = struct.Struct("<IIIIII")
 HEADER_SIZE: Final = 24  # both headers
 _BLOCK_PREFIX: Final = struct.pack("<II", _BLOCK_FRAME, 16)
 _RECORD = struct.Struct("<II")  # crc32, length
+_LENGTH = struct.Struct("<I")
 _BODY = struct.Struct("<QBHH")  # received_ns, kind, len(connection), len(stream)
 MAX_RECORD: Final = 64 * MiB  # a record's body
 # A block is flushed once it holds max_block_bytes (at most MAX_RECORD), so its raw size
@@ -135,6 +137,30 @@ def encode_record(entry: Entry) -> bytes:
     )
     crc = _crc32(entry.payload, _crc32(stream, _crc32(connection, _crc32(head))))
     return b"".join((struct.pack("<I", crc), head, connection, stream, entry.payload))
+
+
+def encode_frames(
+    connection: str, frames: Sequence[str], received_ns: Sequence[int], streams: Sequence[str]
+) -> Iterator[tuple[int, str, bytes]]:
+    """``(received_ns, stream, record)`` of WebSocket frames of one connection: the bytes
+    :func:`encode_record` makes for each, with the connection encoded once and one CRC
+    call per record (the recorder's hot path)."""
+    conn = connection.encode()
+    n_conn = len(conn)
+    if n_conn > 0xFFFF:
+        raise ValueError("an entry's connection takes at most 65535 bytes")
+    fixed = _BODY.size + n_conn
+    pack_length, pack_body, crc32 = _LENGTH.pack, _BODY.pack, _crc32
+    for frame, ns, name in zip(frames, received_ns, streams, strict=True):
+        stream = name.encode()
+        payload = frame.encode()
+        length = fixed + len(stream) + len(payload)
+        if len(stream) > 0xFFFF or length > MAX_RECORD or not 0 <= ns < 1 << 64:
+            yield ns, name, encode_record(Entry(ns, "ws", connection, name, payload))  # says why
+            continue
+        body = b"".join((pack_length(length), pack_body(ns, 0, n_conn, len(stream)), conn,
+                         stream, payload))  # fmt: skip
+        yield ns, name, pack_length(crc32(body)) + body
 
 
 def decode_records(raw: bytes) -> tuple[list[Entry], bool]:

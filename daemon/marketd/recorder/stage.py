@@ -54,17 +54,6 @@ def stream_of(frame: str) -> str:
     return frame[len(_STREAM_PREFIX) : end] if end > 0 else ""
 
 
-def entries(item: FrameBatch | Entry) -> list[Entry]:
-    if isinstance(item, Entry):
-        return [item]
-    batch = item
-    connection = batch.connection
-    return [
-        Entry(received_ns, "ws", connection, stream_of(frame), frame.encode())
-        for frame, received_ns in zip(batch.frames, batch.received_ns, strict=True)
-    ]
-
-
 @attrs.frozen
 class RecorderStatistics:
     running: bool
@@ -160,8 +149,11 @@ class Recorder:
         frames = sum(1 if isinstance(b, Entry) else len(b.frames) for b in batches)
         try:
             for batch in batches:
-                for entry in entries(batch):
-                    writer.append(entry)
+                if isinstance(batch, Entry):
+                    writer.append(batch)
+                else:
+                    streams = [stream_of(frame) for frame in batch.frames]
+                    writer.append_frames(batch.connection, batch.frames, batch.received_ns, streams)
             writer.flush()
         except OSError as exc:
             self.failed += frames
