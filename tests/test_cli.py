@@ -100,6 +100,15 @@ def test_demo_runs_offline_serves_metrics_and_exits_cleanly(tmp_path: Path) -> N
         first = alerts()[-1]  # newest first
         assert (first["market"], first["direction"]) == ("usdm", "up")
         assert first["change_pct"] > 2.0
+        # The jump also opens a premium over the lagging index, and moves the funding rate.
+        poll_until_blocking(
+            lambda: {"price", "premium", "funding"} <= {a["kind"] for a in alerts()},
+            timeout=10,
+            what="a premium and a funding alert from the demo's jump",
+        )
+        premium = next(a for a in alerts() if a["kind"] == "premium")
+        assert premium["symbol"] == first["symbol"]
+        assert premium["change_pct"] > 1.0
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -6,7 +6,9 @@ subscriptions are replaced by the fake's. The environment still applies, so
 
 So that the alerts page has something to show, the demo moves one USD-M price by more
 than the first rule's threshold every ``--jump-every`` seconds (symbols in turn, up and
-down in turn; ``0`` turns it off).
+down in turn; ``0`` turns it off). With the alerts left at their defaults it also watches
+mark prices with a premium and a funding rule (:func:`demo_alerts`): a jump opens a
+premium over the lagging index, so each shows three kinds of alert.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import attrs
 import structlog
 import trio
 
+from marketd.config.alerts import AlertSettings, RuleSettings
 from marketd.config.settings import Settings, Subscription, parse_host_port
 from marketd.data.records import Market
 
@@ -118,7 +121,23 @@ def demo_settings(settings: Settings, urls: dict[str, str], symbols: list[str]) 
             streams=("!miniTicker@arr",),
         ),
     )
-    return attrs.evolve(settings, binance=binance, subscriptions=subscriptions)
+    return attrs.evolve(
+        settings, binance=binance, subscriptions=subscriptions, alerts=demo_alerts(settings.alerts)
+    )
+
+
+def demo_alerts(alerts: AlertSettings) -> AlertSettings:
+    """With the alerts left at their defaults, the demo also watches mark prices, with a
+    premium and a funding rule beside the price rule: the fake's index lags its mark price,
+    so each demo jump shows three kinds of alert. Configured alerts are left as they are."""
+    if alerts.kinds != AlertSettings().kinds or alerts.rules != AlertSettings().rules:
+        return alerts
+    rules = (
+        *alerts.rules,
+        RuleSettings(name="premium", kind="premium", threshold_pct=1.0, cooldown_s=30.0),
+        RuleSettings(name="funding", kind="funding", threshold_pct=0.5, cooldown_s=30.0),
+    )
+    return attrs.evolve(alerts, kinds=(*alerts.kinds, "markPriceUpdate"), rules=rules)
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
