@@ -15,8 +15,10 @@ import pytest
 import trio
 from kit.browser import csp_violations, in_browser, new_page, requires_browser, wait_js
 
+from marketd.alerts.detector import Detector
 from marketd.alerts.model import Alert, AlertKind, Direction, Outcome
 from marketd.config.alerts import RuleSettings
+from marketd.data.events import Tick
 
 from .support import TOKEN, http, make_alert, running_server
 
@@ -451,3 +453,45 @@ async def test_rules_panel_edits_every_kind() -> None:
             "name": "spikes", "kind": "volume", "window_s": 30, "baseline_s": 900,
             "multiple": 4.5, "min_notional": 250000, "cooldown_s": 120, "markets": ["usdm"],
         }  # fmt: skip
+
+
+async def test_the_detector_fills_in_an_outcome_when_event_time_moves_on() -> None:
+    """The real detector: a jump alerts; ticks a minute (event time) later make its +1m
+    outcome, which the hub pushes and the card shows, exact against the tick's price."""
+    rule = RuleSettings(name="jump", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
+    detector = Detector([rule])
+    t0 = now_ms() - 120_000
+    async with running_server() as server:
+        (alert,) = detector.observe_many(
+            [Tick("usdm", "BTCUSDT", t0, "100.00"), Tick("usdm", "BTCUSDT", t0 + 5_000, "103.00")]
+        )
+        server.hub.publish([alert])
+
+        def feed(ticks: list[Tick]) -> None:
+            def step() -> None:
+                server.hub.publish(list(detector.observe_many(ticks)))
+                server.hub.publish_outcomes(detector.take_outcomes())
+
+            trio.from_thread.run_sync(step)
+
+        def script(browser: Any) -> None:
+            page = new_page(browser, server.url)
+            page.wait_for_selector(f'li.card[data-id="{alert.id}"]')
+            # Event time moves, but not past +1 min: still pending.
+            feed([Tick("usdm", "BTCUSDT", t0 + 30_000, "104.00")])
+            assert card(page, alert)["outcomes"]["60"]["text"] == "…"
+            # The first tick past +1 min: the outcome is the last price at or before it.
+            feed([Tick("usdm", "BTCUSDT", t0 + 64_000, "102.50"),
+                  Tick("usdm", "BTCUSDT", t0 + 66_000, "101.00")])  # fmt: skip
+            selector = f'li.card[data-id="{alert.id}"] .outcome[data-after="60"]'
+            wait_js(page, f"document.querySelector('{selector} .value').textContent !== '…'")
+            cell = card(page, alert)["outcomes"]["60"]
+            # 102.50 against the alert's 103.00: -0.4854 %, a move that went back.
+            assert (cell["text"], cell["state"]) == ("\u22120.49 %", "reversed")
+            assert "102.50" in (page.get_attribute(selector, "title") or "")
+            assert card(page, alert)["outcomes"]["300"]["text"] == "…"
+            assert csp_violations(page) == []
+
+        await in_browser(script)
+    (body,) = [a for a in server.hub.recent(10) if a.id == alert.id]
+    assert server.hub.alert_json(body)["outcomes"]["60"]["price"] == "102.50"
