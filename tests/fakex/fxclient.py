@@ -1,4 +1,5 @@
-"""Minimal real clients for the fake exchange tests: a WebSocket client and an HTTP client.
+"""Minimal real clients for the fake exchange tests: a WebSocket client, an HTTP client and
+a local order book kept from a REST snapshot plus WebSocket diffs.
 
 The WebSocket client opens the TCP stream itself and wraps it (``wrap_client_stream``) so
 the socket is always closed, even after a server-initiated close (STACK.md pitfall 4).
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import h11
 import orjson
 import trio
@@ -107,3 +110,55 @@ async def read_until_closed(ws: WebSocketConnection) -> ConnectionClosed:
             await ws.get_message()
     except ConnectionClosed as exc:
         return exc
+
+
+@attrs.define
+class ClientBook:
+    """A local book kept the way Binance tells a client to, from the exchange's strings.
+
+    :meth:`sync` buffers the first diff of a ``<symbol>@depth@100ms`` connection, then
+    takes a REST snapshot; :meth:`advance` applies the next diff beyond the book. Every
+    applied diff must continue the book (spot: ``U <= id + 1``; USD-M: ``pu == id``), so
+    a book that ends up equal to another was built without skipping anything.
+    """
+
+    chained: bool  # USD-M's ``pu`` chain
+    last_update_id: int = 0
+    bids: dict[str, str] = attrs.field(factory=dict)
+    asks: dict[str, str] = attrs.field(factory=dict)
+    _pending: dict[str, Any] | None = None
+
+    async def sync(self, ws: WebSocketConnection, depth_url: str) -> None:
+        self._pending = (await recv_data(ws))["data"]
+        status, _, snap = await http(depth_url)
+        assert status == 200, snap
+        # The snapshot is not older than the first buffered diff (else: fetch another).
+        assert self._pending["U"] <= snap["lastUpdateId"] + 1
+        self.last_update_id = snap["lastUpdateId"]
+        self.bids, self.asks = dict(snap["bids"]), dict(snap["asks"])
+
+    async def advance(self, ws: WebSocketConnection) -> int:
+        """Apply the next diff beyond the book (older ones are in the snapshot); its ``u``."""
+        while True:
+            diff = self._pending or (await recv_data(ws))["data"]
+            self._pending = None
+            if diff["u"] > self.last_update_id:
+                break
+        if self.chained:
+            assert diff["pu"] == self.last_update_id, (diff["pu"], self.last_update_id)
+        else:
+            assert diff["U"] <= self.last_update_id + 1 <= diff["u"], diff
+        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = qty
+        self.last_update_id = diff["u"]
+        return self.last_update_id
+
+    def levels(self) -> tuple[list[list[str]], list[list[str]]]:
+        """``(bids, asks)`` best first, as a depth snapshot lists them."""
+        bids = sorted(self.bids.items(), key=lambda kv: Decimal(kv[0]), reverse=True)
+        asks = sorted(self.asks.items(), key=lambda kv: Decimal(kv[0]))
+        return [list(b) for b in bids], [list(a) for a in asks]

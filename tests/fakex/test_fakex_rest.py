@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import pytest
 import trio
-from fxclient import http, open_ws, recv_data
+from fxclient import ClientBook, http, open_ws
 from kit.wait import poll_until
 
 from marketd.data.records import Market
@@ -17,20 +16,12 @@ from marketd.fakex.frames import SymbolFrames
 CONFIG = FakeExchangeConfig(symbols=3, seed=21, rate=1_500)
 
 
-def _book_as_strings(fr: SymbolFrames) -> tuple[dict[str, str], dict[str, str]]:
+def _book_as_strings(fr: SymbolFrames) -> tuple[list[list[str]], list[list[str]]]:
     _, bids, asks = fr.model.book.snapshot(100_000)
     return (
-        {fr.fmt_p(p): fr.fmt_q(q) for p, q in bids},
-        {fr.fmt_p(p): fr.fmt_q(q) for p, q in asks},
+        [[fr.fmt_p(p), fr.fmt_q(q)] for p, q in bids],
+        [[fr.fmt_p(p), fr.fmt_q(q)] for p, q in asks],
     )
-
-
-def _apply(book: dict[str, str], levels: list[list[str]]) -> None:
-    for price, qty in levels:
-        if float(qty) == 0:
-            book.pop(price, None)
-        else:
-            book[price] = qty
 
 
 @pytest.mark.parametrize(
@@ -48,38 +39,15 @@ async def test_snapshot_plus_diffs_equals_true_book(
             ws_url = fx.spot_ws_url if market is Market.SPOT else fx.futures_ws_url
             rest_url = fx.spot_rest_url if market is Market.SPOT else fx.futures_rest_url
             async with open_ws(ws_url + ws_path, queue=10_000) as ws:
-                buffered: list[dict[str, Any]] = [(await recv_data(ws))["data"]]
-                status, headers, snap = await http(
-                    rest_url + depth_path + "?symbol=BTCUSDT&limit=1000"
-                )
-                assert status == 200
-                assert int(headers["x-mbx-used-weight-1m"]) > 0
-                last_id = snap["lastUpdateId"]
-                assert buffered[0]["U"] <= last_id + 1
-                bids = dict(snap["bids"])
-                asks = dict(snap["asks"])
+                book = ClientBook(chained=market is Market.USDM)
+                await book.sync(ws, rest_url + depth_path + "?symbol=BTCUSDT&limit=1000")
                 fx.pause()
-                model = fx.model(market).by_name["BTCUSDT"]
-                target = model.book.last_update_id
-                book_id, prev_u = last_id, None
-                diff = buffered[0]
-                while True:
-                    if diff["u"] > book_id:
-                        if market is Market.SPOT:
-                            assert diff["U"] <= book_id + 1 <= diff["u"]
-                        elif prev_u is not None:
-                            assert diff["pu"] == prev_u
-                        _apply(bids, diff["b"])
-                        _apply(asks, diff["a"])
-                        book_id = diff["u"]
-                        prev_u = diff["u"]
-                    if diff["u"] == target:
-                        break
-                    diff = (await recv_data(ws))["data"]
+                target = fx.model(market).by_name["BTCUSDT"].book.last_update_id
+                while book.last_update_id < target:
+                    await book.advance(ws)
+                assert book.last_update_id == target
                 idx = fx.hubs[market].symbol_index["btcusdt"]
-                true_bids, true_asks = _book_as_strings(fx.hubs[market].frames[idx])
-                assert bids == true_bids
-                assert asks == true_asks
+                assert book.levels() == _book_as_strings(fx.hubs[market].frames[idx])
 
 
 async def test_agg_trades_from_id_is_the_consecutive_history() -> None:

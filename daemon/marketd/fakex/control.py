@@ -1,6 +1,11 @@
 """The fake's control API on the REST port, under ``/_fake`` (JSON in, JSON out).
 
 * ``GET  /_fake/state``  → ``FakeExchange.state()``
+* ``GET  /_fake/book?market=spot|usdm&symbol=BTCUSDT[&update_id=N][&limit=N]`` → the true
+  book (``FakeExchange.true_book``) as Binance prints a depth snapshot:
+  ``{"market", "symbol", "lastUpdateId", "bids": [["price", "qty"], ...], "asks": [...]}``,
+  best first, ``limit`` levels a side (all when absent). ``update_id``: the book right
+  after that update (needs ``book_journal``; 404 outside it). Unknown symbol: 404.
 * ``POST /_fake/pause``, ``POST /_fake/resume``
 * ``POST /_fake/fault`` ``{"kind": "drop", "market": "spot"|"usdm"|null, "count": 1, "seconds": 0}``
   (``"kind": "gap"`` may name a ``"symbol"``: its next ``count`` depth diffs are skipped;
@@ -29,10 +34,21 @@ class Controlled(Protocol):
     def resume(self) -> None: ...
     def inject_fault(self, fault: Fault) -> int: ...
     def jump(self, market: Market, symbol: str, percent: float) -> str: ...
+    def true_book(
+        self, market: Market, symbol: str, update_id: int | None = None
+    ) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]: ...
 
 
 class BadControl(ValueError):
-    pass
+    """A request the control API refuses (400, or ``status``)."""
+
+    def __init__(self, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.status = status
+
+
+GETS = ("state", "book")
+POSTS = ("pause", "resume", "fault", "jump")
 
 
 def _json(status: int, body: Any) -> HttpResponse:
@@ -89,6 +105,41 @@ def parse_fault(body: dict[str, Any]) -> Fault:
     )
 
 
+def _query_int(query: dict[str, str], name: str, minimum: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadControl(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise BadControl(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _book(fx: Controlled, query: dict[str, str]) -> dict[str, Any]:
+    market = _market(query.get("market"), required=True)
+    symbol = query.get("symbol")
+    if market is None or not symbol:
+        raise BadControl("symbol must be given (market=spot|usdm&symbol=BTCUSDT)")
+    update_id = _query_int(query, "update_id", 0)
+    limit = _query_int(query, "limit", 1)
+    try:
+        last, bids, asks = fx.true_book(market, symbol, update_id)
+    except KeyError:
+        raise BadControl(f"unknown {market.value} symbol {symbol!r}", 404) from None
+    except LookupError as exc:  # an update id outside the journal, or no journal
+        raise BadControl(str(exc), 404) from None
+    return {
+        "market": market.value,
+        "symbol": symbol.upper(),
+        "lastUpdateId": last,
+        "bids": bids[:limit],
+        "asks": asks[:limit],
+    }
+
+
 def _parse_jump(body: dict[str, Any]) -> tuple[Market, str, float]:
     market = _market(body.get("market"), required=True)
     percent, symbol = body.get("percent"), body.get("symbol")
@@ -101,14 +152,16 @@ def _parse_jump(body: dict[str, Any]) -> tuple[Market, str, float]:
 
 def handle(fx: Controlled, request: HttpRequest) -> HttpResponse:
     action = request.path.removeprefix("/_fake/")
+    if action not in GETS + POSTS:
+        return _json(404, {"error": f"no such control {action!r}"})
+    method = "GET" if action in GETS else "POST"
+    if request.method != method:
+        return _json(405, {"error": f"/_fake/{action} takes {method}"})
     try:
-        if action == "state" and request.method == "GET":
+        if action == "state":
             return _json(200, fx.state())
-        if request.method != "POST":
-            return _json(
-                405 if action in ("pause", "resume", "fault", "jump") else 404,
-                {"error": "no such control"},
-            )
+        if action == "book":
+            return _json(200, _book(fx, request.query))
         if action == "pause":
             fx.pause()
             return _json(200, {"paused": True})
@@ -132,6 +185,6 @@ def handle(fx: Controlled, request: HttpRequest) -> HttpResponse:
             except KeyError as exc:
                 raise BadControl(str(exc)) from None
             return _json(200, {"symbol": symbol.upper(), "price": price})
-        return _json(404, {"error": f"no such control {action!r}"})
+        raise AssertionError(f"control {action!r} has no handler")
     except BadControl as exc:
-        return _json(400, {"error": str(exc)})
+        return _json(exc.status, {"error": str(exc)})

@@ -6,7 +6,12 @@ subscribers: a payload is formatted once, and a combined frame once per stream n
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from marketd.data.records import Market
+    from marketd.fakex.protocol import StreamRef
 
 
 class Subscriber(Protocol):
@@ -18,6 +23,21 @@ class Subscriber(Protocol):
 
 
 Group = dict[str | None, list[Subscriber]]
+
+
+class StreamHub(Protocol):
+    """What a connection subscribes through: the fake's market hub, or a replay's."""
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def symbol_index(self) -> Mapping[str, int]:
+        """Lower-case symbol → index, for parsing stream names."""
+
+    def add(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None: ...
+
+    def remove(self, sub: Subscriber, ref: StreamRef, *, combined: bool) -> None: ...
 
 
 def join(group: Group, sub: Subscriber, prefix: str | None) -> None:

@@ -4,6 +4,11 @@ Raw trade ids are consecutive, so a trade is found by ``id - base``; columns are
 ``array('q')`` (8 bytes a value) rather than a tuple per trade, which keeps 100k trades
 for a thousand symbols affordable. An aggregate trade is a run of raw trades at one price,
 one taker side and one time; only the first raw id of each is stored.
+
+Reading from an id older than the oldest held starts at the oldest held: the fake's own
+timed feeds read on from a cursor that trimming may have passed. REST must not do that to
+a client (``rest.py`` refuses such a ``fromId``), so it checks ``base_id`` /
+``agg_base_id`` first.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Bodies, weights and error codes follow Binance: ``X-MBX-USED-WEIGHT-1M`` counts the weight
 used in the current wall-clock minute; past the budget the reply is 429 with ``Retry-After``.
+The trade history is bounded (``FakeExchangeConfig.history``): a ``fromId`` older than what
+is held gets 400 ``-1128``, never a page that silently starts later.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ class RestReply:
 
 
 class RestError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
+    """A Binance error reply; ``weight`` is charged as for a request that was served (a
+    request refused for its parameters still costs 1, one refused for what it asks for
+    costs the endpoint's weight)."""
+
+    def __init__(self, status: int, code: int, msg: str, weight: int = 1) -> None:
         super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
+        self.status, self.code, self.msg, self.weight = status, code, msg, weight
 
 
 class WeightMeter:
@@ -129,7 +135,7 @@ class RestApi:
         try:
             weight, body = handler(query, now_ms)
         except RestError as exc:
-            return self._error(exc.status, exc.code, exc.msg, 1, now_ms)
+            return self._error(exc.status, exc.code, exc.msg, exc.weight, now_ms)
         used = self.meter.charge(weight, now_ms / 1000)
         if used > self.meter.limit:
             self.meter.reject(now_ms / 1000)
@@ -189,6 +195,8 @@ class RestApi:
 
     def _agg_trades(self, query: Mapping[str, str], now_ms: int) -> tuple[int, Any]:
         model, fr = self._symbol(query)
+        spot = self.market is Market.SPOT
+        weight = 4 if spot else 20
         limit = self._limit(query, 500, 1000)
         from_id = _int(query, "fromId", None)
         start, end = _int(query, "startTime", None), _int(query, "endTime", None)
@@ -198,8 +206,8 @@ class RestApi:
             hi = end if end is not None else lo + 3_600_000
             aggs = hist.aggs_in_time(lo, hi, limit)
         else:
+            _check_held(from_id, hist.agg_base_id, weight)
             aggs = hist.aggs(from_id, limit)
-        spot = self.market is Market.SPOT
         fp, fq = fr.fmt_p, fr.fmt_q
         out: list[dict[str, Any]] = []
         for a in aggs:
@@ -215,13 +223,16 @@ class RestApi:
             if spot:
                 row["M"] = True
             out.append(row)
-        return (4 if spot else 20), out
+        return weight, out
 
     def _historical_trades(self, query: Mapping[str, str], now_ms: int) -> tuple[int, Any]:
         model, fr = self._symbol(query)
         spot = self.market is Market.SPOT
+        weight = 25 if spot else 20
         limit = self._limit(query, 500 if spot else 100, 1000 if spot else 500)
-        trades = model.history.trades(_int(query, "fromId", None), limit)
+        from_id = _int(query, "fromId", None)
+        _check_held(from_id, model.history.base_id, weight)
+        trades = model.history.trades(from_id, limit)
         fp, fq, fquote = fr.fmt_p, fr.fmt_q, fr.fmt_quote
         out: list[dict[str, Any]] = []
         for t in trades:
@@ -236,7 +247,7 @@ class RestApi:
             if spot:
                 row["isBestMatch"] = True
             out.append(row)
-        return (25 if spot else 20), out
+        return weight, out
 
     def _exchange_info(self, query: Mapping[str, str], now_ms: int) -> tuple[int, Any]:
         hub = self.hub
@@ -325,6 +336,19 @@ class RestApi:
 
     def _time(self, query: Mapping[str, str], now_ms: int) -> tuple[int, Any]:
         return 1, {"serverTime": now_ms}
+
+
+def _check_held(from_id: int | None, oldest: int, weight: int) -> None:
+    """Refuse a ``fromId`` older than the oldest trade (or aggregate) id still held.
+
+    The history is bounded; answering from the oldest held instead would let a client
+    believe it got the trades from ``fromId`` (a backfill would publish a hole as filled).
+    Binance never starts a page later than asked, so neither does the fake: 400 with the
+    request's weight. A ``fromId`` beyond the newest is an empty page, as on Binance.
+    """
+    if from_id is not None and from_id < oldest:
+        msg = f"fromId {from_id} is older than the oldest trade this server holds ({oldest})"
+        raise RestError(400, -1128, msg, weight)
 
 
 def _rate_limit(kind: str, interval: str, num: int, limit: int) -> dict[str, Any]:

@@ -151,10 +151,12 @@ class FakeExchange:
         """``(update id, bids, asks)`` of the true book, best first, as the exchange prints.
 
         ``update_id`` None: the book now; else the book right after that update (needs
-        ``book_journal``; ``LookupError`` when outside it).
+        ``book_journal``; ``LookupError`` when outside it). ``KeyError``: no such symbol.
         """
         hub = self.hubs[market]
-        idx = hub.symbol_index[symbol.lower()]
+        idx = hub.symbol_index.get(symbol.lower())
+        if idx is None:
+            raise KeyError(f"unknown symbol {symbol!r}")
         model, fr = hub.model.symbols[idx], hub.frames[idx]
         if update_id is None:
             book = model.book
@@ -193,7 +195,11 @@ class FakeExchange:
         for conn in targets:
             first = next(iter(conn.delivered), None)
             ref = conn.subscriptions[first] if first is not None else None
-            symbol = conn.hub.model.symbols[max(ref.symbol, 0)].spec.symbol if ref else "BTCUSDT"
+            symbol = (
+                self.hubs[conn.market].model.symbols[max(ref.symbol, 0)].spec.symbol
+                if ref
+                else "BTCUSDT"
+            )
             kind = fault.kind
             if kind is FaultKind.DROP:
                 conn.end(abort=True)
@@ -224,7 +230,7 @@ class FakeExchange:
 
     def _start_fuzz(self, conn: Connection, count: int, seed: str) -> None:
         refs = [conn.subscriptions[name] for name in sorted(conn.delivered)]
-        bases = fuzz_bases(conn.hub, refs, wall_ms())
+        bases = fuzz_bases(self.hubs[conn.market], refs, wall_ms())
         frames = (f.text for f in fuzz_frames(count, seed, bases, is_combined=conn.combined))
         conn.counters.fuzz_pending += count
         if self._nursery is not None:

@@ -20,7 +20,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from marketd.data.records import Market
 from marketd.fakex.config import MarketLimits
-from marketd.fakex.hub import MarketHub
+from marketd.fakex.fanout import StreamHub
 from marketd.fakex.protocol import (
     ControlError,
     Route,
@@ -103,7 +103,7 @@ class Connection:
         self,
         ws: WebSocketConnection,
         stream: CorkedStream,
-        hub: MarketHub,
+        hub: StreamHub,
         limits: MarketLimits,
         counters: MarketCounters,
         *,

@@ -8,7 +8,9 @@ Every request is charged to the market's REST weight budget, shared with the boo
 snapshots (:class:`~marketd.rest.budget.RestBudgets`), ahead of them: the symbol's live
 trades are held until its backfill is done. Each response's used-weight header is taken
 in; a 429 or 418 blocks the market for both users, and the backfill waits for the block to
-end, up to ``max_wait_s``.
+end, up to ``max_wait_s``. Any other 4xx refuses the request itself (a ``fromId`` older than
+the history the exchange still holds, a symbol it does not know): asking again gets the same
+answer, so it is not retried and the rest of the gap is given up as unfilled.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ def _default_budgets() -> RestBudgets:
     return RestBudgets.from_settings(BookSettings())
 
 
+@attrs.frozen
+class _Reply:
+    """How one request ended: its outcome (``OUTCOMES``), the records of an ``ok``, and
+    whether asking again may get another answer."""
+
+    outcome: str
+    records: list[Record] | None = None
+    retryable: bool = True
+
+
+def _refused(status: int) -> bool:
+    """A 4xx other than the rate limits (429, 418): the request, not the moment, is wrong."""
+    return 400 <= status < 500 and status not in (429, 418)
+
+
 @attrs.define
 class Backfiller:
     encoder: RestTradeEncoder
@@ -75,9 +92,10 @@ class Backfiller:
     async def fill(self, gap: Gap) -> list[Record]:
         """Return the records with ids ``gap.first..gap.last`` that REST still has, in order.
 
-        Gives up after ``attempts`` failed requests, when the budget stays closed beyond
-        ``max_wait_s``, or beyond ``max_trades`` (counted in ``unfilled``): a gap that
-        cannot be filled is reported, never hidden.
+        Gives up after ``attempts`` failed requests, at once when a request is refused (a
+        4xx other than 429/418), when the budget stays closed beyond ``max_wait_s``, or
+        beyond ``max_trades`` (counted in ``unfilled``): a gap that cannot be filled is
+        reported, never hidden.
         """
         endpoint = self.adapter(gap.market).trade_history(gap.kind)
         if endpoint is None:
@@ -122,10 +140,21 @@ class Backfiller:
                 )
                 return []
             self.requests += 1
-            status, records = await self._get(gap, endpoint.path, params)
-            self.statuses[(market, status)] += 1
-            if records is not None:
-                return records
+            reply = await self._get(gap, endpoint.path, params)
+            self.statuses[(market, reply.outcome)] += 1
+            if reply.records is not None:
+                return reply.records
+            if not reply.retryable:
+                log.warning(
+                    "backfill refused by the exchange: the rest of the gap is unfilled",
+                    market=market,
+                    symbol=gap.symbol,
+                    kind=gap.kind,
+                    first=from_id,
+                    last=gap.last,
+                    error=self.last_error,
+                )
+                return []
             log.warning(
                 "backfill request failed",
                 symbol=gap.symbol,
@@ -133,7 +162,7 @@ class Backfiller:
                 attempt=attempt + 1,
                 error=self.last_error,
             )
-            if status not in ("429", "418"):  # those block the budget: waited for above
+            if reply.outcome not in ("429", "418"):  # those block the budget: waited for above
                 await trio.sleep(backoff.next_delay())
         return []
 
@@ -152,33 +181,36 @@ class Backfiller:
             key = gap.market.value
             self.budget_wait_s[key] = self.budget_wait_s.get(key, 0.0) + waited
 
-    async def _get(
-        self, gap: Gap, path: str, params: dict[str, str | int]
-    ) -> tuple[str, list[Record] | None]:
+    async def _get(self, gap: Gap, path: str, params: dict[str, str | int]) -> _Reply:
         try:
             resp = await self.get(self.rest_urls[gap.market], path, params, time_limit=self.timeout)
         except RestError as exc:
             self.last_error = str(exc)
-            return "network", None
+            return _Reply("network")
         self.budgets.observe(gap.market, resp, user=BACKFILL)
         if resp.status != 200:
             self.last_error = f"HTTP {resp.status}: {resp.body[:200]!r}"
-            return (str(resp.status) if resp.status in (429, 418) else "http_error"), None
+            if resp.status in (429, 418):
+                return _Reply(str(resp.status))
+            return _Reply("http_error", retryable=not _refused(resp.status))
         try:
-            return "ok", self.encoder.encode_rest_trades(
-                gap.market, gap.symbol, gap.kind, resp.body, time.time_ns()
+            return _Reply(
+                "ok",
+                self.encoder.encode_rest_trades(
+                    gap.market, gap.symbol, gap.kind, resp.body, time.time_ns()
+                ),
             )
         except RestError as exc:
             self.last_error = str(exc)
-            return "bad_body", None
+            return _Reply("bad_body")
 
     def metrics(self) -> Iterable[Metric]:
         """Backfill requests and budget waits (trades filled/unfilled: the normalizer's)."""
         yield counter(
             "marketd_backfill_requests_total",
             "REST trade-history requests for gap backfill, by market and outcome (ok, 429, "
-            "418, http_error, network, bad_body; budget_timeout: not sent, the weight "
-            "budget stayed closed too long).",
+            "418, http_error: any other status, a 4xx not retried; network, bad_body; "
+            "budget_timeout: not sent, the weight budget stayed closed too long).",
             ("market", "status"),
             seeded(
                 [(m.value, s) for m in self.rest_urls for s in (*OUTCOMES, "budget_timeout")],
