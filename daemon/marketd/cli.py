@@ -97,6 +97,20 @@ def _cmd_fake_exchange(args: argparse.Namespace) -> int:
         raise ListenError.bind_failed(address, cause, host=args.host, change=change) from exc
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from marketd.replay.cli import run
+
+    try:
+        return run(args)
+    except (OSError, BaseExceptionGroup) as exc:
+        cause = bind_error(exc)
+        if cause is None:
+            raise
+        raise ListenError.bind_failed(
+            args.host, cause, host=args.host, change="--host or --ws-port / --rest-port"
+        ) from exc
+
+
 _CONFIG_HELP = "YAML configuration file (default: $MARKETD_CONFIG, else the built-in defaults)"
 
 _RUN_DESCRIPTION = """\
@@ -173,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fakex_cli.add_arguments(fake)
     fake.set_defaults(func=_cmd_fake_exchange)
+
+    from marketd.replay import cli as replay_cli
+
+    replay = sub.add_parser(
+        "replay",
+        help="serve a recording as a Binance-compatible exchange",
+        description=replay_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay_cli.add_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
     return parser
 
 

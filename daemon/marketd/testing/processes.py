@@ -149,6 +149,40 @@ class FakeExchangeProcess(Process):
         self.close()
 
 
+class ReplayProcess(Process):
+    """``python -m marketd replay DIR ARGS`` on free ports; ``urls`` from its first line."""
+
+    def __init__(self, tmp: Path, directory: Path, *args: str) -> None:
+        super().__init__(
+            [sys.executable, "-m", "marketd", "replay", str(directory), *args],
+            tmp / "replay.log",
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise AssertionError("replay did not start:\n" + self.log_tail())
+        self.urls: dict[str, str] = json.loads(line)
+
+    def state(self) -> Any:
+        status, payload = http_json(f"{self.urls['control_url']}/state")
+        assert status == 200, (status, payload)
+        return payload
+
+    def __enter__(self) -> ReplayProcess:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is not None:
+            sys.stderr.write("---- replay log ----\n" + self.log_tail(60) + "\n")
+        self.signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.wait(10)
+        self.close()
+
+
 class DaemonProcess(Process):
     """``python -m marketd run --config FILE`` with the given settings and environment."""
 

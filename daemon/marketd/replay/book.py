@@ -1,0 +1,107 @@
+"""One symbol's order book as a replay rebuilds it from recorded snapshots and diffs (pure).
+
+The replay is the exchange here, so its book is the one its depth snapshots answer with.
+It is built the way Binance documents for a client: a recorded REST snapshot
+(``lastUpdateId``) and then the recorded diffs that continue it — consecutive ids on spot
+(``U == previous u + 1``; the first applied has ``U <= lastUpdateId + 1 <= u``), chained
+ids on USD-M (``pu == previous u``; the first applied has ``U <= lastUpdateId <= u``).
+Diffs seen while the book has no snapshot are kept (a bounded buffer), so a snapshot
+recorded after them still starts the book. A diff that does not continue the book (the
+recording has a hole: marketd was disconnected) makes the book *broken* until the next
+recorded snapshot: a broken book is never served.
+
+Prices and quantities stay the exchange's strings; levels are sorted only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+BUFFERED_DIFFS = 10_000  # diffs kept per symbol while no snapshot has started the book
+
+Level = Sequence[str]  # [price, quantity] as the exchange prints them
+
+
+@attrs.frozen
+class Diff:
+    first_id: int  # U
+    last_id: int  # u
+    previous_id: int | None  # pu (USD-M), None on spot
+    event_ms: int  # E
+    transaction_ms: int  # T (USD-M), else E
+    bids: Sequence[Level]
+    asks: Sequence[Level]
+
+
+class ReplayBook:
+    def __init__(self, *, chained: bool) -> None:
+        self.chained = chained
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.last_id: int | None = None  # of the last diff applied (or the snapshot)
+        self.synced = False
+        self.event_ms = self.transaction_ms = 0
+        self.breaks = 0  # diffs that did not continue a synced book
+        self._fresh = False  # synced from a snapshot, no diff applied since
+        self._buffer: deque[Diff] = deque(maxlen=BUFFERED_DIFFS)
+
+    def snapshot(self, last_id: int, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """A recorded snapshot starts the book unless it is already synced (then the diffs
+        already carry it further than the snapshot can)."""
+        if self.synced:
+            return
+        self.bids = {p: q for p, q, *_ in bids}
+        self.asks = {p: q for p, q, *_ in asks}
+        self.last_id = last_id
+        self.synced = self._fresh = True
+        buffered, self._buffer = self._buffer, deque(maxlen=BUFFERED_DIFFS)
+        for diff in buffered:
+            self.diff(diff)
+
+    def diff(self, diff: Diff) -> None:
+        if not self.synced:
+            self._buffer.append(diff)
+            return
+        last = self.last_id
+        assert last is not None
+        if diff.last_id < last or (diff.last_id == last and not (self.chained and self._fresh)):
+            return  # before the snapshot, or a duplicate (a reconnect's overlap)
+        if self._fresh:
+            bridges = diff.first_id <= (last if self.chained else last + 1) <= diff.last_id
+            continues = bridges or (self.chained and diff.previous_id == last)
+        elif self.chained:
+            continues = diff.previous_id == last
+        else:
+            continues = diff.first_id == last + 1
+        if not continues:
+            self.synced = False
+            self.breaks += 1
+            self._buffer.append(diff)
+            return
+        self._fresh = False
+        for side, levels in ((self.bids, diff.bids), (self.asks, diff.asks)):
+            for price, quantity, *_ in levels:
+                if float(quantity) == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = quantity
+        self.last_id = diff.last_id
+        self.event_ms, self.transaction_ms = diff.event_ms, diff.transaction_ms
+
+    def levels(self, limit: int) -> tuple[list[list[str]], list[list[str]]]:
+        """The best ``limit`` bids (highest first) and asks (lowest first)."""
+        bids = sorted(self.bids, key=float, reverse=True)[:limit]
+        asks = sorted(self.asks, key=float)[:limit]
+        return [[p, self.bids[p]] for p in bids], [[p, self.asks[p]] for p in asks]
+
+    def best(self) -> tuple[list[str] | None, list[str] | None]:
+        """The best bid and ask level, if any."""
+        bid = max(self.bids, key=float, default=None)
+        ask = min(self.asks, key=float, default=None)
+        return (
+            None if bid is None else [bid, self.bids[bid]],
+            None if ask is None else [ask, self.asks[ask]],
+        )

@@ -1,0 +1,163 @@
+"""One market as a replay has played it so far: books, trades, mark prices, tickers (pure).
+
+The server feeds it the WebSocket frames it sends (:meth:`MarketState.sent`), the recorded
+REST answers as they are read ahead of the clock (:meth:`MarketState.read_ahead`: trade
+pages become known at once, served from each trade's own time) and as the clock passes
+them (:meth:`MarketState.passed`: a depth snapshot starts a book that has none). The REST
+handler (:mod:`.rest`) asks it questions at the replay's clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import orjson
+
+from marketd.data.records import Market
+from marketd.replay.book import Diff, ReplayBook
+from marketd.replay.timeline import rest_target
+from marketd.replay.trades import DEFAULT_CAPACITY, HeldTrades, Trade
+
+
+def _is_depth_diff(channel: str) -> bool:
+    # depth, depth@100ms, depth@0ms, depth@500ms: diffs; depth5 / depth20@100ms: partial.
+    return channel == "depth" or channel.startswith("depth@")
+
+
+class RecordedSnapshot:
+    """A depth snapshot marketd received: served again, truncated to a client's limit."""
+
+    __slots__ = ("body", "last_id", "received_ns")
+
+    def __init__(self, received_ns: int, last_id: int, body: dict[str, Any]) -> None:
+        self.received_ns = received_ns
+        self.last_id = last_id
+        self.body = body
+
+
+class SymbolState:
+    __slots__ = ("aggs", "book", "book_ticker", "mark", "raws", "snapshot_times", "snapshots")
+
+    def __init__(self, *, chained: bool, capacity: int) -> None:
+        self.book = ReplayBook(chained=chained)
+        self.aggs = HeldTrades(capacity)
+        self.raws = HeldTrades(capacity)
+        self.mark: dict[str, Any] | None = None  # the last markPriceUpdate's data
+        self.book_ticker: dict[str, Any] | None = None  # the last bookTicker's data
+        self.snapshots: list[RecordedSnapshot] = []  # in received order
+        self.snapshot_times: list[int] = []  # their received_ns, for bisect
+
+    def trades(self) -> HeldTrades:
+        """The trades prices come from: aggregates when recorded, else raw trades."""
+        return self.aggs if len(self.aggs) else self.raws
+
+
+class MarketState:
+    def __init__(self, market: Market, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.market = market
+        self.capacity = capacity
+        self.symbols: dict[str, SymbolState] = {}  # upper-case symbol →
+        self.bad_frames = 0  # sent frames whose data could not be read (still sent)
+
+    def symbol(self, name: str) -> SymbolState:
+        name = name.upper()
+        state = self.symbols.get(name)
+        if state is None:
+            state = self.symbols[name] = SymbolState(
+                chained=self.market is Market.USDM, capacity=self.capacity
+            )
+        return state
+
+    # -- what the replay sends and reads --------------------------------------------------
+
+    def sent(self, stream: str, data: str) -> None:
+        """Take in the data of one frame the replay sent on ``stream``."""
+        symbol, _, channel = stream.partition("@")
+        try:
+            if channel == "aggTrade":
+                d = orjson.loads(data)
+                self.symbol(symbol).aggs.add(
+                    Trade(d["a"], d["T"], d["p"], d["q"], d["m"], d["f"], d["l"])
+                )
+            elif channel == "trade":
+                d = orjson.loads(data)
+                self.symbol(symbol).raws.add(
+                    Trade(d["t"], d["T"], d["p"], d["q"], d["m"], d["t"], d["t"])
+                )
+            elif _is_depth_diff(channel):
+                d = orjson.loads(data)
+                self.symbol(symbol).book.diff(
+                    Diff(d["U"], d["u"], d.get("pu"), d["E"], d.get("T", d["E"]), d["b"], d["a"])
+                )
+            elif channel.startswith("markPrice"):
+                d = orjson.loads(data)
+                self.symbol(symbol).mark = d
+            elif channel == "bookTicker":
+                d = orjson.loads(data)
+                self.symbol(symbol).book_ticker = d
+            elif stream.startswith("!markPrice@arr"):
+                for d in orjson.loads(data):
+                    self.symbol(d["s"]).mark = d
+            elif stream == "!bookTicker":
+                d = orjson.loads(data)
+                self.symbol(d["s"]).book_ticker = d
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.bad_frames += 1
+
+    def read_ahead(self, target: str, body: bytes, received_ns: int) -> None:
+        """Take in a recorded REST answer when it is read, before the clock reaches it."""
+        path, params = rest_target(target)
+        symbol = params.get("symbol")
+        if not symbol:
+            return
+        try:
+            rows = orjson.loads(body)
+            if path.endswith("/depth"):
+                state = self.symbol(symbol)
+                at = bisect.bisect_right(state.snapshot_times, received_ns)
+                state.snapshot_times.insert(at, received_ns)
+                state.snapshots.insert(
+                    at, RecordedSnapshot(received_ns, int(rows["lastUpdateId"]), rows)
+                )
+            elif path.endswith("/aggTrades"):
+                held = self.symbol(symbol).aggs
+                for r in rows:
+                    held.add(Trade(r["a"], r["T"], r["p"], r["q"], r["m"], r["f"], r["l"]))
+            elif path.endswith("/historicalTrades") or path.endswith("/trades"):
+                held = self.symbol(symbol).raws
+                for r in rows:
+                    t = r["id"]
+                    held.add(Trade(t, r["time"], r["price"], r["qty"], r["isBuyerMaker"], t, t))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.bad_frames += 1
+
+    def passed(self, target: str, received_ns: int) -> None:
+        """The clock passed a recorded REST answer: a snapshot starts a book that has none."""
+        path, params = rest_target(target)
+        symbol = params.get("symbol")
+        if not symbol or not path.endswith("/depth"):
+            return
+        state = self.symbol(symbol)
+        at = bisect.bisect_left(state.snapshot_times, received_ns)
+        if at < len(state.snapshots):
+            snap = state.snapshots[at]
+            state.book.snapshot(snap.last_id, snap.body["bids"], snap.body["asks"])
+
+    def forget_before(self, received_ns: int) -> None:
+        """Drop recorded snapshots the clock passed more than a moment ago (memory)."""
+        for state in self.symbols.values():
+            at = bisect.bisect_left(state.snapshot_times, received_ns)
+            if at:
+                del state.snapshots[:at]
+                del state.snapshot_times[:at]
+
+    # -- questions ------------------------------------------------------------------------
+
+    def snapshot_ahead(self, symbol: str, clock_ns: int) -> RecordedSnapshot | None:
+        """The first recorded snapshot of ``symbol`` received at or after ``clock_ns``."""
+        state = self.symbols.get(symbol.upper())
+        if state is None:
+            return None
+        at = bisect.bisect_left(state.snapshot_times, clock_ns)
+        return state.snapshots[at] if at < len(state.snapshots) else None
