@@ -15,8 +15,13 @@ divided by N, at ``speed`` None (max) nothing waits but the clients (each batch 
 every connection's queue is short again). The recording is read ahead of the clock
 (``LOOKAHEAD_S``, in a worker thread) so that REST answers marketd received later than the
 frames that led to them — a book snapshot, a page of trades filling a gap — are there when
-a client asks the same question at the same point. A recorded ``serverShutdown`` is sent to
-that market's clients as the exchange sent it.
+a client asks the same question at the same point.
+
+Recorded control frames (acks, ``serverShutdown``) and marketd's connection markers are
+counted, not re-sent: the data frames of a recording are those marketd kept across its own
+reconnects and handovers, so a client sees them as one continuous stream, with holes where
+marketd saw none — which is what makes a second ``marketd run`` on the replay publish the
+same records (its backfill asks the replay for the same pages, answered from the recording).
 """
 
 from __future__ import annotations
@@ -58,7 +63,6 @@ MAX_BATCH = 500  # entries played between checkpoints at max speed
 CONNECT_TIMEOUT = 10.0
 END_GRACE_S = 2.0  # --exit-at-end: after the last frame is sent
 SURVEY_ENTRIES = 200_000  # entries read before playing, to tell each stream's market
-_SHUTDOWN = b'"serverShutdown"'
 
 
 @attrs.frozen
@@ -173,6 +177,7 @@ class Replay:
         self.finished = trio.Event()
         self.entries_played = 0
         self.frames_sent = 0
+        self.control_frames = 0  # recorded, not re-sent (see the module documentation)
         self.reading: Reading | None = None
         self._first_connection = trio.Event()
         self._origin = 0.0  # trio time at which first_ns is played
@@ -212,6 +217,7 @@ class Replay:
             "speed": self.config.speed or "max",
             "entries_played": self.entries_played,
             "frames_sent": self.frames_sent,
+            "control_frames": self.control_frames,
             "connections_open": len(self.connections),
             "recording": {k: v for k, v in self.summary.items() if k != "streams"},
             "read": attrs.asdict(reading) if reading is not None else None,
@@ -397,12 +403,8 @@ class Replay:
             self.states[market].passed(entry.stream, entry.received_ns)
             return
         stream = entry.stream
-        if not stream:  # a frame without a stream: a control frame of the exchange
-            if _SHUTDOWN in entry.payload:
-                text = entry.payload.decode("utf-8", "replace")
-                for conn in self.connections:
-                    if conn.market is market:
-                        conn.push(text)
+        if not stream:  # a control frame, or one of marketd's connection markers
+            self.control_frames += 1
             return
         if self.config.streams is not None and stream not in self.config.streams:
             return
