@@ -32,6 +32,7 @@ import trio
 
 from marketd.arguments import number
 from marketd.fakex.cli import PORT, listen_host
+from marketd.obs.logs import configure_logging
 from marketd.replay.server import ReplayConfig, open_replay
 from marketd.replay.timeline import parse_instant, parse_speed
 
@@ -76,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S", help="after the first connection, start even if some recorded streams "
         "have no subscriber yet (0: start at once; default 10)",
     )  # fmt: skip
+    parser.add_argument("--log-format", choices=("console", "json"), default="console",
+                        help="log lines on stderr (default console)")  # fmt: skip
     parser.add_argument(
         "--exit-at-end", action="store_true",
         help="exit once the recording is played and sent (else keep serving)",
@@ -131,4 +134,6 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # Logs go to stderr: stdout carries the URL line a parent process reads.
+    configure_logging("info", args.log_format)
     return trio.run(lambda: serve(config, exit_at_end=args.exit_at_end))

@@ -38,9 +38,15 @@ def rest_target(target: str) -> tuple[str, dict[str, str]]:
 
 def data_of(frame: str, stream: str) -> str | None:
     """The ``data`` of a combined-stream frame of ``stream``, without parsing it."""
-    head = f'{{"stream":"{stream}","data":'
-    if frame.startswith(head) and frame.endswith("}"):
-        return frame[len(head) : -1]
+    # '{"stream":"' + stream + '","data":' ... '}'
+    at = 11 + len(stream)
+    if (
+        frame.startswith('{"stream":"')
+        and frame.startswith(stream, 11)
+        and frame.startswith('","data":', at)
+        and frame.endswith("}")
+    ):
+        return frame[at + 9 : -1]
     return None
 
 
