@@ -23,6 +23,7 @@ from binance.spot import Spot
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 from kit.daemon import binance_config
 from kit.wait import poll_until_blocking
+from trio_websocket import open_websocket_url
 
 from marketd.recorder import read
 from marketd.recorder.format import Entry
@@ -316,3 +317,29 @@ def test_bad_command_lines_say_what_is_wrong(tmp_path: Path) -> None:
     assert empty.returncode == 1
     assert "holds no recorded entries" in empty.stderr
     assert "Traceback" not in missing.stderr + slow.stderr + when.stderr + empty.stderr
+
+
+@pytest.mark.slow
+async def test_a_time_range_and_a_stream_filter_select_what_is_played(recording: Path) -> None:
+    entries = list(read(recording))
+    spot = [e for e in entries if e.connection.startswith("spot-")]
+    start, end = spot[len(spot) // 4].received_ns, spot[len(spot) // 2].received_ns
+    expected = [e.payload.decode() for e in spot
+                if e.stream == "btcusdt@trade" and start <= e.received_ns < end]  # fmt: skip
+    assert len(expected) > 20
+    config = ReplayConfig(recording, start_ns=start, end_ns=end, speed=None, wait_s=5.0,
+                          streams=frozenset({"btcusdt@trade"}))  # fmt: skip
+    got: list[str] = []
+    with trio.fail_after(60):
+        async with open_replay(config) as replay:
+            url = replay.urls()["spot_ws_url"] + "/stream?streams=btcusdt@trade/btcusdt@aggTrade"
+            async with open_websocket_url(url) as ws:
+                await replay.started.wait()
+                await replay.finished.wait()
+                with trio.move_on_after(1.0):
+                    while True:
+                        got.append(str(await ws.get_message()))
+            state = replay.state()
+    # Combined frames exactly as recorded, only the stream asked for, only the range.
+    assert got == expected
+    assert state["clock_ms"] < end // 1_000_000 + 1
