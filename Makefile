@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/bench_detector.py
 	$(BIN)/python bench/bench_fanout.py
 	$(BIN)/python bench/bench_spool.py
+	$(BIN)/python bench/bench_recorder.py
 	$(BIN)/python bench/bench_pipeline.py
 
 # The chaos suite (also part of `make test`) with its table rewritten into docs/CHAOS.md.

@@ -67,6 +67,9 @@ def run_scenario(
             ],
             "kafka": {"bootstrap_servers": bootstrap},
             "log": {"format": "json", "stats_interval_s": 5.0},
+            # With MARKETD_RECORDER__ENABLED=true: in the run's directory, not the
+            # working directory's var/recording (deleted with the run).
+            "recorder": {"directory": str(tmp / "recording")},
         }
         with DaemonProcess(tmp, config, env) as daemon:
             daemon.wait_ready(timeout=60)

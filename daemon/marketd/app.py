@@ -10,9 +10,11 @@ then stop HTTP. This module only builds and wires: the stages run under the supe
 (:mod:`marketd.runtime.stage`), the start and the drain are :mod:`marketd.runtime.lifecycle`,
 readiness, metric sources and statistics are :mod:`marketd.health`.
 
-What runs is chosen by ``roles`` (:mod:`marketd.roles`): the pipeline above only with the
-collector; the detector on it or on Kafka; the gateway's routes, fed by the detector here
-or by a reader of the alerts topic. HTTP (metrics and probes) runs in every role.
+What runs is chosen by ``roles`` (:mod:`marketd.roles`): the pipeline above with the
+collector, or with the recorder role alone (then its sink is :class:`Discard`, with no
+spool and no detector: it records and publishes nothing); the detector on it or on Kafka;
+the gateway's routes, fed by the detector here or by a reader of the alerts topic. HTTP
+(metrics and probes) runs in every role.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from marketd.obs.web import create_app, serve_http
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
 from marketd.pipeline.codecs import Codecs
+from marketd.pipeline.discard import Discard
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.normalizer_metrics import normalizer_metrics
 from marketd.pipeline.sink import Sink
@@ -99,7 +102,7 @@ class Daemon:
         self.tap: Tap | None = None
         if roles.detector:
             self._make_detector()
-        if roles.collector:
+        if roles.intake:
             self._wire_pipeline()
         self.gateway: Gateway | None = None
         self.alerts_reader: AlertsTopicReader | None = None
@@ -117,7 +120,7 @@ class Daemon:
         self.collector = self.health.collector()
         self.registry.register(self.collector)
         http = functools.partial(serve_http, self.app, settings.http.listen, self.http_shutdown)
-        intake = functools.partial(self.feeds.serve, self._frames_send) if roles.collector else None
+        intake = functools.partial(self.feeds.serve, self._frames_send) if roles.intake else None
         self.lifecycle = Lifecycle(
             supervisor=self.supervisor, pipeline=self.pipeline, services=self.services,
             serve_http=http, http_shutdown=self.http_shutdown, reports=self.health,
@@ -126,20 +129,22 @@ class Daemon:
         )  # fmt: skip
 
     def _make_collector(self, sink: Sink | None) -> None:
-        """The collector's components (built, and idle, without the collector role)."""
-        settings, collecting = self.settings, self.roles.collector
+        """The collector's components (built, and idle, without the collector role); with
+        the recorder role alone, those that make the recording whole (the feeds, the
+        backfill, the books) and a sink that drops everything."""
+        settings, collecting, intake = self.settings, self.roles.collector, self.roles.intake
         self.codec = Codecs(settings.kafka.topics)
         # One REST weight budget per market, shared by the backfill and the book snapshots.
         self.rest_budgets = RestBudgets.from_settings(settings.books)
         self.recorder: Recorder | None = None
         get: HttpGet = http_get
-        if collecting and settings.recorder.enabled:
+        if intake and settings.recorder.enabled:
             self.recorder = Recorder(settings.recorder)
             get = self.recorder.recording(http_get)  # their REST answers are recorded too
             self.services.append(self.supervisor.stage(
                 "recorder", self.recorder.serve, metrics=self.recorder.metrics))  # fmt: skip
         self.backfiller: Backfiller | None = None
-        if collecting and settings.pipeline.backfill_trades:
+        if intake and settings.pipeline.backfill_trades:
             self.backfiller = Backfiller(
                 encoder=self.codec,
                 rest_urls=settings.binance.rest_urls(),
@@ -160,12 +165,14 @@ class Daemon:
             self.publisher = KafkaPublisher(
                 settings.kafka, on_settled=self.spool.on_settled if self.spool else None
             )
-        self.sink: Sink = sink if sink is not None else self.publisher or self.bus
-        self.feeds = FeedGroup.from_settings(settings, collecting)
+        chosen: Sink = (self.publisher or self.bus) if collecting else Discard()
+        self.sink: Sink = sink if sink is not None else chosen
+        recording = self.recorder is not None  # their control frames and markers too
+        self.feeds = FeedGroup.from_settings(settings, intake, record_control=recording)
         if self.recorder is not None:
             self.normalizer.record = self.recorder.offer  # never blocks the pipeline
         self.books: Books | None = None
-        if collecting and settings.books.enabled:
+        if intake and settings.books.enabled:
             self.books = Books(settings, budgets=self.rest_budgets, get=get)
 
     def _make_detector(self) -> None:

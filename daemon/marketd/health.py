@@ -84,6 +84,8 @@ class Health:
         }
         if self.roles.collector:
             fields.update(feeds=len(self.feeds), sink=self.sink.name)
+        elif self.roles.recorder:
+            fields.update(feeds=len(self.feeds), recording=self.settings.recorder.directory)
         else:
             fields.update(alerts="kafka" if self.alerts_reader is not None else "in-process")
         return fields
@@ -122,6 +124,7 @@ class Health:
             yield "sink", running("sink"), "sink"
             if self.sink.remote:
                 yield self.sink.name, self.sink.statistics().connected, self.sink.name
+        if self.roles.intake:  # the collector's feeds, or the recorder role's
             for name, fresh in self.feeds.readiness(self.settings.binance.stale_after_s):
                 yield name, fresh, name
             if self.spool is not None:
@@ -150,7 +153,7 @@ class Health:
             "not_ready": detail["not_ready"],
             "roles": detail["roles"],
         }
-        if self.roles.collector:
+        if self.roles.intake:
             stale_after, events = self.settings.binance.stale_after_s, self.normalizer.event_times
             body["connections"] = [
                 status.connection_status(
@@ -188,9 +191,9 @@ class Health:
         come with the supervisor's)."""
         yield self.metrics
         yield self.supervisor.metrics
-        if self.roles.collector:
-            if self.sink is not self.bus:
-                yield self.bus.metrics  # declared with Kafka too: the dashboard reads it
+        if self.roles.collector and self.sink is not self.bus:
+            yield self.bus.metrics  # declared with Kafka too: the dashboard reads it
+        if self.roles.intake:
             yield self.channels.metrics
             yield self.feeds.metrics
             yield self.rest_budgets.metrics
@@ -220,18 +223,23 @@ class Health:
         now = time.monotonic()
         fields: dict[str, Any] = {}
         counts: dict[str, int] = {}
-        if self.roles.collector:
+        if self.roles.intake:
             norm = self.normalizer.statistics()
             feeds = self.feeds.statistics()
-            delivered = self.sink.statistics().delivered
-            counts.update(frames=norm.frames, delivered=delivered)
+            counts["frames"] = norm.frames
+            fields["in_per_s"] = self._rate("frames", norm.frames, now)
+            if self.roles.collector:
+                delivered = self.sink.statistics().delivered
+                counts["delivered"] = delivered
+                fields["delivered_per_s"] = self._rate("delivered", delivered, now)
             fields.update(
-                in_per_s=self._rate("frames", norm.frames, now),
-                delivered_per_s=self._rate("delivered", delivered, now),
                 feeds=f"{sum(s.subscribed for s in feeds)}/{len(self.feeds)} up",
                 records=norm.records,
-                delivered=delivered,
             )
+            if self.roles.collector:
+                fields["delivered"] = delivered
+            elif self.recorder is not None:  # the recorder role publishes nothing
+                fields["recorded"] = self.recorder.statistics().recorded
             if self.books is not None:
                 fields["book_snapshots"] = self.books.statistics().snapshots_published
             if self.spool is not None and (pending := self.spool.pending()):

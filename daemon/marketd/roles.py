@@ -8,9 +8,15 @@
 * ``gateway``: the browser UI, ``/ws/alerts`` and ``/api/*``. Its alerts come from the
   detector in the same process, or, without the detector role, from
   ``kafka.topics.alerts`` (every replica reads every partition).
+* ``recorder``: a process that only records (``recorder.enabled: true`` is required): the
+  feeds, the recorder, and what makes the recording whole for a replay — the normalizer
+  and the books, whose trade backfill and book snapshots fetch the REST responses the
+  recording holds. It publishes nothing: no Kafka, no embedded bus, no spool, no
+  detector; the records it decodes end there. Beside ``collector`` it adds nothing (the
+  collector records whenever ``recorder.enabled`` is true).
 
 Every process serves ``/metrics``, ``/healthz`` and ``/readyz``; its readiness names only
-what its own roles need. The default is all three roles in one process.
+what its own roles need. The default is collector, detector and gateway in one process.
 """
 
 from __future__ import annotations
@@ -22,12 +28,19 @@ import attrs
 COLLECTOR = "collector"
 DETECTOR = "detector"
 GATEWAY = "gateway"
-ROLES: tuple[str, ...] = (COLLECTOR, DETECTOR, GATEWAY)
+RECORDER = "recorder"
+ROLES: tuple[str, ...] = (COLLECTOR, DETECTOR, GATEWAY, RECORDER)
+DEFAULT_ROLES: tuple[str, ...] = (COLLECTOR, DETECTOR, GATEWAY)
 _SHOWN = ", ".join(ROLES)
 
 
 def role_problems(
-    roles: tuple[str, ...], *, alerts_enabled: bool, alerts_source: str, kafka_enabled: bool
+    roles: tuple[str, ...],
+    *,
+    alerts_enabled: bool,
+    alerts_source: str,
+    kafka_enabled: bool,
+    recorder_enabled: bool = False,
 ) -> tuple[list[str], list[str]]:
     """(problems of the list itself, problems comparing it with other settings)."""
     problems = [f"{r!r} is not a role ({_SHOWN})" for r in roles if r not in ROLES]
@@ -58,6 +71,11 @@ def role_problems(
             "gateway without detector reads its alerts from kafka.topics.alerts: "
             "set kafka.bootstrap_servers, or add the detector role"
         )
+    if RECORDER in seen and not recorder_enabled:
+        relational.append(
+            "recorder needs recorder.enabled: true (the role records, and records nothing "
+            "without it); or drop the role"
+        )
     return problems, relational
 
 
@@ -71,6 +89,14 @@ class Roles:
     gateway: bool
     # The gateway reads kafka.topics.alerts (the detector role is not in this process).
     alerts_from_kafka: bool
+    # The recorder role: the feeds and the pipeline run (for the recording) even without
+    # the collector, publishing nothing.
+    recorder: bool = False
+
+    @property
+    def intake(self) -> bool:
+        """The feeds and the pipeline run here (the collector's, or the recorder's)."""
+        return self.collector or self.recorder
 
     @classmethod
     def of(cls, roles: Iterable[str], *, alerts_enabled: bool) -> Roles:
@@ -80,17 +106,29 @@ class Roles:
             detector=DETECTOR in given and alerts_enabled,
             gateway=GATEWAY in given,
             alerts_from_kafka=GATEWAY in given and DETECTOR not in given,
+            recorder=RECORDER in given,
         )
 
 
 def describe_roles(
-    roles: tuple[str, ...], *, alerts_enabled: bool, alerts_source: str, kafka_enabled: bool
+    roles: tuple[str, ...],
+    *,
+    alerts_enabled: bool,
+    alerts_source: str,
+    kafka_enabled: bool,
+    recording: str | None = None,
 ) -> str:
-    """One line saying what this configuration runs (``marketd check-config`` prints it)."""
+    """One line saying what this configuration runs (``marketd check-config`` prints it);
+    ``recording``: the recorder's directory when it is enabled."""
     given = set(roles)
     parts = []
+    recorded = "" if recording is None else f", recorded in {recording}"
     if COLLECTOR in given:
-        parts.append("collector (feeds → " + ("Kafka)" if kafka_enabled else "embedded bus)"))
+        sink = "Kafka" if kafka_enabled else "embedded bus"
+        parts.append(f"collector (feeds → {sink}{recorded})")
+    elif RECORDER in given:
+        parts.append(f"recorder (feeds → {recording or 'nothing: recorder.enabled is false'}, "
+                     "nothing published)")  # fmt: skip
     if DETECTOR in given:
         if not alerts_enabled:
             parts.append("detector off (alerts.enabled: false)")

@@ -9,6 +9,7 @@ import attrs
 from marketd.config.alerts import RuleSettings
 from marketd.config.checks import alert_coverage, rule_reach, warnings
 from marketd.config.load import check_config
+from marketd.config.recorder import RecorderSettings
 from marketd.config.settings import Settings, Subscription
 from marketd.data.records import Market
 
@@ -49,6 +50,14 @@ def test_no_warning_when_the_detector_reads_kafka_or_is_off() -> None:
     watching = with_alerts(Settings(), kinds=("kline",))
     assert alert_coverage(with_alerts(watching, source="kafka")) == []
     assert alert_coverage(with_alerts(watching, enabled=False)) == []
+
+
+def test_no_warning_about_alerts_in_a_process_without_the_detector() -> None:
+    watching = with_alerts(Settings(), kinds=("kline",))
+    assert warnings(watching)
+    for roles in (("collector",), ("recorder",)):
+        enabled = RecorderSettings(enabled=True)
+        assert warnings(attrs.evolve(watching, roles=roles, recorder=enabled)) == []
 
 
 def test_check_config_prints_the_warning_as_a_comment_and_succeeds() -> None:

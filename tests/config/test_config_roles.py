@@ -64,9 +64,12 @@ def test_roles_from_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("collector,feeder", "roles: 'feeder' is not a role (collector, detector, gateway)"),
-        ("", "roles: at least one role is needed (collector, detector, gateway)"),
-        ("[]", "roles: at least one role is needed (collector, detector, gateway)"),
+        (
+            "collector,feeder",
+            "roles: 'feeder' is not a role (collector, detector, gateway, recorder)",
+        ),
+        ("", "roles: at least one role is needed (collector, detector, gateway, recorder)"),
+        ("[]", "roles: at least one role is needed (collector, detector, gateway, recorder)"),
         ("collector,gateway,Collector", "roles: collector is given twice"),
     ],
 )
@@ -133,6 +136,65 @@ def test_the_default_roles_with_alerts_disabled_keep_todays_behaviour() -> None:
     assert roles == Roles(collector=True, detector=False, gateway=True, alerts_from_kafka=False)
 
 
+RECORDING = {"MARKETD_RECORDER__ENABLED": "true"}
+
+
+def test_recorder_needs_recorder_enabled() -> None:
+    (problem,) = problems({"MARKETD_ROLES": "recorder"})
+    assert problem == (
+        "roles: recorder needs recorder.enabled: true (the role records, and records nothing "
+        "without it); or drop the role (from MARKETD_ROLES)"
+    )
+    (beside,) = problems({"MARKETD_ROLES": "collector,recorder"})
+    assert beside.startswith("roles: recorder needs recorder.enabled: true")
+    settings = load_settings(None, {"MARKETD_ROLES": "recorder", **RECORDING})
+    roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
+    assert roles == Roles(
+        collector=False, detector=False, gateway=False, alerts_from_kafka=False, recorder=True
+    )
+    assert roles.intake
+
+
+def test_recorder_enabled_false_in_the_file_names_the_roles_line(tmp_path: Path) -> None:
+    text = "roles: [recorder]\nrecorder: {enabled: false, directory: rec}\n"
+    (problem,) = problems({}, text, tmp_path)
+    assert problem.startswith("roles: recorder needs recorder.enabled: true")
+    assert problem.endswith(f"({tmp_path / 'marketd.yaml'}:1)")
+
+
+def test_the_collector_records_as_before_without_the_recorder_role() -> None:
+    settings = load_settings(None, {"MARKETD_ROLES": "collector", **RECORDING})
+    roles = Roles.of(settings.roles, alerts_enabled=True)
+    assert (roles.collector, roles.recorder, roles.intake) == (True, False, True)
+    assert settings.recorder.enabled
+    # The default roles are still collector, detector and gateway: no recorder role.
+    assert Settings().roles == ("collector", "detector", "gateway")
+
+
+def test_recorder_role_with_a_detector_needs_kafka_as_without_the_collector() -> None:
+    """The recorder role publishes nothing: a detector beside it is one without collector."""
+    found = problems({"MARKETD_ROLES": "recorder,detector", **RECORDING})
+    assert len(found) == 2
+    assert "reads prices from Kafka: set alerts.source: kafka" in found[0]
+    assert "needs kafka.bootstrap_servers" in found[1]
+    environ = {
+        "MARKETD_ROLES": "recorder,detector,gateway",
+        "MARKETD_ALERTS__SOURCE": "kafka",
+        **KAFKA,
+        **RECORDING,
+    }
+    roles = Roles.of(load_settings(None, environ).roles, alerts_enabled=True)
+    assert (roles.recorder, roles.collector, roles.detector, roles.intake) == (
+        True, False, True, True,
+    )  # fmt: skip
+
+
+def test_a_failed_recorder_section_does_not_cause_role_problems() -> None:
+    environ = {"MARKETD_ROLES": "recorder", "MARKETD_RECORDER__SEGMENT_S": "soon"}
+    (problem,) = problems(environ)
+    assert problem.startswith("recorder.segment_s: expected a number")
+
+
 def test_a_section_that_failed_does_not_cause_role_problems() -> None:
     """A bad kafka key leaves kafka at its default (no Kafka) in the draft: the roles must
     not be reported for what that default causes."""
@@ -170,6 +232,14 @@ def test_problems_of_the_file_name_its_line(tmp_path: Path) -> None:
         (
             {"MARKETD_ROLES": "gateway", **KAFKA},
             "# roles: gateway (alerts from kafka.topics.alerts)",
+        ),
+        (
+            {"MARKETD_ROLES": "recorder", **RECORDING},
+            "# roles: recorder (feeds → var/recording, nothing published)",
+        ),
+        (
+            {"MARKETD_ROLES": "collector", **KAFKA, **RECORDING},
+            "# roles: collector (feeds → Kafka, recorded in var/recording)",
         ),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import trio
@@ -13,9 +14,10 @@ from kit.daemon import binance_config
 from kit.wait import poll_until, poll_until_blocking
 
 from marketd.config.recorder import RecorderSettings
-from marketd.data.records import FrameBatch, Market
-from marketd.recorder import read
-from marketd.recorder.stage import Recorder, stream_of
+from marketd.data.records import ControlFrame, FrameBatch, Market
+from marketd.recorder import Entry, read
+from marketd.recorder.format import payload_marker
+from marketd.recorder.stage import Recorder, stream_of, streams_of
 from marketd.rest.client import RestResponse
 from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
 
@@ -34,6 +36,54 @@ def test_stream_of_reads_the_combined_stream_name_without_parsing() -> None:
     assert stream_of('{"stream":"!miniTicker@arr","data":[]}') == "!miniTicker@arr"
     assert stream_of('{"data":{}}') == ""
     assert stream_of('{"stream":"unterminated') == ""
+
+
+def test_streams_of_is_stream_of_of_each_frame() -> None:
+    frames = [
+        '{"stream":"btcusdt@aggTrade","data":{}}', '{"data":{},"stream":"x"}', "",
+        '{"stream":"unterminated', '{"stream":"ü@流","data":1}', "not json", '{"stream":""}',
+        '{"stream":"', '{"result":null,"id":1}',
+    ]  # fmt: skip
+    assert streams_of(frames) == [stream_of(f) for f in frames]
+    assert streams_of(frames)[:5] == ["btcusdt@aggTrade", "", "", "", "ü@流"]
+
+
+async def test_a_round_keeps_the_order_of_batches_and_control_frames(tmp_path: Path) -> None:
+    """Runs of one connection's batches are written as one, control frames in their
+    places, REST answers between them: read back in the order offered."""
+    recorder = Recorder(RecorderSettings(directory=str(tmp_path / "rec")))
+    acked = ControlFrame(0, 2_000, '{"result":null,"id":1}')
+    closed = ControlFrame(2, 2_500, '{"marketd":"closed","code":1000,"reason":null,"by":"marketd"}')
+    offered = [
+        batch("a", "s1", range(0, 3)),
+        batch("a", "s2", range(3, 5)),
+        batch("b", "s1", range(5, 6)),
+        FrameBatch(Market.USDM, "a", [frame("s1", 6), frame("s1", 7)], [1_006, 1_007],
+                   (acked, closed)),
+        Entry(3_000, "rest", "http://x", "/fapi/v1/depth?symbol=X", b"{}"),
+        batch("a", "s1", range(8, 10)),
+        FrameBatch(Market.USDM, "b", [], [], (ControlFrame(0, 4_000, '{"marketd":"closed"}'),)),
+    ]  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        await nursery.start(recorder.serve)
+        for item in offered:
+            recorder.offer(item)
+        nursery.cancel_scope.cancel()
+    got = [(e.connection, e.stream, e.payload) for e in read(tmp_path / "rec")]
+
+    def ws(connection: str, stream: str, n: int) -> tuple[str, str, bytes]:
+        return connection, stream, frame(stream, n).encode()
+
+    assert got == [
+        *(ws("a", "s1", n) for n in range(3)), *(ws("a", "s2", n) for n in (3, 4)),
+        ws("b", "s1", 5),
+        ("a", "", acked.text.encode()), ws("a", "s1", 6), ws("a", "s1", 7),
+        ("a", "", closed.text.encode()),
+        ("http://x", "/fapi/v1/depth?symbol=X", b"{}"),
+        ws("a", "s1", 8), ws("a", "s1", 9),
+        ("b", "", b'{"marketd":"closed"}'),
+    ]  # fmt: skip
+    assert recorder.statistics().recorded == len(got) == 14
 
 
 async def test_frames_are_recorded_as_received(tmp_path: Path) -> None:
@@ -189,8 +239,19 @@ def test_marketd_run_records_every_frame_its_feeds_receive(tmp_path: Path) -> No
     diffs = [json.loads(e.payload)["data"] for e in entries if e.stream == "btcusdt@depth@100ms"]
     # One recorded diff bridges the snapshot, as the book's sync needed: a replay can too.
     assert any(d["U"] <= synced_at + 1 <= d["u"] for d in diffs)
+    # Each connection's entries run from its connected marker to its closed one (the stop:
+    # marketd closed it, with 1000 and no reply awaited).
+    connections = {e.connection for e in entries if e.kind == "ws"}
+    assert {c.split("-")[0] for c in connections} == {"spot", "usdm"}
+    for connection in connections:
+        mine = [e for e in entries if e.connection == connection]
+        assert payload_marker(mine[0].payload) == {"marketd": "connected", "url": ANY}
+        assert payload_marker(mine[-1].payload) == {
+            "marketd": "closed", "code": 1000, "reason": None, "by": "marketd"
+        }  # fmt: skip
+        assert all(payload_marker(e.payload) is None for e in mine[1:-1])
     for e in entries:
-        if e.kind == "rest":
+        if e.kind == "rest" or e.stream == "":
             continue
         body = json.loads(e.payload)
         assert body["stream"] == e.stream

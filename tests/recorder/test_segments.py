@@ -1,9 +1,10 @@
 """Recording segments (marketd.recorder): round trips, rotation, indexes,
 filtering, retention, and damage (torn tails, flipped bytes, bad headers) read without
-an exception.
+an exception; segments of format version 1 still read.
 
-The damage tests find blocks and build records from the layout the module documents,
-independently of the module's encoder, so a change to the layout fails here.
+The damage tests find blocks and build groups (version 2) and records (version 1) from
+the layout the module documents, independently of the module's encoder, so a change to
+the layout fails here.
 """
 
 from __future__ import annotations
@@ -143,13 +144,54 @@ def test_a_segment_is_a_plain_zstd_stream_of_the_documented_records(tmp_path: Pa
     (segment,) = segments(tmp_path)
     assert parse_segment_name(segment.name) == (T0, 1)
     assert segment.name == f"{T0:020d}-000001.seg.zst"
+    assert segment.read_bytes()[:24] == file_header(2)
     with segment.open("rb") as f:
         raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
-    assert raw == record(entries[0]) + record(entries[1])
+    assert raw == group(entries[:1]) + group(entries[1:])
+
+
+def test_a_group_holds_the_entries_of_one_kind_and_connection_column_by_column(
+    tmp_path: Path,
+) -> None:
+    frames = [
+        Entry(T0, "ws", "usdm-0", "a@trade", b'{"stream":"a@trade"}'),
+        Entry(T0 + 1, "ws", "usdm-0", "", b'{"result":null,"id":1}'),
+        Entry(T0 + 2, "ws", "usdm-0", "a@trade", b"x"),
+        Entry(T0 + 3, "ws", "usdm-1", "a@trade", b"y"),
+        rest(T0 + 4),
+        Entry(T0 + 5, "ws", "usdm-1", "b@depth", b""),
+    ]
+    with SegmentWriter(tmp_path) as writer:
+        for entry in frames:
+            writer.append(entry)
+    (segment,) = segments(tmp_path)
+    with segment.open("rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    groups = [frames[:3], frames[3:4], frames[4:5], frames[5:]]
+    assert raw == b"".join(map(group, groups))
+    assert list(read(tmp_path)) == frames
+
+
+def group(entries: list[Entry]) -> bytes:
+    """A group (version 2) as the module doc lays it out: entries of one kind and
+    connection, their streams in the table in order of appearance."""
+    first = entries[0]
+    connection = first.connection.encode()
+    table = list(dict.fromkeys(e.stream for e in entries))
+    kind = {"ws": 0, "rest": 1}[first.kind]
+    body = struct.pack("<BHIH", kind, len(connection), len(entries), len(table)) + connection
+    for stream in table:
+        body += struct.pack("<H", len(stream.encode())) + stream.encode()
+    body += b"".join(struct.pack("<Q", e.received_ns) for e in entries)
+    index = {stream: i for i, stream in enumerate(table)}
+    body += b"".join(struct.pack("<H", index[e.stream]) for e in entries)
+    body += b"".join(struct.pack("<I", len(e.payload)) for e in entries)
+    body += b"".join(e.payload for e in entries)
+    return struct.pack("<I", len(body)) + body
 
 
 def record(entry: Entry) -> bytes:
-    """A record as the module doc lays it out."""
+    """A record of format version 1 as the module doc lays it out."""
     connection, stream = entry.connection.encode(), entry.stream.encode()
     kind = {"ws": 0, "rest": 1}[entry.kind]
     body = struct.pack("<QBHH", entry.received_ns, kind, len(connection), len(stream))
@@ -165,8 +207,8 @@ def block(raw: bytes) -> bytes:
     return struct.pack("<II", 0x184D2A51, 16) + head + struct.pack("<I", zlib.crc32(head)) + frame
 
 
-def file_header() -> bytes:
-    head = struct.pack("<8sHH", b"MKDRECSG", 1, 0)
+def file_header(version: int) -> bytes:
+    head = struct.pack("<8sHH", b"MKDRECSG", version, 0)
     return struct.pack("<II", 0x184D2A50, 16) + head + struct.pack("<I", zlib.crc32(head))
 
 
@@ -443,6 +485,22 @@ def test_a_flipped_byte_costs_its_block_only(tmp_path: Path, where: str) -> None
     )
 
 
+def test_a_version_1_segment_reads_as_it_always_did(tmp_path: Path) -> None:
+    entries = mixed_entries(300)
+    data = file_header(1) + block(b"".join(map(record, entries[:100])))
+    data += block(b"".join(map(record, entries[100:])))
+    segment = tmp_path / f"{T0:020d}-000001.seg.zst"
+    segment.write_bytes(data)
+    later = [ws(T0 + SECOND * 3600 + i) for i in range(3)]
+    with SegmentWriter(tmp_path) as writer:  # a version 2 segment beside it
+        for entry in later:
+            writer.append(entry)
+    reading = read(tmp_path)
+    assert list(reading) == entries + later
+    assert reading.statistics() == attrs.evolve(CLEAN, entries=303, segments_read=2)
+    assert index_of(segment) == expected_index(entries, len(data))
+
+
 def test_a_bad_record_costs_the_rest_of_its_block(tmp_path: Path) -> None:
     first = [ws(T0 + i, "s", b"first") for i in range(3)]
     second = [ws(T0 + 10 + i, "s", b"second") for i in range(3)]
@@ -451,7 +509,7 @@ def test_a_bad_record_costs_the_rest_of_its_block(tmp_path: Path) -> None:
     bad[-1] ^= 0x01  # the payload: the record's crc32 fails
     raw_second = record(second[0]) + bytes(bad) + record(second[2])
     data = (
-        file_header()
+        file_header(1)
         + block(b"".join(map(record, first)))
         + block(raw_second)
         + block(record(third[0]))
@@ -461,12 +519,63 @@ def test_a_bad_record_costs_the_rest_of_its_block(tmp_path: Path) -> None:
     lying = bytearray(record(ws(T0 + 30)))
     lying[4:8] = struct.pack("<I", 10_000)
     (tmp_path / f"{T0 + 30:020d}-000002.seg.zst").write_bytes(
-        file_header() + block(bytes(lying)) + block(record(ws(T0 + 31)))
+        file_header(1) + block(bytes(lying)) + block(record(ws(T0 + 31)))
     )
     reading = read(tmp_path)
     assert list(reading) == [*first, second[0], *third, ws(T0 + 31)]
     assert reading.statistics() == attrs.evolve(
         CLEAN, entries=6, segments_read=2, corrupt_records=2
+    )
+
+
+def lie(data: bytes, at: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, at, value)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "group length beyond the block",
+        "more entries than bytes",
+        "payload lengths not adding up",
+        "stream index beyond the table",
+        "stream table beyond the group",
+        "connection not utf-8",
+        "kind unknown",
+        "a tail too short for a header",
+    ],
+)
+def test_a_bad_group_costs_the_rest_of_its_block(tmp_path: Path, damage: str) -> None:
+    """The block's crc32 covers the compressed bytes; a group whose own numbers do not add
+    up (what a writer bug would leave) is caught too, and only its block's rest is lost."""
+    first = [ws(T0 + i, "s", b"first") for i in range(3)]
+    bad_ones = [Entry(T0 + 10 + i, "ws", "usdm-1", "t", b"second") for i in range(2)]
+    after_bad = [rest(T0 + 20)]
+    third = [ws(T0 + 30, "s", b"third")]
+    good = group(bad_ones)
+    # The header (13 B): u32 length, u8 kind, u16 len(connection), u32 n, u16 m; then
+    # "usdm-1", the table (u16 1, "t"), 2 x u64, 2 x u16 stream, 2 x u32 length, payloads.
+    table = 13 + 6
+    columns = table + 3
+    spoiled = {
+        "group length beyond the block": lie(good, 0, "<I", 10_000),
+        "more entries than bytes": lie(good, 7, "<I", 1_000),
+        "payload lengths not adding up": lie(good, columns + 16 + 4 + 4, "<I", 5),
+        "stream index beyond the table": lie(good, columns + 16 + 2, "<H", 1),
+        "stream table beyond the group": lie(good, table, "<H", 999),
+        "connection not utf-8": good[:13] + b"\xff" + good[14:],
+        "kind unknown": lie(good, 4, "<B", 7),
+        "a tail too short for a header": b"\x01\x00",
+    }[damage]
+    raw = group(first) + spoiled + group(after_bad)
+    data = file_header(2) + block(raw) + block(group(third))
+    (tmp_path / f"{T0:020d}-000001.seg.zst").write_bytes(data)
+    reading = read(tmp_path)
+    assert list(reading) == first + third
+    assert reading.statistics() == attrs.evolve(
+        CLEAN, entries=4, segments_read=1, corrupt_records=1
     )
 
 
@@ -480,9 +589,8 @@ def test_a_file_with_a_bad_header_is_counted_and_skipped(tmp_path: Path, content
         for entry in entries:
             writer.append(entry)
     (tmp_path / f"{T0 - 1:020d}-000000.seg.zst").write_bytes(content)
-    forged = bytearray(file_header() + block(record(ws(T0 + 99))))
-    forged[16] = 2  # format version 2: not this reader's
-    (tmp_path / f"{T0 + 99:020d}-000009.seg.zst").write_bytes(bytes(forged))
+    forged = file_header(3) + block(group([ws(T0 + 99)]))  # a version this reader lacks
+    (tmp_path / f"{T0 + 99:020d}-000009.seg.zst").write_bytes(forged)
     reading = read(tmp_path)
     assert list(reading) == entries
     assert reading.statistics() == attrs.evolve(
@@ -587,3 +695,76 @@ def test_append_frames_writes_the_bytes_append_writes(tmp_path: Path) -> None:
     for name in names:
         if name != "lock":
             assert (one / name).read_bytes() == (many / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_append_frames_cuts_batches_where_entry_by_entry_would(tmp_path: Path, seed: int) -> None:
+    """Batches cut by blocks (small ones here), segments (by time and size), new streams
+    in the middle of a batch, non-ASCII frames, control frames (stream "") between them:
+    the bytes are those of appending entry by entry."""
+    rng = random.Random(seed)
+    names = ["a@trade", "b@depth@100ms", "", "ü@流", *(f"s{i}@trade" for i in range(20))]
+    batches = []
+    ns = T0
+    for _ in range(120):
+        n = rng.randrange(1, 40)
+        streams = [rng.choice(names[: rng.randrange(1, len(names))]) for _ in range(n)]
+        frames = []
+        for stream in streams:
+            body = "é" * rng.randrange(3) + "x" * rng.randrange(0, 300)
+            frames.append(f'{{"stream":"{stream}","data":"{body}"}}')
+        times = []
+        for _ in streams:
+            ns += rng.randrange(0, SECOND // 20)
+            times.append(ns)
+        batches.append((f"usdm-{rng.randrange(2)}", frames, times, streams))
+    options = {
+        "max_segment_s": 2.0,
+        "max_segment_bytes": 6000,
+        "max_block_bytes": rng.choice((200, 1500, 4096)),
+    }
+    one, many = tmp_path / "one", tmp_path / "many"
+    with SegmentWriter(one, **options) as w:
+        for connection, frames, times, streams in batches:
+            for f, t, s in zip(frames, times, streams, strict=True):
+                w.append(Entry(t, "ws", connection, s, f.encode()))
+    with SegmentWriter(many, **options) as w:
+        for batch in batches:
+            w.append_frames(*batch)
+    names_one = sorted(p.name for p in one.iterdir())
+    assert names_one == sorted(p.name for p in many.iterdir())
+    assert len([n for n in names_one if n.endswith(".seg.zst")]) > 3
+    for name in names_one:
+        if name != "lock":
+            assert (one / name).read_bytes() == (many / name).read_bytes(), name
+    expected = [
+        Entry(t, "ws", c, s, f.encode())
+        for c, frames, times, streams in batches
+        for f, t, s in zip(frames, times, streams, strict=True)
+    ]
+    assert list(read(many)) == expected
+
+
+@pytest.mark.slow
+def test_a_group_whose_stream_table_is_full_goes_on_in_a_new_one(tmp_path: Path) -> None:
+    """65,535 streams at most per group (u16 indexes): the next new stream opens a group."""
+    n = 65_536 + 10
+    streams = [f"s{i}" for i in range(n)]
+    frames = [f'{{"stream":"{s}"}}' for s in streams]
+    times = [T0 + i for i in range(n)]
+    one, many = tmp_path / "one", tmp_path / "many"
+    with SegmentWriter(one, max_block_bytes=64 * 1024 * 1024) as w:
+        for f, t, s in zip(frames, times, streams, strict=True):
+            w.append(Entry(t, "ws", "c", s, f.encode()))
+    with SegmentWriter(many, max_block_bytes=64 * 1024 * 1024) as w:
+        w.append_frames("c", frames[:10], times[:10], streams[:10])
+        w.append_frames("c", frames[10:], times[10:], streams[10:])
+    (segment,) = segments(one)
+    assert segment.read_bytes() == segments(many)[0].read_bytes()
+    with segment.open("rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    expected = [
+        Entry(t, "ws", "c", s, f.encode()) for f, t, s in zip(frames, times, streams, strict=True)
+    ]
+    assert raw == group(expected[:65_535]) + group(expected[65_535:])
+    assert list(read(many)) == expected

@@ -11,9 +11,12 @@ from marketd.config.alerts import PRICE_KINDS
 from marketd.config.settings import Settings, subscribed_kinds
 from marketd.data.records import Market
 from marketd.exchanges import adapter
+from marketd.roles import DETECTOR
 
 
 def warnings(settings: Settings) -> list[str]:
+    if DETECTOR not in settings.roles:
+        return []  # no detector here (a collector, a recorder): its alerts are not ours
     return alert_coverage(settings) + rule_reach(settings)
 
 

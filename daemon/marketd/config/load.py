@@ -691,4 +691,5 @@ def describe(settings: Settings) -> str:
         alerts_enabled=settings.alerts.enabled,
         alerts_source=settings.alerts.source,
         kafka_enabled=settings.kafka.enabled,
+        recording=settings.recorder.directory if settings.recorder.enabled else None,
     )

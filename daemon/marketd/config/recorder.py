@@ -22,8 +22,10 @@ def _max_bytes(inst: RecorderSettings, attribute: attrs.Attribute[Any], value: i
 
 @attrs.frozen
 class RecorderSettings:
-    # Record every data frame the feeds receive (its connection, stream and receive time)
-    # to zstd segment files, for replay and backtests. The feeds never wait for it.
+    # Record every frame the feeds receive (its connection, stream and receive time), the
+    # connections' control frames and markers, and the REST answers of the books and the
+    # backfill, to zstd segment files, for replay and backtests. The feeds never wait for
+    # it. The recorder role needs it.
     enabled: bool = False
     # Directory of the segments and their indexes (created if missing; relative: to the
     # working directory; one recording process at a time).

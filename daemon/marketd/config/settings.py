@@ -37,7 +37,7 @@ from marketd.config.validators import (
 )
 from marketd.data.records import Market
 from marketd.exchanges import adapter
-from marketd.roles import ROLES, role_problems
+from marketd.roles import DEFAULT_ROLES, role_problems
 from marketd.spool.settings import SpoolSettings
 
 LIVE_SPOT_WS_URL = "wss://stream.binance.com:9443"
@@ -445,6 +445,7 @@ def _check_roles(inst: Settings, attribute: attrs.Attribute[Any], value: tuple[s
         alerts_enabled=inst.alerts.enabled,
         alerts_source=inst.alerts.source,
         kafka_enabled=inst.kafka.enabled,
+        recorder_enabled=inst.recorder.enabled,
     )
     if problems or relational:
         raise InvalidValue(attribute.name, problems, relational=relational)
@@ -480,9 +481,9 @@ def subscribed_kinds(subscriptions: Iterable[Subscription]) -> set[tuple[Market,
 
 @attrs.frozen
 class Settings:
-    # What this process runs: collector, detector, gateway (see marketd.roles).
+    # What this process runs: collector, detector, gateway, recorder (see marketd.roles).
     roles: tuple[str, ...] = attrs.field(
-        default=ROLES, converter=_lower_all, validator=_check_roles
+        default=DEFAULT_ROLES, converter=_lower_all, validator=_check_roles
     )
     binance: ExchangeSettings = attrs.field(factory=ExchangeSettings)
     subscriptions: tuple[Subscription, ...] = attrs.field(

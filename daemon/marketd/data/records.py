@@ -35,18 +35,33 @@ def record_headers(market: Market, kind: str) -> Headers:
     return (("type", kind.encode()), ("market", market.value.encode()))
 
 
+class ControlFrame(msgspec.Struct, frozen=True, gc=False):
+    """A frame of a connection that is not data, kept for the recorder (only while it
+    records): a control frame the connection handled itself (an ack, an error reply,
+    ``serverShutdown``), or one of marketd's connection markers (connected, closed; see
+    :mod:`marketd.recorder.format`)."""
+
+    at: int  # its place in the batch: before frames[at] (at == len(frames): after the last)
+    received_ns: int
+    text: str
+
+
 class FrameBatch(msgspec.Struct, frozen=True, gc=False):
     """Text frames read from one WebSocket connection, in arrival order.
 
     ``received_ns[i]`` is the wall-clock time (``time.time_ns()``) frame ``i`` was read.
-    Only data frames of combined streams (``{"stream":..,"data":..}``) travel here;
-    control frames (acks, pings, ``serverShutdown``) are handled by the connection.
+    Only data frames of combined streams (``{"stream":..,"data":..}``) are ``frames``;
+    control frames (acks, pings, ``serverShutdown``) are handled by the connection. While
+    the recorder records, they travel beside the data in ``control`` (in order, placed
+    among the frames), with the connection's markers: the normalizer ignores them, and a
+    batch may then hold no frames at all.
     """
 
     market: Market
     connection: str
     frames: list[str]
     received_ns: list[int]
+    control: tuple[ControlFrame, ...] = ()
 
 
 Event = DepthDiff | Tick | None

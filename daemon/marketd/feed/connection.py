@@ -32,9 +32,17 @@ backoff while the old connection keeps serving. A replacement of a connection th
 healthy for ``reconnect.reset_after_s`` starts at once; otherwise after the backoff delay.
 
 Frames: control frames (acks, error replies, ``serverShutdown``) are handled here and not
-forwarded; everything else — including binary frames (decoded as UTF-8) and frames that
-are not valid combined-stream JSON — is forwarded unparsed, and the codec counts malformed
-ones. trio-websocket answers the server's pings itself.
+forwarded as data; everything else — including binary frames (decoded as UTF-8) and frames
+that are not valid combined-stream JSON — is forwarded unparsed, and the codec counts
+malformed ones. trio-websocket answers the server's pings itself.
+
+Recording (``record_control``, while the recorder records): the control frames go
+downstream too, beside the data in the same batches and in their place among the frames
+(:attr:`FrameBatch.control <marketd.data.records.FrameBatch.control>`), and so do a
+``connected`` marker once the handshake is done and a ``closed`` marker after the
+connection's last frame (their shapes: :mod:`marketd.recorder.format`). They follow the
+frames of their connection through a handover: the old connection's ``closed`` marker
+comes before the successor's ``connected`` one.
 
 Backpressure: the reader waits when the pending buffer (``max_frames_per_batch`` times
 ``PENDING_BATCHES``) is full, so a stuck downstream stops reading this socket — and with
@@ -69,12 +77,13 @@ from marketd.errors import ConfigError, FeedError, FeedTimeout, ServerShutdown
 from marketd.exchanges import adapter
 from marketd.exchanges.seam import Ack, ErrorReply
 from marketd.feed import ws_compat
-from marketd.feed.buffer import FrameBuffer
+from marketd.feed.buffer import FrameBuffer, chunks, drop_prefix
 from marketd.feed.handover import Overlap
 from marketd.feed.link import Link
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage
 from marketd.obs.telemetry import span
+from marketd.recorder.format import closed_marker, connected_marker
 from marketd.runtime.backoff import Backoff, policy_from_settings
 
 ws_compat.install()
@@ -174,9 +183,13 @@ def _describe(exc: BaseException) -> str:
 class Feed:
     """One connection plan served forever; :meth:`statistics` is safe to call any time."""
 
-    def __init__(self, plan: ConnectionPlan, settings: ExchangeSettings) -> None:
+    def __init__(
+        self, plan: ConnectionPlan, settings: ExchangeSettings, *, record_control: bool = False
+    ) -> None:
         self.plan = plan
         self.settings = settings
+        # Hand on control frames and connection markers too (the recorder records them).
+        self.record_control = record_control
         # The exchange this connection speaks to: its control frames, its subscribe message.
         self.adapter = adapter(plan.market)
         self._log = log.bind(connection=plan.connection_id)
@@ -264,10 +277,12 @@ class Feed:
     async def _drain(self, out: trio.abc.SendChannel[FrameBatch]) -> None:
         limit = max(1, self.settings.max_frames_per_batch)
         while len(self._buffer):
-            frames, received_ns = await self._buffer.take(limit)
+            frames, received_ns, control = await self._buffer.take(limit)
             try:
                 await out.send(
-                    FrameBatch(self.plan.market, self.plan.connection_id, frames, received_ns)
+                    FrameBatch(
+                        self.plan.market, self.plan.connection_id, frames, received_ns, control
+                    )
                 )
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
@@ -279,15 +294,15 @@ class Feed:
         held = link.held
         if held is None or not len(held):
             return
-        frames, received_ns = await held.take(len(held))
+        frames, received_ns, control = await held.take(len(held))
         if link.overlap is not None:
             dropped = link.overlap.duplicate_prefix(frames)
             del frames[:dropped], received_ns[:dropped]
+            control = drop_prefix(control, dropped)
         limit = max(1, self.settings.max_frames_per_batch)
         market, connection = self.plan.market, self.plan.connection_id
-        for i in range(0, len(frames), limit):
-            chunk = slice(i, i + limit)
-            batch = FrameBatch(market, connection, frames[chunk], received_ns[chunk])
+        for part in chunks(frames, received_ns, control, limit):
+            batch = FrameBatch(market, connection, *part)
             try:
                 await out.send(batch)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -301,8 +316,8 @@ class Feed:
         limit = max(1, self.settings.max_frames_per_batch)
         market, connection = self.plan.market, self.plan.connection_id
         while True:
-            frames, received_ns = await self._buffer.take(limit)
-            await out.send(FrameBatch(market, connection, frames, received_ns))
+            frames, received_ns, control = await self._buffer.take(limit)
+            await out.send(FrameBatch(market, connection, frames, received_ns, control))
             self._batches_sent += 1
             self._frames_forwarded += len(frames)
 
@@ -335,8 +350,18 @@ class Feed:
             link.failure = _first_leaf(group)
         finally:
             link.connected = False
+            if self.record_control and link.connected_at is not None:
+                self._record_closed(link)  # after its last frame, before anyone sees it done
             link.done.set()
             self._notify()
+
+    def _record_closed(self, link: Link) -> None:
+        """The ``closed`` marker of ``link``: its close code and reason, and who ended it."""
+        code, reason = link.closed_with or (None, None)
+        # The exchange closed it, or the network dropped it; else marketd ended it.
+        dropped = isinstance(link.failure, ConnectionClosed | OSError)
+        marker = closed_marker(code, reason, "exchange" if dropped else "marketd")
+        link.buffer.append_control_nowait(marker, time.time_ns())
 
     async def _supervise(self) -> NoReturn:
         backoff = Backoff(policy_from_settings(self.settings.reconnect))
@@ -480,15 +505,22 @@ class Feed:
         dropped = 0
         first = True
         while len(held):
-            frames, received_ns = await held.take(len(held))
+            frames, received_ns, control = await held.take(len(held))
             if first and link.overlap is not None:
                 dropped = link.overlap.duplicate_prefix(frames)
                 del frames[:dropped], received_ns[:dropped]
+                control = drop_prefix(control, dropped)
             first = False
-            for frame, ns in zip(frames, received_ns, strict=True):
+            k = 0
+            for i, (frame, ns) in enumerate(zip(frames, received_ns, strict=True)):
+                while k < len(control) and control[k].at <= i:
+                    main.append_control_nowait(control[k].text, control[k].received_ns)
+                    k += 1
                 while main.full:
                     await main.wait_space()
                 main.append_nowait(frame, ns)
+            for c in control[k:]:
+                main.append_control_nowait(c.text, c.received_ns)
         # No checkpoint since `held` was seen empty: the reader now appends to `main`.
         link.buffer = main
         link.held = None
@@ -572,6 +604,8 @@ class Feed:
                     finally:
                         link.connected = False
                         await self._close(ws, stream)
+                        if (closed := ws.closed) is not None:
+                            link.closed_with = (closed.code, closed.reason)
                 finally:
                     ws_nursery.cancel_scope.cancel()
 
@@ -579,6 +613,8 @@ class Feed:
         self._connects += 1
         link.connected = True
         link.connected_at = link.alive_at = trio.current_time()
+        if self.record_control:
+            link.buffer.append_control_nowait(connected_marker(self.plan.url), time.time_ns())
         self._log.info(
             "feed.connected",
             url=self.plan.url[:200],
@@ -680,6 +716,8 @@ class Feed:
                 buffer.append_nowait(frame, now_ns)
                 if on_data is not None:
                     on_data(frame)
+            elif self.record_control:
+                buffer.append_control_nowait(frame, now_ns)
         queued.clear()
 
     async def _read_loop(
@@ -729,6 +767,8 @@ class Feed:
                     on_data(frame)
                 continue
             self._control_frames += 1
+            if self.record_control:
+                link.buffer.append_control_nowait(frame, received_ns)
             if isinstance(control, Ack):
                 event = link.acks.pop(control.id, None)
                 if event is not None:

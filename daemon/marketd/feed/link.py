@@ -43,6 +43,8 @@ class Link:
     alive_at: float = 0.0
     replace: BaseException | None = None
     failure: BaseException | None = None
+    # (code, reason) trio-websocket reports once the connection is closed (for the recorder).
+    closed_with: tuple[int, str | None] | None = None
     retiring: bool = False
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     inner: trio.CancelScope | None = None

@@ -25,14 +25,24 @@ class FeedGroup:
     """The feeds of a configuration: ``serve`` runs them all; statistics, readiness and
     metrics per connection. Iterating gives the :class:`Feed` objects."""
 
-    def __init__(self, plans: Iterable[ConnectionPlan], settings: ExchangeSettings) -> None:
-        self.feeds = tuple(Feed(plan, settings) for plan in plans)
+    def __init__(
+        self,
+        plans: Iterable[ConnectionPlan],
+        settings: ExchangeSettings,
+        *,
+        record_control: bool = False,
+    ) -> None:
+        self.feeds = tuple(Feed(plan, settings, record_control=record_control) for plan in plans)
 
     @classmethod
-    def from_settings(cls, settings: Settings, enabled: bool = True) -> FeedGroup:
-        """Every connection the subscriptions need (none unless ``enabled``)."""
+    def from_settings(
+        cls, settings: Settings, enabled: bool = True, *, record_control: bool = False
+    ) -> FeedGroup:
+        """Every connection the subscriptions need (none unless ``enabled``);
+        ``record_control``: their control frames and markers go downstream too (for the
+        recorder, see :class:`~marketd.feed.connection.Feed`)."""
         plans = plan_connections(settings.subscriptions, settings.binance) if enabled else ()
-        return cls(plans, settings.binance)
+        return cls(plans, settings.binance, record_control=record_control)
 
     def __iter__(self) -> Iterator[Feed]:
         return iter(self.feeds)

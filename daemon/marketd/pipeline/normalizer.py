@@ -78,7 +78,8 @@ class Normalizer:
     # (a depth diff, a watched price) that ended a batch; read by the status page. One look
     # per batch, at what the codec decoded anyway: nothing is added per frame.
     event_times: dict[str, tuple[int, int]] = attrs.field(factory=dict, init=False)
-    # Offered every frame batch as it comes in (the recorder's non-blocking queue).
+    # Offered every frame batch as it comes in, its control frames included (the
+    # recorder's non-blocking queue); the normalizer itself ignores control frames.
     record: Callable[[FrameBatch], None] | None = attrs.field(default=None, init=False)
 
     def statistics(self) -> NormalizerStatistics:
@@ -116,6 +117,8 @@ class Normalizer:
             async for batch in frames_in:
                 if self.record is not None:
                     self.record(batch)
+                if not batch.frames:
+                    continue  # the connection's control frames alone: the recorder's only
                 while self._parked_records >= MAX_PARKED_RECORDS:
                     self._room = trio.Event()
                     await self._room.wait()

@@ -1,13 +1,46 @@
 """The on-disk format of recordings (raw frames as received, for replay and backtests):
-entries, records, blocks, file headers, segment names and the layout's constants. Pure
-functions over bytes, no file I/O; the writer (:mod:`.writer`) and the reader
-(:mod:`.reader`) build on it.
+entries, the connection markers, segment names, file headers, blocks and the layout's
+constants. Pure functions over bytes, no file I/O. The groups a version 2 block holds are
+:mod:`.groups`, the records of version 1 :mod:`.v1`; the writer (:mod:`.writer`) and the
+reader (:mod:`.reader`) build on them.
 
+Entries
+-------
 An :class:`Entry` is one thing marketd received: a WebSocket frame (``kind`` "ws",
-``stream`` the stream name, ``connection`` the connection that carried it, e.g.
-"usdm-0") or a REST response (``kind`` "rest", ``stream`` the request path and query,
-e.g. "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"), with ``received_ns`` and the payload
-bytes exactly as received.
+``connection`` the connection plan that carried it, e.g. "usdm-0") or a REST response
+(``kind`` "rest", ``connection`` the base URL, ``stream`` the request path and query,
+e.g. "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"), with ``received_ns`` (wall clock) and
+the payload bytes exactly as received. A "ws" entry's ``stream`` is:
+
+* the stream name at the start of a data frame (``{"stream":"<name>",...``, Binance's
+  combined streams; "" for a data frame that does not start so, e.g. garbage);
+* "" for the frames the connection handles itself and never hands on as data: Binance's
+  control frames (subscription replies such as ``{"result":null,"id":1}``, error replies,
+  ``serverShutdown`` — also when it comes as ``{"stream":"!serverShutdown",...}``) and
+  marketd's own connection markers below.
+
+The entries of one connection are in the order the connection handed them on, which is
+the order they were received, except around a make-before-break handover (rotation,
+``serverShutdown``): the old connection's entries come first, up to its ``closed`` marker,
+then the new one's from its ``connected`` marker (its frames that repeat the old
+connection's last ones are not recorded; ``received_ns`` may step back there).
+
+Connection markers are "ws" entries with stream "" whose payload is a JSON object with
+the key ``"marketd"`` first (Binance never sends that key; it starts ``{"marketd":``)::
+
+    {"marketd":"connected","url":"wss://.../stream?streams=..."}
+        the WebSocket handshake succeeded (what follows is this connection's, from its
+        subscription replies on);
+    {"marketd":"closed","code":1001,"reason":"...","by":"exchange"}
+        the connection ended, after its last frame: the close code and reason (``null``
+        if none) of the exchange's close frame — 1006 when the connection dropped
+        without one, marketd's own 1000 when it closed and no reply came — and ``by``
+        "exchange" (the exchange closed it or it dropped) or "marketd" (marketd closed
+        it: a rotation, a handover after ``serverShutdown``, staleness, an error
+        reply, a stop).
+
+A connection that never completed its handshake records nothing. ``payload_marker``
+tells a marker from a frame.
 
 A recording is a directory holding::
 
@@ -19,18 +52,40 @@ The first number is the ``received_ns`` of the segment's first entry; ``seq`` co
 directory's segments (1 + the highest present when the writer opens), so names sort by
 time and never collide. Segments are read in (first received_ns, seq) order.
 
-Segment layout (integers little-endian, crc32 is zlib's). Every part is a zstd frame, the
-headers being zstd *skippable* frames, so ``zstd -dc <segment>`` prints the records::
+Segments
+--------
+Integers little-endian, crc32 is zlib's. Every part is a zstd frame, the headers being
+zstd *skippable* frames, so ``zstd -dc <segment>`` prints the blocks' contents::
 
     file header (24 B):  u32 0x184D2A50 | u32 16 | b"MKDRECSG" | u16 format version
                          | u16 0 | u32 crc32(the 12 B before)
     block*:
       header (24 B):     u32 0x184D2A51 | u32 16 | u32 frame length | u32 raw length
                          | u32 crc32(frame) | u32 crc32(the 12 B before)
-      frame:             one zstd frame (content size set) of raw length bytes: record*
-    record:              u32 crc32(length and body) | u32 length | body (length B)
-    body:                u64 received_ns | u8 kind (0 "ws", 1 "rest") | u16 len(connection)
-                         | u16 len(stream) | connection utf-8 | stream utf-8 | payload
+      frame:             one zstd frame (content size set) of raw length bytes
+
+The writer writes format version 2; the reader reads versions 1 and 2. The raw bytes of a
+block are, in version 2, groups: the consecutive entries of one kind and connection,
+column by column (one header per group instead of per entry, and similar bytes next to
+each other for zstd)::
+
+    group:  u32 length of the rest of the group | u8 kind (0 "ws", 1 "rest")
+            | u16 len(connection) | u32 n (entries) | u16 m (streams) | connection utf-8
+            | m times: u16 len(stream) | stream utf-8      the group's stream table
+            | n times: u64 received_ns                      the entries, column by column
+            | n times: u16 stream (its index in the table)
+            | n times: u32 len(payload)
+            | the n payloads, one after the other
+
+and in version 1, records, each with its own crc32::
+
+    record: u32 crc32(length and body) | u32 length | body (length B)
+    body:   u64 received_ns | u8 kind | u16 len(connection) | u16 len(stream)
+            | connection utf-8 | stream utf-8 | payload
+
+Version 2 has no checksum per entry: the block's crc32 covers its compressed frame, and
+a group whose lengths, counts or stream indexes do not add up is damage (counted like a
+bad record of version 1: the rest of its block is skipped).
 
 A block holds the entries appended between two flushes. Nothing is fsynced per block: a
 crash loses the unflushed entries and may tear the last block (or leave zeros), but every
@@ -39,19 +94,19 @@ block before it stays readable.
 Index (JSON, ``version`` 1), written atomically when :class:`~.writer.SegmentWriter`
 finishes a segment: ``first_ns`` / ``last_ns`` the lowest / highest ``received_ns``
 (``null`` if none), ``entries``, ``bytes`` (the segment file's size) and ``streams``
-(entries per ``"<kind>:<stream>"``). An index whose ``bytes`` differs from the file's
-size, or that does not parse, is ignored. A segment without a valid index (the one being
-written, or one a crash left) is scanned instead; :func:`~.reader.index_of` builds its
-index by scanning.
+(entries per ``"<kind>:<stream>"``; control frames and markers count as ``"ws:"``). An
+index whose ``bytes`` differs from the file's size, or that does not parse, is ignored.
+A segment without a valid index (the one being written, or one a crash left) is scanned
+instead; :func:`~.reader.index_of` builds its index by scanning.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final, Literal
 
 import msgspec
 import zstandard
@@ -60,9 +115,10 @@ MiB: Final = 1024 * 1024
 GiB: Final = 1024 * MiB
 
 KINDS: Final = ("ws", "rest")  # the kind byte is the index in this tuple
-_KIND_CODE: Final = {kind: code for code, kind in enumerate(KINDS)}
+KIND_CODE: Final = {kind: code for code, kind in enumerate(KINDS)}
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 INDEX_VERSION: Final = 1
 SEGMENT_MAGIC: Final = b"MKDRECSG"
 SEGMENT_SUFFIX: Final = ".seg.zst"
@@ -73,13 +129,11 @@ _BLOCK_FRAME: Final = 0x184D2A51
 _BLOCK_HEADER = struct.Struct("<IIIIII")
 HEADER_SIZE: Final = 24  # both headers
 _BLOCK_PREFIX: Final = struct.pack("<II", _BLOCK_FRAME, 16)
-_RECORD = struct.Struct("<II")  # crc32, length
-_LENGTH = struct.Struct("<I")
-_BODY = struct.Struct("<QBHH")  # received_ns, kind, len(connection), len(stream)
-MAX_RECORD: Final = 64 * MiB  # a record's body
+# An entry's payload, stream and connection together (with its share of the layout).
+MAX_RECORD: Final = 64 * MiB
 # A block is flushed once it holds max_block_bytes (at most MAX_RECORD), so its raw size
-# stays below two records' worth; anything larger is damage.
-MAX_BLOCK_RAW: Final = 2 * (MAX_RECORD + _RECORD.size)
+# stays below two entries' worth; anything larger is damage.
+MAX_BLOCK_RAW: Final = 2 * (MAX_RECORD + 8)
 _MAX_FRAME: Final = MAX_BLOCK_RAW + MAX_BLOCK_RAW // 128 + MiB  # above zstd's bound
 _NAME = re.compile(r"([0-9]{20})-([0-9]{6,})" + re.escape(SEGMENT_SUFFIX))
 _crc32 = zlib.crc32
@@ -91,8 +145,38 @@ class Entry(msgspec.Struct, frozen=True, gc=False):
     received_ns: int
     kind: str  # "ws" or "rest"
     connection: str
-    stream: str  # the stream name ("ws"), the request path and query ("rest")
+    stream: str  # the stream name ("ws"; "" for control frames), the path and query ("rest")
     payload: bytes
+
+
+# -- connection markers ------------------------------------------------------------------
+
+MARKER_PREFIX: Final = b'{"marketd":'
+
+
+def connected_marker(url: str) -> str:
+    """The payload of a ``connected`` marker (see the module documentation)."""
+    return json.dumps({"marketd": "connected", "url": url}, separators=(",", ":"))
+
+
+def closed_marker(code: int | None, reason: str | None, by: Literal["exchange", "marketd"]) -> str:
+    """The payload of a ``closed`` marker (see the module documentation)."""
+    shape = {"marketd": "closed", "code": code, "reason": reason, "by": by}
+    return json.dumps(shape, separators=(",", ":"))
+
+
+def payload_marker(payload: bytes) -> dict[str, Any] | None:
+    """The marker a payload is (``{"marketd": "connected", ...}``), ``None`` for a frame."""
+    if not payload.startswith(MARKER_PREFIX):
+        return None
+    try:
+        found = json.loads(payload)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+# -- segment names and headers -----------------------------------------------------------
 
 
 def segment_name(first_ns: int, seq: int) -> str:
@@ -105,95 +189,25 @@ def parse_segment_name(name: str) -> tuple[int, int] | None:
     return None if match is None else (int(match[1]), int(match[2]))
 
 
-def file_header() -> bytes:
-    head = struct.pack("<II8sHH", _FILE_FRAME, 16, SEGMENT_MAGIC, FORMAT_VERSION, 0)
+def file_header(version: int = FORMAT_VERSION) -> bytes:
+    head = struct.pack("<II8sHH", _FILE_FRAME, 16, SEGMENT_MAGIC, version, 0)
     return head + struct.pack("<I", _crc32(head[8:]))
 
 
-def file_header_ok(data: bytes) -> bool:
-    # Every field of the header is fixed by the format version: compare the bytes.
-    return data[:HEADER_SIZE] == _HEADER_BYTES
+# Every field of a header is fixed by its format version: compare the bytes.
+_HEADERS: Final = {file_header(v): v for v in READABLE_VERSIONS}
 
 
-_HEADER_BYTES: Final = file_header()
+def file_version(data: bytes) -> int | None:
+    """The format version of a valid file header this module reads, else ``None``."""
+    return _HEADERS.get(bytes(data[:HEADER_SIZE]))
 
 
-def encode_record(entry: Entry) -> bytes:
-    """One record (see the layout); ``ValueError`` for an entry the format cannot hold."""
-    code = _KIND_CODE.get(entry.kind)
-    if code is None:
-        raise ValueError(f"entry kind {entry.kind!r} is none of {KINDS}")
-    if not 0 <= entry.received_ns < 1 << 64:
-        raise ValueError(f"received_ns {entry.received_ns} is outside 0 .. 2**64-1")
-    connection = entry.connection.encode()
-    stream = entry.stream.encode()
-    if len(connection) > 0xFFFF or len(stream) > 0xFFFF:
-        raise ValueError("an entry's connection and stream take at most 65535 bytes each")
-    length = _BODY.size + len(connection) + len(stream) + len(entry.payload)
-    if length > MAX_RECORD:
-        raise ValueError(f"an entry of {length} B exceeds the recorder's {MAX_RECORD} B")
-    head = struct.pack("<I", length) + _BODY.pack(
-        entry.received_ns, code, len(connection), len(stream)
-    )
-    crc = _crc32(entry.payload, _crc32(stream, _crc32(connection, _crc32(head))))
-    return b"".join((struct.pack("<I", crc), head, connection, stream, entry.payload))
-
-
-def encode_frames(
-    connection: str, frames: Sequence[str], received_ns: Sequence[int], streams: Sequence[str]
-) -> Iterator[tuple[int, str, bytes]]:
-    """``(received_ns, stream, record)`` of WebSocket frames of one connection: the bytes
-    :func:`encode_record` makes for each, with the connection encoded once and one CRC
-    call per record (the recorder's hot path)."""
-    conn = connection.encode()
-    n_conn = len(conn)
-    if n_conn > 0xFFFF:
-        raise ValueError("an entry's connection takes at most 65535 bytes")
-    fixed = _BODY.size + n_conn
-    pack_length, pack_body, crc32 = _LENGTH.pack, _BODY.pack, _crc32
-    for frame, ns, name in zip(frames, received_ns, streams, strict=True):
-        stream = name.encode()
-        payload = frame.encode()
-        length = fixed + len(stream) + len(payload)
-        if len(stream) > 0xFFFF or length > MAX_RECORD or not 0 <= ns < 1 << 64:
-            yield ns, name, encode_record(Entry(ns, "ws", connection, name, payload))  # says why
-            continue
-        body = b"".join((pack_length(length), pack_body(ns, 0, n_conn, len(stream)), conn,
-                         stream, payload))  # fmt: skip
-        yield ns, name, pack_length(crc32(body)) + body
-
-
-def decode_records(raw: bytes) -> tuple[list[Entry], bool]:
-    """The entries of a block's raw bytes, and whether it ended with a bad record (the
-    entries after a bad record are not decoded: a bad length leaves no place to resume)."""
-    out: list[Entry] = []
-    end = len(raw)
-    pos = 0
-    with memoryview(raw) as view:
-        while pos < end:
-            if end - pos < _RECORD.size + _BODY.size:
-                return out, True
-            crc, length = _RECORD.unpack_from(raw, pos)
-            stop = pos + _RECORD.size + length
-            if length < _BODY.size or stop > end or _crc32(view[pos + 4 : stop]) != crc:
-                return out, True
-            received_ns, code, n_connection, n_stream = _BODY.unpack_from(raw, pos + 8)
-            at = pos + _RECORD.size + _BODY.size
-            payload_at = at + n_connection + n_stream
-            if code >= len(KINDS) or payload_at > stop:
-                return out, True
-            try:
-                connection = str(raw[at : at + n_connection], "utf-8")
-                stream = str(raw[at + n_connection : payload_at], "utf-8")
-            except UnicodeDecodeError:
-                return out, True
-            out.append(Entry(received_ns, KINDS[code], connection, stream, raw[payload_at:stop]))
-            pos = stop
-    return out, False
+# -- blocks ------------------------------------------------------------------------------
 
 
 def encode_block(raw: bytes | bytearray, compressor: zstandard.ZstdCompressor) -> bytes:
-    """A block header and the zstd frame of ``raw`` (records)."""
+    """A block header and the zstd frame of ``raw`` (groups)."""
     frame = compressor.compress(raw)
     head = struct.pack("<III", len(frame), len(raw), _crc32(frame))
     return _BLOCK_PREFIX + head + struct.pack("<I", _crc32(head)) + frame

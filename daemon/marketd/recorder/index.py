@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -23,15 +25,28 @@ class Index(TypedDict):
 
 
 class Tally:
-    """What an index counts, accumulated entry by entry."""
+    """What an index counts, accumulated entry by entry (or batch by batch)."""
 
-    __slots__ = ("entries", "first_ns", "last_ns", "streams")
+    __slots__ = ("_bulk", "_streams", "entries", "first_ns", "last_ns")
 
     def __init__(self) -> None:
         self.entries = 0
         self.first_ns: int | None = None
         self.last_ns: int | None = None
-        self.streams: dict[tuple[str, str], int] = {}
+        self._streams: dict[tuple[str, str], int] = {}
+        # Per kind, the streams of add_many: counted in C, folded in when read.
+        self._bulk: dict[str, Counter[str]] = {}
+
+    @property
+    def streams(self) -> dict[tuple[str, str], int]:
+        """Entries per (kind, stream)."""
+        counts = self._streams
+        for kind, bulk in self._bulk.items():
+            for stream, count in bulk.items():
+                key = (kind, stream)
+                counts[key] = counts.get(key, 0) + count
+        self._bulk.clear()
+        return counts
 
     def add(self, ns: int, kind: str, stream: str) -> None:
         self.entries += 1
@@ -40,7 +55,22 @@ class Tally:
         if self.last_ns is None or ns > self.last_ns:
             self.last_ns = ns
         key = (kind, stream)
-        self.streams[key] = self.streams.get(key, 0) + 1
+        self._streams[key] = self._streams.get(key, 0) + 1
+
+    def add_many(self, kind: str, received_ns: Sequence[int], streams: Sequence[str]) -> None:
+        """Entries of one kind at once: :meth:`add` of each, in C loops."""
+        if not received_ns:
+            return
+        self.entries += len(received_ns)
+        low, high = min(received_ns), max(received_ns)
+        if self.first_ns is None or low < self.first_ns:
+            self.first_ns = low
+        if self.last_ns is None or high > self.last_ns:
+            self.last_ns = high
+        bulk = self._bulk.get(kind)
+        if bulk is None:
+            bulk = self._bulk[kind] = Counter()
+        bulk.update(streams)
 
     def merge(self, other: Tally) -> None:
         low, high = other.first_ns, other.last_ns
@@ -49,8 +79,9 @@ class Tally:
         self.first_ns = low if self.first_ns is None else min(self.first_ns, low)
         self.last_ns = high if self.last_ns is None else max(self.last_ns, high)
         self.entries += other.entries
+        counts = self._streams
         for key, count in other.streams.items():
-            self.streams[key] = self.streams.get(key, 0) + count
+            counts[key] = counts.get(key, 0) + count
 
     def index(self, size: int) -> Index:
         return Index(

@@ -7,8 +7,10 @@ Reader (:func:`read`): entries in segment order, each segment's in append order,
 segment whose index shows it holds none of them is not opened. Bad data never raises, it
 is counted (:class:`ReadStatistics`) and skipped: a block whose header or frame fails its
 check (after a bad header the scanner resynchronises on the next valid block header), a
-record that fails its check (the rest of its block is skipped), a torn tail (the last
-block cut short, or zeros to the end), a file with a bad header (the whole file). The
+group (version 2) or record (version 1) that fails its check (the rest of its block is
+skipped), a torn tail (the last block cut short, or zeros to the end), a file with a bad
+header or a format version it does not know (the whole file). Versions 1 and 2 are read
+(see :mod:`.format`). The
 reader sees each segment as long as it was when opened: a block the writer is writing
 meanwhile is a torn tail.
 
@@ -26,15 +28,13 @@ from typing import TypedDict
 import attrs
 import zstandard
 
-from marketd.recorder.format import (
-    HEADER_SIZE,
-    Entry,
-    decode_records,
-    file_header_ok,
-    parse_block_header,
-    resync,
-)
+from marketd.recorder.format import HEADER_SIZE, Entry, file_version, parse_block_header, resync
+from marketd.recorder.groups import decode_groups
 from marketd.recorder.index import Index, Tally, list_segments, load_index
+from marketd.recorder.v1 import decode_records
+
+# Each format version's decoder of a block's raw bytes: (entries, ended with a bad one).
+_DECODERS = {1: decode_records, 2: decode_groups}
 
 _crc32 = zlib.crc32
 
@@ -58,7 +58,7 @@ class ReadStatistics:
     segments_read: int  # opened and scanned
     segments_skipped: int  # not opened: their index shows nothing wanted
     corrupt_blocks: int  # a block header or frame failing its check (the block skipped)
-    corrupt_records: int  # a record failing its check (the rest of its block skipped)
+    corrupt_records: int  # a group / v1 record failing its check (the rest of its block skipped)
     torn_tails: int  # segments whose last block is cut short (or zero-filled)
     unreadable_segments: int  # bad file header: nothing of the file read
 
@@ -79,9 +79,11 @@ def _scan(path: Path, counts: _Counts) -> Iterator[list[Entry]]:
         return
     with f:
         size = os.fstat(f.fileno()).st_size
-        if not file_header_ok(f.read(HEADER_SIZE)):
+        version = file_version(f.read(HEADER_SIZE))
+        if version is None:
             counts.unreadable += 1
             return
+        decode = _DECODERS[version]
         counts.read += 1
         decompressor = zstandard.ZstdDecompressor()
         pos = HEADER_SIZE
@@ -120,7 +122,7 @@ def _scan(path: Path, counts: _Counts) -> Iterator[list[Entry]]:
             if raw is None or len(raw) != raw_length:
                 counts.blocks += 1
                 continue
-            entries, bad = decode_records(raw)
+            entries, bad = decode(raw)
             counts.records += bad
             yield entries
 

@@ -4,27 +4,30 @@ The normalizer offers each :class:`~marketd.data.records.FrameBatch` it takes in
 :meth:`Recorder.offer`, which never blocks: the batch goes into a bounded queue
 (``recorder.queue_batches``), and when the disk cannot keep up a batch that does not fit
 is dropped and its frames counted (``marketd_recorder_frames_total{result="dropped"}``) —
-the feeds never wait for the recorder. :meth:`Recorder.serve` takes what is queued, and
-appends and flushes it in a worker thread (compression and file writes stay off the event
-loop), one block per round; at a stop it writes what is still queued, then finishes the
-segment and its index. Each frame is recorded whole, as received (the combined
-stream's ``{"stream":..,"data":..}`` text), with its connection, its stream name and its
-receive time.
+the feeds never wait for the recorder. :meth:`Recorder.serve` gathers a round of batches
+(``ROUND_S``, or until the queue is half full), and appends and flushes it in a worker
+thread (compression and file writes stay off the event loop): large rounds make few,
+large blocks, which zstd compresses better and faster. At a stop it writes what is still
+queued, then finishes the segment and its index. Each frame is recorded whole, as
+received (the combined stream's ``{"stream":..,"data":..}`` text), with its connection,
+its stream name and its receive time; so are the connection's control frames
+(subscription replies, ``serverShutdown``) and its ``connected`` / ``closed`` markers,
+which the feeds hand on beside the data while the recorder records (stream "", in their
+place among the frames: see :mod:`marketd.recorder.format`).
 
 A write that fails (a full disk) loses that round's frames, counted as ``failed``, logged
 at most once a minute; the writer stays usable and the next round tries again. The
 recorder is ready while its last write succeeded (``/readyz`` names it ``recorder``).
 The REST responses the book snapshots and the trade backfill use are recorded too
 (:meth:`Recorder.recording` wraps their GET): kind ``rest``, the base URL as the
-connection, the path and query as the stream, the body as the payload. Control frames
-(subscription acks, ``serverShutdown``) are not recorded yet.
+connection, the path and query as the stream, the body as the payload.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -43,6 +46,9 @@ from marketd.rest.client import HttpGet, RestResponse
 
 log = structlog.get_logger(__name__)
 
+# A write round gathers batches this long, unless the queue gets half full first.
+ROUND_S = 0.25
+
 _STREAM_PREFIX = '{"stream":"'
 
 
@@ -54,10 +60,23 @@ def stream_of(frame: str) -> str:
     return frame[len(_STREAM_PREFIX) : end] if end > 0 else ""
 
 
+def streams_of(frames: Sequence[str]) -> list[str]:
+    """:func:`stream_of` of each frame, inlined: a call per frame costs as much again."""
+    prefix, at = _STREAM_PREFIX, len(_STREAM_PREFIX)
+    return [
+        frame[at:end] if frame.startswith(prefix) and (end := frame.find('"', at)) > 0 else ""
+        for frame in frames
+    ]
+
+
+def _entries(batch: FrameBatch | Entry) -> int:
+    return 1 if isinstance(batch, Entry) else len(batch.frames) + len(batch.control)
+
+
 @attrs.frozen
 class RecorderStatistics:
     running: bool
-    recorded: int  # frames (and REST responses) written to segment files
+    recorded: int  # frames (control frames, markers, REST responses) written to segments
     dropped: int  # those the queue had no room for
     failed: int  # those lost to a failed write
     bytes_written: int  # compressed
@@ -75,6 +94,8 @@ class Recorder:
         self._send, self._receive = trio.open_memory_channel[FrameBatch | Entry](
             settings.queue_batches
         )
+        self._queued = 0  # batches in the queue
+        self._crowded = trio.Event()  # the queue is half full: write now
         self._writer: SegmentWriter | None = None
         self.running = False
         self.healthy = True
@@ -88,7 +109,11 @@ class Recorder:
         try:
             self._send.send_nowait(batch)
         except trio.WouldBlock:
-            self.dropped += 1 if isinstance(batch, Entry) else len(batch.frames)
+            self.dropped += _entries(batch)
+            return
+        self._queued += 1
+        if 2 * self._queued >= self.settings.queue_batches:
+            self._crowded.set()
 
     def recording(self, get: HttpGet) -> HttpGet:
         """``get`` (:func:`marketd.rest.client.http_get`), with each 2xx response body also
@@ -128,44 +153,62 @@ class Recorder:
             task_status.started()
             while True:
                 batches.append(await self._receive.receive())
-                with contextlib.suppress(trio.WouldBlock):
-                    while len(batches) < 64:
-                        batches.append(self._receive.receive_nowait())
+                with trio.move_on_after(ROUND_S):
+                    await self._crowded.wait()
+                self._crowded = trio.Event()
+                self._take_queued(batches)
                 await trio.to_thread.run_sync(self._write, writer, batches)
                 batches = []
         finally:
             self.running = False
             # What the feeds delivered before the stop is written before the segment closes.
-            with contextlib.suppress(trio.WouldBlock):
-                while True:
-                    batches.append(self._receive.receive_nowait())
+            self._take_queued(batches)
             with trio.CancelScope(shield=True):
                 if batches:
                     await trio.to_thread.run_sync(self._write, writer, batches)
                 await trio.to_thread.run_sync(self._close, writer)
 
+    def _take_queued(self, batches: list[FrameBatch | Entry]) -> None:
+        with contextlib.suppress(trio.WouldBlock):
+            while True:
+                batches.append(self._receive.receive_nowait())
+        self._queued = 0
+
     def _write(self, writer: SegmentWriter, batches: list[FrameBatch | Entry]) -> None:
         """Append and flush one round (in a worker thread)."""
-        frames = sum(1 if isinstance(b, Entry) else len(b.frames) for b in batches)
+        entries = refused = 0
         try:
-            for batch in batches:
-                if isinstance(batch, Entry):
-                    writer.append(batch)
-                else:
-                    streams = [stream_of(frame) for frame in batch.frames]
-                    writer.append_frames(batch.connection, batch.frames, batch.received_ns, streams)
+            for batch in _runs(batches):
+                entries += _entries(batch)
+                try:
+                    if isinstance(batch, Entry):
+                        writer.append(batch)
+                    elif not batch.control:
+                        frames = batch.frames
+                        writer.append_frames(
+                            batch.connection, frames, batch.received_ns, streams_of(frames)
+                        )
+                    else:
+                        _append_with_control(writer, batch)
+                except ValueError as exc:  # the format cannot hold it (a 64 KiB stream name)
+                    refused += _entries(batch)
+                    self._report("frames the format cannot hold are lost", exc)
             writer.flush()
         except OSError as exc:
-            self.failed += frames
+            self.failed += sum(map(_entries, batches))
             self.healthy = False
-            if (suppressed := self._errors.ready()) is not None:
-                log.error(  # noqa: TRY400 - the error says it; no traceback
-                    "recording failed; its frames are lost", error=str(exc),
-                    directory=self.settings.directory, suppressed=suppressed,
-                )  # fmt: skip
+            self._report("recording failed; its frames are lost", exc)
             return
-        self.recorded += frames
+        self.failed += refused
+        self.recorded += entries - refused
         self.healthy = True
+
+    def _report(self, event: str, exc: Exception) -> None:
+        if (suppressed := self._errors.ready()) is not None:
+            # The error says it; no traceback.
+            log.error(
+                event, error=str(exc), directory=self.settings.directory, suppressed=suppressed
+            )
 
     def _close(self, writer: SegmentWriter) -> None:
         try:
@@ -216,3 +259,56 @@ class Recorder:
                     {(): float(st.queued)})  # fmt: skip
         yield gauge("marketd_recorder_healthy", "1 while the recorder's last write succeeded.",
                     (), {(): float(st.healthy and st.running)})  # fmt: skip
+
+
+def _runs(batches: list[FrameBatch | Entry]) -> Iterator[FrameBatch | Entry]:
+    """``batches`` with each run of consecutive frame batches of one connection joined
+    into one: one append (and its fixed costs) per run instead of per batch, the order of
+    everything kept. A batch with control frames ends a run."""
+    run: list[FrameBatch] = []
+    for batch in batches:
+        if (
+            run
+            and isinstance(batch, FrameBatch)
+            and not batch.control
+            and batch.connection == run[0].connection
+        ):
+            run.append(batch)
+            continue
+        if run:
+            yield _joined(run)
+            run = []
+        if isinstance(batch, FrameBatch) and not batch.control:
+            run.append(batch)
+        else:
+            yield batch
+    if run:
+        yield _joined(run)
+
+
+def _joined(run: list[FrameBatch]) -> FrameBatch:
+    first = run[0]
+    if len(run) == 1:
+        return first
+    frames: list[str] = []
+    received_ns: list[int] = []
+    for batch in run:
+        frames += batch.frames
+        received_ns += batch.received_ns
+    return FrameBatch(first.market, first.connection, frames, received_ns)
+
+
+def _append_with_control(writer: SegmentWriter, batch: FrameBatch) -> None:
+    """A batch's frames with its control frames in their places (stream "")."""
+    frames, received_ns, connection = batch.frames, batch.received_ns, batch.connection
+    streams = streams_of(frames)
+    start = 0
+    for control in batch.control:
+        if control.at > start:
+            cut = slice(start, control.at)
+            writer.append_frames(connection, frames[cut], received_ns[cut], streams[cut])
+            start = control.at
+        payload = control.text.encode()
+        writer.append(Entry(control.received_ns, "ws", connection, "", payload))
+    if start < len(frames):
+        writer.append_frames(connection, frames[start:], received_ns[start:], streams[start:])

@@ -2,8 +2,10 @@
 appends entries in blocks, rotates segments, writes their indexes and applies retention.
 The format is :mod:`.format`'s.
 
-Writer (:class:`SegmentWriter`): ``append`` buffers; a block is written when
-``max_block_bytes`` of records are buffered, on ``flush`` and on ``close``. A new
+Writer (:class:`SegmentWriter`): ``append`` (an entry) and ``append_frames`` (a batch of
+WebSocket frames, the hot path: the same bytes at a fraction of the cost) buffer, in
+groups (format version 2); a block is written when ``max_block_bytes`` of groups are
+buffered (right after the entry that reaches it), on ``flush`` and on ``close``. A new
 segment starts with the first entry whose ``received_ns`` lies more than
 ``max_segment_s`` after the current segment's first, and after a block brings the
 segment's size above ``max_segment_bytes``. A finished segment is fsynced, then indexed.
@@ -23,7 +25,10 @@ import contextlib
 import fcntl
 import json
 import os
+from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate
 from pathlib import Path
 
 import attrs
@@ -34,17 +39,18 @@ from marketd.errors import MarketdError
 from marketd.recorder.format import (
     HEADER_SIZE,
     INDEX_SUFFIX,
+    KIND_CODE,
+    KINDS,
     LOCK_FILE,
     MAX_RECORD,
     Entry,
     GiB,
     MiB,
     encode_block,
-    encode_frames,
-    encode_record,
     file_header,
     segment_name,
 )
+from marketd.recorder.groups import ENTRY_SIZE, GROUP_HEADER, MAX_NAME, MAX_STREAMS, Group
 from marketd.recorder.index import Tally, list_segments, load_index
 from marketd.statefile import write_atomically
 
@@ -93,7 +99,7 @@ class SegmentWriter:
         max_segment_bytes: int = 64 * MiB,
         max_total_bytes: int = 2 * GiB,
         max_age_s: float | None = None,
-        level: int = 3,
+        level: int = 1,
         max_block_bytes: int = MiB,
     ) -> None:
         if not (max_segment_s > 0 and max_segment_bytes > 0 and max_total_bytes > 0):
@@ -108,8 +114,12 @@ class SegmentWriter:
         self._max_total_bytes = max_total_bytes
         self._max_age_ns = None if max_age_s is None else round(max_age_s * 1e9)
         self._max_block_bytes = max_block_bytes
+        # Level 1 by default: on the groups' columns it comes within 1 % of level 3's size
+        # (the fake's trades and depth diffs: 21.6 against 21.4 B a frame) for 70 % of the CPU.
         self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        self._buffer = bytearray()
+        self._done: list[bytes] = []  # the encoded groups of the block being gathered
+        self._done_size = 0
+        self._open: Group | None = None  # the group entries are being added to
         self._pending = Tally()  # the buffered entries
         self._current: _Segment | None = None
         self._finished: list[_Segment] = []  # oldest first
@@ -144,19 +154,25 @@ class SegmentWriter:
         it); write a block once ``max_block_bytes`` are buffered."""
         if self._closed:
             raise RecorderError(f"the writer of {str(self._dir)!r} is closed")
-        record = encode_record(entry)
+        code = KIND_CODE.get(entry.kind)
+        if code is None:
+            raise ValueError(f"entry kind {entry.kind!r} is none of {KINDS}")
         ns = entry.received_ns
-        current = self._current
-        if current is not None and ns - current.first_ns > self._max_span_ns:
-            self.flush()
-            if self._current is not None:  # flush() may have finished it (size)
-                self._finish()
-        self._newest_ns = max(self._newest_ns, ns)
-        if self._current is None:
-            self._start(ns)
-        self._buffer += record
-        self._pending.add(ns, entry.kind, entry.stream)
-        if len(self._buffer) >= self._max_block_bytes:
+        if not 0 <= ns < 1 << 64:
+            raise ValueError(f"received_ns {ns} is outside 0 .. 2**64-1")
+        n_stream, n_conn = len(entry.stream.encode()), len(entry.connection.encode())
+        if n_conn > MAX_NAME or n_stream > MAX_NAME:
+            raise ValueError(f"an entry's connection and stream take at most {MAX_NAME} bytes each")
+        size = GROUP_HEADER + n_conn + 2 + n_stream + ENTRY_SIZE + len(entry.payload)
+        if size > MAX_RECORD:
+            raise ValueError(f"an entry of {size} B exceeds the recorder's {MAX_RECORD} B")
+        self._rotate_before(ns)
+        stream = entry.stream
+        known = self._open_for(code, entry.connection)
+        group = self._group(code, entry.connection, known is None or stream not in known.table)
+        group.append(ns, stream, entry.payload)
+        self._pending.add(ns, entry.kind, stream)
+        if self._done_size + group.size >= self._max_block_bytes:
             self.flush()
 
     def append_frames(
@@ -168,33 +184,137 @@ class SegmentWriter:
     ) -> None:
         """Buffer WebSocket frames of one connection: the same as :meth:`append` of an
         ``Entry(ns, "ws", connection, stream, frame.encode())`` each, at a fraction of the
-        cost (the recorder's hot path)."""
+        cost: the batch is encoded at once, and cut only where a segment or a block ends."""
         if self._closed:
             raise RecorderError(f"the writer of {str(self._dir)!r} is closed")
-        buffer = self._buffer
-        for ns, stream, record in encode_frames(connection, frames, received_ns, streams):
-            current = self._current  # the rotation and start of append(), in its order
-            if current is not None and ns - current.first_ns > self._max_span_ns:
+        n = len(frames)
+        if len(received_ns) != n or len(streams) != n:
+            raise ValueError("frames, received_ns and streams differ in length")
+        if not n:
+            return
+        text = "".join(frames)
+        if text.isascii():  # one encode; a character is a byte
+            payloads = text.encode("ascii")
+            lengths = array("I", map(len, frames))
+        else:
+            encoded = [frame.encode() for frame in frames]
+            payloads = b"".join(encoded)
+            lengths = array("I", map(len, encoded))
+        try:
+            times = array("Q", received_ns)
+        except OverflowError:
+            raise ValueError("a received_ns is outside 0 .. 2**64-1") from None
+        n_conn = len(connection.encode())
+        if n_conn > MAX_NAME or max(lengths) + _WORST_ENTRY + n_conn > MAX_RECORD:
+            for frame, ns, stream in zip(frames, received_ns, streams, strict=True):
+                self.append(Entry(ns, "ws", connection, stream, frame.encode()))  # says why
+            return
+        high = max(times)
+        offsets: list[int] | None = None  # of each payload, once the batch is cut
+        i = 0
+        while i < n:
+            self._rotate_before(times[i])
+            assert self._current is not None
+            limit = self._current.first_ns + self._max_span_ns
+            j = n
+            if (high if i == 0 else max(times[i:])) > limit:  # the segment ends in the batch
+                j = next(k for k in range(i + 1, n) if times[k] > limit)
+            piece = streams if j - i == n else streams[i:j]
+            known = self._open_for(0, connection)
+            ids = None if known is None else known.ids_of(piece)
+            new: list[str] = []
+            if ids is None:
+                table = {} if known is None else known.table
+                new = [s for s in dict.fromkeys(piece) if s not in table]
+                if len(table) + len(new) > MAX_STREAMS:  # never in practice: one by one
+                    if offsets is None:
+                        offsets = [0, *accumulate(lengths)]
+                    for k in range(i, j):
+                        payload = payloads[offsets[k] : offsets[k + 1]]
+                        self.append(Entry(times[k], "ws", connection, streams[k], payload))
+                    i = j
+                    continue
+            group = self._group(0, connection, len(new))
+            if j - i < n and offsets is None:
+                offsets = [0, *accumulate(lengths)]
+            size = len(payloads) if offsets is None else offsets[j] - offsets[i]
+            cost = ENTRY_SIZE * (j - i) + size + sum(2 + len(s.encode()) for s in new)
+            room = self._max_block_bytes - self._done_size - group.size
+            cut = cost >= room
+            if cut:  # the block fills up within the piece: cut right after that entry
+                j, new = _fill(room, piece, new, lengths, i)
+                piece = streams[i:j]
+                if offsets is None:
+                    offsets = [0, *accumulate(lengths)]
+            if new:
+                group.add_streams(new)
+            if ids is None or cut:
+                ids = group.ids_of(piece)
+                assert ids is not None
+            if offsets is None:  # the whole batch, as it came
+                group.extend(times, ids, lengths, payloads)
+                self._pending.add_many("ws", times, piece)
+                self._newest_ns = max(self._newest_ns, high)
+            else:
+                cut_times = times[i:j]
+                payload = payloads[offsets[i] : offsets[j]]
+                group.extend(cut_times, ids, lengths[i:j], payload)
+                self._pending.add_many("ws", cut_times, piece)
+                self._newest_ns = max(self._newest_ns, max(cut_times))
+            if self._done_size + group.size >= self._max_block_bytes:
                 self.flush()
-                if self._current is not None:  # flush() may have finished it (size)
-                    self._finish()
-            if ns > self._newest_ns:
-                self._newest_ns = ns
-            if self._current is None:
-                self._start(ns)
-            buffer += record
-            self._pending.add(ns, "ws", stream)
-            if len(buffer) >= self._max_block_bytes:
-                self.flush()
+            i = j
+
+    def _rotate_before(self, ns: int) -> None:
+        """Before an entry received at ``ns``: end the segment if it spans too long, and
+        start one if none is being written."""
+        current = self._current
+        if current is not None and ns - current.first_ns > self._max_span_ns:
+            self.flush()
+            if self._current is not None:  # flush() may have finished it (size)
+                self._finish()
+        if ns > self._newest_ns:
+            self._newest_ns = ns
+        if self._current is None:
+            self._start(ns)
+
+    def _open_for(self, code: int, connection: str) -> Group | None:
+        """The open group if entries of ``code`` and ``connection`` go on in it."""
+        group = self._open
+        if group is None or group.code != code or group.connection != connection:
+            return None
+        return group
+
+    def _group(self, code: int, connection: str, new_streams: int) -> Group:
+        """The group to add entries of ``code`` and ``connection`` to, with room for
+        ``new_streams`` more streams in its table (a new group if the open one is not)."""
+        group = self._open
+        if group is not None and (
+            group.code != code
+            or group.connection != connection
+            or len(group.table) + new_streams > MAX_STREAMS
+        ):
+            self._done.append(group.encode())
+            self._done_size += group.size
+            group = None
+        if group is None:
+            group = self._open = Group(code, connection)
+        return group
 
     def flush(self) -> None:
         """Write the buffered entries as one block (not fsynced)."""
         current = self._current
-        if current is None or not self._buffer:
+        if current is None:
             return
-        block = encode_block(self._buffer, self._compressor)
+        if self._open is not None:
+            self._done.append(self._open.encode())
+            self._open = None
+        if not self._done:
+            return
+        block = encode_block(b"".join(self._done), self._compressor)
         pending, self._pending = self._pending, Tally()
-        self._buffer.clear()
+        self._done.clear()
+        self._done_size = 0
         try:
             _pwrite_all(current.fd, block, current.size)
         except OSError:
@@ -307,3 +427,21 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         done = 0
         while done < len(data):
             done += os.pwrite(fd, view[done:], offset + done)
+
+
+# The most an entry adds to a group beside its payload and connection (a new stream).
+_WORST_ENTRY = GROUP_HEADER + 2 + MAX_NAME + ENTRY_SIZE
+
+
+def _fill(
+    room: int, piece: Sequence[str], new: list[str], lengths: array[int], i: int
+) -> tuple[int, list[str]]:
+    """Where a piece of a batch (its entries from ``i``) is cut for its block to hold
+    ``room`` bytes or just more (as entry by entry would: right after the entry that
+    reaches it), and the new streams of the part that stays."""
+    costs = [ENTRY_SIZE + n for n in lengths[i : i + len(piece)]]
+    firsts = [piece.index(s) for s in new]  # in order: new is in order of appearance
+    for at, stream in zip(firsts, new, strict=True):
+        costs[at] += 2 + len(stream.encode())
+    k = bisect_left(list(accumulate(costs)), room)
+    return i + k + 1, [s for at, s in zip(firsts, new, strict=True) if at <= k]
