@@ -198,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_cli.add_arguments(replay)
     replay.set_defaults(func=_cmd_replay)
+
+    from marketd.backtest import cli as backtest_cli
+
+    backtest = sub.add_parser(
+        "backtest",
+        help="run alert rules over a recording and report what they would have raised",
+        description=backtest_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backtest_cli.add_arguments(backtest)
+    backtest.set_defaults(func=backtest_cli.run)
     return parser
 
 

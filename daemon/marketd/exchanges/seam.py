@@ -2,10 +2,11 @@
 
 One adapter serves one market (:class:`~marketd.data.records.Market` is its identity:
 Binance spot and Binance USD-M are two adapters). It owns its view of the stream vocabulary
-table, its codec, its WebSocket routing and subscribe protocol with their message-rate
+table, its codec (and a faster way from frames to the detector's ticks alone, for
+recordings), its WebSocket routing and subscribe protocol with their message-rate
 limit, its control frames, its REST endpoints with their request weights, and the rule by
 which its depth diffs chain. The stages (feed, normalizer, sequencer, books, spool, Kafka,
-gateway) read those through :class:`Exchange` and never import an adapter: the registry
+gateway, backtest) read those through :class:`Exchange` and never import an adapter: the registry
 (:func:`marketd.exchanges.adapter`) is the one place that names them.
 """
 
@@ -18,7 +19,7 @@ from typing import Protocol
 import attrs
 import msgspec
 
-from marketd.data.events import DepthSnapshot
+from marketd.data.events import DepthSnapshot, Tick
 from marketd.data.records import FrameBatch, Market, Record, RecordBatch
 
 
@@ -131,6 +132,52 @@ class Codec(Protocol):
         ...
 
 
+# -- frames → detector ticks, without records (replaying recordings) ---------------------
+
+
+class TickRun(msgspec.Struct, frozen=True, gc=False):
+    """What a :class:`TickLane` made of a run of frames, from the first frame on.
+
+    ``frames`` of them were decoded; when that is fewer than it was given, the next frame
+    is refused: the codec must judge it (it counts it as malformed or unknown, or decodes
+    it after all, e.g. a frame whose own stream name differs from the one it came with).
+    ``ticks`` are theirs in frame order (an array frame's in item order). ``ids`` holds,
+    beside each tick, the id of its event when the kind's ids are ordered
+    (:class:`Sequencing` other than NONE: what the sequencer checks), else it is empty.
+    ``counts`` holds the ticks of each frame for array streams; empty: one tick per frame.
+    """
+
+    frames: int
+    ticks: list[Tick]
+    ids: list[int]
+    counts: list[int]
+
+
+class TickLane(Protocol):
+    """The frames of the streams of one kind and shape (single events, or arrays of them)
+    → the ticks the adapter's codec puts beside its records (:meth:`Codec.watch_prices`),
+    field for field, without making the records."""
+
+    def decode(self, frames: Sequence[bytes], streams: Sequence[str]) -> TickRun:
+        """Decode ``frames`` in order (each the text of one data frame, received on the
+        stream named beside it in ``streams``) until one is refused. A frame is refused
+        exactly when the codec would not make the same ticks of it: it is damaged (the
+        codec's validation, the same checks), of another kind, or names another stream.
+        Never raises for bad input."""
+        ...
+
+
+class TickDecoder(Protocol):
+    """An adapter's fast way from data frames to detector ticks (pure; it keeps caches:
+    one per thread). For replaying recorded frames, where no Kafka record is wanted."""
+
+    def lane(self, stream: str) -> TickLane | None:
+        """The lane that decodes the frames of ``stream``, the same object for every stream
+        of its kind and shape; None when only the codec can (a kind without a fast path,
+        a name the adapter does not serve)."""
+        ...
+
+
 @attrs.frozen
 class Endpoint:
     """One REST GET: its path, the request weight the exchange charges, and (for paged
@@ -174,6 +221,10 @@ class Exchange(Protocol):
 
     def codec(self, topics: Topics) -> Codec:
         """A new codec (it keeps caches and reused messages: one per thread)."""
+        ...
+
+    def tick_decoder(self) -> TickDecoder:
+        """A new tick decoder (it keeps caches: one per thread)."""
         ...
 
     def depth_snapshot(self, limit: int) -> Endpoint:

@@ -14,10 +14,10 @@ import msgspec
 
 from marketd.data.events import DepthSnapshot
 from marketd.data.records import Market
-from marketd.exchanges.binance import control, endpoints, vocabulary
+from marketd.exchanges.binance import control, endpoints, ticks, vocabulary
 from marketd.exchanges.binance.codec import Codec as MarketCodec
 from marketd.exchanges.binance.rest import BookSnapshot
-from marketd.exchanges.seam import Codec, Control, Endpoint, Exchange, Topics
+from marketd.exchanges.seam import Codec, Control, Endpoint, Exchange, TickDecoder, Topics
 
 _decode_book_snapshot = msgspec.json.Decoder(BookSnapshot).decode
 
@@ -39,6 +39,9 @@ class _Binance:
 
     def codec(self, topics: Topics) -> Codec:
         return MarketCodec(self.market, topics)
+
+    def tick_decoder(self) -> TickDecoder:
+        return ticks.TickDecoder(self.market)
 
     def depth_snapshot(self, limit: int) -> Endpoint:
         limit = min(limit, endpoints.MAX_DEPTH_LIMIT[self.market])

@@ -19,13 +19,15 @@ but damage (or a hostile peer), and the whole payload is rejected as malformed:
   checked in the same regex call as the decimals.
 
 The checks cost about 0.2-0.3 µs per payload (a few µs for a 20-level depth diff): see
-``bench/bench_codec.py``.
+``bench/bench_codec.py``. Many payloads of one kind can be checked at once, several times
+cheaper per payload, with :func:`columns_check` (the backtest's fast path,
+:mod:`marketd.exchanges.binance.ticks`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import msgspec
@@ -57,6 +59,7 @@ _TOKENS = {
     "u": _UNSIGNED,
     "s": rf"-?+{_UNSIGNED}",
     "o": rf"(?:-?+{_UNSIGNED})?+",
+    "e": rf"(?:{_UNSIGNED})?+",
 }
 
 
@@ -64,11 +67,86 @@ def values_check(signature: str) -> Callable[[str], re.Match[str] | None]:
     """A matcher for ``len(signature)`` values joined by single spaces.
 
     ``signature`` has one letter per value: ``y`` a symbol, ``u`` an unsigned decimal, ``s``
-    a signed one, ``o`` signed or empty. No token can hold a space and the count is exact,
-    so a value holding a space (or nothing) cannot pass as two (or zero) tokens: every
-    value must be one well-formed token on its own.
+    a signed one, ``o`` signed or empty, ``e`` unsigned or empty. No token can hold a
+    space and the count is exact, so a value holding a space (or nothing) cannot pass as
+    two (or zero) tokens: every value must be one well-formed token on its own.
     """
     return re.compile(" ".join(_TOKENS[c] for c in signature)).fullmatch
+
+
+ColumnsCheck = Callable[[Sequence[Sequence[str]]], bool]
+
+
+def columns_check(signature: str) -> ColumnsCheck:
+    """A check of many payloads' values at once: given one column per letter of
+    ``signature`` (as for :func:`values_check`; column ``i`` holds value ``i`` of every
+    payload), True only when every value is well-formed, i.e. when ``values_check``
+    accepts every payload's row. False when one is not, or when the check cannot tell
+    cheaply (a symbol with letters beyond ASCII is checked with the regex, one by one;
+    a decimal never has such letters): then check the payloads one by one.
+
+    Built of str and bytes operations that run in C over the joined columns, no regex
+    per value: about a tenth of the cost of ``values_check`` per payload.
+    """
+    checks = [_COLUMN_CHECKS[letter] for letter in signature]
+
+    def check(columns: Sequence[Sequence[str]]) -> bool:
+        return all(ok(column) for ok, column in zip(checks, columns, strict=True))
+
+    return check
+
+
+_SYMBOL = re.compile(_TOKENS["y"]).fullmatch
+_SYMBOL_BYTES = bytes(range(0x21, 0x7F))  # what the symbol token allows of ASCII
+_DIGITS = b"0123456789"
+
+
+def _symbols_ok(column: Sequence[str]) -> bool:
+    """Each value is a symbol: not empty, no control character, space or line break."""
+    if "" in column:
+        return False
+    text = "".join(column)
+    if text.isascii():  # O(1): CPython keeps the flag
+        return not text.encode("ascii").translate(None, _SYMBOL_BYTES)
+    return all(_SYMBOL(v) for v in column)
+
+
+def _decimals_ok(column: Sequence[str], signed: bool, optional: bool) -> bool:
+    """Each value is ASCII digits with at most one inner point (``signed``: after an
+    optional ``-``; ``optional``: or empty), as the ``u``, ``s``, ``o`` and ``e`` tokens
+    say. Told from the joined column ``" v1 v2 ... vn "`` with the digits deleted: only
+    spaces and points may be left, the spaces exactly the n + 1 separators (no value holds
+    one), no two separators adjacent (no value empty, unless ``optional``), no point beside
+    a separator (first or last in its value) and no two points adjacent (two in one
+    value)."""
+    if not column:
+        return True
+    text = f" {' '.join(column)} "
+    if not text.isascii():  # a digit beyond ASCII, or other garbage
+        return False
+    joined = text.encode("ascii")
+    if signed:
+        if optional and b" - " in joined:  # a lone sign: neither empty nor a number
+            return False
+        joined = joined.replace(b" -", b" ")  # a lone "-" becomes empty: refused below
+    rest = joined.translate(None, _DIGITS)
+    return (
+        not rest.translate(None, b". ")
+        and rest.count(b" ") == len(column) + 1
+        and (optional or b"  " not in joined)
+        and b" ." not in joined
+        and b". " not in joined
+        and b".." not in rest
+    )
+
+
+_COLUMN_CHECKS: dict[str, Callable[[Sequence[str]], bool]] = {
+    "y": _symbols_ok,
+    "u": lambda c: _decimals_ok(c, signed=False, optional=False),
+    "s": lambda c: _decimals_ok(c, signed=True, optional=False),
+    "o": lambda c: _decimals_ok(c, signed=True, optional=True),
+    "e": lambda c: _decimals_ok(c, signed=False, optional=True),
+}
 
 
 _LEVEL = rf'\["{_UNSIGNED}","{_UNSIGNED}"\]'
