@@ -62,6 +62,8 @@ bench: setup
 	$(BIN)/python bench/bench_fanout.py
 	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_recorder.py
+	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_backtest.py
 	$(BIN)/python bench/bench_pipeline.py
 
 # The chaos suite (also part of `make test`) with its table rewritten into docs/CHAOS.md.
