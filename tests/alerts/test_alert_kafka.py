@@ -163,7 +163,9 @@ async def test_each_alert_exactly_once_across_a_detector_kill(
 ) -> None:
     bootstrap = kafka_broker.bootstrap
     raw, alerts = kafka_topic("raw"), kafka_topic("alerts")
-    await trio.to_thread.run_sync(create_topics, bootstrap, [raw, alerts], 3)
+    # The outcomes topic too: auto-created on the first transaction, a fresh topic's
+    # partitions can have no leader yet (NotLeaderForPartition) and fail that transaction.
+    await trio.to_thread.run_sync(create_topics, bootstrap, [raw, alerts, f"{alerts}.outcomes"], 3)
     paths = price_paths(seed=11)
     everything = uninterrupted(paths)
     expected = set(everything[0])

