@@ -12,9 +12,10 @@ price rule (2 % in 60 s) over it:
   ``--html`` (outcomes and all, no chart paths); the headline figure, best of ``--repeat``;
 * **split** — the same stages timed one at a time per chunk: read (the segments read,
   decompressed and their entries decoded), decode (frames → ticks,
-  :class:`~marketd.backtest.ticks.FrameTicks`), detect (the detector's ``observe_tick``
-  and its outcomes), and what ``--html`` adds: chart paths
-  (:class:`~marketd.backtest.paths.PricePaths`); each the best of ``--repeat``.
+  :class:`~marketd.backtest.ticks.FrameTicks` and the adapter's tick lanes), detect (the
+  detector's ``observe_tick`` and its outcomes), and what ``--html`` adds: chart paths
+  (:class:`~marketd.backtest.paths.PricePaths`); each the best of ``--repeat``, with the
+  cyclic garbage collector paused as the driver pauses it.
 
 One process, one core; times are the process's CPU time (a busy machine's other work
 does not count; the wall clock is shown beside). Prints a table, then one JSON line.
@@ -23,6 +24,7 @@ does not count; the wall clock is shown beside). Prints a table, then one JSON l
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import random
@@ -30,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from marketd.alerts.detector import Detector
@@ -39,7 +42,7 @@ from marketd.backtest.ticks import FrameTicks
 from marketd.config.alerts import RuleSettings
 from marketd.data.events import Tick
 from marketd.data.records import Market
-from marketd.recorder import SegmentWriter, directory_summary, read
+from marketd.recorder import Entry, SegmentWriter, directory_summary, read
 
 T0_MS = 1_714_521_600_000
 RULE = RuleSettings(name="jump", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
@@ -97,10 +100,25 @@ def split(directory: Path) -> dict[str, float]:
     reading = read(directory)
     decoder = FrameTicks(KINDS, [Market(m) for m in MARKETS])
     detector = Detector((RULE,), clock=lambda: 0)
-    observe = detector.observe_tick
     summary = directory_summary(directory)
     paths = PricePaths(bucket_ms_for(summary["first_ns"], summary["last_ns"]))
     spent = {"read": 0.0, "decode": 0.0, "detect": 0.0, "paths": 0.0}
+    gc.disable()  # as run_backtest does
+    try:
+        _stages(reading, decoder, detector, paths, spent)
+    finally:
+        gc.enable()
+    return spent
+
+
+def _stages(
+    reading: Iterator[Entry],
+    decoder: FrameTicks,
+    detector: Detector,
+    paths: PricePaths,
+    spent: dict[str, float],
+) -> None:
+    observe = detector.observe_tick
     ticks: list[Tick] = []
     times: list[int] = []
     clock = time.process_time
@@ -124,7 +142,6 @@ def split(directory: Path) -> dict[str, float]:
         spent["decode"] += t2 - t1
         spent["detect"] += t3 - t2
         spent["paths"] += t4 - t3
-    return spent
 
 
 def main() -> int:

@@ -5,10 +5,11 @@ every price kind, single and array streams, both markets, and damaged or odd fra
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 
 import pytest
-from conftest import SPOT, T0_MS, USDM, Scenario, frame
+from conftest import DELAY_MS, SPOT, T0_MS, USDM, Scenario, frame
 
 from marketd.backtest.ticks import FrameTicks
 from marketd.config.alerts import PRICE_KINDS
@@ -174,3 +175,77 @@ def test_each_tick_carries_the_receive_time_of_its_frame(scenario: Scenario) -> 
     assert [(t.symbol, t.price) for t in ticks] == [("AUSDT", "1"), ("BUSDT", "2"),
                                                     ("AUSDT", "1.5")]  # fmt: skip
     assert times == [e.received_ns for e in scenario.entries for _ in range(2)][:3]
+
+
+def shuffled(s: Scenario, seed: int) -> list[Entry]:
+    """Long runs of the kinds with a lane, on several connections of both markets, with
+    duplicate, late and missing trade ids, a symbol beyond ASCII, damage anywhere in a
+    run, frames named for another stream, and other kinds and control frames between."""
+    rng = random.Random(seed)
+    symbols = ["AUSDT", "BUSDT", "币安人生USDT"]
+    ids = dict.fromkeys(symbols, 100)
+    for ms in range(400):
+        symbol = rng.choice(symbols)
+        stream = f"{symbol.lower()}@aggTrade"
+        pick = rng.random()
+        if pick < 0.5:
+            ids[symbol] += rng.choice((1, 1, 1, 1, 0, -2, 3))  # mostly the next one
+            data: object = {"e": "aggTrade", "E": T0_MS + ms, "s": symbol, "a": ids[symbol],
+                            "p": f"{rng.randint(1, 9)}.5", "q": "1", "f": 1, "l": 1,
+                            "T": T0_MS + ms, "m": False}  # fmt: skip
+            connection = rng.choice((USDM, "usdm-market-1", SPOT))
+        elif pick < 0.6:
+            stream, data = "!miniTicker@arr", [mini(s, f"{ms}.5", ms) for s in symbols[:2]]
+            connection = rng.choice((USDM, SPOT))
+        elif pick < 0.7:
+            stream, data = f"{symbol.lower()}@markPrice", mark(symbol, f"{ms}.25", ms)
+            connection = USDM
+        elif pick < 0.75:
+            stream, data = f"{symbol.lower()}@miniTicker", mini(symbol, "1.5", ms)
+            connection = rng.choice((USDM, SPOT))
+        elif pick < 0.8:
+            stream, data = f"{symbol.lower()}@ticker", futures_ticker(symbol, "2.5", ms)
+            connection = USDM
+        else:
+            damage = rng.randrange(6)
+            connection = USDM
+            data = mini(symbol, "1", ms) | {"e": "aggTrade"}  # a missing field
+            if damage == 1:
+                data = {"e": "aggTrade", "E": 1, "s": symbol, "a": 1, "p": "1.2.3", "q": "1",
+                        "f": 1, "l": 1, "T": 1, "m": False}  # fmt: skip
+            elif damage == 2:
+                stream, data = "!miniTicker@arr", [mini("AUSDT", "1", ms), mini("B", "", ms)]
+            elif damage == 3:  # named for another symbol's stream
+                other = f"{rng.choice(symbols).lower()}@aggTrade"
+                ids[symbol] += 1
+                data = {"e": "aggTrade", "E": T0_MS + ms, "s": symbol, "a": ids[symbol],
+                        "p": "3.5", "q": "1", "f": 1, "l": 1, "T": T0_MS + ms,
+                        "m": False}  # fmt: skip
+                s.raw(ms, frame(other, data), stream=stream, connection=connection)
+                continue
+            elif damage == 4:
+                s.raw(ms, '{"result":null,"id":7}', stream="", connection=connection)
+                continue
+            elif damage == 5:
+                s.raw(ms, f'{{"stream":"{stream}","data":{{', stream=stream)
+                continue
+        s.raw(ms, frame(stream, data), stream=stream, connection=connection)
+    return s.entries
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_with_damage_anywhere_give_the_live_paths_ticks(
+    scenario: Scenario, ticks_of: TicksOf, seed: int
+) -> None:
+    entries = shuffled(scenario, seed)
+    decoder = FrameTicks(PRICE_KINDS, [Market.USDM, Market.SPOT])
+    ticks: list[Tick] = []
+    times: list[int] = []
+    for start in range(0, len(entries), 37):  # chunks that cut runs
+        decoder.decode(entries[start : start + 37], ticks, times)
+    assert ticks == ticks_of(entries, PRICE_KINDS, ("usdm", "spot"))
+    # Every frame here is received DELAY_MS after its event time.
+    assert times == [(t.time_ms + DELAY_MS) * 1_000_000 for t in ticks]
+    st = decoder.statistics()
+    assert (st.malformed, st.unknown) == codec_counts(entries, PRICE_KINDS)
+    assert st.by_codec < st.frames / 2  # the lanes did most of it

@@ -25,6 +25,7 @@ from marketd.exchanges.seam import (
     Endpoint,
     Exchange,
     Sequencing,
+    TickDecoder,
     Topics,
     Vocabulary,
 )
@@ -174,6 +175,9 @@ class Other:
 
     def codec(self, topics: Topics) -> Codec:
         return adapter(self.market).codec(topics)
+
+    def tick_decoder(self) -> TickDecoder:
+        return adapter(self.market).tick_decoder()
 
     def depth_snapshot(self, limit: int) -> Endpoint:
         return Endpoint(f"/v9/{self.market.value}/book", 3, page=min(limit, 50))

@@ -140,7 +140,7 @@ class TickRun(msgspec.Struct, frozen=True, gc=False):
 
     ``frames`` of them were decoded; when that is fewer than it was given, the next frame
     is refused: the codec must judge it (it counts it as malformed or unknown, or decodes
-    it after all, e.g. a frame whose own stream name differs from the one it came with).
+    it after all, e.g. a frame that names a stream of another kind).
     ``ticks`` are theirs in frame order (an array frame's in item order). ``ids`` holds,
     beside each tick, the id of its event when the kind's ids are ordered
     (:class:`Sequencing` other than NONE: what the sequencer checks), else it is empty.
@@ -158,12 +158,11 @@ class TickLane(Protocol):
     → the ticks the adapter's codec puts beside its records (:meth:`Codec.watch_prices`),
     field for field, without making the records."""
 
-    def decode(self, frames: Sequence[bytes], streams: Sequence[str]) -> TickRun:
-        """Decode ``frames`` in order (each the text of one data frame, received on the
-        stream named beside it in ``streams``) until one is refused. A frame is refused
-        exactly when the codec would not make the same ticks of it: it is damaged (the
-        codec's validation, the same checks), of another kind, or names another stream.
-        Never raises for bad input."""
+    def decode(self, frames: Sequence[bytes]) -> TickRun:
+        """Decode ``frames`` (each the text of one data frame of one of the lane's
+        streams, as received) in order until one is refused: a frame the codec would
+        refuse (the same validation), or one that names a stream of another lane (the
+        codec decodes a frame by the stream it names). Never raises for bad input."""
         ...
 
 

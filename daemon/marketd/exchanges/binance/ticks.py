@@ -9,12 +9,13 @@ ticks are the ones the handlers put beside their records
 (:mod:`marketd.exchanges.binance.handlers`: ``trades.py``, ``tickers.py`` ``MiniTickers``,
 ``futures.py`` ``MarkPrices``), field for field; ``tests/backtest`` holds the two together.
 
-The frames refused are the ones the codec would refuse (or decode on another stream): each
-frame is decoded with a twin of its kind's payload struct (:mod:`.streams`: the same
-fields, types, limits and tag) that leaves out the per-payload value check
-(``__post_init__``); the run's values are then checked at once with
-:func:`~marketd.exchanges.binance.values.columns_check`, and when that check does not pass,
-frame by frame with the struct itself. Other kinds have no lane: the codec decodes them.
+A lane refuses the frames the codec would refuse, and those that name a stream of another
+lane (the codec decodes a frame by the stream it names): each frame is decoded with a twin
+of its kind's payload struct (:mod:`.streams`: the same fields, types, limits and tag)
+that leaves out the per-payload value check (``__post_init__``); the run's values are
+then checked at once with :func:`~marketd.exchanges.binance.values.columns_check`, and
+when that check does not pass, frame by frame with the struct itself. Other kinds have no
+lane: the codec decodes them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import msgspec
 from marketd.data.events import Tick
 from marketd.data.records import Market
 from marketd.exchanges.binance import AggTrade, MarkPriceUpdate, MiniTicker, Trade
+from marketd.exchanges.binance.handlers import MAX_CACHED_STREAMS
 from marketd.exchanges.binance.values import columns_check
 from marketd.exchanges.binance.vocabulary import BY_ALL_MARKET, BY_CHANNEL
-from marketd.exchanges.seam import TickLane, TickRun
+from marketd.exchanges.seam import TickRun
 
 T = TypeVar("T")
 _DECODE_ERRORS = (msgspec.DecodeError, RecursionError, ValueError)
@@ -47,16 +49,15 @@ def unchecked(struct: type[msgspec.Struct]) -> type[msgspec.Struct]:
     types with their limits, defaults), tag and options, so it refuses what ``struct``
     refuses except for the values its ``__post_init__`` checks."""
     config = struct.__struct_config__
-    fields = [
-        (
-            f.name,
-            f.type,
-            msgspec.field(name=f.encode_name)
-            if f.default is msgspec.NODEFAULT
-            else msgspec.field(name=f.encode_name, default=f.default),
-        )
-        for f in msgspec.structs.fields(struct)
-    ]
+    fields = []
+    for f in msgspec.structs.fields(struct):
+        if f.default is not msgspec.NODEFAULT:
+            field = msgspec.field(name=f.encode_name, default=f.default)
+        elif f.default_factory is not msgspec.NODEFAULT:
+            field = msgspec.field(name=f.encode_name, default_factory=f.default_factory)
+        else:
+            field = msgspec.field(name=f.encode_name)
+        fields.append((f.name, f.type, field))
     return msgspec.defstruct(
         f"Unchecked{struct.__name__}",
         fields,
@@ -160,13 +161,25 @@ class Lane:
     """The frames of one kind's streams of one market, single events or arrays (the
     seam's :class:`~marketd.exchanges.seam.TickLane`)."""
 
-    __slots__ = ("_decode", "_decode_checked", "array", "kind", "market", "spec")
+    __slots__ = (
+        "_decode",
+        "_decode_checked",
+        "_known",
+        "_lane_of",
+        "array",
+        "kind",
+        "market",
+        "spec",
+    )
 
-    def __init__(self, market: Market, kind: str, array: bool) -> None:
-        self.market = market.value
+    def __init__(self, decoder: TickDecoder, kind: str, array: bool) -> None:
+        self.market = decoder.market.value
         self.kind = kind
         self.array = array
         self.spec = spec = KINDS[kind]
+        # Stream name → its lane, as the decoder has resolved them so far (the same dict).
+        self._known = decoder.known
+        self._lane_of = decoder.lane
         twin: Any = unchecked(spec.struct)
         struct: Any = spec.struct
         if array:
@@ -182,7 +195,7 @@ class Lane:
         shape = "arrays" if self.array else "events"
         return f"<tick lane {self.market} {self.kind} {shape}>"
 
-    def decode(self, frames: Sequence[bytes], streams: Sequence[str]) -> TickRun:
+    def decode(self, frames: Sequence[bytes]) -> TickRun:
         decode = self._decode
         try:
             envelopes = list(map(decode, frames))
@@ -195,8 +208,8 @@ class Lane:
                     break
         n = len(envelopes)
         names = [e.stream for e in envelopes]
-        if names != streams[:n]:  # a frame names another stream than it came with
-            n = next((i for i, (a, b) in enumerate(zip(names, streams, strict=False)) if a != b), n)
+        if list(map(self._known.get, names)).count(self) != n:  # not all of this lane's
+            n = self._same_lane(names)
             del envelopes[n:]
         spec = self.spec
         counts: list[int] = []
@@ -217,6 +230,15 @@ class Lane:
         ids = [] if spec.ids is None else spec.ids(events)
         return TickRun(n, ticks, ids, counts)
 
+    def _same_lane(self, names: list[str]) -> int:
+        """How many of ``names`` name streams of this lane, from the first on (the live
+        codec decodes a frame by the stream it names: the streams of one lane alike)."""
+        lane_of = self._lane_of
+        for i, name in enumerate(names):
+            if lane_of(name) is not self:
+                return i
+        return len(names)
+
     def _checked(self, frames: Sequence[bytes], n: int) -> int:
         """How many of the first ``n`` frames the payload struct itself accepts, from the
         first on (all ``n`` when the column check was only unsure)."""
@@ -235,8 +257,21 @@ class TickDecoder:
     def __init__(self, market: Market) -> None:
         self.market = market
         self._lanes: dict[tuple[str, bool], Lane] = {}
+        # Stream name → its lane (None: no lane), bounded as the codec's handler cache.
+        self.known: dict[str, Lane | None] = {}
 
-    def lane(self, stream: str) -> TickLane | None:
+    def lane(self, stream: str) -> Lane | None:
+        try:
+            return self.known[stream]
+        except KeyError:
+            pass
+        found = self._resolve(stream)
+        if len(self.known) >= MAX_CACHED_STREAMS:
+            self.known.clear()
+        self.known[stream] = found
+        return found
+
+    def _resolve(self, stream: str) -> Lane | None:
         if stream.startswith("!"):
             row = BY_ALL_MARKET[self.market].get(stream)
             # All-market streams of single events: none among the kinds with a lane.
@@ -253,5 +288,5 @@ class TickDecoder:
             return None
         found = self._lanes.get((row.kind, array))
         if found is None:
-            found = self._lanes[(row.kind, array)] = Lane(self.market, row.kind, array)
+            found = self._lanes[(row.kind, array)] = Lane(self, row.kind, array)
         return found
