@@ -9,9 +9,11 @@ import trio
 from fxclient import control, open_ws, read_until_closed, recv_data, recv_json
 from kit.wait import poll_until
 from trio_websocket import ConnectionClosed, ConnectionRejected
+from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from marketd.data.records import Market
 from marketd.fakex import FakeExchange, FakeExchangeConfig, MarketLimits, open_fake_exchange
+from marketd.fakex.wsconn import text_frames
 
 FAST = FakeExchangeConfig(symbols=3, seed=11, rate=2_000)
 
@@ -245,3 +247,16 @@ async def test_shutdown_closes_clients_with_1001() -> None:
                 closed = await read_until_closed(ws)
                 assert closed.reason is not None
                 assert closed.reason.code == 1001
+
+
+def test_text_frames_are_what_a_client_parser_reads() -> None:
+    """The sender's own framing against wsproto's client-side parser: every length
+    boundary (7-bit, 16-bit, 64-bit), empty and non-ASCII text, in order."""
+    texts = ["", "a" * 125, "b" * 126, "币" * 42, "c" * 65_535, "d" * 65_536, '{"x":1}']
+    parser = FrameProtocol(client=True, extensions=[])
+    parser.receive_bytes(text_frames(texts))
+    frames = list(parser.received_frames())
+    assert [(f.opcode, f.frame_finished, f.message_finished) for f in frames] == [
+        (Opcode.TEXT, True, True)
+    ] * len(texts)
+    assert [f.payload for f in frames] == texts
