@@ -10,8 +10,8 @@ price rule (2 % in 60 s) over it:
 
 * **end to end** — :func:`marketd.backtest.run.run_backtest`, as the command does without
   ``--html`` (outcomes and all, no chart paths); the headline figure, best of ``--repeat``;
-* **split** — the same stages timed one at a time per chunk: read (the segments read,
-  decompressed and their entries decoded), decode (frames → ticks,
+* **split** — the same stages timed one at a time per block: read (the segments read,
+  decompressed and their blocks decoded to columns), decode (frames → ticks,
   :class:`~marketd.backtest.ticks.FrameTicks` and the adapter's tick lanes), detect (the
   detector's ``observe_tick`` and its outcomes), and what ``--html`` adds: chart paths
   (:class:`~marketd.backtest.paths.PricePaths`); each the best of ``--repeat``, with the
@@ -37,12 +37,12 @@ from pathlib import Path
 
 from marketd.alerts.detector import Detector
 from marketd.backtest.paths import PricePaths, bucket_ms_for
-from marketd.backtest.run import CHUNK, run_backtest
+from marketd.backtest.run import run_backtest
 from marketd.backtest.ticks import FrameTicks
 from marketd.config.alerts import RuleSettings
 from marketd.data.events import Tick
 from marketd.data.records import Market
-from marketd.recorder import Entry, SegmentWriter, directory_summary, read
+from marketd.recorder import Columns, SegmentWriter, directory_summary, read_blocks
 
 T0_MS = 1_714_521_600_000
 RULE = RuleSettings(name="jump", window_s=60.0, threshold_pct=2.0, cooldown_s=30.0)
@@ -97,7 +97,7 @@ def end_to_end(directory: Path) -> tuple[float, float, int, int]:
 def split(directory: Path) -> dict[str, float]:
     """CPU seconds spent reading, decoding, detecting and keeping chart paths, stage by
     stage, chunk by chunk."""
-    reading = read(directory)
+    reading = read_blocks(directory)
     decoder = FrameTicks(KINDS, [Market(m) for m in MARKETS])
     detector = Detector((RULE,), clock=lambda: 0)
     summary = directory_summary(directory)
@@ -112,7 +112,7 @@ def split(directory: Path) -> dict[str, float]:
 
 
 def _stages(
-    reading: Iterator[Entry],
+    reading: Iterator[list[Columns]],
     decoder: FrameTicks,
     detector: Detector,
     paths: PricePaths,
@@ -124,16 +124,15 @@ def _stages(
     clock = time.process_time
     while True:
         t0 = clock()
-        chunk = list(itertools.islice(reading, CHUNK))
+        block = next(reading, None)
         t1 = clock()
-        if not chunk:
+        if block is None:
             break
         ticks.clear()
         times.clear()
-        decoder.decode(chunk, ticks, times)
+        decoder.decode_columns(block, ticks, times)
         t2 = clock()
-        for tick in ticks:
-            observe(tick)
+        list(map(observe, ticks))  # as run_backtest does
         detector.take_outcomes()
         t3 = clock()
         paths.add(ticks)
@@ -176,7 +175,7 @@ def main() -> int:
     )
     print(f"{'stage (CPU time)':<34}{'s':>8}{'µs/tick':>10}{'share':>8}")
     labels = {
-        "read": "read (segments, zstd, entries)",
+        "read": "read (segments, zstd, blocks)",
         "decode": "decode (frames → ticks)",
         "detect": "detect (Detector.observe_tick)",
         "paths": "chart paths (--html only)",

@@ -17,7 +17,7 @@ from marketd.config.settings import TopicSettings
 from marketd.data.events import Tick
 from marketd.data.records import FrameBatch, Market
 from marketd.exchanges import adapter
-from marketd.recorder import Entry
+from marketd.recorder import Entry, read, read_blocks
 from marketd.recorder.format import closed_marker, connected_marker
 
 TicksOf = Callable[..., list[Tick]]
@@ -249,3 +249,41 @@ def test_runs_with_damage_anywhere_give_the_live_paths_ticks(
     st = decoder.statistics()
     assert (st.malformed, st.unknown) == codec_counts(entries, PRICE_KINDS)
     assert st.by_codec < st.frames / 2  # the lanes did most of it
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_blocks_as_columns_give_what_entries_give(scenario: Scenario, seed: int) -> None:
+    """decode_columns over a recording's blocks (whole groups to one lane where every
+    stream of the group has it) = decode over its entries: ticks, times, counts."""
+    rng = random.Random(seed)
+    shuffled(scenario, seed)  # mixed groups: entry by entry
+    for ms in range(400, 3_000):  # one connection, one lane: whole groups
+        symbol = rng.choice(("AUSDT", "BUSDT", "CUSDT"))
+        if rng.random() < 0.01:  # damage inside the run: through the codec in its place
+            stream = f"{symbol.lower()}@aggTrade"
+            scenario.raw(ms, frame(stream, {"e": "aggTrade", "s": symbol}), stream=stream)
+        else:
+            agg_id = None if rng.random() < 0.97 else 1_000  # now and then a duplicate
+            scenario.agg_trade(symbol, f"{rng.randint(100, 200)}.5", ms, agg_id=agg_id)
+    directory = scenario.write()
+    by_entry, by_block = (FrameTicks(PRICE_KINDS, [Market.USDM, Market.SPOT]) for _ in "ab")
+    expected: tuple[list[Tick], list[int]] = ([], [])
+    by_entry.decode(list(read(directory)), *expected)
+    got: tuple[list[Tick], list[int]] = ([], [])
+    one_by_one: list[int] = []  # entries decode_columns left to decode
+    decode = by_block.decode
+
+    def spy(entries: Sequence[Entry], ticks: list[Tick], received: list[int]) -> None:
+        one_by_one.append(len(entries))
+        decode(entries, ticks, received)
+
+    by_block.decode = spy  # type: ignore[method-assign]
+    for block in read_blocks(directory):
+        by_block.decode_columns(block, *got)
+    assert got == expected
+    assert len(expected[0]) > 2_000
+    assert by_block.statistics() == by_entry.statistics()
+    st = by_block.statistics()
+    assert st.malformed > 10
+    assert st.duplicates > 10
+    assert sum(one_by_one) < 800  # the shuffled part's; the long run's went as runs

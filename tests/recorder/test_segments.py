@@ -28,6 +28,7 @@ from marketd.recorder import (
     directory_summary,
     index_of,
     read,
+    read_blocks,
 )
 from marketd.recorder.format import parse_segment_name
 
@@ -768,3 +769,45 @@ def test_a_group_whose_stream_table_is_full_goes_on_in_a_new_one(tmp_path: Path)
     ]
     assert raw == group(expected[:65_535]) + group(expected[65_535:])
     assert list(read(many)) == expected
+
+
+@pytest.mark.parametrize(
+    ("bounds", "streams"),
+    [
+        ((None, None), None),
+        ((T0 + 57_500_000, T0 + 351_000_000), None),  # cuts groups within
+        ((None, None), {"btcusdt@aggTrade", "x", "/fapi/v1/depth?symbol=Ä1"}),
+        ((T0 + 120_000_000, None), {"bücher@流"}),
+        ((T0 + 9 * SECOND, None), None),  # nothing
+    ],
+)
+def test_blocks_as_columns_hold_what_read_reads(
+    tmp_path: Path, bounds: tuple[int | None, int | None], streams: set[str] | None
+) -> None:
+    """read_blocks: the entries read gives, in order, as columns of one kind and
+    connection each, over both format versions, with a damaged block counted alike."""
+    entries = mixed_entries(400)
+    old = file_header(1) + block(b"".join(map(record, entries[:150])))
+    (tmp_path / f"{T0:020d}-000001.seg.zst").write_bytes(old)
+    with SegmentWriter(tmp_path, max_block_bytes=2_000) as writer:
+        for entry in entries[150:]:
+            writer.append(entry)
+    newer = segments(tmp_path)[1]
+    data = bytearray(newer.read_bytes())
+    first, last = block_offsets(newer)[1]
+    data[(first + last) // 2] ^= 0xFF  # a flipped byte in a version 2 block
+    newer.write_bytes(bytes(data))
+    start, end = bounds
+    reading = read(tmp_path, start_ns=start, end_ns=end, streams=streams)
+    expected = list(reading)
+    blocks = read_blocks(tmp_path, start_ns=start, end_ns=end, streams=streams)
+    got = list(blocks)
+    assert [e for b in got for c in b for e in c.entries()] == expected
+    assert all(len(c) for b in got for c in b)  # no empty columns or blocks
+    for columns in (c for b in got for c in b):
+        assert len(columns.ids) == len(columns.payloads) == len(columns)
+        assert {e.kind for e in columns.entries()} == {columns.kind}
+    assert blocks.statistics() == reading.statistics()
+    if bounds == (None, None):  # every segment read
+        assert reading.statistics().corrupt_blocks == 1
+        assert 0 < len(expected) < 400

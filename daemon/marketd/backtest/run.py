@@ -1,8 +1,8 @@
 """The backtest driver: a recording's entries → ticks → the real detector → alerts, their
 outcomes and the price paths to chart them on (synchronous file reading, no trio).
 
-Entries are read in time order in chunks (:func:`marketd.recorder.read`), turned into the
-ticks the live detector would get (:mod:`.ticks`) and fed to a
+Entries are read in time order a block at a time (:func:`marketd.recorder.read_blocks`,
+as columns), turned into the ticks the live detector would get (:mod:`.ticks`) and fed to a
 :class:`~marketd.alerts.detector.Detector` with the given rules, so each alert, and its
 id, is the one a live detector fed the same frames raises. Outcomes (+1/+5/+15 min) come
 from the detector's own tracking (:meth:`~marketd.alerts.detector.Detector.take_outcomes`).
@@ -34,9 +34,8 @@ from marketd.backtest.ticks import FrameTicks, TickStatistics
 from marketd.config.alerts import RuleSettings
 from marketd.data.events import Tick
 from marketd.data.records import Market
-from marketd.recorder import ReadStatistics, Summary, directory_summary, read
+from marketd.recorder import ReadStatistics, Summary, directory_summary, read_blocks
 
-CHUNK = 8192
 """Entries taken from the reader at a time."""
 
 OUTCOME_GRACE_NS = (OUTCOME_AFTER_S[-1] + 60) * 1_000_000_000
@@ -102,7 +101,7 @@ def run_backtest(
     # No wall clock: detected_at_ms is set from the frame's receive time below.
     detector = Detector(rules, clock=lambda: 0)
     paths = PricePaths(bucket_ms_for(low, high)) if charts else None
-    reading = read(directory, start_ns=start_ns, end_ns=stop_ns)
+    reading = read_blocks(directory, start_ns=start_ns, end_ns=stop_ns)
     alerts: list[Alert] = []
     received_at: list[int] = []
     outcomes: dict[str, list[Outcome | None]] = {}
@@ -112,11 +111,11 @@ def run_backtest(
     times: list[int] = []
     observe = detector.observe_tick
     with _collector_paused():
-        while chunk := list(itertools.islice(reading, CHUNK)):
-            entries += len(chunk)
+        for block in reading:
+            entries += sum(map(len, block))
             ticks.clear()
             times.clear()
-            decoder.decode(chunk, ticks, times)
+            decoder.decode_columns(block, ticks, times)
             # Every tick through the detector (the loop in C), then the few that alerted.
             raised = list(map(observe, ticks))
             for found, ns in itertools.compress(zip(raised, times, strict=True), raised):
@@ -133,7 +132,7 @@ def run_backtest(
                 if slots is not None:
                     slots[OUTCOME_AFTER_S.index(outcome.after_s)] = outcome
                     waiting -= 1
-            last_ns = chunk[-1].received_ns
+            last_ns = block[-1].ns[-1]
             if progress is not None:
                 progress(_fraction(last_ns, low, high), entries, len(alerts))
             if end_ns is not None and last_ns >= end_ns and not waiting:

@@ -27,8 +27,9 @@ market of an entry is the prefix of its connection's id (``usdm-market-0`` → u
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 import attrs
@@ -40,7 +41,7 @@ from marketd.data.records import FrameBatch, Market, RecordBatch
 from marketd.exchanges import adapter
 from marketd.exchanges.seam import Codec, TickDecoder, TickLane, Vocabulary
 from marketd.pipeline.sequence import DEDUPLICATED_KINDS, SEQUENCED_KINDS
-from marketd.recorder.format import Entry, payload_marker
+from marketd.recorder.format import Columns, Entry, payload_marker
 
 RUN_SLICE = 256
 """Frames handed to a lane at a time: enough to share the per-call work, few enough that
@@ -183,7 +184,7 @@ class FrameTicks:
             if isinstance(route, _Fast):
                 if route.lane is not run.lane:
                     if run.entries:
-                        self._run(run, ticks, received)
+                        self._run_of(run, ticks, received)
                     run.start(route)
                 add_entry(entry)
                 add_frame(entry.payload)
@@ -198,24 +199,75 @@ class FrameTicks:
                 self.control += 1
             else:
                 if run.entries:
-                    self._run(run, ticks, received)
+                    self._run_of(run, ticks, received)
                     run.start(None)
                 self.frames += 1
                 self._through_codec(market, entry, ticks, received)
         if run.entries:
-            self._run(run, ticks, received)
+            self._run_of(run, ticks, received)
         self.ticks += len(ticks) - before
 
-    def _run(self, run: _Run, ticks: list[Tick], received: list[int]) -> None:
-        """The ticks of a run; a frame its lane refuses goes through the codec, in its
-        place."""
-        route = run.route
-        assert route is not None  # a run has a route
+    def _run_of(self, run: _Run, ticks: list[Tick], received: list[int]) -> None:
+        assert run.route is not None  # a run has a route
+        entries = run.entries
+        self._run(run.route, run.frames, run.times, lambda: entries, ticks, received)
+
+    def decode_columns(
+        self, block: Sequence[Columns], ticks: list[Tick], received: list[int]
+    ) -> None:
+        """What :meth:`decode` does with the entries of ``block``, in order, without an
+        entry each where it can: a group's consecutive entries for one tick lane go to it
+        as they are, the others through :meth:`decode`."""
+        for columns in block:
+            if columns.kind != "ws":
+                self.rest += len(columns)
+                continue
+            by_stream = self._lanes_of(columns)
+            keys = list(map(by_stream.__getitem__, columns.ids))
+            at = 0
+            for route, run in itertools.groupby(keys):
+                end = at + len(list(run))
+                if route is None:
+                    self.decode(columns.entries(at, end), ticks, received)
+                else:
+                    refused = functools.partial(columns.entries, at, end)
+                    payloads, ns = columns.payloads[at:end], columns.ns[at:end]
+                    before = len(ticks)
+                    self._run(route, payloads, ns, refused, ticks, received)
+                    self.ticks += len(ticks) - before
+                at = end
+
+    def _lanes_of(self, columns: Columns) -> list[_Fast | None]:
+        """Per stream of the group's table, the route of its lane (one per lane), or
+        None for a stream without one."""
+        known = self._routes.get(columns.connection)
+        if known is None:
+            known = self._routes[columns.connection] = {}
+        by_lane: dict[TickLane, _Fast] = {}
+        out: list[_Fast | None] = []
+        for stream in columns.streams:  # the group's table: a few to hundreds
+            route = known.get(stream)
+            if route is None:
+                route = known[stream] = self._route(columns.connection, stream)
+            out.append(by_lane.setdefault(route.lane, route) if isinstance(route, _Fast) else None)
+        return out
+
+    def _run(
+        self,
+        route: _Fast,
+        frames: list[bytes],
+        times: list[int],
+        entries: Callable[[], list[Entry]],
+        ticks: list[Tick],
+        received: list[int],
+    ) -> None:
+        """The ticks of a run of frames for one lane (``route``'s); a frame the lane
+        refuses goes through the codec, in its place (``entries`` gives them)."""
         lane = route.lane
-        frames, times = run.frames, run.times
         total = len(frames)
         self.frames += total
         done = 0
+        refused: list[Entry] | None = None
         while done < total:
             end = min(done + RUN_SLICE, total)
             result = lane.decode(frames[done:end])
@@ -235,7 +287,9 @@ class FrameTicks:
             received += when
             done += n
             if done < end:  # refused
-                self._through_codec(route.market, run.entries[done], ticks, received)
+                if refused is None:
+                    refused = entries()
+                self._through_codec(route.market, refused[done], ticks, received)
                 done += 1
 
     def _sequence(

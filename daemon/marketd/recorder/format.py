@@ -102,6 +102,7 @@ instead; :func:`~.reader.index_of` builds its index by scanning.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import struct
@@ -147,6 +148,73 @@ class Entry(msgspec.Struct, frozen=True, gc=False):
     connection: str
     stream: str  # the stream name ("ws"; "" for control frames), the path and query ("rest")
     payload: bytes
+
+
+class Columns:
+    """Consecutive entries of one ``kind`` and ``connection``, column by column: their
+    ``received_ns``, their streams (``ids``, indexes into the table ``streams``) and
+    ``payloads``. What a version 2 block's group holds, handed on whole to readers that
+    take many entries at a time (a backtest) without an :class:`Entry` each."""
+
+    __slots__ = ("connection", "ids", "kind", "ns", "payloads", "streams")
+
+    def __init__(
+        self,
+        kind: str,
+        connection: str,
+        streams: list[str],
+        ns: list[int],
+        ids: list[int],
+        payloads: list[bytes],
+    ) -> None:
+        self.kind = kind
+        self.connection = connection
+        self.streams = streams
+        self.ns = ns
+        self.ids = ids
+        self.payloads = payloads
+
+    def __len__(self) -> int:
+        return len(self.ns)
+
+    def entries(self, start: int = 0, stop: int | None = None) -> list[Entry]:
+        """The entries (those from ``start`` to ``stop``, as in a slice) one by one."""
+        end = len(self.ns) if stop is None else stop
+        n = max(0, end - start)
+        return list(
+            map(
+                Entry,
+                self.ns[start:end],
+                itertools.repeat(self.kind, n),
+                itertools.repeat(self.connection, n),
+                map(self.streams.__getitem__, self.ids[start:end]),
+                self.payloads[start:end],
+            )
+        )
+
+    def select(self, keep: list[bool]) -> Columns:
+        """The entries whose ``keep`` is true (one flag per entry)."""
+        return Columns(
+            self.kind,
+            self.connection,
+            self.streams,
+            list(itertools.compress(self.ns, keep)),
+            list(itertools.compress(self.ids, keep)),
+            list(itertools.compress(self.payloads, keep)),
+        )
+
+
+def columns_of(entries: list[Entry]) -> list[Columns]:
+    """``entries`` as columns, one per run of a kind and connection."""
+    out: list[Columns] = []
+    for (kind, connection), run in itertools.groupby(entries, lambda e: (e.kind, e.connection)):
+        group = list(run)
+        table: dict[str, int] = {}
+        ids = [table.setdefault(e.stream, len(table)) for e in group]
+        ns = [e.received_ns for e in group]
+        payloads = [e.payload for e in group]
+        out.append(Columns(kind, connection, list(table), ns, ids, payloads))
+    return out
 
 
 # -- connection markers ------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The groups of format version 2 (see :mod:`.format` for the layout): :class:`Group`
 gathers the consecutive entries of one kind and connection for a block (whole frame
-batches at a time: the recorder's hot path), :func:`decode_groups` reads a block's."""
+batches at a time: the recorder's hot path), :func:`decode_groups` reads a block's, as
+:class:`~marketd.recorder.format.Columns`."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 from array import array
@@ -11,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Final
 
-from marketd.recorder.format import KINDS, Entry
+from marketd.recorder.format import KINDS, Columns
 
 # Length of the rest of the group, kind, len(connection), n entries, n streams.
 _GROUP: Final = struct.Struct("<IBHIH")
@@ -103,11 +105,11 @@ class Group:
         return b"".join((head, self._conn, table, *(c.tobytes() for c in columns), *self._payloads))
 
 
-def decode_groups(raw: bytes) -> tuple[list[Entry], bool]:
-    """The entries of a version 2 block's raw bytes, and whether it ended with a bad
-    group (the entries after one are not decoded: a bad length leaves no place to
+def decode_groups(raw: bytes) -> tuple[list[Columns], bool]:
+    """The groups of a version 2 block's raw bytes, and whether it ended with a bad
+    group (the groups after one are not decoded: a bad length leaves no place to
     resume)."""
-    out: list[Entry] = []
+    out: list[Columns] = []
     end = len(raw)
     pos = 0
     while pos < end:
@@ -143,9 +145,8 @@ def decode_groups(raw: bytes) -> tuple[list[Entry], bool]:
             at += size
         if sum(lengths) != stop - at or (count and max(ids) >= n_streams):
             return out, True
-        kind = KINDS[code]
-        for received_ns, index, n in zip(ns, ids, lengths, strict=True):
-            out.append(Entry(received_ns, kind, connection, streams[index], raw[at : at + n]))
-            at += n
+        starts = list(itertools.accumulate(lengths, initial=at))
+        payloads = list(map(raw.__getitem__, map(slice, starts, starts[1:])))
+        out.append(Columns(KINDS[code], connection, streams, ns.tolist(), ids.tolist(), payloads))
         pos = stop
     return out, False

@@ -28,13 +28,27 @@ from typing import TypedDict
 import attrs
 import zstandard
 
-from marketd.recorder.format import HEADER_SIZE, Entry, file_version, parse_block_header, resync
+from marketd.recorder.format import (
+    HEADER_SIZE,
+    Columns,
+    Entry,
+    columns_of,
+    file_version,
+    parse_block_header,
+    resync,
+)
 from marketd.recorder.groups import decode_groups
 from marketd.recorder.index import Index, Tally, list_segments, load_index
 from marketd.recorder.v1 import decode_records
 
-# Each format version's decoder of a block's raw bytes: (entries, ended with a bad one).
-_DECODERS = {1: decode_records, 2: decode_groups}
+
+def _decode_v1(raw: bytes) -> tuple[list[Columns], bool]:
+    entries, bad = decode_records(raw)
+    return columns_of(entries), bad
+
+
+# Each format version's decoder of a block's raw bytes: (columns, ended with a bad one).
+_DECODERS = {1: _decode_v1, 2: decode_groups}
 
 _crc32 = zlib.crc32
 
@@ -71,7 +85,7 @@ class _Counts:
         self.blocks = self.records = self.torn = self.unreadable = 0
 
 
-def _scan(path: Path, counts: _Counts) -> Iterator[list[Entry]]:
+def _scan(path: Path, counts: _Counts) -> Iterator[list[Columns]]:
     """The entries of each readable block of a segment, counting what is not."""
     try:
         f = path.open("rb")
@@ -122,13 +136,14 @@ def _scan(path: Path, counts: _Counts) -> Iterator[list[Entry]]:
             if raw is None or len(raw) != raw_length:
                 counts.blocks += 1
                 continue
-            entries, bad = decode(raw)
+            columns, bad = decode(raw)
             counts.records += bad
-            yield entries
+            yield columns
 
 
-class Reading(Iterator[Entry]):
-    """The entries :func:`read` hands out, lazily; :meth:`statistics` counts so far."""
+class _Reader:
+    """What :class:`Reading` and :class:`BlockReading` share: the segments wanted, their
+    blocks' entries within the bounds, and the counts."""
 
     def __init__(
         self,
@@ -142,10 +157,7 @@ class Reading(Iterator[Entry]):
         self._end = end_ns
         self._streams = streams
         self._counts = _Counts()
-        self._entries = self._generate(list_segments(directory))
-
-    def __next__(self) -> Entry:
-        return next(self._entries)
+        self._segments = list_segments(directory)
 
     def statistics(self) -> ReadStatistics:
         c = self._counts
@@ -159,24 +171,41 @@ class Reading(Iterator[Entry]):
             unreadable_segments=c.unreadable,
         )
 
-    def _generate(self, segments: list[tuple[int, int, str]]) -> Iterator[Entry]:
-        start, end, streams, counts = self._start, self._end, self._streams, self._counts
-        for _, _, name in segments:
+    def _blocks(self) -> Iterator[list[Columns]]:
+        """Each block's entries within the bounds (blocks with none left out)."""
+        counts = self._counts
+        for _, _, name in self._segments:
             path = self._dir / name
             index = load_index(path)
             if index is not None and not self._wanted(index):
                 counts.skipped += 1
                 continue
-            for entries in _scan(path, counts):
-                for entry in entries:
-                    ns = entry.received_ns
-                    if (
-                        (start is None or ns >= start)
-                        and (end is None or ns < end)
-                        and (streams is None or entry.stream in streams)
-                    ):
-                        counts.entries += 1
-                        yield entry
+            for columns in _scan(path, counts):
+                kept = [c for c in map(self._within, columns) if c is not None]
+                if kept:
+                    yield kept
+
+    def _within(self, columns: Columns) -> Columns | None:
+        """The entries of ``columns`` within the bounds (``columns`` itself when all are)."""
+        start, end, streams = self._start, self._end, self._streams
+        ns = columns.ns
+        if not ns:
+            return None
+        keep: list[bool] | None = None
+        if (start is not None and min(ns) < start) or (end is not None and max(ns) >= end):
+            keep = [(start is None or n >= start) and (end is None or n < end) for n in ns]
+        if streams is not None:
+            wanted = [name in streams for name in columns.streams]
+            if not all(wanted):
+                flags = [wanted[i] for i in columns.ids]
+                keep = (
+                    flags if keep is None else [a and b for a, b in zip(keep, flags, strict=True)]
+                )
+        if keep is None:
+            return columns
+        if not any(keep):
+            return None
+        return columns.select(keep)
 
     def _wanted(self, index: Index) -> bool:
         first, last = index["first_ns"], index["last_ns"]
@@ -190,6 +219,55 @@ class Reading(Iterator[Entry]):
         return streams is None or any(key.partition(":")[2] in streams for key in index["streams"])
 
 
+class Reading(_Reader, Iterator[Entry]):
+    """The entries :func:`read` hands out, lazily; :meth:`statistics` counts so far
+    (a group's entries once its first is handed out)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        start_ns: int | None,
+        end_ns: int | None,
+        streams: frozenset[str] | None,
+    ) -> None:
+        super().__init__(directory, start_ns, end_ns, streams)
+        self._entries = self._generate()
+
+    def __next__(self) -> Entry:
+        return next(self._entries)
+
+    def _generate(self) -> Iterator[Entry]:
+        counts = self._counts
+        for block in self._blocks():
+            for columns in block:
+                counts.entries += len(columns)  # a group's at once
+                yield from columns.entries()
+
+
+class BlockReading(_Reader, Iterator[list[Columns]]):
+    """What :func:`read_blocks` hands out, lazily: each block's entries as columns;
+    :meth:`statistics` counts so far (a block's entries once it is handed out)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        start_ns: int | None,
+        end_ns: int | None,
+        streams: frozenset[str] | None,
+    ) -> None:
+        super().__init__(directory, start_ns, end_ns, streams)
+        self._generated = self._generate()
+
+    def __next__(self) -> list[Columns]:
+        return next(self._generated)
+
+    def _generate(self) -> Iterator[list[Columns]]:
+        counts = self._counts
+        for block in self._blocks():
+            counts.entries += sum(map(len, block))
+            yield block
+
+
 def read(
     directory: str | os.PathLike[str],
     *,
@@ -199,14 +277,33 @@ def read(
 ) -> Reading:
     """The recording's entries with ``start_ns <= received_ns < end_ns`` and ``stream``
     in ``streams`` (each bound optional), in order. Lists the directory now (segments
-    written later are not read) and reads lazily. Raises only for bad arguments
-    (``OSError`` if the directory cannot be listed); bad data is counted."""
+    written later are not read) and reads lazily. Raises only for bad
+    arguments (``OSError`` if the directory cannot be listed); bad data is counted."""
+    return Reading(Path(directory), start_ns, end_ns, _checked(start_ns, end_ns, streams))
+
+
+def read_blocks(
+    directory: str | os.PathLike[str],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    streams: Collection[str] | None = None,
+) -> BlockReading:
+    """What :func:`read` reads, a block at a time: each block's entries within the
+    bounds as :class:`~marketd.recorder.format.Columns` (one per run of a kind and
+    connection), in order — for readers that take thousands of entries at a time
+    without an :class:`~marketd.recorder.format.Entry` each."""
+    return BlockReading(Path(directory), start_ns, end_ns, _checked(start_ns, end_ns, streams))
+
+
+def _checked(
+    start_ns: int | None, end_ns: int | None, streams: Collection[str] | None
+) -> frozenset[str] | None:
     if isinstance(streams, str):
         raise TypeError("streams is a collection of stream names, not one name")
     if start_ns is not None and end_ns is not None and start_ns > end_ns:
         raise ValueError(f"start_ns {start_ns} is after end_ns {end_ns}")
-    wanted = None if streams is None else frozenset(streams)
-    return Reading(Path(directory), start_ns, end_ns, wanted)
+    return None if streams is None else frozenset(streams)
 
 
 def index_of(segment_path: str | os.PathLike[str]) -> Index:
@@ -214,9 +311,10 @@ def index_of(segment_path: str | os.PathLike[str]) -> Index:
     finishes the segment, for what is readable)."""
     path = Path(segment_path)
     tally = Tally()
-    for entries in _scan(path, _Counts()):
-        for entry in entries:
-            tally.add(entry.received_ns, entry.kind, entry.stream)
+    for block in _scan(path, _Counts()):
+        for columns in block:
+            for entry in columns.entries():
+                tally.add(entry.received_ns, entry.kind, entry.stream)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
