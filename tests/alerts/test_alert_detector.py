@@ -607,3 +607,66 @@ def test_changing_a_rules_filters_applies_to_known_instruments() -> None:
     assert feed(det, [(1000, "110")]) == []
     det.set_rules([RULE])
     assert feed(det, [(2000, "100"), (3000, "110")]) != []
+
+
+# The price test is decided from limits kept per rule state (see _RuleState): these cases
+# fail if a kept limit outlives the base or the threshold it was computed for.
+
+
+def test_a_limit_follows_its_base_out_of_the_window() -> None:
+    det = Detector([attrs.evolve(RULE, cooldown_s=0.0)], clock=clock)
+    # limits of base 100 (up 102, down 98) are known after these
+    assert feed(det, [(0, "100"), (1000, "101"), (30_000, "99")]) == []
+    # from t=61_000 the base is 99 (t=30_000): 100.98 is exactly 2 % above it
+    assert feed(det, [(61_000, "100.98")]) == []
+    assert summary(feed(det, [(61_001, "100.99")])) == [("r", "up", "99", 30_000, "100.99", 61_001)]
+    det = Detector([attrs.evolve(RULE, cooldown_s=0.0)], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "99"), (30_000, "101")]) == []
+    # from t=61_000 the base is 101: 98.98 is exactly 2 % below it, 98.97 beyond
+    assert feed(det, [(61_000, "98.98")]) == []
+    assert summary(feed(det, [(61_001, "98.97")])) == [
+        ("r", "down", "101", 30_000, "98.97", 61_001)
+    ]
+
+
+def test_a_new_threshold_applies_from_the_next_tick_to_the_kept_window() -> None:
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "101.5"), (2000, "98.5")]) == []  # within 2 %
+    det.set_rules([attrs.evolve(RULE, threshold_pct=1.0)])
+    assert summary(feed(det, [(3000, "101.01")])) == [("r", "up", "100", 0, "101.01", 3000)]
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "101.5"), (2000, "98.5")]) == []
+    det.set_rules([attrs.evolve(RULE, threshold_pct=1.0)])
+    assert summary(feed(det, [(3000, "98.99")])) == [("r", "down", "100", 0, "98.99", 3000)]
+    # a higher threshold: the limits of the old one no longer alert
+    det = Detector([RULE], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "101.5"), (2000, "98.5")]) == []
+    det.set_rules([attrs.evolve(RULE, threshold_pct=5.0)])
+    assert feed(det, [(3000, "104.99"), (4000, "95.01"), (5000, "105")]) == []
+    assert summary(feed(det, [(6000, "94.99")])) == [("r", "down", "100", 0, "94.99", 6000)]
+
+
+def test_limits_start_again_at_the_base_after_an_alert() -> None:
+    det = Detector([attrs.evolve(RULE, cooldown_s=0.0)], clock=clock)
+    assert feed(det, [(0, "100"), (1000, "101")]) == []
+    [a] = feed(det, [(2000, "102.5")])
+    assert (a.direction, a.base_price) == (Direction.UP, "100")
+    # the base is now 102.5: its limits are 104.55 and 100.45, exactly
+    assert feed(det, [(3000, "104.55"), (4000, "100.45")]) == []
+    assert summary(feed(det, [(5000, "100.44")])) == [("r", "down", "102.5", 2000, "100.44", 5000)]
+    # and now 100.44: up at 102.4488 exactly
+    assert feed(det, [(6000, "102.4488")]) == []
+    assert summary(feed(det, [(7000, "102.4489")])) == [
+        ("r", "up", "100.44", 5000, "102.4489", 7000)
+    ]
+    det = Detector([attrs.evolve(RULE, cooldown_s=0.0)], clock=clock)
+    feed(det, [(0, "100"), (2000, "102.5")])
+    assert summary(feed(det, [(3000, "104.56")])) == [("r", "up", "102.5", 2000, "104.56", 3000)]
+
+
+def test_a_threshold_of_100_percent_or_more_never_alerts_down() -> None:
+    det = Detector([attrs.evolve(RULE, threshold_pct=150.0, cooldown_s=0.0)], clock=clock)
+    assert feed(det, [(0, "100"), (1, "0.00000001"), (2, "250")]) == []
+    assert summary(feed(det, [(3, "250.01")])) == [("r", "up", "100", 0, "250.01", 3)]
+    det = Detector([attrs.evolve(RULE, threshold_pct=100.0)], clock=clock)
+    assert feed(det, [(0, "100"), (1, "0.00000001"), (2, "200")]) == []

@@ -29,8 +29,16 @@ Ticks are checked first: a tick older than the newest seen for its instrument
 same price text); a price that is not a positive finite decimal is dropped as invalid.
 Several ticks with the same event time and different prices are all used (trades).
 
-Prices are compared exactly: the decimal strings become :class:`~decimal.Decimal` and
-the test is ``|p - b| * 100 > threshold * b`` in an 80-digit context, never in float.
+Prices are compared exactly, never in float: the decimal strings become
+:class:`~decimal.Decimal` and the test ``|p - b| * 100 > threshold * b`` is done divided by
+100, as ``p > b * (100 + threshold) / 100`` (up) or ``p < b * (100 - threshold) / 100``
+(down), the limits being products in an 80-digit context (exact while a price and the
+threshold need no more than 80 digits together; exchanges send about 20 for a price).
+Most ticks need no product: each rule state keeps the up limit of an earlier base ``l``
+and the down limit of an earlier base ``h``; a base at or above ``l`` has an up limit at
+or above the kept one (a base at or below ``h``, a down limit at or below it), so a price
+between the kept limits is decided by comparisons alone. Only when they cannot decide is
+the current base's limit computed, and kept. A new threshold drops the kept limits.
 Each tick costs O(1) amortised per rule: it is appended once and evicted once.
 
 Rules can be replaced at runtime (:meth:`Detector.set_rules`). State is kept per rule
@@ -124,6 +132,7 @@ _mul = _CTX.multiply
 _sub = _CTX.subtract
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
+_INFINITY = Decimal("Infinity")
 _NO_ALERTS: tuple[Alert, ...] = ()
 MAX_PENDING_OUTCOMES = 50_000
 
@@ -172,7 +181,8 @@ class _Rule:
     """A rule as the hot path uses it."""
 
     __slots__ = (
-        "cooldown_ms", "kind", "min_volume", "params", "settings", "threshold", "window_ms",
+        "cooldown_ms", "down_factor", "kind", "min_volume", "params", "settings", "threshold",
+        "up_factor", "window_ms",
     )  # fmt: skip
 
     def __init__(self, settings: RuleSettings) -> None:
@@ -181,6 +191,11 @@ class _Rule:
         self.window_ms = round(settings.window_s * 1000)
         self.cooldown_ms = round(settings.cooldown_s * 1000)
         self.threshold = Decimal(repr(settings.threshold_pct))
+        # A price rule's limits are b * up_factor and b * down_factor (see the module doc).
+        self.up_factor = _CTX.divide(_CTX.add(_HUNDRED, self.threshold), _HUNDRED)
+        # No positive price falls 100 % or more: a factor of 0 says so and, unlike a
+        # negative one, keeps b * down_factor growing with b, as _RuleState relies on.
+        self.down_factor = max(_CTX.divide(_sub(_HUNDRED, self.threshold), _HUNDRED), _ZERO)
         self.min_volume = settings.min_quote_volume_24h
         self.params: VolumeParams | LiquidationParams | ThresholdParams | None = None
         if self.kind is AlertKind.VOLUME:
@@ -218,12 +233,22 @@ class _Rule:
 
 
 class _RuleState:
-    __slots__ = ("last_alert_ms", "window")
+    __slots__ = ("down", "high", "last_alert_ms", "low", "up", "window")
 
     def __init__(self) -> None:
         # (event time ms, price, price text), oldest first.
         self.window: collections.deque[tuple[int, Decimal, str]] = collections.deque()
         self.last_alert_ms: int | None = None
+        self.forget_limits()
+
+    def forget_limits(self) -> None:
+        """Drop the kept limits: the rule's threshold may have changed."""
+        # ``up`` is the up limit of an earlier base ``low`` and ``down`` the down limit of
+        # an earlier base ``high`` (module doc). They stay valid for any later base, as
+        # long as the factors they were computed with are the rule's. The start values
+        # decide nothing, so the first tick computes them.
+        self.low = self.up = _INFINITY
+        self.high = self.down = _ZERO
 
 
 _State = _RuleState | VolumeState | LiquidationState | ThresholdState
@@ -295,7 +320,8 @@ class Detector:
         self._clock = clock
         self._rules: list[_Rule] = []
         self._names: tuple[tuple[str, str], ...] = ()
-        self._instruments: dict[tuple[str, str], _Instrument] = {}
+        # market -> symbol -> instrument (cheaper to look up than a (market, symbol) key)
+        self._instruments: dict[str, dict[str, _Instrument]] = {}
         self.ticks = self.duplicates = self.out_of_order = self.invalid = 0
         self.last_event_time_ms = 0
         self.alerts: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -320,8 +346,9 @@ class Detector:
 
     def forget(self, market: str, symbol: str) -> None:
         """Drop an instrument's state (its input moved to another detector)."""
-        inst = self._instruments.pop((market, symbol), None)
+        inst = self._known(market, symbol)
         if inst is not None:
+            del self._instruments[market][symbol]
             self.pending_outcomes -= len(inst.pending)
 
     def take_outcomes(self) -> list[Outcome]:
@@ -336,35 +363,19 @@ class Detector:
             out_of_order=self.out_of_order,
             invalid=self.invalid,
             alerts=dict(self.alerts),
-            instruments=len(self._instruments),
+            instruments=sum(map(len, self._instruments.values())),
             last_event_time_ms=self.last_event_time_ms,
         )
 
     def observe_many(self, ticks: Iterable[Tick]) -> list[Alert]:
+        """The ticks of any inputs in order (see :meth:`observe_tick`); their alerts."""
         out: list[Alert] = []
-        observe = self.observe
+        observe = self.observe_tick
         for t in ticks:
-            if t.side:
-                found = self.observe_liquidation(
-                    t.market, t.symbol, t.time_ms, t.side, t.price, t.quantity
-                )
-            elif t.quantity or t.index_price:
-                found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume,
-                                t.quantity, t.index_price, t.funding_rate)  # fmt: skip
-            else:
-                found = observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume)
+            found = observe(t)
             if found:
                 out.extend(found)
         return out
-
-    def observe_tick(self, t: Tick) -> Sequence[Alert]:
-        """One tick of any input (see :meth:`observe_many`)."""
-        if t.side:
-            return self.observe_liquidation(
-                t.market, t.symbol, t.time_ms, t.side, t.price, t.quantity
-            )
-        return self.observe(t.market, t.symbol, t.time_ms, t.price, t.quote_volume,
-                            t.quantity, t.index_price, t.funding_rate)  # fmt: skip
 
     def observe(
         self,
@@ -380,8 +391,27 @@ class Detector:
         """Feed one price tick (``quote_volume``: the 24 h quote volume it carries, if
         any; ``quantity``: a trade's; ``index_price`` and ``funding_rate``: a mark price
         update's); return the alerts it raises (usually none)."""
-        key = (market, symbol)
-        inst = self._instruments.get(key)
+        return self.observe_tick(
+            Tick(market, symbol, time_ms, price, quote_volume, quantity, index_price,
+                 funding_rate)
+        )  # fmt: skip
+
+    def observe_tick(self, t: Tick) -> Sequence[Alert]:
+        """Feed one tick of any input: a liquidation (``side`` set) or a price tick (see
+        :meth:`observe`); return the alerts it raises (usually none)."""
+        if t.side:
+            return self.observe_liquidation(
+                t.market, t.symbol, t.time_ms, t.side, t.price, t.quantity
+            )
+        # The hot path of every input, in one function: handing these values on to another
+        # would cost about as much as a price rule's whole common case.
+        market = t.market
+        symbol = t.symbol
+        time_ms = t.time_ms
+        price = t.price
+        index_price = t.index_price
+        symbols = self._instruments.get(market)
+        inst = symbols.get(symbol) if symbols is not None else None
         if inst is None:
             inst = self._new_instrument(market, symbol)
         elif index_price:
@@ -400,8 +430,12 @@ class Detector:
             if price == inst.last_price:
                 self.duplicates += 1
                 return _NO_ALERTS
-        p = parse_price(price)
-        if p is None:
+        try:  # parse_price, inlined for the same reason
+            p = Decimal(price)
+        except (decimal.InvalidOperation, ValueError, TypeError):
+            self.invalid += 1
+            return _NO_ALERTS
+        if not p.is_finite() or p <= _ZERO:
             self.invalid += 1
             return _NO_ALERTS
         if time_ms >= inst.due:  # before the clocks move: they hold the previous prices
@@ -412,8 +446,8 @@ class Detector:
         else:
             inst.last_time = time_ms
             inst.last_price = price
-        if quote_volume:
-            inst.volume = _volume(quote_volume, inst.volume)
+        if t.quote_volume:
+            inst.volume = _volume(t.quote_volume, inst.volume)
         self.ticks += 1
         if time_ms > self.last_event_time_ms:
             self.last_event_time_ms = time_ms
@@ -424,36 +458,47 @@ class Detector:
         for rule, state in inst.active:
             window = state.window
             window.append(tick)
+            base_tick = window[0]
             horizon = time_ms - rule.window_ms
-            while window[0][0] < horizon:
+            if base_tick[0] < horizon:
                 window.popleft()
+                base_tick = window[0]
+                while base_tick[0] < horizon:
+                    window.popleft()
+                    base_tick = window[0]
             last = state.last_alert_ms
             if last is not None and time_ms < last + rule.cooldown_ms:
                 continue
-            base_time, base, base_text = window[0]
-            diff = _sub(p, base)
-            if not diff:
-                continue
-            limit = _mul(rule.threshold, base)
-            moved = _mul(diff, _HUNDRED)
-            if moved > limit:
+            base = base_tick[1]
+            # A price equal to the base takes the second branch and never alerts there:
+            # the threshold is positive, so the down factor is below 1.
+            if p > base:
+                if base >= state.low and p <= state.up:
+                    continue
+                state.low = base
+                state.up = limit = _mul(rule.up_factor, base)
+                if p <= limit:
+                    continue
                 direction = Direction.UP
-            elif -moved > limit:
-                direction = Direction.DOWN
             else:
-                continue
+                if base <= state.high and p >= state.down:
+                    continue
+                state.high = base
+                state.down = limit = _mul(rule.down_factor, base)
+                if p >= limit:
+                    continue
+                direction = Direction.DOWN
             state.last_alert_ms = time_ms
             path = _path(window)
             window.clear()
             window.append(tick)
             if rule.min_volume and inst.volume < rule.min_volume:
                 continue  # withheld, but the move is spent (see the module doc)
-            base_tick = (base_time, base, base_text)
             alert = self._alert(market, symbol, rule, direction, tick, base_tick, path)
             found = self._found(inst, alert, found)
-        if (quantity or index_price) and inst.others:
-            found = self._others(inst, market, symbol, tick, quantity, index_price,
-                                 funding_rate, found)  # fmt: skip
+        if inst.others and (t.quantity or index_price):
+            found = self._others(inst, market, symbol, tick, t.quantity, index_price,
+                                 t.funding_rate, found)  # fmt: skip
         return found or _NO_ALERTS
 
     def observe_liquidation(
@@ -608,7 +653,7 @@ class Detector:
         raised an alert on this tick last time) the tick is the alert again: window reset
         to it, quiet from it. Same checks as :meth:`observe` (duplicates, order). Rules of
         the other kinds start afresh after a restart (their state is not rebuilt)."""
-        inst = self._instruments.get((market, symbol))
+        inst = self._known(market, symbol)
         if (
             inst is not None
             and time_ms <= inst.last_time
@@ -642,8 +687,12 @@ class Detector:
             if name == rule and isinstance(state, _RuleState):
                 state.last_alert_ms = time_ms
 
+    def _known(self, market: str, symbol: str) -> _Instrument | None:
+        symbols = self._instruments.get(market)
+        return None if symbols is None else symbols.get(symbol)
+
     def _instrument(self, market: str, symbol: str) -> _Instrument:
-        inst = self._instruments.get((market, symbol))
+        inst = self._known(market, symbol)
         if inst is None:
             inst = self._new_instrument(market, symbol)
         elif inst.names is not self._names:
@@ -652,7 +701,8 @@ class Detector:
 
     def _new_instrument(self, market: str, symbol: str) -> _Instrument:
         states = [r.new_state() for r in self._rules]
-        inst = self._instruments[(market, symbol)] = _Instrument(states, self._names)
+        inst = _Instrument(states, self._names)
+        self._instruments.setdefault(market, {})[symbol] = inst
         inst.assign(self._rules, market, symbol)
         return inst
 
@@ -734,6 +784,9 @@ class Detector:
             old.get(name) or rule.new_state()
             for name, rule in zip(self._names, self._rules, strict=True)
         ]
+        for state in inst.states:
+            if isinstance(state, _RuleState):
+                state.forget_limits()
         inst.names = self._names
         inst.assign(self._rules, market, symbol)
 
