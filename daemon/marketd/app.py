@@ -62,6 +62,7 @@ from marketd.runtime.lifecycle import Lifecycle
 from marketd.runtime.stage import Channels, Stage, Supervisor
 from marketd.runtime.supervisor import wait_for_signal
 from marketd.spool.stage import SpoolStage
+from marketd.status import StatusStream
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +115,7 @@ class Daemon:
             rest_budgets=self.rest_budgets, spool=self.spool, books=self.books,
             backfiller=self.backfiller, tap=self.tap, detector=self.detector,
             alerts_reader=self.alerts_reader, hub=self.hub, gateway=self.gateway,
-            recorder=self.recorder,
+            recorder=self.recorder, status_stream=self.status,
         )  # fmt: skip
         install_status(self.app, self.health.status_report)  # /api/status, in every role
         self.collector = self.health.collector()
@@ -154,6 +155,11 @@ class Daemon:
                 get=get,
             )
         self.normalizer = Normalizer(self.codec, self.backfiller)
+        # What the collector could not see, reported beside the data (topics.status).
+        self.status: StatusStream | None = None
+        if intake:
+            self.status = StatusStream(settings.kafka.topics.status, settings.kafka.client_id)
+            self.normalizer.status = self.status
         self.bus = MemoryBus(topics=attrs.astuple(settings.kafka.topics))
         self.spool: SpoolStage | None = None
         self.publisher: KafkaPublisher | None = None
@@ -168,7 +174,9 @@ class Daemon:
         chosen: Sink = (self.publisher or self.bus) if collecting else Discard()
         self.sink: Sink = sink if sink is not None else chosen
         recording = self.recorder is not None  # their control frames and markers too
-        self.feeds = FeedGroup.from_settings(settings, intake, record_control=recording)
+        self.feeds = FeedGroup.from_settings(
+            settings, intake, record_control=recording, status=self.status
+        )
         if self.recorder is not None:
             self.normalizer.record = self.recorder.offer  # never blocks the pipeline
         self.books: Books | None = None
@@ -236,6 +244,14 @@ class Daemon:
                 sup.stage("detector", serve, detector_recv, alerts_send,
                           metrics=self.detector.metrics)
             ]  # fmt: skip
+        status: list[Stage] = []
+        if self.status is not None:  # its reports join the data on the way to the spool
+            status_send, status_recv = ch.open("status", _records_channel(cap))
+            status = [
+                sup.stage("status", self.status.serve, main_recv, status_send,
+                          metrics=self.status.metrics)
+            ]  # fmt: skip
+            main_recv = status_recv
         spool: list[Stage] = []
         if self.spool is not None:
             spool_send, sink_recv = ch.open("sink", _records_channel(cap))
@@ -258,7 +274,7 @@ class Daemon:
             "normalizer", self.normalizer.serve, frames_recv, out,
             metrics=lambda: normalizer_metrics(self.normalizer.statistics(), subscribed),
         )  # fmt: skip
-        self.pipeline = [sink, *spool, *detector, *books, normalizer]
+        self.pipeline = [sink, *spool, *status, *detector, *books, normalizer]
 
     def _make_gateway(self, hub: AlertHub) -> None:
         """The gateway's routes; its alerts come from the detector here or from Kafka."""

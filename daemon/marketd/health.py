@@ -43,6 +43,7 @@ from marketd.rest.budget import RestBudgets
 from marketd.roles import Roles
 from marketd.runtime.stage import Channels, Supervisor
 from marketd.spool.stage import SpoolStage
+from marketd.status import StatusStream
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,7 @@ class Health:
     hub: AlertHub | None
     gateway: Gateway | None
     recorder: Recorder | None = None
+    status_stream: StatusStream | None = None
     # For the rates of the statistics line: name → (value, monotonic time) last logged.
     _last: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
     _started: float = attrs.field(factory=time.monotonic, init=False)
@@ -242,6 +244,8 @@ class Health:
                 fields["recorded"] = self.recorder.statistics().recorded
             if self.books is not None:
                 fields["book_snapshots"] = self.books.statistics().snapshots_published
+            if (reports := self.status_stream) is not None:  # published: in "delivered"
+                fields["status_events"] = sum(reports.emitted.values()) - reports.dropped
             if self.spool is not None and (pending := self.spool.pending()):
                 fields["spool_backlog"] = pending
             problems = {

@@ -29,7 +29,9 @@ from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.sequence import Gap
 from marketd.rest.client import RestResponse, http_get
+from marketd.status import StatusStream
 from marketd.v1.market_data_pb2 import MarketEvent
+from marketd.v1.status_pb2 import StatusEvent
 
 HISTORY = 300  # trades held per symbol (trimmed to this once twice as many are held)
 REFUSED = "backfill refused by the exchange: the rest of the gap is unfilled"
@@ -169,6 +171,7 @@ async def test_the_normalizer_publishes_no_trade_rest_refused() -> None:
             settings = attrs.evolve(Settings(), binance=binance_settings(fx), subscriptions=subs)
             bf = backfiller(fx, get)
             normalizer = Normalizer(Codecs(settings.kafka.topics), bf)
+            normalizer.status = status = StatusStream("marketd.status", "test")
             frames_send, frames_recv = trio.open_memory_channel[FrameBatch](16)
             out_send, out_recv = trio.open_memory_channel[list[Record]](16)
 
@@ -209,6 +212,13 @@ async def test_the_normalizer_publishes_no_trade_rest_refused() -> None:
     assert (bf.requests, bf.filled, bf.unfilled) == (1, 0, missing)
     st = normalizer.statistics()
     assert (st.gaps, st.gaps_closed, st.backfilled, st.unfilled) == (1, 0, 0, missing)
+    # Said out loud on the status stream: the very ids, and why.
+    reported = [StatusEvent.FromString(r.value) for r in status._take()]
+    unfilled = [e for e in reported if e.WhichOneof("event") == "trades_unfilled"]
+    assert [(e.symbol, e.trades_unfilled.kind, e.trades_unfilled.first_id,
+             e.trades_unfilled.last_id, e.trades_unfilled.reason) for e in unfilled] == [
+        ("BTCUSDT", "trade", hole[0] + 1, hole[1] - 1, "refused")
+    ]  # fmt: skip
     # The trades published after the hole are the fake's own (those it still holds).
     hist = fx.model(Market.SPOT).by_name["BTCUSDT"].history
     after = [row for row in rows if row[0] >= max(hole[1], hist.base_id)]

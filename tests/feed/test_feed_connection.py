@@ -18,6 +18,8 @@ from marketd.config.settings import BackoffSettings, ExchangeSettings, Settings,
 from marketd.data.records import FrameBatch, Market
 from marketd.feed import Feed, FeedGroup, plan_connections
 from marketd.feed.streams import ConnectionPlan
+from marketd.status import StatusStream
+from marketd.v1.status_pb2 import StatusEvent
 
 TRADES = (Subscription(Market.SPOT, symbols=("BTCUSDT", "ETHUSDT"), channels=("trade",)),)
 
@@ -29,11 +31,15 @@ def spot_plan(settings: ExchangeSettings, *, max_url_length: int = 2000) -> Conn
 
 @asynccontextmanager
 async def running(
-    plan: ConnectionPlan, settings: ExchangeSettings, *, capacity: int = 16
+    plan: ConnectionPlan,
+    settings: ExchangeSettings,
+    *,
+    capacity: int = 16,
+    status: StatusStream | None = None,
 ) -> AsyncIterator[tuple[Feed, trio.MemoryReceiveChannel[FrameBatch]]]:
     """A started feed (first subscribe done) and the receiving end of its batches."""
     send, receive = trio.open_memory_channel[FrameBatch](capacity)
-    feed = Feed(plan, settings)
+    feed = Feed(plan, settings, status=status)
     async with receive, trio.open_nursery() as nursery:
         await nursery.start(feed.serve, send)
         yield feed, receive
@@ -173,6 +179,54 @@ async def test_server_drop_reconnects_and_resubscribes(ws_server: WsServer) -> N
             assert stats.connected
 
 
+def reports(status: StatusStream) -> list[tuple[str, str, str]]:
+    """(type, symbol, stream or reason) of the reports queued so far."""
+    out = []
+    for record in status._take():
+        event = StatusEvent.FromString(record.value)
+        field = event.WhichOneof("event")
+        detail = getattr(event, field)
+        what = detail.reason if field == "stream_down" else getattr(detail, "stream", "")
+        out.append((record.kind, event.symbol, what))
+    return out
+
+
+async def test_streams_are_reported_down_and_up_around_a_drop_and_down_at_a_stop(
+    ws_server: WsServer,
+) -> None:
+    async def drop_first(server: WsServer, conn: ServerConn) -> None:
+        await conn.subscribed.wait()
+        for _ in range(10):
+            await server.send_counted(conn)
+        if conn.index > 0:
+            await stream_counter(server, conn)
+        await conn.ws.aclose()
+
+    ws_server.behaviour = drop_first
+    settings = feed_settings(ws_server)
+    status = StatusStream("marketd.status", "test")
+    with trio.fail_after(10):
+        async with running(spot_plan(settings), settings, status=status) as (feed, batches):
+            await collect(batches, 30)
+            assert feed.statistics().connects == 2
+    up = [("streamUp", "BTCUSDT", "btcusdt@trade"), ("streamUp", "ETHUSDT", "ethusdt@trade")]
+    queued = status._queue.copy()
+    got = reports(status)
+    assert got == [
+        ("collectorStarted", "", ""),
+        *up,
+        ("streamDown", "BTCUSDT", "closed"),
+        ("streamDown", "ETHUSDT", "closed"),
+        *up,
+        ("streamDown", "BTCUSDT", "stopped"),
+        ("streamDown", "ETHUSDT", "stopped"),
+    ]
+    first_down = StatusEvent.FromString(queued[3].value).stream_down
+    assert first_down.connection == "spot-0"
+    # The last frame read before the drop: a real wall-clock time, before the report.
+    assert 0 < first_down.last_frame_ms <= queued[3].received_ns // 1_000_000
+
+
 async def test_stale_connection_is_replaced(ws_server: WsServer) -> None:
     async def stall_first(server: WsServer, conn: ServerConn) -> None:
         await conn.subscribed.wait()
@@ -226,8 +280,9 @@ async def test_server_shutdown_reconnects_immediately(ws_server: WsServer) -> No
 
 async def test_rotation_reconnects(ws_server: WsServer) -> None:
     settings = feed_settings(ws_server, rotate_after_s=0.3)
+    status = StatusStream("marketd.status", "test")
     with trio.fail_after(10):
-        async with running(spot_plan(settings), settings) as (feed, batches):
+        async with running(spot_plan(settings), settings, status=status) as (feed, batches):
             conns = await ws_server.wait_connections(3)
             await collect(batches, 5)
             assert feed.statistics().reconnects["rotation"] >= 2
@@ -235,6 +290,14 @@ async def test_rotation_reconnects(ws_server: WsServer) -> None:
                 await conns[0].closed.wait()
             assert conns[0].close_code == 1000
             assert conns[1].accepted_at - conns[0].accepted_at >= 0.3
+    # Make-before-break: a rotation handed over never takes the streams down; only one
+    # whose successor could not take over in time (a loaded machine) may.
+    got = reports(status)
+    downs = [what for kind, _, what in got if kind == "streamDown"]
+    assert downs[-2:] == ["stopped", "stopped"]
+    stats = feed.statistics()
+    assert len(downs) - 2 <= 2 * (stats.reconnects["rotation"] - feed.handovers)
+    assert [kind for kind, _, _ in got].count("streamUp") == len(downs)
 
 
 async def test_batches_grow_under_a_slow_consumer_without_loss(ws_server: WsServer) -> None:

@@ -355,6 +355,9 @@ class TopicSettings:
     alerts: str = attrs.field(default="alerts", validator=_topic)
     # What happened after each alert (marketd.v1.AlertOutcome): +1/+5/+15 min prices.
     outcomes: str = attrs.field(default="alerts.outcomes", validator=_topic)
+    # What the collector could not see (marketd.v1.StatusEvent, status.proto): streams up
+    # and down, depth gaps, unfilled trades, book resyncs, intake stopped.
+    status: str = attrs.field(default="marketd.status", validator=_topic)
 
 
 @attrs.frozen

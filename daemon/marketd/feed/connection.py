@@ -85,6 +85,7 @@ from marketd.feed.streams import ConnectionPlan, SubscribeMessage
 from marketd.obs.telemetry import span
 from marketd.recorder.format import closed_marker, connected_marker
 from marketd.runtime.backoff import Backoff, policy_from_settings
+from marketd.status import StatusStream
 
 ws_compat.install()
 log = structlog.get_logger()
@@ -184,12 +185,20 @@ class Feed:
     """One connection plan served forever; :meth:`statistics` is safe to call any time."""
 
     def __init__(
-        self, plan: ConnectionPlan, settings: ExchangeSettings, *, record_control: bool = False
+        self,
+        plan: ConnectionPlan,
+        settings: ExchangeSettings,
+        *,
+        record_control: bool = False,
+        status: StatusStream | None = None,
     ) -> None:
         self.plan = plan
         self.settings = settings
         # Hand on control frames and connection markers too (the recorder records them).
         self.record_control = record_control
+        # Where the streams' ups and downs are reported; whether they are up now.
+        self.status = status
+        self._up = False
         # The exchange this connection speaks to: its control frames, its subscribe message.
         self.adapter = adapter(plan.market)
         self._log = log.bind(connection=plan.connection_id)
@@ -272,7 +281,34 @@ class Feed:
                     await self._drain(out)
                     if self._successor is not None:
                         await self._drain_held(out, self._successor)
+                self._report_down(self._primary, "stopped")
         raise AssertionError("unreachable: the feed's tasks never return")
+
+    def _report_up(self) -> None:
+        self._up = True
+        if self.status is not None:
+            plan = self.plan
+            for stream in plan.streams:
+                self.status.stream_up(plan.market, stream, plan.connection_id)
+
+    def _report_down(self, link: Link | None, reason: str | None = None) -> None:
+        """The streams are no longer seen (if they were): ``link`` ended without a
+        successor, or the feed stops."""
+        if not self._up:
+            return
+        self._up = False
+        if self.status is None:
+            return
+        if reason is None:
+            failure = (link.replace or link.failure) if link is not None else None
+            reason = _reason(failure or FeedError("connection ended"))
+        last_ns = 0
+        if self._last_frame_at is not None:  # trio's clock → the wall clock
+            ago_s = max(0.0, trio.current_time() - self._last_frame_at)
+            last_ns = time.time_ns() - int(ago_s * 1e9)
+        plan = self.plan
+        for stream in plan.streams:
+            self.status.stream_down(plan.market, stream, plan.connection_id, reason, last_ns)
 
     async def _drain(self, out: trio.abc.SendChannel[FrameBatch]) -> None:
         limit = max(1, self.settings.max_frames_per_batch)
@@ -372,6 +408,7 @@ class Feed:
                     await self._wait_change()
                 if link.done.is_set():
                     delay = self._count_end(backoff, link)
+                    self._report_down(link)
                     await trio.sleep(delay)
                     link = self._start_link(nursery)
                 else:
@@ -413,11 +450,14 @@ class Feed:
                 await self._wait_change(deadline)
             if old.done.is_set():
                 # Gone before a successor was even started: a plain reconnect.
+                self._report_down(old)
                 await trio.sleep_until(deadline)
                 return self._start_link(nursery)
             new = self._successor = self._start_link(nursery, successor=True)
             old.on_data = self._old_side(new)
             await self._wait_promotable(old, new)
+            if old.done.is_set() and new.subscribed_at is None:
+                self._report_down(old)  # gone before its successor could take over
             if not new.done.is_set() or old.done.is_set():
                 break
             # The successor failed while the old connection still serves: try again.
@@ -661,6 +701,8 @@ class Feed:
             # A successor: from now on its frames are proof candidates of the overlap.
             link.on_data = self._new_side(link)
         self._log.info("feed.subscribed", streams=len(self.plan.streams), messages=len(messages))
+        if not self._up:  # a successor subscribes while its predecessor still serves
+            self._report_up()
         self._subscribed_once.set()
         self._notify()
 

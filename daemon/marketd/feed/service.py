@@ -13,6 +13,7 @@ from marketd.feed.connection import Feed
 from marketd.feed.stats import FeedStatistics
 from marketd.feed.streams import ConnectionPlan, plan_connections
 from marketd.obs.metrics import counter, gauge
+from marketd.status import StatusStream
 
 
 def fresh(st: FeedStatistics, stale_after_s: float) -> bool:
@@ -31,18 +32,27 @@ class FeedGroup:
         settings: ExchangeSettings,
         *,
         record_control: bool = False,
+        status: StatusStream | None = None,
     ) -> None:
-        self.feeds = tuple(Feed(plan, settings, record_control=record_control) for plan in plans)
+        self.feeds = tuple(
+            Feed(plan, settings, record_control=record_control, status=status) for plan in plans
+        )
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, enabled: bool = True, *, record_control: bool = False
+        cls,
+        settings: Settings,
+        enabled: bool = True,
+        *,
+        record_control: bool = False,
+        status: StatusStream | None = None,
     ) -> FeedGroup:
         """Every connection the subscriptions need (none unless ``enabled``);
         ``record_control``: their control frames and markers go downstream too (for the
-        recorder, see :class:`~marketd.feed.connection.Feed`)."""
+        recorder); ``status``: their streams' ups and downs are reported there (see
+        :class:`~marketd.feed.connection.Feed`)."""
         plans = plan_connections(settings.subscriptions, settings.binance) if enabled else ()
-        return cls(plans, settings.binance, record_control=record_control)
+        return cls(plans, settings.binance, record_control=record_control, status=status)
 
     def __iter__(self) -> Iterator[Feed]:
         return iter(self.feeds)

@@ -84,6 +84,10 @@ class Backfiller:
     unfilled: int = 0
     requests: int = 0
     last_error: str = ""
+    # Why the last gap given up was not filled whole: "no_history" (no endpoint for the
+    # kind), "too_many" (beyond max_trades), "budget", "refused" (a 4xx), "failed" (every
+    # attempt failed), "not_held" (the exchange answered without those ids).
+    last_reason: str = ""
     # (market, status) → requests: ok, 429, 418, http_error, network, bad_body; and
     # budget_timeout: not sent, the budget would not admit it within max_wait_s.
     statuses: Counter[tuple[str, ...]] = attrs.field(factory=Counter)
@@ -100,9 +104,11 @@ class Backfiller:
         endpoint = self.adapter(gap.market).trade_history(gap.kind)
         if endpoint is None:
             self.unfilled += gap.size
+            self.last_reason = "no_history"
             return []
         page_limit = endpoint.page
         wanted_last = min(gap.last, gap.first + self.max_trades - 1)
+        self.last_reason = ""  # _page says why it gave up
         out: list[Record] = []
         next_id = gap.first
         while next_id <= wanted_last:
@@ -117,6 +123,8 @@ class Backfiller:
                 break
         self.filled += len(out)
         self.unfilled += gap.size - len(out)
+        if not self.last_reason and len(out) < gap.size:
+            self.last_reason = "too_many" if next_id > wanted_last else "not_held"
         return out
 
     async def _page(self, gap: Gap, endpoint: Endpoint, from_id: int) -> list[Record]:
@@ -138,6 +146,7 @@ class Backfiller:
                     wait_s=round(self.budgets.delay(gap.market, 0), 1),
                     max_wait_s=self.max_wait_s,
                 )
+                self.last_reason = "budget"
                 return []
             self.requests += 1
             reply = await self._get(gap, endpoint.path, params)
@@ -154,6 +163,7 @@ class Backfiller:
                     last=gap.last,
                     error=self.last_error,
                 )
+                self.last_reason = "refused"
                 return []
             log.warning(
                 "backfill request failed",
@@ -164,6 +174,7 @@ class Backfiller:
             )
             if reply.outcome not in ("429", "418"):  # those block the budget: waited for above
                 await trio.sleep(backoff.next_delay())
+        self.last_reason = "failed"
         return []
 
     async def _admit(self, gap: Gap, weight: int) -> bool:

@@ -28,7 +28,8 @@ from marketd.exchanges.seam import DecodeResult
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import span
 from marketd.pipeline.backfill import Backfiller
-from marketd.pipeline.sequence import Gap, SeqKey, TradeSequencer
+from marketd.pipeline.sequence import DepthChains, Gap, SeqKey, TradeSequencer, missing_ranges
+from marketd.status import StatusStream
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,10 @@ class Normalizer:
     # Offered every frame batch as it comes in, its control frames included (the
     # recorder's non-blocking queue); the normalizer itself ignores control frames.
     record: Callable[[FrameBatch], None] | None = attrs.field(default=None, init=False)
+    # Where what could not be seen is reported: depth diffs that never arrived, trades
+    # neither received nor backfilled (the status stream).
+    status: StatusStream | None = attrs.field(default=None, init=False)
+    _chains: DepthChains = attrs.field(factory=DepthChains, init=False)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller
@@ -189,10 +194,17 @@ class Normalizer:
             elif verdict is True:
                 out.append(record)
                 out_events.append(event)
+                if type(event) is DepthDiff and self.status is not None:
+                    self._follow(record, event)
             else:
                 self.sequencer.advance(record)
                 if self.backfiller is None:
                     log.warning("trade gap not backfilled (backfill disabled)", gap=str(verdict))
+                    if self.status is not None:
+                        self.status.trades_unfilled(
+                            verdict.market, verdict.symbol, verdict.kind,
+                            verdict.first, verdict.last, "backfill_off",
+                        )  # fmt: skip
                     out.append(record)
                     out_events.append(event)
                     continue
@@ -201,6 +213,14 @@ class Normalizer:
                 self._parked_records += 1
                 new.append(key)
         return out, new
+
+    def _follow(self, record: Record, diff: DepthDiff) -> None:
+        """Report the depth diffs missing before ``diff``, if any."""
+        assert self.status is not None
+        missing = self._chains.check(record.market, record.symbol, diff.first, diff.final,
+                                     diff.prev)  # fmt: skip
+        if missing is not None:
+            self.status.depth_gap(record.market, record.symbol, *missing)
 
     async def _backfill(self, key: SeqKey, records_out: trio.abc.SendChannel[list[Record]]) -> None:
         """Fill the gaps parked under ``key`` and publish them with the records held behind,
@@ -246,4 +266,8 @@ class Normalizer:
         )
         for record in filled:
             self.events[(record.market.value, record.kind)] += 1
+        if not closed and self.status is not None:
+            reason = self.backfiller.last_reason or "not_held"
+            for first, last in missing_ranges(gap.first, gap.last, [r.seq for r in filled]):
+                self.status.trades_unfilled(gap.market, gap.symbol, gap.kind, first, last, reason)
         return filled

@@ -106,3 +106,43 @@ class TradeSequencer:
     def _duplicate(self, kind: str) -> None:
         self.duplicates += 1
         self.duplicates_by_kind[kind] = self.duplicates_by_kind.get(kind, 0) + 1
+
+
+class DepthChains:
+    """Depth diffs' update-id chains per (market, symbol), to name the diffs that never
+    arrived (a disconnect, a frame the exchange dropped): ``check`` answers the missing
+    range, if the diff does not follow the last one. Binance's rules: a spot diff follows
+    when its first update id ``U`` is at most ``last + 1`` (an overlap after a reconnect is
+    no gap); a USD-M diff when its ``pu`` is the last ``u`` (a ``pu`` below it: an overlap).
+    The last ``u`` is remembered for each symbol seen; a symbol's first diff follows."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[Market, str], int] = {}
+
+    def check(
+        self, market: Market, symbol: str, first: int, final: int, prev: int | None
+    ) -> tuple[int, int] | None:
+        """``(last_update_id, first_present)``: the ids after the first and before the
+        second never arrived; None if the diff follows. Remembers ``final``."""
+        key = (market, symbol)
+        last = self._last.get(key)
+        self._last[key] = final
+        if last is None:
+            return None
+        if prev is not None:  # USD-M: the previous diff's u
+            return (last, prev + 1) if prev > last else None
+        return (last, first) if first > last + 1 else None
+
+
+def missing_ranges(first: int, last: int, present: list[int]) -> list[tuple[int, int]]:
+    """The ranges of ``first..last`` (inclusive) not in ``present`` (ids in that range,
+    ascending), as inclusive ``(first, last)`` pairs in order."""
+    out: list[tuple[int, int]] = []
+    expected = first
+    for seq in present:
+        if seq > expected:
+            out.append((expected, seq - 1))
+        expected = max(expected, seq + 1)
+    if expected <= last:
+        out.append((expected, last))
+    return out
