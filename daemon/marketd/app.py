@@ -41,6 +41,7 @@ from marketd.errors import ConfigError
 from marketd.feed.service import FeedGroup
 from marketd.gateway import AlertHub, Gateway, install_gateway
 from marketd.health import Health
+from marketd.kafka.exactly_once import ExactlyOncePublisher
 from marketd.kafka.sink import KafkaPublisher
 from marketd.notify.service import Notifications
 from marketd.obs.status import install_status
@@ -162,15 +163,18 @@ class Daemon:
             self.normalizer.status = self.status
         self.bus = MemoryBus(topics=attrs.astuple(settings.kafka.topics))
         self.spool: SpoolStage | None = None
-        self.publisher: KafkaPublisher | None = None
+        self.publisher: KafkaPublisher | ExactlyOncePublisher | None = None
         if collecting and settings.kafka.enabled and sink is None:
             if settings.spool.enabled:
                 # Trades missed while the daemon was down are backfilled from the ids
                 # that reached the spool before.
                 self.spool = SpoolStage(settings.spool, on_recovered=self.normalizer.sequencer.seed)
-            self.publisher = KafkaPublisher(
-                settings.kafka, on_settled=self.spool.on_settled if self.spool else None
-            )
+            if settings.kafka.exactly_once and self.spool is not None:
+                self.publisher = ExactlyOncePublisher(settings.kafka, self.spool)
+            else:
+                self.publisher = KafkaPublisher(
+                    settings.kafka, on_settled=self.spool.on_settled if self.spool else None
+                )
         chosen: Sink = (self.publisher or self.bus) if collecting else Discard()
         self.sink: Sink = sink if sink is not None else chosen
         recording = self.recorder is not None  # their control frames and markers too

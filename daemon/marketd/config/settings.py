@@ -50,6 +50,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
+DELIVERY_MODES = ("at_least_once", "exactly_once")
 
 # --- The stream vocabulary: the exchange adapter's table (marketd.exchanges) -----------
 
@@ -389,10 +390,27 @@ class KafkaSettings:
     )
     retry: BackoffSettings = attrs.field(factory=lambda: BackoffSettings(initial_s=0.2, max_s=10.0))
     topics: TopicSettings = attrs.field(factory=TopicSettings)
+    # at_least_once | exactly_once (needs the spool): see docs/DELIVERY.md.
+    delivery: str = attrs.field(
+        default="at_least_once", converter=_lower, validator=one_of(DELIVERY_MODES)
+    )
+    # exactly_once: the producer's transactional id, stable per collector (a restart with
+    # the same id fences its previous incarnation). Empty: "<client_id>.<spool id>", the
+    # spool id being made once and kept in the spool directory (file producer.id).
+    transactional_id: str = ""
+    # exactly_once: how long a transaction gathers records before it commits (ms).
+    transaction_interval_ms: int = attrs.field(default=100, validator=within(1, 60_000))
+    # exactly_once: the compacted topic holding each collector's last committed spool
+    # position (created with cleanup.policy=compact if missing).
+    progress_topic: str = attrs.field(default="marketd.progress", validator=_topic)
 
     @property
     def enabled(self) -> bool:
         return bool(self.bootstrap_servers.strip())
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly_once"
 
 
 @attrs.frozen
@@ -470,6 +488,17 @@ def _check_notify(inst: Settings, attribute: attrs.Attribute[Any], value: AlertS
         raise InvalidValue(attribute.name, [], relational=relational)
 
 
+def _check_delivery(inst: Settings, attribute: attrs.Attribute[Any], value: KafkaSettings) -> None:
+    """Exactly once resumes from the spool's positions: it needs the spool."""
+    if value.exactly_once and value.enabled and not inst.spool.enabled:
+        raise _fail_relational(
+            attribute,
+            "delivery: exactly_once needs the spool (spool.enabled: true): the "
+            "committed spool position is what a restart resumes from; enable the spool "
+            "or use at_least_once",
+        )
+
+
 def subscribed_kinds(subscriptions: Iterable[Subscription]) -> set[tuple[Market, str]]:
     """(market, kind) of every stream kind the subscriptions carry, as the adapters' tables
     name them."""
@@ -492,7 +521,7 @@ class Settings:
     subscriptions: tuple[Subscription, ...] = attrs.field(
         factory=default_subscriptions, validator=_some_subscription
     )
-    kafka: KafkaSettings = attrs.field(factory=KafkaSettings)
+    kafka: KafkaSettings = attrs.field(factory=KafkaSettings, validator=_check_delivery)
     pipeline: PipelineSettings = attrs.field(factory=PipelineSettings)
     http: HttpSettings = attrs.field(factory=HttpSettings)
     log: LogSettings = attrs.field(factory=LogSettings)

@@ -35,6 +35,7 @@ from marketd.obs.metrics import counter
 from marketd.pipeline.sequence import SeqKey
 from marketd.spool.acks import AckWindow
 from marketd.spool.format import EntryTooLarge
+from marketd.spool.identity import spool_identity
 from marketd.spool.model import SpoolFull, SpoolStatistics
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
@@ -46,6 +47,18 @@ _FULL_RETRY_S = 0.1
 _COALESCE_RECORDS = 2000
 
 
+class SpooledRecords(list[Record]):
+    """A batch read from the spool with each record's spool seq (``seqs[i]`` is that of
+    ``self[i]``): what the stage hands on when ``with_seqs`` is set (exactly-once
+    delivery resumes by seq, see :mod:`marketd.kafka.exactly_once`)."""
+
+    __slots__ = ("seqs",)
+
+    def __init__(self, records: list[Record], seqs: list[int]) -> None:
+        super().__init__(records)
+        self.seqs = seqs
+
+
 class SpoolStage:
     def __init__(
         self,
@@ -53,6 +66,8 @@ class SpoolStage:
         on_recovered: Callable[[dict[SeqKey, int]], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Hand on SpooledRecords (records with their spool seqs) instead of plain lists.
+        self.with_seqs = False
         self.spool: Spool | None = None
         self.window = AckWindow()
         self.full = False
@@ -93,6 +108,22 @@ class SpoolStage:
             bytes=len(record.value),
             max_bytes=self.settings.max_bytes,
         )
+
+    def identity(self) -> str:
+        """The spool directory's stable id (:mod:`marketd.spool.identity`). Blocking."""
+        return spool_identity(self.settings.directory)
+
+    def acked_seq(self) -> int:
+        """The spool's ack cursor (0 until the stage has opened the spool)."""
+        return self.spool.statistics().ack_seq if self.spool is not None else 0
+
+    def record_at(self, seq: int) -> Record | None:
+        """The record with spool seq ``seq`` if it is still in the spool (read from disk,
+        no cursor moves), else ``None``. Start-up checks only: it may read a segment."""
+        if self.spool is None or seq < 1:
+            return None
+        found = self.spool.peek_after(seq - 1, 1)
+        return found[0][1] if found and found[0][0].seq == seq else None
 
     def on_settled(self, records: list[Record]) -> None:
         """The publisher's callback: ack the spool up to the settled prefix."""
@@ -241,7 +272,10 @@ class SpoolStage:
             wake = self._wake = trio.Event()
             items = spool.read(limit)
             if items:
-                await publisher_out.send(self.window.sent(items))
+                records = self.window.sent(items)
+                if self.with_seqs:
+                    records = SpooledRecords(records, [p.seq for p, _ in items])
+                await publisher_out.send(records)
                 continue
             if written.is_set():
                 return
