@@ -169,6 +169,7 @@ class Daemon:
                 # Trades missed while the daemon was down are backfilled from the ids
                 # that reached the spool before.
                 self.spool = SpoolStage(settings.spool, on_recovered=self.normalizer.sequencer.seed)
+                self.spool.status = self.status
             if settings.kafka.exactly_once and self.spool is not None:
                 self.publisher = ExactlyOncePublisher(settings.kafka, self.spool)
             else:

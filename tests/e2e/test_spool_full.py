@@ -12,8 +12,10 @@ import trio
 from e2ekit import assert_trades_complete, daemon_config, last_trade_ids
 from kit.wait import poll_until_blocking
 
+from marketd.config.settings import TopicSettings
 from marketd.testing.devkafka import ConsumedRecord, KafkaBroker
 from marketd.testing.processes import DaemonProcess, FakeExchangeProcess, metric_value
+from marketd.v1.status_pb2 import StatusEvent
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -79,3 +81,19 @@ async def test_a_full_spool_stops_intake_reports_it_and_recovers_without_loss(
     assert seen["unfilled"] == 0, seen
 
     await assert_trades_complete(consume_kafka, raw, broker.bootstrap, spot_last, usdm_last)
+
+    # Said out loud on the status stream too: intake stopped, then resumed, in that order.
+    def stopped_and_resumed(records: list[ConsumedRecord]) -> bool:
+        return any(dict(r.headers).get("type") == b"intakeResumed" for r in records)
+
+    records = await consume_kafka(
+        [TopicSettings().status], until=stopped_and_resumed, wait_s=60, bootstrap=broker.bootstrap
+    )
+    events = [StatusEvent.FromString(r.value) for r in records]
+    intake = [e for e in events if e.WhichOneof("event") in ("intake_stopped", "intake_resumed")]
+    assert [e.WhichOneof("event") for e in intake][:2] == ["intake_stopped", "intake_resumed"]
+    stopped, resumed = intake[:2]
+    assert stopped.intake_stopped.reason == "spool_full"
+    assert stopped.intake_stopped.pending_records > 0
+    assert 0 <= stopped.time_ms - resumed.intake_resumed.stopped_ms <= 1
+    assert resumed.time_ms >= stopped.time_ms

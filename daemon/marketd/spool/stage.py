@@ -24,6 +24,7 @@ is on disk and fsynced: from then on a shutdown loses nothing, whatever Kafka do
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -40,6 +41,7 @@ from marketd.spool.model import SpoolFull, SpoolStatistics
 from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
 from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
+from marketd.status import StatusStream
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +80,9 @@ class SpoolStage:
         self._on_recovered = on_recovered
         self._wake = trio.Event()
         self._sync_lock = trio.Lock()  # one fsync + checkpoint at a time, in order
+        # Where intake stopping (spool full) and resuming are reported; when it stopped.
+        self.status: StatusStream | None = None
+        self._full_since_ns = 0
 
     def pending(self) -> int:
         """Records spooled and not yet acknowledged by Kafka."""
@@ -223,12 +228,19 @@ class SpoolStage:
                     self._reject(part[0])
                     del parts[0]
                     continue
-                self.full = True
+                if not self.full:
+                    self.full = True
+                    self._full_since_ns = time.time_ns()
+                    if self.status is not None:
+                        self.status.intake_stopped("spool_full", spool.statistics().records_pending)
                 await trio.sleep(_FULL_RETRY_S)
                 continue
             del parts[0]
             self._wake.set()  # the reader hands it on: its acks are what frees space
-        self.full = False
+        if self.full:
+            self.full = False
+            if self.status is not None:
+                self.status.intake_resumed(self._full_since_ns)
 
     async def _sync_every(self, spool: Spool, interval: float) -> None:
         while True:
