@@ -186,7 +186,7 @@ class Daemon:
             self.normalizer.record = self.recorder.offer  # never blocks the pipeline
         self.books: Books | None = None
         if intake and settings.books.enabled:
-            self.books = Books(settings, budgets=self.rest_budgets, get=get)
+            self.books = Books(settings, budgets=self.rest_budgets, get=get, status=self.status)
 
     def _make_detector(self) -> None:
         """The detector, on this process's pipeline (its branch: the tap) or on Kafka."""

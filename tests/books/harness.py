@@ -18,6 +18,7 @@ from marketd.feed.connection import Feed
 from marketd.feed.streams import plan_connections
 from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
+from marketd.status import StatusStream
 from marketd.v1.market_data_pb2 import MarketEvent
 
 
@@ -38,10 +39,13 @@ def book_settings(
 
 @contextlib.asynccontextmanager
 async def running_books(
-    settings: Settings, on_batch: Callable[[list[Record]], None]
+    settings: Settings,
+    on_batch: Callable[[list[Record]], None],
+    status: StatusStream | None = None,
 ) -> AsyncIterator[Books]:
-    """Run the pipeline; ``on_batch`` sees every batch the books stage hands on."""
-    books = Books(settings)
+    """Run the pipeline; ``on_batch`` sees every batch the books stage hands on; the
+    books report to ``status``."""
+    books = Books(settings, status=status)
     frames_send, frames_recv = trio.open_memory_channel[FrameBatch](16)
     mid_send, mid_recv = trio.open_memory_channel[list[Record]](16)
     out_send, out_recv = trio.open_memory_channel[list[Record]](16)

@@ -16,6 +16,18 @@ hole of unknown levels in front of it). So a side is always exactly the exchange
 at ``bound`` — a prefix, never a book with holes — and only shrinks when levels inside are
 deleted; :meth:`Book.shallow` tells when it got thinner than wanted (time to resync).
 A side the snapshot returned in full (fewer levels than ``limit``) is unbounded.
+
+**Deep levels: never stale.** Binance sends a level's changes whatever its depth, but a
+book only learns the levels a snapshot showed it; so a level enters a side only inside the
+known region, and the region never grows after a snapshot: pruning (more than ``depth``
+levels) moves the bound in, deletions inside it leave it where it is. The books stage
+keeps at most ``min(books.depth, snapshot limit)`` levels a side (``depth`` here), so every
+level a book holds is one a fresh snapshot of the same limit shows too: an audit
+(:mod:`marketd.books.audit`) can verify all of it, and after a clean audit the book takes
+the audit's fresh region (levels it held past the snapshot's deepest price are dropped).
+A published ``BookSnapshot`` is the top ``publish_levels`` of this region: a prefix of the
+exchange's book at its ``last_update_id``, no holes, nothing past the known region; a
+bounded side that knows fewer than ``publish_levels`` levels resyncs (``shallow``).
 """
 
 from __future__ import annotations

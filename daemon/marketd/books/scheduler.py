@@ -8,6 +8,15 @@ blocks the whole market for its ``Retry-After``; a snapshot that met one goes ba
 head of the queue. A network error or another status retries that symbol alone after a
 capped, jittered backoff. Snapshots go to ``deliver``, which answers whether another one is
 needed (a stale snapshot).
+
+Audit snapshots (:mod:`marketd.books.audit`) come last: :meth:`SnapshotScheduler.
+request_audit` queues one, which is sent only when no sync snapshot is queued (one that
+arrives while an audit waits for the budget takes its place; the wait charges nothing) and
+no backfill waits (the budget's ``urgent`` requests go first); their weight is charged to
+the ``audit`` user. :meth:`SnapshotScheduler.audit_blocker` tells the caller to pass a round
+up when the lane is busy or the budget tight (over ``AUDIT_BUDGET_SHARE`` of it in use,
+blocked, or the pacing bucket short). A failed audit request is not retried: the audit is
+skipped (``audited`` gets None).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from marketd.data.records import Market
 from marketd.errors import RestError
 from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
-from marketd.rest.budget import SNAPSHOTS, RestBudgets
+from marketd.rest.budget import AUDIT, SNAPSHOTS, RestBudgets
 from marketd.rest.client import HttpGet, http_get
 from marketd.rest.weight import WeightBudget
 from marketd.runtime.backoff import BackoffPolicy
@@ -37,6 +46,11 @@ log = structlog.get_logger(__name__)
 
 # deliver(market, symbol, snapshot or None if it failed) → True: request another one.
 Deliver = Callable[[Market, str, DepthSnapshot | None], bool]
+# audited(market, symbol, snapshot or None if the request failed): an audit's snapshot.
+Audited = Callable[[Market, str, DepthSnapshot | None], None]
+
+# Audits start only while less than this share of the market's budget is in use.
+AUDIT_BUDGET_SHARE = 0.5
 
 
 @attrs.define(eq=False)
@@ -54,6 +68,10 @@ class Lane:
     in_flight: int = 0
     statuses: Counter[str] = attrs.field(factory=Counter)
     failures: Counter[str] = attrs.field(factory=Counter)  # per symbol, for backoff
+    audits: deque[str] = attrs.field(factory=deque)  # symbols waiting for an audit snapshot
+    audit_wait: trio.CancelScope | None = None  # an audit waiting for the budget
+    audits_in_flight: int = 0
+    audit_statuses: Counter[str] = attrs.field(factory=Counter)
 
 
 @attrs.frozen
@@ -65,6 +83,8 @@ class LaneStatistics:
     budget: int
     blocked_s: float  # seconds until a 429/418 block ends (0: not blocked)
     requests: dict[str, int]  # by status: ok, 429, 418, http_error, network, bad_body
+    audit_requests: dict[str, int]  # audit snapshots, by status (not in ``requests``)
+    audit_weight: int  # requested by the audit snapshots, since start
 
 
 class SnapshotScheduler:
@@ -74,6 +94,7 @@ class SnapshotScheduler:
         rest_urls: Mapping[Market, str],
         deliver: Deliver,
         *,
+        audited: Audited | None = None,
         timeout: float = 10.0,
         wall: Callable[[], float] = time.time,
         get: HttpGet = http_get,
@@ -85,6 +106,7 @@ class SnapshotScheduler:
         self.settings = settings
         self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
+        self.audited = audited
         self.timeout = timeout
         self.wall = wall
         self.get = get
@@ -110,6 +132,43 @@ class SnapshotScheduler:
         lane.queued.add(symbol)
         lane.queue.append(symbol)
         lane.wake.set()
+        if lane.audit_wait is not None:
+            lane.audit_wait.cancel()  # the sync snapshot goes first
+
+    # -- audits ---------------------------------------------------------------------------
+
+    def audit_blocker(self, market: Market) -> str | None:
+        """Why an audit of ``market`` should not start now (None: it may).
+
+        ``busy``: sync snapshots are queued or in flight, or an audit is; ``budget``: the
+        market is blocked, a backfill waits, over ``AUDIT_BUDGET_SHARE`` of the budget is
+        in use, or the pacing would hold the request back."""
+        lane = self.lanes[market]
+        if lane.queue or lane.in_flight or lane.audits or lane.audits_in_flight:
+            return "busy"
+        st = self.budgets.statistics()[market]
+        if st.blocked_s > 0 or st.urgent_waiting:
+            return "budget"
+        if st.weight_used + lane.weight > st.budget * AUDIT_BUDGET_SHARE:
+            return "budget"
+        if self.budgets.delay(market, lane.weight) > 0:
+            return "budget"
+        return None
+
+    def request_audit(self, market: Market, symbol: str) -> None:
+        """Queue an audit snapshot of ``symbol`` (sent after every sync snapshot)."""
+        lane = self.lanes[market]
+        if symbol not in lane.audits:
+            lane.audits.append(symbol)
+            lane.wake.set()
+
+    def cancel_audit(self, market: Market, symbol: str) -> None:
+        """Forget a queued audit request of ``symbol`` (no-op once sent)."""
+        lane = self.lanes[market]
+        if symbol in lane.audits:
+            lane.audits.remove(symbol)
+            if not lane.audits and lane.audit_wait is not None:
+                lane.audit_wait.cancel()
 
     def statistics(self) -> dict[Market, LaneStatistics]:
         try:
@@ -126,6 +185,8 @@ class SnapshotScheduler:
                 budget=lane.budget.budget,
                 blocked_s=0.0 if now < 0 else max(0.0, lane.budget.blocked_until - now),
                 requests=dict(lane.statuses),
+                audit_requests=dict(lane.audit_statuses),
+                audit_weight=self.budgets.requested(m, AUDIT),
             )
             for m, lane in self.lanes.items()
         }
@@ -138,19 +199,50 @@ class SnapshotScheduler:
 
     async def _run_lane(self, lane: Lane, nursery: trio.Nursery) -> None:
         while True:
-            while not lane.queue:
+            while not lane.queue and not lane.audits:
                 lane.wake = trio.Event()
                 await lane.wake.wait()
             await lane.slots.acquire()
             try:
-                await self.budgets.acquire(lane.market, lane.weight, user=SNAPSHOTS)
+                if lane.queue:
+                    await self.budgets.acquire(lane.market, lane.weight, user=SNAPSHOTS)
+                elif not await self._acquire_audit(lane):
+                    lane.slots.release()  # a sync snapshot came, or the audit was cancelled
+                    continue
             except BaseException:
                 lane.slots.release()
                 raise
-            symbol = lane.queue.popleft()
-            lane.queued.discard(symbol)
-            lane.in_flight += 1
-            nursery.start_soon(self._fetch, lane, symbol, nursery)
+            if lane.queue:
+                symbol = lane.queue.popleft()
+                lane.queued.discard(symbol)
+                lane.in_flight += 1
+                nursery.start_soon(self._fetch, lane, symbol, nursery)
+            else:
+                symbol = lane.audits.popleft()
+                lane.audits_in_flight += 1
+                nursery.start_soon(self._fetch_audit, lane, symbol)
+
+    async def _acquire_audit(self, lane: Lane) -> bool:
+        """Wait for the budget for an audit; False when cancelled (nothing charged)."""
+        with trio.CancelScope() as scope:
+            lane.audit_wait = scope
+            try:
+                await self.budgets.acquire(lane.market, lane.weight, user=AUDIT)
+            finally:
+                lane.audit_wait = None
+        return not scope.cancelled_caught and bool(lane.audits) and not lane.queue
+
+    async def _fetch_audit(self, lane: Lane, symbol: str) -> None:
+        with span("book.audit", market=lane.market.value, symbol=symbol) as sp:
+            try:
+                status, snapshot = await self._get(lane, symbol, user=AUDIT)
+            finally:
+                lane.audits_in_flight -= 1
+                lane.slots.release()
+            sp.set_attribute("status", status)
+        lane.audit_statuses[status] += 1
+        if self.audited is not None:
+            self.audited(lane.market, symbol, snapshot)
 
     async def _fetch(self, lane: Lane, symbol: str, nursery: trio.Nursery) -> None:
         with span("book.resync", market=lane.market.value, symbol=symbol) as sp:
@@ -182,14 +274,16 @@ class SnapshotScheduler:
         await trio.sleep(delay)
         self.request(market, symbol)
 
-    async def _get(self, lane: Lane, symbol: str) -> tuple[str, DepthSnapshot | None]:
+    async def _get(
+        self, lane: Lane, symbol: str, *, user: str = SNAPSHOTS
+    ) -> tuple[str, DepthSnapshot | None]:
         params: dict[str, str | int] = {"symbol": symbol, "limit": lane.limit}
         try:
             resp = await self.get(lane.base_url, lane.path, params, time_limit=self.timeout)
         except RestError as exc:
             log.warning("book snapshot request failed", symbol=symbol, error=str(exc))
             return "network", None
-        self.budgets.observe(lane.market, resp, user=SNAPSHOTS)
+        self.budgets.observe(lane.market, resp, user=user)
         if resp.status == 200:
             try:
                 return "ok", self.adapter(lane.market).decode_depth_snapshot(resp.body)

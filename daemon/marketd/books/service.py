@@ -9,6 +9,18 @@ the trade backfiller; its metrics are :meth:`RestBudgets.metrics`). Every
 ``publish_interval_s`` the stage adds one batch of ``BookSnapshot`` records (orderbook
 topic, keyed by symbol) for the books that are synced and changed since their last
 snapshot — never for a book that is not synced.
+
+Books keep at most ``min(depth, snapshot limit)`` levels a side: every level kept is one a
+snapshot shows (see :mod:`marketd.books.book`, "Deep levels").
+
+**Audits.** Every ``audit_interval_s`` each market picks its next synced book (round robin)
+and, unless the lane is busy or the budget tight (:meth:`SnapshotScheduler.audit_blocker`:
+the round is then ``deferred``), requests an audit snapshot at the lowest priority; the
+:class:`~marketd.books.audit.Audit` aligns it with the book and compares them. At most one
+audit per market is under way. A mismatch discards the book and resyncs it (reason
+``audit``). Each verdict is counted (``marketd_book_audits_total{market,result}``), logged
+and handed to ``on_audit`` (an :class:`~marketd.books.audit.AuditResult`); the weight is
+the ``audit`` user's of ``marketd_rest_weight_requested_total``.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
 from marketd import exchanges
+from marketd.books.audit import FAILED, MISMATCH, OK, RESULTS, TIMEOUT, Audit, AuditResult
 from marketd.books.scheduler import SnapshotScheduler
 from marketd.books.sync import Reason, State, SymbolSync
 from marketd.config.settings import Settings
@@ -35,6 +48,7 @@ from marketd.exchanges.seam import Exchange
 from marketd.obs.metrics import counter, gauge, seeded
 from marketd.rest.budget import RestBudgets
 from marketd.rest.client import OUTCOMES, HttpGet, http_get
+from marketd.status import StatusStream
 from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 log = structlog.get_logger(__name__)
@@ -45,6 +59,8 @@ _PB_MARKET = {Market.SPOT: MARKET_SPOT, Market.USDM: MARKET_USDM}
 _parse = MarketEvent.FromString
 
 Key = tuple[Market, str]
+# Seconds an audit may take beyond the REST timeout (the book reaching the snapshot's id).
+AUDIT_GRACE_S = 20.0
 
 
 @attrs.frozen
@@ -61,6 +77,9 @@ class BookStatistics:
     diffs_buffered: int
     diffs_dropped: int  # duplicates, older than the snapshot, cut by a gap or the buffer cap
     diffs_invalid: int  # records whose value did not decode
+    audits: dict[tuple[str, str], int] = attrs.field(factory=dict)  # (market, result) → n
+    audits_deferred: dict[str, int] = attrs.field(factory=dict)  # market → rounds passed up
+    audit_weight: dict[str, int] = attrs.field(factory=dict)  # market → weight requested
 
     @property
     def not_synced(self) -> list[str]:
@@ -104,14 +123,25 @@ class Books:
         get: HttpGet = http_get,
         budgets: RestBudgets | None = None,
         adapter: Callable[[Market], Exchange] = exchanges.adapter,
+        on_audit: Callable[[AuditResult], None] | None = None,
+        status: StatusStream | None = None,
     ) -> None:
         self.adapter = adapter
+        # Where book resyncs, syncs and audit mismatches are reported.
+        self.status = status
         self.settings = settings.books
+        # Called with every audit's result (the status stream); may be set later.
+        self.on_audit = on_audit
+        self.audits: dict[Key, Audit] = {}  # under way
+        self.audit_counts: Counter[tuple[str, str]] = Counter()  # (market, result)
+        self.audits_deferred: Counter[str] = Counter()  # market
+        self._audit_next: dict[Market, int] = {}  # round-robin position per market
         self.topic = settings.kafka.topics.orderbook
         self.scheduler = SnapshotScheduler(
             settings.books,
             settings.binance.rest_urls(),
             self._deliver,
+            audited=self._deliver_audit,
             timeout=settings.binance.rest_timeout_s,
             wall=wall,
             get=get,
@@ -127,13 +157,19 @@ class Books:
         self.invalid = 0
 
     def _add(self, key: Key) -> SymbolSync:
+        limit = self.scheduler.lanes[key[0]].limit
         sync = self.syncs[key] = SymbolSync(
             chained=self.adapter(key[0]).chained_diffs,
-            depth=self.settings.depth,
-            snapshot_limit=self.scheduler.lanes[key[0]].limit,
+            # Never more levels than a snapshot shows: all of the book can be audited.
+            depth=min(self.settings.depth, limit),
+            snapshot_limit=limit,
             min_levels=self.settings.publish_levels,
             max_buffered=self.settings.max_buffered_diffs,
         )
+        if (status := self.status) is not None:
+            market, symbol = key
+            sync.on_lost = lambda reason, last: status.book_resync(market, symbol, reason, last)
+            sync.on_synced = lambda snapshot: status.book_synced(market, symbol, snapshot)
         return sync
 
     # -- statistics, metrics, readiness ---------------------------------------------------
@@ -168,6 +204,9 @@ class Books:
             diffs_buffered=buffered,
             diffs_dropped=dropped,
             diffs_invalid=self.invalid,
+            audits=dict(self.audit_counts),
+            audits_deferred=dict(self.audits_deferred),
+            audit_weight={m.value: st.audit_weight for m, st in lanes.items()},
         )
 
     def out_of_sync(self, limit: int) -> list[UnsyncedBook]:
@@ -230,6 +269,23 @@ class Books:
             (),
             {(): st.snapshots_published},
         )
+        yield counter(
+            "marketd_book_audits_total",
+            "Book audits against a fresh REST snapshot, by market and result (ok, mismatch: "
+            "the book resynced, skipped: no verdict).",
+            ("market", "result"),
+            seeded(
+                [(m.value, r) for m in Market for r in RESULTS],
+                {(m, r): n for (m, r), n in st.audits.items()},
+            ),
+        )
+        yield counter(
+            "marketd_book_audits_deferred_total",
+            "Audit rounds passed up because sync snapshots were under way or the REST "
+            "budget was tight, by market.",
+            ("market",),
+            seeded([(m.value,) for m in Market], {(m,): n for m, n in st.audits_deferred.items()}),
+        )
 
     # -- the stage ------------------------------------------------------------------------
 
@@ -244,6 +300,8 @@ class Books:
         interval = self.settings.publish_interval_s
         async with records_in, records_out, trio.open_nursery() as nursery:
             await nursery.start(self.scheduler.serve)
+            if self.settings.audit_interval_s > 0:
+                nursery.start_soon(self._audit_loop)
             task_status.started()
             deadline = trio.current_time() + interval
             while True:
@@ -270,6 +328,7 @@ class Books:
         a record without one is decoded from its Protobuf value."""
         syncs = self.syncs
         request = self.scheduler.request
+        audits = self.audits
         events = events_of(batch)
         for r, diff in zip(batch, events or repeat(None, len(batch)), strict=True):
             if r.kind != "depthUpdate":
@@ -282,6 +341,8 @@ class Books:
                 continue
             if sync.on_diff(diff):
                 request(*key)
+            if audits and (audit := audits.get(key)) is not None:
+                self._audit_done(audit, audit.on_diff(diff))
 
     def _parse_diff(self, r: Record) -> DepthDiff | None:
         try:
@@ -317,6 +378,97 @@ class Books:
                 last_update_id=sync.last_update_id,
             )
         return again
+
+    # -- audits ---------------------------------------------------------------------------
+
+    async def _audit_loop(self) -> None:
+        interval = self.settings.audit_interval_s
+        while True:
+            await trio.sleep(interval)
+            self.audit_round(trio.current_time())
+
+    def audit_round(self, now: float) -> list[Key]:
+        """Expire overdue audits; start one per market where none is under way, unless
+        the lane is busy or the budget tight. Return the books whose audit started."""
+        for audit in list(self.audits.values()):
+            if now >= audit.deadline:
+                self._audit_done(audit, audit.skipped(TIMEOUT))
+        started: list[Key] = []
+        busy = {market for market, _ in self.audits}
+        for market in dict.fromkeys(market for market, _ in self.syncs):
+            if market in busy:
+                continue
+            if self.scheduler.audit_blocker(market) is not None:
+                self.audits_deferred[market.value] += 1
+                continue
+            key = self._next_synced(market)
+            if key is None:
+                continue
+            deadline = now + self.scheduler.timeout + AUDIT_GRACE_S
+            self.audits[key] = Audit(market, key[1], self.syncs[key], deadline=deadline)
+            self.scheduler.request_audit(*key)
+            started.append(key)
+        return started
+
+    def _next_synced(self, market: Market) -> Key | None:
+        keys = [k for k in self.syncs if k[0] is market]
+        start = self._audit_next.get(market, 0)
+        for i in range(len(keys)):
+            key = keys[(start + i) % len(keys)]
+            if self.syncs[key].synced:
+                self._audit_next[market] = (start + i + 1) % len(keys)
+                return key
+        return None
+
+    def _deliver_audit(self, market: Market, symbol: str, snapshot: DepthSnapshot | None) -> None:
+        audit = self.audits.get((market, symbol))
+        if audit is None:
+            return  # over already (the book resynced, or it timed out)
+        if snapshot is None:
+            self._audit_done(audit, audit.skipped(FAILED))
+            return
+        result = audit.on_snapshot(snapshot.last_update_id, snapshot.bids, snapshot.asks)
+        self._audit_done(audit, result)
+
+    def _audit_done(self, audit: Audit, result: AuditResult | None) -> None:
+        if result is None:
+            return
+        market, symbol = key = (audit.market, audit.symbol)
+        if self.audits.get(key) is audit:
+            del self.audits[key]
+        self.scheduler.cancel_audit(market, symbol)
+        self.audit_counts[(market.value, result.result)] += 1
+        fields = {
+            "market": market.value,
+            "symbol": symbol,
+            "update_id": result.update_id,
+            "snapshot_update_id": result.snapshot_update_id,
+            "levels_compared": result.levels_compared,
+        }
+        if result.result == MISMATCH:
+            first = [
+                {"side": d.side, "price": d.price, "ours": d.ours, "theirs": d.theirs}
+                for d in result.differences
+            ]
+            log.warning("book audit: mismatch, resyncing", differing=result.differing,
+                        first=first, **fields)  # fmt: skip
+            if self.status is not None:
+                self.status.book_mismatch(
+                    market, symbol, result.update_id,
+                    [(d.side, d.price, d.ours or "", d.theirs or "") for d in result.differences],
+                )  # fmt: skip
+            if audit.live.discard(Reason.AUDIT):
+                self.scheduler.request(market, symbol)
+        elif result.result == OK:
+            audit.adopt()
+            log.debug("book audit: ok", **fields)
+        else:
+            log.info("book audit: skipped", reason=result.reason, **fields)
+        if self.on_audit is not None:
+            try:
+                self.on_audit(result)
+            except Exception:
+                log.exception("book audit callback failed", market=market.value, symbol=symbol)
 
     def snapshot_records(self) -> list[Record]:
         """One ``BookSnapshot`` record per synced book that changed since its last one."""

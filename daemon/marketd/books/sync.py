@@ -12,7 +12,8 @@ two forms; the exchange adapter says which one a market's diffs follow
   ``pu`` must equal the previous ``u``.
 * A snapshot older than the buffered diffs (the first kept diff does not bridge) is stale:
   fetch another. A gap, or a crossed book (best bid ≥ best ask), loses sync: the book is
-  discarded (never repaired) and this symbol alone resyncs.
+  discarded (never repaired) and this symbol alone resyncs. So does a book an audit found
+  wrong (:meth:`SymbolSync.discard`, :mod:`marketd.books.audit`).
 
 Once synced, a diff whose ``u`` is not beyond the book's id is a duplicate (a reconnect
 overlap) and is dropped: everything in it is already in the book.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from marketd.books.book import Book, BookError
 from marketd.data.events import DepthDiff, Level
@@ -46,6 +47,7 @@ class Reason(enum.Enum):
     INVALID = "invalid"  # a diff level that is not a decimal string
     SHALLOW = "shallow"  # fewer levels known than wanted (the price moved past the snapshot)
     STALE_SNAPSHOT = "stale_snapshot"  # the snapshot is older than the buffered diffs
+    AUDIT = "audit"  # an audit found the book differs from a fresh snapshot
 
 
 class SymbolSync:
@@ -78,6 +80,10 @@ class SymbolSync:
         self.resyncs: Counter[str] = Counter()
         self.event_time_ms = 0  # of the last diff applied
         self.received_ns = 0
+        # Told when a synced book is lost (reason, its last update id) and when a book
+        # syncs (the snapshot's lastUpdateId): the status stream, for the live books.
+        self.on_lost: Callable[[str, int], None] | None = None
+        self.on_synced: Callable[[int], None] | None = None
 
     @property
     def synced(self) -> bool:
@@ -117,6 +123,12 @@ class SymbolSync:
             return self._lose(Reason.SHALLOW, None)
         return False
 
+    def discard(self, reason: Reason) -> bool:
+        """Discard a synced book known to be wrong (an audit); True: request a snapshot."""
+        if self.state is not State.SYNCED:
+            return False
+        return self._lose(reason, None)
+
     def _buffer(self, diff: DepthDiff) -> bool:
         buf = self.buffer
         if buf:
@@ -153,6 +165,8 @@ class SymbolSync:
         Only a synced book is lost, and a synced machine has nothing buffered or loaded."""
         self.resyncs[reason.value] += 1
         self.state = State.RESYNCING
+        if self.on_lost is not None:
+            self.on_lost(reason.value, self.book.last_update_id)
         self.book.clear()
         if diff is not None:
             self.buffer.append(diff)
@@ -215,4 +229,6 @@ class SymbolSync:
             return self._want()
         self.state = State.SYNCED
         self.loaded = False
+        if self.on_synced is not None:
+            self.on_synced(last)
         return self._apply(diff)

@@ -33,6 +33,11 @@ _PERIODIC = (
     ("gap_every", FaultKind.GAP, "skip a sequenced frame every SECONDS"),
     ("stall_every", FaultKind.STALL, "stall connections (--stall-seconds) every SECONDS"),
     ("fuzz_every", FaultKind.FUZZ, "send a fuzzed (unusable) frame every SECONDS"),
+    (
+        "corrupt_level_every",
+        FaultKind.CORRUPT_LEVEL,
+        "send one wrong depth level (in each symbol's next diff) every SECONDS",
+    ),
 )
 
 

@@ -40,6 +40,9 @@ class FaultKind(enum.Enum):
     # with `symbol`: the next `count` depth diffs of that symbol, on every connection
     FUZZ = "fuzz"  # `count` mutated frames per connection, none usable (see fakex.fuzz);
     # deterministic from `seed`
+    CORRUPT_LEVEL = "corrupt_level"  # the next `count` depth diffs sent (of `symbol`, else
+    # of every symbol) each carry one extra level with a wrong quantity: ids intact, the
+    # true book unchanged (see MarketHub.corrupt)
 
 
 @attrs.frozen
@@ -50,7 +53,7 @@ class Fault:
     market: Market | None = None
     count: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    symbol: str | None = None  # `gap` only: one symbol's depth diffs (upper-case name)
+    symbol: str | None = None  # `gap`, `corrupt_level`: one symbol's diffs (upper case)
     seed: int | None = None  # `fuzz` only; None: derived from the exchange's seed
 
 

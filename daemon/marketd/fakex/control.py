@@ -9,6 +9,9 @@
 * ``POST /_fake/pause``, ``POST /_fake/resume``
 * ``POST /_fake/fault`` ``{"kind": "drop", "market": "spot"|"usdm"|null, "count": 1, "seconds": 0}``
   (``"kind": "gap"`` may name a ``"symbol"``: its next ``count`` depth diffs are skipped;
+  ``"kind": "corrupt_level"``: the next ``count`` depth diffs sent of ``"symbol"`` (else of
+  every symbol) each carry one level with a wrong quantity, U/u/pu intact, the true book
+  unchanged; ``/_fake/state`` lists them under ``corrupted_levels``;
   ``"kind": "fuzz"`` may give a ``"seed"``: ``count`` fuzzed frames per connection, the reply
   says how many in all as ``"frames"``)
 * ``POST /_fake/jump``  ``{"market": "usdm", "symbol": "BTCUSDT", "percent": 5.0}``
@@ -76,6 +79,9 @@ def _market(value: Any, *, required: bool) -> Market | None:
         raise BadControl(f"market must be 'spot' or 'usdm', not {value!r}") from None
 
 
+_WITH_SYMBOL = (FaultKind.GAP, FaultKind.CORRUPT_LEVEL)
+
+
 def parse_fault(body: dict[str, Any]) -> Fault:
     try:
         kind = FaultKind(body.get("kind"))
@@ -88,8 +94,8 @@ def parse_fault(body: dict[str, Any]) -> Fault:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         raise BadControl("seconds must be a number >= 0")
     symbol = body.get("symbol")
-    if symbol is not None and (not isinstance(symbol, str) or kind is not FaultKind.GAP):
-        raise BadControl("symbol must be a string, and only with kind 'gap'")
+    if symbol is not None and (not isinstance(symbol, str) or kind not in _WITH_SYMBOL):
+        raise BadControl("symbol must be a string, and only with kind 'gap' or 'corrupt_level'")
     seed = body.get("seed")
     if seed is not None and (
         not isinstance(seed, int) or isinstance(seed, bool) or kind is not FaultKind.FUZZ

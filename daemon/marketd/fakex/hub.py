@@ -9,6 +9,8 @@ while nobody subscribes to them.
 
 from __future__ import annotations
 
+import attrs
+
 from marketd.fakex.events import DepthEvent, TradeEvent
 from marketd.fakex.fanout import Group, Subscriber, join, leave, send
 from marketd.fakex.frames import SymbolFrames, array_payload, combined_prefix
@@ -16,7 +18,19 @@ from marketd.fakex.market import MarketModel
 from marketd.fakex.protocol import GLOBAL_CHANNELS, TIMED_CHANNELS, Channel, StreamRef
 from marketd.fakex.timed import TimedFeeds
 
-__all__ = ["Group", "MarketHub", "Subscriber"]
+__all__ = ["CorruptedLevel", "Group", "MarketHub", "Subscriber"]
+
+
+@attrs.frozen
+class CorruptedLevel:
+    """A level a ``corrupt_level`` fault sent wrong (the true book kept ``true_qty``)."""
+
+    symbol: str
+    update_id: int  # the ``u`` of the diff that carried it
+    side: str  # "bid" or "ask"
+    price: str
+    sent_qty: str
+    true_qty: str
 
 
 class MarketHub:
@@ -42,6 +56,10 @@ class MarketHub:
         # Depth diffs a per-symbol `gap` fault still has to swallow, per symbol.
         self.skip_depth = [0] * n
         self.depth_skipped = 0
+        # Depth diffs a `corrupt_level` fault still has to corrupt, per symbol; and what
+        # it sent.
+        self.corrupt_depth = [0] * n
+        self.corrupted: list[CorruptedLevel] = []
         self.global_frames_sent = 0
         self.events = 0
         self.seconds = 0
@@ -128,7 +146,8 @@ class MarketHub:
             self.depth_skipped += 1
             depth = None
         if depth is not None:
-            sent += self._send(depth, self.frames[idx].depth(ev, now_ms), True)
+            sent_ev = self.corrupt(idx, ev) if self.corrupt_depth[idx] else ev
+            sent += self._send(depth, self.frames[idx].depth(sent_ev, now_ms), True)
         all_bt = self._slots[Channel.ALL_BOOK_TICKERS][0]
         if (bt is not None or all_bt is not None) and ev.best_changed:
             payload = self.frames[idx].book_ticker(ev.last_id, now_ms)
@@ -138,6 +157,36 @@ class MarketHub:
                 self.global_frames_sent += self._send(all_bt, payload, False)
         if sent:
             self.frames_sent[idx] += sent
+
+    def corrupt(self, idx: int, ev: DepthEvent) -> DepthEvent:
+        """``ev`` as a ``corrupt_level`` fault sends it: plus one level it does not touch,
+        in the middle of a side (far from the best, where the market rarely changes it),
+        at its true quantity plus one lot. Same ids; the true book is left alone. The
+        sides take turns (bids first)."""
+        model = self.model.symbols[idx]
+        bid = len(self.corrupted) % 2 == 0
+        side = model.book.bids if bid else model.book.asks
+        touched = {p for p, _ in (ev.bids if bid else ev.asks)}
+        candidates = [side.nth_from_best(k) for k in range(len(side) // 2, len(side))]
+        price = next((p for p in candidates if p not in touched), None)
+        if price is None:
+            return ev  # nothing to corrupt in this one: the next diff gets it
+        self.corrupt_depth[idx] -= 1
+        true_qty = side.qty[price]
+        levels = sorted([*(ev.bids if bid else ev.asks), (price, true_qty + 1)])
+        fr = self.frames[idx]
+        self.corrupted.append(
+            CorruptedLevel(
+                model.spec.symbol,
+                ev.last_id,
+                "bid" if bid else "ask",
+                fr.fmt_p(price),
+                fr.fmt_q(true_qty + 1),
+                fr.fmt_q(true_qty),
+            )
+        )
+        bids, asks = (levels, ev.asks) if bid else (ev.bids, levels)
+        return DepthEvent(ev.first_id, ev.last_id, ev.prev_id, bids, asks, ev.time, ev.best_changed)
 
     def publish(self, idx: int, trade: TradeEvent | None, diff: DepthEvent, now_ms: int) -> None:
         """Send events made outside ``run_steps`` (a price jump)."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import attrs
 import orjson
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
@@ -187,6 +188,18 @@ class FakeExchange:
                     raise KeyError(f"unknown symbol {fault.symbol!r}")
                 hub.skip_depth[idx] += fault.count
             return len(hubs)
+        if fault.kind is FaultKind.CORRUPT_LEVEL:
+            hubs = [h for m, h in self.hubs.items() if fault.market in (None, m)]
+            for hub in hubs:
+                if fault.symbol is None:
+                    indices = list(range(len(hub.corrupt_depth)))
+                elif (found := hub.symbol_index.get(fault.symbol.lower())) is None:
+                    raise KeyError(f"unknown symbol {fault.symbol!r}")
+                else:
+                    indices = [found]
+                for idx in indices:
+                    hub.corrupt_depth[idx] += fault.count
+            return len(hubs)
         targets = [c for c in self.connections if fault.market is None or c.market is fault.market]
         now = wall_ms()
         fuzz_seed = fault.seed
@@ -301,6 +314,7 @@ class FakeExchange:
                 "rest_rejected": self.rest[market].meter.rejected,
                 "rest_banned": self.rest[market].meter.banned,
                 "depth_skipped": hub.depth_skipped,
+                "corrupted_levels": [attrs.asdict(c) for c in hub.corrupted],
             }
         return {
             "paused": self.paused,

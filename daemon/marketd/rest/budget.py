@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 # The users of the budget, as they appear in metric labels.
 SNAPSHOTS = "snapshots"
 BACKFILL = "backfill"
-USERS = (SNAPSHOTS, BACKFILL)
+AUDIT = "audit"  # book audits: the lowest priority (see marketd.books.scheduler)
+USERS = (SNAPSHOTS, BACKFILL, AUDIT)
 
 
 @attrs.define(eq=False)
@@ -186,7 +187,7 @@ class RestBudgets:
         )
         yield counter(
             "marketd_rest_weight_requested_total",
-            "REST request weight spent, by market and user (snapshots, backfill).",
+            "REST request weight spent, by market and user (snapshots, backfill, audit).",
             ("market", "user"),
             {(m.value, u): s.weight_requested.get(u, 0) for m, s in st.items() for u in USERS},
         )
