@@ -38,6 +38,7 @@ JUNIT = "junit.xml"
 # Notes shown in the table, in this order, with their labels; others are left out.
 NOTE_LABELS = (
     ("frames_per_s", "load {} frames/s"),
+    ("records_retried", "{} records sent again"),
     ("outage_s", "Kafka unavailable {} s (from the stop until ready again)"),
     ("spool_peak_pending", "spool peak {} records pending"),
     ("ready_again_s", "ready {} s after the broker"),
@@ -189,6 +190,8 @@ def machine_facts(wall_s: float | None, exit_code: int | None) -> str:
         f"{platform.system()} {platform.release()}",
         f"Python {platform.python_version()}, marketd {version}, Apache Kafka {kafka}",
         f"commit: {commit}",
+        f"delivery: kafka.delivery {os.environ.get('CHAOS_DELIVERY', 'at_least_once')} "
+        "(CHAOS_DELIVERY; exactly_once reads Kafka with read_committed)",
     ]
     if wall_s is not None:
         facts.append(f"suite wall time: {wall_s:.0f} s (pytest exit code {exit_code})")

@@ -68,7 +68,8 @@ def consume_kafka(request: pytest.FixtureRequest) -> Consume:
     Reads ``topics`` from the beginning with a fresh consumer (no group) in a worker thread,
     until ``until(records)`` holds or, without ``until``, up to the end offsets at the
     start; returns what it has after ``wait_s`` either way, so the test asserts on content.
-    ``record.decoded`` is ``decode(record.value)``. ``bootstrap`` reads another broker
+    ``record.decoded`` is ``decode(record.value)``; ``committed``: read_committed.
+    ``bootstrap`` reads another broker
     (the session broker is only started when no ``bootstrap`` is given).
     """
 
@@ -79,6 +80,7 @@ def consume_kafka(request: pytest.FixtureRequest) -> Consume:
         decode: Callable[[bytes], object] | None = None,
         wait_s: float = 30.0,
         bootstrap: str | None = None,
+        committed: bool = False,
     ) -> list[ConsumedRecord]:
         if bootstrap is None:
             bootstrap = request.getfixturevalue("kafka_broker").bootstrap
@@ -89,6 +91,7 @@ def consume_kafka(request: pytest.FixtureRequest) -> Consume:
             until=until,
             decode=decode,
             timeout=wait_s,
+            committed=committed,
         )
         return await trio.to_thread.run_sync(read)
 

@@ -31,6 +31,7 @@ trade ``E`` is the trade time, so it includes the time the trade was missing.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections import defaultdict
@@ -52,6 +53,10 @@ from marketd.testing.processes import (
 )
 from marketd.v1.market_data_pb2 import MarketEvent
 
+# The delivery mode every scenario runs in: CHAOS_DELIVERY=exactly_once runs the suite
+# with kafka.delivery: exactly_once and reads Kafka with read_committed.
+DELIVERY = os.environ.get("CHAOS_DELIVERY", "at_least_once")
+EXACTLY_ONCE = DELIVERY == "exactly_once"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 # market -> (MarketEvent oneof, the id field in it, the fake's state field, the `type` header)
 SEQUENCED: dict[str, tuple[str, str, str, bytes]] = {
@@ -92,6 +97,7 @@ def daemon_config(
     """Spot trade + depth@100ms, USD-M aggTrade + ``!miniTicker@arr``, spool on."""
     config = collector_config(fx, bootstrap=bootstrap, topics=attrs.asdict(topics), symbols=SYMBOLS)
     config["kafka"].update(kafka)
+    config["kafka"]["delivery"] = DELIVERY
     config["spool"] = {"enabled": True, "directory": str(tmp / "spool")}
     config["alerts"] = {"state_dir": str(tmp / "state")}
     return config
@@ -237,7 +243,9 @@ async def close_window(
                 passed.add(key)
         return len(passed) == len(window.end)
 
-    await consume([topic], until=past_end, wait_s=wait_s, bootstrap=bootstrap)
+    await consume(
+        [topic], until=past_end, wait_s=wait_s, bootstrap=bootstrap, committed=EXACTLY_ONCE
+    )
     missing = sorted(set(window.end) - passed)
     assert not missing, f"no id past the window's end in Kafka within {wait_s} s for {missing}"
     return time.monotonic() - began
@@ -354,8 +362,9 @@ def measure(records: Sequence[ConsumedRecord], window: Window) -> Measurement:
 
 
 async def read_back(consume: Consume, topic: str, bootstrap: str) -> list[ConsumedRecord]:
-    """Every record of ``topic`` up to its end offsets (marketd has stopped by now)."""
-    return await consume([topic], wait_s=120, bootstrap=bootstrap)
+    """Every record of ``topic`` up to its end offsets (marketd has stopped by now), as a
+    consumer of the delivery mode reads them (exactly once: read_committed)."""
+    return await consume([topic], wait_s=120, bootstrap=bootstrap, committed=EXACTLY_ONCE)
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -394,6 +403,11 @@ def write_row(
         directory.mkdir(parents=True, exist_ok=True)
         (directory / f"{scenario}.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def allowed_duplicates(at_least_once: int) -> int:
+    """Repeats a scenario may show: ``at_least_once``'s bound, none with exactly once."""
+    return 0 if EXACTLY_ONCE else at_least_once
 
 
 def assert_exact(result: Measurement) -> None:

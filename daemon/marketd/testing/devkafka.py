@@ -301,6 +301,17 @@ class KafkaBroker:
         """SIGKILL: a crash, as far as clients and the data directory can tell."""
         self._end(signal.SIGKILL, 10.0)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker holds its connections open and answers nothing (a long GC
+        pause, a frozen VM) until :meth:`thaw`."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen broker goes on where it stopped."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def _end(self, sig: signal.Signals, timeout: float) -> None:
         proc, self._proc = self._proc, None
         _running.discard(self)
@@ -441,14 +452,17 @@ def read_topics(
     until: Callable[[list[ConsumedRecord]], bool] | None = None,
     decode: Callable[[bytes], object] | None = None,
     timeout: float = 30.0,
+    committed: bool = False,
 ) -> list[ConsumedRecord]:
-    """Read every record of ``topics`` from the beginning with a fresh group-less consumer.
+    """Read every record of ``topics`` from the beginning with a fresh group-less consumer
+    (``committed``: with ``isolation.level=read_committed``, else read_uncommitted).
 
     Without ``until``, stops at the end offsets seen when it starts; with it, stops as soon
     as ``until(records)`` is true. Returns what it has at ``timeout`` either way (the
     caller asserts). Order: per partition by offset. Blocking; from trio use a thread.
     """
-    return asyncio.run(_read_topics(bootstrap, topics, until, decode, time.monotonic() + timeout))
+    deadline = time.monotonic() + timeout
+    return asyncio.run(_read_topics(bootstrap, topics, until, decode, deadline, committed))
 
 
 async def _read_topics(
@@ -457,10 +471,12 @@ async def _read_topics(
     until: Callable[[list[ConsumedRecord]], bool] | None,
     decode: Callable[[bytes], object] | None,
     deadline: float,
+    committed: bool = False,
 ) -> list[ConsumedRecord]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
+        isolation_level="read_committed" if committed else "read_uncommitted",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
         request_timeout_ms=10_000,
