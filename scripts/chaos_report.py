@@ -57,6 +57,7 @@ NOTE_LABELS = (
     ("reconnects", "{} reconnects"),
     ("dropped_as_duplicates", "{} exchange duplicates dropped by marketd"),
     ("unfilled", "{} unfilled"),
+    ("status", "status stream: {}"),
     ("problems", "{}"),
 )
 

@@ -85,10 +85,12 @@ class Topics:
     depth: str
     orderbook: str
     alerts: str
+    status: str
 
     @classmethod
     def unique(cls, kafka_topic: Callable[[str], str]) -> Topics:
-        return cls(*(kafka_topic(n) for n in ("raw", "depth", "orderbook", "alerts")))
+        names = ("raw", "depth", "orderbook", "alerts", "status")
+        return cls(*(kafka_topic(n) for n in names))
 
 
 def daemon_config(

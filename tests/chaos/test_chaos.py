@@ -8,6 +8,12 @@ request timeout, then resumed (acknowledgements lost). In every one, each trade 
 aggregate trade generated in the window must be in Kafka, none invented, first deliveries
 in order. With ``CHAOS_DELIVERY=exactly_once`` every scenario runs in that delivery mode,
 reads Kafka with read_committed, and must show no duplicate at all.
+
+Each scenario also reads the status stream back (``statuscheck``): the fault it causes
+must appear there with the right range — (b)'s cuts as a streamDown of every stream
+around each cut and depthGaps naming exactly the diffs missing from the depth topic, (d)'s
+kill as a second collectorStarted with every stream up again — and the faults that cost
+no visibility ((a), (c), (e), (f)) must show no stream down and no gap.
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ from chaoskit import (
     wait_ready,
 )
 from kit.wait import poll_until
+from statuscheck import (
+    Change,
+    StatusLog,
+    assert_never_down,
+    assert_truthful,
+    read_status_back,
+    summary,
+)
 
 from marketd.config.settings import KafkaSettings
 from marketd.testing.devkafka import KafkaBroker
@@ -69,6 +83,15 @@ async def frames_per_second(daemon: DaemonProcess, seconds: float) -> float:
     before, began = metric(daemon, "marketd_feed_frames_total"), time.monotonic()
     await trio.sleep(seconds)
     return (metric(daemon, "marketd_feed_frames_total") - before) / (time.monotonic() - began)
+
+
+async def status_of(consume: Consume, topics: Topics, bootstrap: str, window: Window) -> StatusLog:
+    """The status stream read back, checked for what holds in every scenario (streams in
+    turn, depth gaps = the depth topic's breaks, books synced again, no trade lost for
+    good); its counts go into the report."""
+    log = await read_status_back(consume, topics, bootstrap)
+    window.notes["status"] = summary(log)
+    return log
 
 
 # -- (a) ----------------------------------------------------------------------------------
@@ -122,6 +145,7 @@ async def test_a_broker_stopped_30s_at_2000_frames_per_second(
                 window.notes["catch_up_s"] = round(caught_up, 1)
                 await finish(fx, daemon, window, drain_s=120)
             records = await read_back(consume_kafka, topics.raw, broker.bootstrap)
+            log = await status_of(consume_kafka, topics, broker.bootstrap, window)
     result = measure(records, window)
     report("a", "broker stopped 30 s at ~2,000 frames/s", result, window)
     assert_exact(result)
@@ -134,6 +158,10 @@ async def test_a_broker_stopped_30s_at_2000_frames_per_second(
     assert window.notes["unfilled"] == 0
     # A batch whose ack was lost with the broker is sent again: at most what was in flight.
     assert result.duplicates <= allowed_duplicates(IN_FLIGHT_BOUND), result.duplicates
+    # A broker outage costs consumers no visibility (the spool held everything): the
+    # status stream says no stream went down and no diff is missing.
+    assert_truthful(log)
+    assert_never_down(log)
 
 
 # -- (b) ----------------------------------------------------------------------------------
@@ -158,15 +186,19 @@ async def test_b_every_connection_dropped_every_5s_for_a_minute(
                 # The fake's own --drop-every would go on for ever; here the series is one
                 # minute long: drop every WebSocket connection (TCP reset) every 5 s.
                 began, drops, cut = trio.current_time(), 0, 0
+                cut_at_ms: list[tuple[int, int]] = []  # wall clock around each drop
                 while (drops + 1) * DROP_EVERY_S <= DROP_FOR_S:
                     await trio.sleep_until(began + (drops + 1) * DROP_EVERY_S)
+                    before_ms = time.time_ns() // 10**6
                     cut += fx.control("fault", {"kind": "drop"})["connections"]
+                    cut_at_ms.append((before_ms, time.time_ns() // 10**6))
                     drops += 1
                 window.notes["drops"] = drops
                 window.notes["connections_cut"] = cut
                 await close_window(fx, consume_kafka, topics.raw, bootstrap, window, 60)
                 await finish(fx, daemon, window)
             records = await read_back(consume_kafka, topics.raw, bootstrap)
+            log = await status_of(consume_kafka, topics, bootstrap, window)
     result = measure(records, window)
     report("b", "every connection dropped every 5 s for 60 s", result, window)
     assert_exact(result)
@@ -174,6 +206,38 @@ async def test_b_every_connection_dropped_every_5s_for_a_minute(
     assert window.notes["reconnects"] >= cut >= drops
     assert window.notes["backfilled"] > 0  # the drops cost trades, REST gave them back
     assert window.notes["unfilled"] == 0
+    # Each drop is a streamDown ("closed") of every stream, the last frame before the cut,
+    # then a streamUp; the diffs lost meanwhile are depthGaps with the very ids missing
+    # from the depth topic (assert_truthful), and those books resynced.
+    assert_truthful(log)
+    for key, changes in log.streams.items():
+        assert_down_at_each_cut(key, changes, cut_at_ms)
+    assert log.gaps, "no depth diff lost over 12 reconnects"
+    resynced = {e.symbol for e in log.of("book_resync") if e.book_resync.reason == "gap"}
+    assert {symbol for (_, symbol, _, _) in log.gaps} <= resynced, log.of("book_resync")
+
+
+# A stream's down is this long at most after the drop (the TCP reset is read at once).
+DOWN_NOTICED_S = 5.0
+# Frames the fake sent just before the reset may still be read (from the socket's buffer)
+# a moment after the fault call returned: the last frame's read time may trail the cut.
+STILL_BUFFERED_S = 0.5
+
+
+def assert_down_at_each_cut(
+    key: tuple[str, str], changes: list[Change], cut_at_ms: list[tuple[int, int]]
+) -> None:
+    """``changes`` = up, then per cut a down ("closed") after it whose last frame precedes
+    it, and an up again; then the final down ("stopped")."""
+    expected = [True] + [False, True] * len(cut_at_ms) + [False]
+    assert [c.up for c in changes] == expected, (key, changes)
+    for i, (before_ms, after_ms) in enumerate(cut_at_ms):
+        down, up = changes[1 + 2 * i], changes[2 + 2 * i]
+        assert down.reason == "closed", (key, i, down)
+        assert before_ms <= down.time_ms <= after_ms + DOWN_NOTICED_S * 1000, (key, i, down)
+        assert down.last_frame_ms <= after_ms + STILL_BUFFERED_S * 1000, (key, i, down, after_ms)
+        assert down.last_frame_ms <= down.time_ms, (key, i, down)
+        assert up.time_ms >= down.time_ms, (key, i, down, up)
 
 
 # -- (c) ----------------------------------------------------------------------------------
@@ -220,6 +284,7 @@ async def test_c_bursts_of_server_shutdown(
                 await close_window(fx, consume_kafka, topics.raw, bootstrap, window, 60)
                 await finish(fx, daemon, window)
             records = await read_back(consume_kafka, topics.raw, bootstrap)
+            log = await status_of(consume_kafka, topics, bootstrap, window)
     result = measure(records, window)
     report("c", f"{BURSTS} bursts of {SHUTDOWNS_PER_BURST} serverShutdown", result, window)
     assert_exact(result)
@@ -227,6 +292,9 @@ async def test_c_bursts_of_server_shutdown(
     assert result.duplicates == 0
     assert window.notes["handovers"] >= BURSTS
     assert window.notes["unfilled"] == 0
+    # A handover keeps every stream up: no down, no missing diff on the status stream.
+    assert_truthful(log)
+    assert_never_down(log)
 
 
 # -- (d) ----------------------------------------------------------------------------------
@@ -260,6 +328,7 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
                 window.rss_peak = peak_rss_bytes(first.proc.pid)
                 pending = metric(first, "marketd_spool_records_pending")
                 window.notes["pending_at_kill"] = int(pending)
+                killed_ms = time.time_ns() // 10**6
                 first.signal(signal.SIGKILL)
                 assert await trio.to_thread.run_sync(first.wait, 10.0) == -signal.SIGKILL
                 at_kill = known_ids(fx)
@@ -273,6 +342,7 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
                 await close_window(fx, consume_kafka, topics.raw, bootstrap, window, 60)
                 await finish(fx, second, window)
             records = await read_back(consume_kafka, topics.raw, bootstrap)
+            log = await status_of(consume_kafka, topics, bootstrap, window)
     result = measure(records, window)
     report("d", "kill -9 of marketd, restart on the same spool", result, window)
     # Every trade of the window, those generated while marketd was dead included: the
@@ -281,6 +351,16 @@ async def test_d_kill_9_and_restart_on_the_same_spool(
     assert window.notes["unfilled"] == 0
     # Spooled records whose acknowledgement died with the process are sent again.
     assert result.duplicates <= allowed_duplicates(IN_FLIGHT_BOUND), result.duplicates
+    # The killed process could not say down: the second collectorStarted, after the kill,
+    # and each stream up again without a down before it cover the time marketd was dead
+    # (the depth diffs lost then are a break across that restart, not a depthGap).
+    assert_truthful(log)
+    assert len(log.started_ms) == 2, log.started_ms
+    assert log.started_ms[1] >= killed_ms, (log.started_ms, killed_ms)
+    for key, changes in log.streams.items():
+        assert [c.up for c in changes] == [True, True, False], (key, changes)
+        assert changes[0].time_ms < killed_ms <= log.started_ms[1] <= changes[1].time_ms
+    assert not log.gaps, sorted(log.gaps)[:3]
 
 
 # -- (e) ----------------------------------------------------------------------------------
@@ -346,6 +426,7 @@ async def test_e_10000_broken_frames(
                 await close_window(fx, consume_kafka, topics.raw, bootstrap, window, 60)
                 await finish(fx, daemon, window)
             records = await read_back(consume_kafka, topics.raw, bootstrap)
+            log = await status_of(consume_kafka, topics, bootstrap, window)
     result = measure(records, window)
     report("e", f"{FRAMES:,} broken frames ({' + '.join(FRAME_FAULTS)})", result, window)
     assert_exact(result)
@@ -355,6 +436,9 @@ async def test_e_10000_broken_frames(
     assert window.notes["counted"] == injected
     assert after["restarts"] == before["restarts"]
     assert after["reconnects"] == before["reconnects"]
+    # A broken frame is skipped, not a loss: no stream down, no depth gap.
+    assert_truthful(log)
+    assert_never_down(log)
 
 
 # -- (f) ----------------------------------------------------------------------------------
@@ -401,8 +485,11 @@ async def test_f_broker_frozen_past_the_request_timeout_then_resumed(
                 )
                 await finish(fx, daemon, window, drain_s=120)
             records = await read_back(consume_kafka, topics.raw, broker.bootstrap)
+            log = await status_of(consume_kafka, topics, broker.bootstrap, window)
     result = measure(records, window)
     report("f", "broker frozen 12 s (acks lost), then resumed", result, window)
     assert_exact(result)
     assert window.notes["unfilled"] == 0
     assert result.duplicates <= allowed_duplicates(IN_FLIGHT_BOUND), result.duplicates
+    assert_truthful(log)
+    assert_never_down(log)
