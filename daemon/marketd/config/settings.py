@@ -21,8 +21,10 @@ import attrs
 
 from marketd.config.alerts import AlertSettings, GatewaySettings
 from marketd.config.books import BookSettings
+from marketd.config.collector import CollectorSettings
 from marketd.config.notify import NotifierSettings, check_notifiers, notify_problems
 from marketd.config.recorder import RecorderSettings
+from marketd.config.shards import empty_shards
 from marketd.config.telemetry import ReadinessSettings, TelemetrySettings
 from marketd.config.validators import (
     SECRET,
@@ -37,7 +39,7 @@ from marketd.config.validators import (
 )
 from marketd.data.records import Market
 from marketd.exchanges import adapter
-from marketd.roles import DEFAULT_ROLES, role_problems
+from marketd.roles import COLLECTOR, DEFAULT_ROLES, GATEWAY, role_problems
 from marketd.spool.settings import SpoolSettings
 
 LIVE_SPOT_WS_URL = "wss://stream.binance.com:9443"
@@ -499,6 +501,39 @@ def _check_delivery(inst: Settings, attribute: attrs.Attribute[Any], value: Kafk
         )
 
 
+def _check_collector(
+    inst: Settings, attribute: attrs.Attribute[Any], value: CollectorSettings
+) -> None:
+    """Shards share nothing but Kafka; every shard must collect something."""
+    if value.shards <= 1:
+        return
+    problems = []
+    if COLLECTOR not in inst.roles:
+        problems.append("shards split the collector: roles must include collector")
+    if value.parent:
+        if not inst.kafka.enabled:
+            problems.append(
+                "shards > 1 needs kafka.bootstrap_servers: Kafka is all the shards share"
+            )
+        if GATEWAY in inst.roles:
+            problems.append(
+                "the parent of shards does not serve the UI yet: drop gateway from roles "
+                "and run it as its own process (roles: [gateway], reading kafka.topics.alerts)"
+            )
+    # The parent checks every shard; a worker (whose subscriptions may already be its own
+    # part alone) only itself.
+    empty = empty_shards(inst.subscriptions, value.shards)
+    if value.worker:
+        empty = [i for i in empty if i == value.shard]
+    if empty:
+        problems.append(
+            f"shards {empty} of {value.shards} would collect nothing (fewer symbols than "
+            "shards): lower shards"
+        )
+    if problems:
+        raise InvalidValue(attribute.name, [], relational=problems)
+
+
 def subscribed_kinds(subscriptions: Iterable[Subscription]) -> set[tuple[Market, str]]:
     """(market, kind) of every stream kind the subscriptions carry, as the adapters' tables
     name them."""
@@ -538,3 +573,7 @@ class Settings:
     readiness: ReadinessSettings = attrs.field(factory=ReadinessSettings)
     spool: SpoolSettings = attrs.field(factory=SpoolSettings)
     recorder: RecorderSettings = attrs.field(factory=RecorderSettings)
+    # The collector's split into shards (marketd.config.shards, marketd.shards).
+    collector: CollectorSettings = attrs.field(
+        factory=CollectorSettings, validator=_check_collector
+    )
