@@ -343,7 +343,9 @@ def _records_channel(
 async def run_daemon(settings: Settings) -> int:
     """Run the daemon until SIGINT/SIGTERM. Return the process exit code."""
     stop = trio.Event()
-    for warning in config_warnings(settings):
+    # A shard's warnings were said by its parent, about the whole configuration (a shard's
+    # part alone may look incomplete: all-market streams are on shard 0 only).
+    for warning in [] if settings.collector.worker else config_warnings(settings):
         log.warning("configuration", problem=warning)
     daemon = Daemon(settings)
     try:

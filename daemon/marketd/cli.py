@@ -44,6 +44,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from marketd.obs.telemetry import tracing
 
     settings = _load(args)
+    if settings.collector.parent:  # N worker processes, one per shard
+        from marketd.shards.parent import run_parent
+
+        return trio.run(run_parent, settings, _config_path(args))
+    if settings.collector.worker:
+        import structlog
+
+        from marketd.config.shards import settings_of_shard
+
+        structlog.contextvars.bind_contextvars(shard=settings.collector.shard)
+        settings = settings_of_shard(settings, settings.collector.shard)
     with tracing(settings.telemetry):
         return trio.run(run_daemon, settings)
 

@@ -29,14 +29,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(
-    readiness: Readiness, registry: prometheus_client.CollectorRegistry | None = None
+    readiness: Readiness,
+    registry: prometheus_client.CollectorRegistry | None = None,
+    *,
+    exposition: Callable[[], Awaitable[bytes]] | None = None,
 ) -> QuartTrio:
+    """The probes' app: ``/metrics`` (``registry``'s samples, or what ``exposition``
+    makes: the parent of shards merges its workers'), ``/healthz``, ``/readyz``."""
     app = QuartTrio("marketd")
     reg = registry or prometheus_client.REGISTRY
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        body = prometheus_client.generate_latest(reg)
+        if exposition is not None:
+            body = await exposition()
+        else:
+            body = prometheus_client.generate_latest(reg)
         return Response(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
