@@ -45,7 +45,7 @@ from marketd.kafka.exactly_once import ExactlyOncePublisher
 from marketd.kafka.sink import KafkaPublisher
 from marketd.notify.service import Notifications
 from marketd.obs.status import install_status
-from marketd.obs.web import create_app, serve_http
+from marketd.obs.web import Probes, create_app, serve_http
 from marketd.pipeline.backfill import Backfiller
 from marketd.pipeline.bus import MemoryBus
 from marketd.pipeline.codecs import Codecs
@@ -73,6 +73,8 @@ class Daemon:
 
     ``sink`` replaces the sink the settings choose (the Kafka publisher with Kafka, else
     the embedded bus), e.g. a test's; there is no spool then (only Kafka's acks move it).
+    ``probes`` adds others' state to this process's probes (the parent of shards: its
+    workers', :mod:`marketd.shards.parent`).
     """
 
     def __init__(
@@ -81,8 +83,10 @@ class Daemon:
         registry: prometheus_client.CollectorRegistry | None = None,
         *,
         sink: Sink | None = None,
+        probes: Probes | None = None,
     ) -> None:
         self.settings = settings
+        self.probes = probes
         self.roles = roles = Roles.of(settings.roles, alerts_enabled=settings.alerts.enabled)
         self.supervisor = Supervisor(policy_from_settings(settings.supervisor.restart))
         self.channels = Channels()
@@ -91,7 +95,9 @@ class Daemon:
         self.http_shutdown = trio.Event()
         self.registry = registry or prometheus_client.REGISTRY
         # Every role serves /metrics, /healthz and /readyz; only the gateway the UI and API.
-        self.app = create_app(self.readiness, self.registry)
+        self.app = create_app(
+            self.readiness, self.registry, exposition=probes.exposition if probes else None
+        )
         gw = settings.gateway
         self.hub = (
             AlertHub(history=gw.history, replay=gw.replay, client_queue=gw.client_queue)
@@ -118,7 +124,7 @@ class Daemon:
             alerts_reader=self.alerts_reader, hub=self.hub, gateway=self.gateway,
             recorder=self.recorder, status_stream=self.status,
         )  # fmt: skip
-        install_status(self.app, self.health.status_report)  # /api/status, in every role
+        install_status(self.app, self.status_report)  # /api/status, in every role
         self.collector = self.health.collector()
         self.registry.register(self.collector)
         http = functools.partial(serve_http, self.app, settings.http.listen, self.http_shutdown)
@@ -298,8 +304,15 @@ class Daemon:
         )  # fmt: skip
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """See :meth:`Health.readiness`; ``create_app`` takes it before ``health`` exists."""
-        return self.health.readiness()
+        """See :meth:`Health.readiness` (and ``probes``); ``create_app`` takes it before
+        ``health`` exists."""
+        own = self.health.readiness()
+        return own if self.probes is None else self.probes.readiness(own)
+
+    def status_report(self) -> dict[str, Any]:
+        """The body of ``GET /api/status``: :meth:`Health.status_report` (and ``probes``)."""
+        own = self.health.status_report()
+        return own if self.probes is None else self.probes.status(own)
 
     def close(self) -> None:
         with contextlib.suppress(KeyError):

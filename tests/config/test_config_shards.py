@@ -17,7 +17,7 @@ from marketd.config.shards import (
 from marketd.data.records import Market
 from marketd.errors import ConfigError
 
-KAFKA = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092", "MARKETD_ROLES": "collector,detector"}
+KAFKA = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092"}
 
 
 def test_the_assignment_is_pinned() -> None:
@@ -128,9 +128,9 @@ def problems(environ: dict[str, str]) -> list[str]:
          "collector.shard: must be -1 (not one shard) or in [0, 1], got 2"),
         ({"MARKETD_COLLECTOR__SHARDS": "2", "MARKETD_ROLES": "collector"},
          "collector: shards > 1 needs kafka.bootstrap_servers: Kafka is all the shards share"),
-        ({**KAFKA, "MARKETD_COLLECTOR__SHARDS": "2", "MARKETD_ROLES": "collector,gateway,detector"},
-         "collector: the parent of shards does not serve the UI yet: drop gateway from roles "
-         "and run it as its own process (roles: [gateway], reading kafka.topics.alerts)"),
+        ({**KAFKA, "MARKETD_COLLECTOR__SHARDS": "2", "MARKETD_ROLES": "gateway",
+          "MARKETD_ALERTS__SOURCE": "kafka"},
+         "collector: shards split the collector: roles must include collector"),
         ({**KAFKA, "MARKETD_COLLECTOR__SHARDS": "8"},
          "collector: shards [2, 5, 6] of 8 would collect nothing (fewer symbols than "
          "shards): lower shards"),

@@ -30,6 +30,8 @@ from marketd.testing.processes import (
     DaemonProcess,
     FakeExchangeProcess,
     free_port,
+    http_json,
+    http_text,
     metric_value,
 )
 from marketd.v1.status_pb2 import StatusEvent
@@ -61,7 +63,7 @@ async def test_two_shards_under_one_parent(
             config = collector_config(
                 fx, bootstrap=kafka_broker.bootstrap, topics=topics, symbols=SYMBOLS
             )
-            config["roles"] = ["collector", "detector"]
+            # The default roles: the workers collect and detect, the parent serves the UI.
             config["collector"] = {"shards": 2}
             config["alerts"] = {"state_dir": str(tmp_path / "state")}
             with DaemonProcess(tmp_path, config) as parent:
@@ -72,7 +74,17 @@ async def test_two_shards_under_one_parent(
                 assert sorted(shards) == ["0", "1"], body
                 pids = {k: v["pid"] for k, v in shards.items()}
                 assert all(alive(p) for p in pids.values()), pids
-                assert all(v["detail"]["ready"] for v in shards.values()), body
+                assert all(v["ready"] and v["not_ready"] == [] for v in shards.values()), body
+                assert body["components"] == ["alerts_reader"]  # the parent's own gateway
+                # The UI's health view: every shard's connections, from the parent's port.
+                status = http_json(parent.base + "/api/status")[1]
+                assert sorted(c["id"] for c in status["connections"]) == [
+                    "shard-0/spot-0", "shard-0/usdm-market-0",
+                    "shard-1/spot-0", "shard-1/usdm-market-0",
+                ]  # fmt: skip
+                assert status["books"]["synced"] + status["books"]["waiting"] == 3
+                assert "gateway" in status
+                assert "marketd" in http_text(parent.base + "/").lower()  # the UI page
                 text = parent.metrics()
                 for shard in ("0", "1"):  # each worker's samples, labelled
                     assert metric_value(text, "marketd_shard_up", shard=shard) == 1.0
@@ -152,10 +164,10 @@ def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path: Path) -> None
             poll_until_blocking(
                 lambda: (
                     (body := parent.ready()[1]) is not None
-                    and all(s["pid"] and s["detail"] for s in body["shards"].values())
+                    and all(s["pid"] for s in body["shards"].values())
                 ),
                 timeout=60,
-                what="both workers answering",
+                what="both workers started",
             )
             pids = [s["pid"] for s in parent.ready()[1]["shards"].values()]
             parent.signal(signal.SIGKILL)

@@ -39,7 +39,7 @@ from marketd.config.validators import (
 )
 from marketd.data.records import Market
 from marketd.exchanges import adapter
-from marketd.roles import COLLECTOR, DEFAULT_ROLES, GATEWAY, role_problems
+from marketd.roles import COLLECTOR, DEFAULT_ROLES, role_problems
 from marketd.spool.settings import SpoolSettings
 
 LIVE_SPOT_WS_URL = "wss://stream.binance.com:9443"
@@ -510,16 +510,8 @@ def _check_collector(
     problems = []
     if COLLECTOR not in inst.roles:
         problems.append("shards split the collector: roles must include collector")
-    if value.parent:
-        if not inst.kafka.enabled:
-            problems.append(
-                "shards > 1 needs kafka.bootstrap_servers: Kafka is all the shards share"
-            )
-        if GATEWAY in inst.roles:
-            problems.append(
-                "the parent of shards does not serve the UI yet: drop gateway from roles "
-                "and run it as its own process (roles: [gateway], reading kafka.topics.alerts)"
-            )
+    if value.parent and not inst.kafka.enabled:
+        problems.append("shards > 1 needs kafka.bootstrap_servers: Kafka is all the shards share")
     # The parent checks every shard; a worker (whose subscriptions may already be its own
     # part alone) only itself.
     empty = empty_shards(inst.subscriptions, value.shards)

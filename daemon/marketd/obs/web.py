@@ -12,6 +12,7 @@ import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import attrs
 import orjson
 import prometheus_client
 import trio
@@ -28,23 +29,34 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+@attrs.frozen
+class Probes:
+    """What a process serves beside its own state: the parent of shards adds its workers'
+    to ``/metrics`` (``exposition``: own text → served text), ``/readyz`` (``readiness``:
+    own answer → served answer) and ``/api/status`` (``status``: own body → served)."""
+
+    exposition: Callable[[bytes], Awaitable[bytes]]
+    readiness: Callable[[tuple[bool, dict[str, Any]]], tuple[bool, dict[str, Any]]]
+    status: Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def create_app(
     readiness: Readiness,
     registry: prometheus_client.CollectorRegistry | None = None,
     *,
-    exposition: Callable[[], Awaitable[bytes]] | None = None,
+    exposition: Callable[[bytes], Awaitable[bytes]] | None = None,
 ) -> QuartTrio:
-    """The probes' app: ``/metrics`` (``registry``'s samples, or what ``exposition``
-    makes: the parent of shards merges its workers'), ``/healthz``, ``/readyz``."""
+    """The probes' app: ``/metrics`` (``registry``'s samples, passed through
+    ``exposition`` when given: the parent of shards adds its workers'), ``/healthz``,
+    ``/readyz``."""
     app = QuartTrio("marketd")
     reg = registry or prometheus_client.REGISTRY
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        body = prometheus_client.generate_latest(reg)
         if exposition is not None:
-            body = await exposition()
-        else:
-            body = prometheus_client.generate_latest(reg)
+            body = await exposition(body)
         return Response(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")

@@ -16,13 +16,19 @@ times ``marketd run`` with the same configuration and ``MARKETD_COLLECTOR__SHARD
   leaving orphans that hold the spool directories.
 * ``/metrics`` is the parent's own samples (``marketd_shard_*``) and every worker's, each
   with ``shard="i"``, scraped when asked; ``/readyz`` is ready when every worker is (their
-  detail under ``shards``); ``/healthz`` answers while the parent runs.
+  detail under ``shards``); ``/api/status`` merges the workers' (:mod:`marketd.shards.views`,
+  polled once a second), so the UI's health view covers every shard; ``/healthz``
+  answers while the parent runs.
+* With the ``gateway`` role the parent runs it (the UI, ``/ws/alerts``, ``/api/*``), fed by
+  ``kafka.topics.alerts`` where the workers' detectors publish; the workers run the other
+  roles.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -38,14 +44,19 @@ import trio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from marketd.app import Daemon
 from marketd.config.checks import warnings as config_warnings
+from marketd.config.collector import CollectorSettings
 from marketd.config.settings import Settings
 from marketd.errors import RestError
-from marketd.obs.web import create_app, serve_http
+from marketd.obs.status import install_status
+from marketd.obs.web import Probes, create_app, serve_http
 from marketd.rest.client import http_get
+from marketd.roles import GATEWAY
 from marketd.runtime.backoff import Backoff, policy_from_settings
 from marketd.runtime.supervisor import wait_for_signal
 from marketd.shards.exposition import merge_expositions
+from marketd.shards.views import ShardView, merge_readiness, merge_status
 
 log = structlog.get_logger(__name__)
 
@@ -80,27 +91,20 @@ class Worker:
     pid: int | None = None
     starts: int = 0
     last_exit: int | None = None
-    ready: bool = False
-    detail: dict[str, Any] = attrs.field(factory=dict)
-    heard_at: float | None = None  # trio time of the last answer to /readyz
+    status: dict[str, Any] | None = None  # its last /api/status body
+    heard_at: float | None = None  # trio time of that answer
 
-    def report(self) -> dict[str, Any]:
-        return {
-            "ready": self.ready,
-            "pid": self.pid,
-            "port": self.port,
-            "starts": self.starts,
-            "restarts": max(0, self.starts - 1),
-            "last_exit": self.last_exit,
-            "detail": self.detail,
-        }
+    def view(self, now: float) -> ShardView:
+        fresh = self.heard_at is not None and now - self.heard_at <= STALE_AFTER_S
+        status = self.status if fresh and self.pid is not None else None
+        return ShardView(self.index, self.pid, max(0, self.starts - 1), status)
 
 
 class ShardMetrics(Collector):
     """``marketd_shard_*``: what the parent knows of each worker."""
 
-    def __init__(self, workers: list[Worker]) -> None:
-        self.workers = workers
+    def __init__(self, parent: ShardParent) -> None:
+        self.parent = parent
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -113,16 +117,17 @@ class ShardMetrics(Collector):
             "marketd_shard_restarts", "Times the shard's worker was started again",
             labels=["shard"],
         )  # fmt: skip
-        for w in self.workers:
-            shard = str(w.index)
-            up.add_metric([shard], float(w.pid is not None))
-            ready.add_metric([shard], float(w.ready))
-            restarts.add_metric([shard], float(max(0, w.starts - 1)))
+        for view in self.parent.views():
+            shard = str(view.index)
+            up.add_metric([shard], float(view.pid is not None))
+            ready.add_metric([shard], float(view.ready))
+            restarts.add_metric([shard], float(view.restarts))
         yield from (up, ready, restarts)
 
 
 class ShardParent:
-    """Starts, watches and stops the workers of ``settings.collector.shards``."""
+    """Starts, watches and stops the workers of ``settings.collector.shards``; serves
+    their probes (and, with the gateway role, the UI fed by ``kafka.topics.alerts``)."""
 
     def __init__(
         self,
@@ -137,24 +142,42 @@ class ShardParent:
         self.environ = dict(os.environ if environ is None else environ)
         self.workers = [Worker(i) for i in range(settings.collector.shards)]
         self.registry = registry or prometheus_client.CollectorRegistry()
-        self.registry.register(ShardMetrics(self.workers))
-        self.app = create_app(self.readiness, self.registry, exposition=self.exposition)
+        self.registry.register(ShardMetrics(self))
+        probes = Probes(exposition=self.exposition, readiness=self.readiness_with,
+                        status=self.status_with)  # fmt: skip
+        # The parent's own process: the gateway when configured (the UI, its alerts read
+        # from Kafka), else the probes alone.
+        self.daemon: Daemon | None = None
+        if GATEWAY in settings.roles:
+            own = attrs.evolve(settings, roles=(GATEWAY,), collector=CollectorSettings())
+            self.daemon = Daemon(own, self.registry, probes=probes)
+            self.app = self.daemon.app
+        else:
+            alone: dict[str, Any] = {"roles": [], "components": [], "not_ready": []}
+            self.app = create_app(
+                lambda: self.readiness_with((True, dict(alone))), self.registry,
+                exposition=self.exposition,
+            )  # fmt: skip
+            install_status(self.app, lambda: self.status_with({"ready": True, **alone}))
         self.stopping = False
         self.fatal: int | None = None  # a worker's configuration error: stop everything
         self._done = trio.Event()  # stop asked, or a fatal worker exit
+        self._daemon_done = trio.Event()
         self._backoff = policy_from_settings(settings.supervisor.restart)
 
     # -- probes ---------------------------------------------------------------------------
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
+    def views(self) -> list[ShardView]:
         now = trio.current_time()
-        for w in self.workers:
-            if w.heard_at is None or now - w.heard_at > STALE_AFTER_S or w.pid is None:
-                w.ready = False
-        shards = {str(w.index): w.report() for w in self.workers}
-        return all(w.ready for w in self.workers), {"shards": shards}
+        return [w.view(now) for w in self.workers]
 
-    async def exposition(self) -> bytes:
+    def readiness_with(self, own: tuple[bool, dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+        return merge_readiness(own, self.views())
+
+    def status_with(self, own: dict[str, Any]) -> dict[str, Any]:
+        return merge_status(own, self.views())
+
+    async def exposition(self, own: bytes) -> bytes:
         """The parent's samples and every worker's, each labelled with its shard."""
         texts: list[tuple[str, str | None]] = [(str(w.index), None) for w in self.workers]
 
@@ -173,8 +196,7 @@ class ShardParent:
         async with trio.open_nursery() as nursery:
             for i, worker in enumerate(self.workers):
                 nursery.start_soon(scrape, i, worker)
-        own = prometheus_client.generate_latest(self.registry).decode()
-        return merge_expositions(texts, own).encode()
+        return merge_expositions(texts, own.decode()).encode()
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -192,13 +214,14 @@ class ShardParent:
                 **self.environ,
                 "MARKETD_COLLECTOR__SHARD": str(worker.index),
                 "MARKETD_HTTP__LISTEN": f"127.0.0.1:{worker.port}",
+                "MARKETD_ROLES": ",".join(r for r in self.settings.roles if r != GATEWAY),
             }
             began = trio.current_time()
             process = await trio.lowlevel.open_process(
                 self._command(), env=env, preexec_fn=_die_with_parent
             )
             worker.pid, worker.starts = process.pid, worker.starts + 1
-            worker.heard_at, worker.ready = None, False
+            worker.heard_at, worker.status = None, None
             log.info("shard started", shard=worker.index, pid=process.pid, port=worker.port)
             try:
                 code = await process.wait()
@@ -208,7 +231,7 @@ class ShardParent:
                     with trio.CancelScope(shield=True):
                         await process.wait()
                     worker.pid, worker.last_exit = None, process.returncode
-            worker.pid, worker.ready, worker.last_exit = None, False, code
+            worker.pid, worker.status, worker.last_exit = None, None, code
             if self.stopping:
                 log.info("shard stopped", shard=worker.index, code=code)
                 return
@@ -223,7 +246,7 @@ class ShardParent:
             await trio.sleep(delay)
 
     async def _poll(self) -> None:
-        """Each worker's readiness, once a second (``/readyz`` answers from memory)."""
+        """Each worker's ``/api/status``, once a second (it answers from memory)."""
         while True:
             async with trio.open_nursery() as nursery:
                 for worker in self.workers:
@@ -235,14 +258,21 @@ class ShardParent:
             return
         try:
             response = await http_get(
-                f"http://127.0.0.1:{worker.port}", "/readyz", time_limit=PROBE_TIMEOUT_S
+                f"http://127.0.0.1:{worker.port}", "/api/status", time_limit=PROBE_TIMEOUT_S
             )
             body = orjson.loads(response.body)
         except (RestError, orjson.JSONDecodeError):
             return  # starting, or too busy to answer: stale after STALE_AFTER_S
-        worker.heard_at = trio.current_time()
-        worker.ready = response.status == 200
-        worker.detail = body if isinstance(body, dict) else {}
+        if response.status == 200 and isinstance(body, dict) and "ready" in body:
+            worker.status, worker.heard_at = body, trio.current_time()
+
+    async def _run_daemon(
+        self, daemon: Daemon, stop: trio.Event, *, task_status: trio.TaskStatus[Any]
+    ) -> None:
+        try:
+            await daemon.run(stop, task_status=task_status)
+        finally:
+            self._daemon_done.set()
 
     def _signal_all(self, signum: int) -> None:
         for worker in self.workers:
@@ -252,10 +282,15 @@ class ShardParent:
 
     async def run(self, stop: trio.Event) -> int:
         """Run the workers until ``stop`` is set (or one refuses its configuration), then
-        stop them. Return the exit code."""
-        http_shutdown = trio.Event()
+        stop them; the parent's HTTP (and gateway) stays up until they are gone. Return the
+        exit code."""
+        own_stop, http_shutdown = trio.Event(), trio.Event()
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_http, self.app, self.settings.http.listen, http_shutdown)
+            if self.daemon is not None:
+                await nursery.start(self._run_daemon, self.daemon, own_stop)
+            else:
+                serve = functools.partial(serve_http, self.app, self.settings.http.listen)
+                await nursery.start(serve, http_shutdown)
             nursery.start_soon(_set_when, stop, self._done)
             async with trio.open_nursery() as supervised:
                 for worker in self.workers:
@@ -268,8 +303,16 @@ class ShardParent:
                 supervised.cancel_scope.deadline = trio.current_time() + deadline
             if supervised.cancel_scope.cancelled_caught:
                 log.error("shards still running past the grace; killed")
+            own_stop.set()  # the gateway drains and stops its HTTP
             http_shutdown.set()
-            nursery.cancel_scope.cancel()
+            if self.daemon is None:
+                nursery.cancel_scope.cancel()
+            else:  # only the poller is left besides the daemon's run
+                with trio.move_on_after(self.settings.shutdown.grace_s + KILL_AFTER_S):
+                    await self._daemon_done.wait()
+                nursery.cancel_scope.cancel()
+        if self.daemon is not None:
+            self.daemon.close()
         if self.fatal is not None:
             return self.fatal
         codes = {w.index: w.last_exit for w in self.workers}
