@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if settings.collector.worker:
         import structlog
 
-        from marketd.config.shards import settings_of_shard
+        from marketd.shards.worker import settings_of_shard
 
         structlog.contextvars.bind_contextvars(shard=settings.collector.shard)
         settings = settings_of_shard(settings, settings.collector.shard)

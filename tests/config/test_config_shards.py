@@ -9,13 +9,13 @@ from marketd.config.load import load_settings
 from marketd.config.settings import Settings, Subscription
 from marketd.config.shards import (
     empty_shards,
-    settings_of_shard,
     shard_of,
     stream_symbol,
     subscriptions_of_shard,
 )
 from marketd.data.records import Market
 from marketd.errors import ConfigError
+from marketd.shards.worker import settings_of_shard
 
 KAFKA = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092"}
 

@@ -3,16 +3,13 @@
 A (market, symbol) belongs to shard ``crc32("<market>:<SYMBOL>") % shards``: stable across
 processes, machines and versions (Python's ``hash`` is salted per process), so every shard
 of a StatefulSet and every restart agrees, and each symbol's order holds within one shard.
-All-market streams (``!miniTicker@arr``) go to shard 0. A worker's settings are the
-parent's with its own subscriptions, spool and recording directories, detector state,
-Kafka client id (and so its transactional id) and its share of the REST weight budget: the
-shards of one IP share Binance's limits, so together they never exceed them.
+All-market streams (``!miniTicker@arr``) go to shard 0. The rest of a worker's settings:
+:mod:`marketd.shards.worker`.
 """
 
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -20,7 +17,7 @@ import attrs
 from marketd.data.records import Market
 
 if TYPE_CHECKING:
-    from marketd.config.settings import Settings, Subscription
+    from marketd.config.settings import Subscription
 
 
 def shard_of(market: Market, symbol: str, shards: int) -> int:
@@ -55,36 +52,3 @@ def subscriptions_of_shard(
 def empty_shards(subscriptions: tuple[Subscription, ...], shards: int) -> list[int]:
     """The shards that would collect nothing (fewer symbols than shards)."""
     return [i for i in range(shards) if not subscriptions_of_shard(subscriptions, i, shards)]
-
-
-def _sub_dir(directory: str, shard: int) -> str:
-    return str(Path(directory) / f"shard-{shard}")
-
-
-def settings_of_shard(settings: Settings, shard: int) -> Settings:
-    """``settings`` as shard ``shard`` of ``collector.shards`` runs them (see the module
-    doc); with one shard, ``settings`` themselves."""
-    shards = settings.collector.shards
-    if shards <= 1:
-        return settings
-    kafka = settings.kafka
-    suffix = f"-shard-{shard}"
-    return attrs.evolve(
-        settings,
-        subscriptions=subscriptions_of_shard(settings.subscriptions, shard, shards),
-        collector=attrs.evolve(settings.collector, shard=shard),
-        kafka=attrs.evolve(
-            kafka,
-            client_id=kafka.client_id + suffix,
-            transactional_id=kafka.transactional_id + suffix if kafka.transactional_id else "",
-        ),
-        spool=attrs.evolve(settings.spool, directory=_sub_dir(settings.spool.directory, shard)),
-        recorder=attrs.evolve(
-            settings.recorder, directory=_sub_dir(settings.recorder.directory, shard)
-        ),
-        alerts=attrs.evolve(settings.alerts, state_dir=_sub_dir(settings.alerts.state_dir, shard)),
-        books=attrs.evolve(
-            settings.books,
-            weight_budget_fraction=settings.books.weight_budget_fraction / shards,
-        ),
-    )
