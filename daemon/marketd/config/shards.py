@@ -10,14 +10,30 @@ All-market streams (``!miniTicker@arr``) go to shard 0. The rest of a worker's s
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 
 from marketd.data.records import Market
 
-if TYPE_CHECKING:
-    from marketd.config.settings import Subscription
+
+class _Subscription(Protocol):
+    """What the assignment reads of a subscription (``config.settings.Subscription``,
+    which validates itself with this module: a protocol, not an import, keeps the two
+    out of a circle)."""
+
+    @property
+    def market(self) -> Market: ...
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+    @property
+    def streams(self) -> tuple[str, ...]: ...
+
+
+S = TypeVar("S", bound=_Subscription)
 
 
 def shard_of(market: Market, symbol: str, shards: int) -> int:
@@ -32,12 +48,10 @@ def stream_symbol(stream: str) -> str:
     return "" if stream.startswith("!") else stream.partition("@")[0].upper()
 
 
-def subscriptions_of_shard(
-    subscriptions: tuple[Subscription, ...], shard: int, shards: int
-) -> tuple[Subscription, ...]:
+def subscriptions_of_shard(subscriptions: Sequence[S], shard: int, shards: int) -> tuple[S, ...]:
     """The part of ``subscriptions`` that ``shard`` of ``shards`` collects (subscriptions
     left with nothing are dropped)."""
-    out = []
+    out: list[S] = []
     for sub in subscriptions:
         symbols = tuple(s for s in sub.symbols if shard_of(sub.market, s, shards) == shard)
         streams = tuple(
@@ -45,10 +59,11 @@ def subscriptions_of_shard(
         )
         channels = sub.channels if symbols else ()
         if symbols or streams:
-            out.append(attrs.evolve(sub, symbols=symbols, channels=channels, streams=streams))
+            part = attrs.evolve(cast(Any, sub), symbols=symbols, channels=channels, streams=streams)
+            out.append(part)
     return tuple(out)
 
 
-def empty_shards(subscriptions: tuple[Subscription, ...], shards: int) -> list[int]:
+def empty_shards(subscriptions: Sequence[_Subscription], shards: int) -> list[int]:
     """The shards that would collect nothing (fewer symbols than shards)."""
     return [i for i in range(shards) if not subscriptions_of_shard(subscriptions, i, shards)]
