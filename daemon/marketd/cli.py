@@ -71,7 +71,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from marketd.config.load import check_config
 
-    return check_config(_config_path(args), os.environ, sys.stdout, notes=_rules_notes)
+    return check_config(_config_path(args), os.environ, sys.stdout, notes=_notes)
+
+
+def _notes(settings: Settings) -> list[str]:
+    """check-config's notes: the shards (which streams each collects), then the rules."""
+    from marketd.shards.worker import describe_shards
+
+    return describe_shards(settings) + _rules_notes(settings)
 
 
 def _rules_notes(settings: Settings) -> list[str]:

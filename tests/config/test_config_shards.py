@@ -3,9 +3,11 @@ worker's settings are, and the configurations refused with a clear line."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
-from marketd.config.load import load_settings
+from marketd.config.load import check_config, load_settings
 from marketd.config.settings import Settings, Subscription
 from marketd.config.shards import (
     empty_shards,
@@ -15,7 +17,7 @@ from marketd.config.shards import (
 )
 from marketd.data.records import Market
 from marketd.errors import ConfigError
-from marketd.shards.worker import settings_of_shard
+from marketd.shards.worker import describe_shards, settings_of_shard
 
 KAFKA = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092"}
 
@@ -139,3 +141,20 @@ def problems(environ: dict[str, str]) -> list[str]:
 def test_refused_with_one_clear_line(environ: dict[str, str], expected: str) -> None:
     found = problems(environ)
     assert any(expected in p for p in found), found
+
+
+def test_check_config_says_what_each_shard_collects() -> None:
+    out = io.StringIO()
+    environ = {**KAFKA, "MARKETD_COLLECTOR__SHARDS": "2"}
+    assert check_config(None, environ, out, notes=describe_shards) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1:4] == [
+        "# shards: 2 worker processes (collector, detector); this parent runs the gateway "
+        "(alerts from kafka.topics.alerts) and the probes of all",
+        "#   shard 0: spot: symbols 1, streams 2; usdm: symbols 0, streams 1",
+        "#   shard 1: spot: symbols 4, streams 8",
+    ]
+    out = io.StringIO()
+    check_config(None, {**environ, "MARKETD_COLLECTOR__SHARD": "1"}, out, notes=describe_shards)
+    assert "# shards: this process is shard 1 of 2" in out.getvalue().splitlines()
+    assert describe_shards(Settings()) == []

@@ -14,6 +14,7 @@ import attrs
 
 from marketd.config.settings import Settings
 from marketd.config.shards import subscriptions_of_shard
+from marketd.roles import GATEWAY
 
 
 def _sub_dir(directory: str, shard: int) -> str:
@@ -47,3 +48,33 @@ def settings_of_shard(settings: Settings, shard: int) -> Settings:
             weight_budget_fraction=settings.books.weight_budget_fraction / shards,
         ),
     )
+
+
+def describe_shards(settings: Settings) -> list[str]:
+    """What the shards run and which streams each collects (``marketd check-config``);
+    nothing without shards."""
+    collector = settings.collector
+    if collector.shards <= 1:
+        return []
+    workers = ", ".join(r for r in settings.roles if r != GATEWAY)
+    if collector.worker:
+        head = f"shards: this process is shard {collector.shard} of {collector.shards}"
+    else:
+        gateway = (
+            "the gateway (alerts from kafka.topics.alerts) and "
+            if GATEWAY in settings.roles
+            else ""
+        )
+        head = (
+            f"shards: {collector.shards} worker processes ({workers}); this parent runs "
+            f"{gateway}the probes of all"
+        )
+    lines = [head]
+    for i in range(collector.shards):
+        parts = [
+            f"{sub.market.value}: symbols {len(sub.symbols)}, "
+            f"streams {len(sub.symbols) * len(sub.channels) + len(sub.streams)}"
+            for sub in subscriptions_of_shard(settings.subscriptions, i, collector.shards)
+        ]
+        lines.append(f"  shard {i}: " + "; ".join(parts))
+    return lines
