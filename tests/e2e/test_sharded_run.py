@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 Consume = Callable[..., Awaitable[list[ConsumedRecord]]]
 MARKETS = {1: Market.SPOT, 2: Market.USDM}
+WORKERS_LIVE_S = 15.0  # past trio's 10 s idle-thread timeout
 
 
 def alive(pid: int) -> bool:
@@ -67,6 +69,7 @@ async def test_two_shards_under_one_parent(
             config["collector"] = {"shards": 2}
             config["alerts"] = {"state_dir": str(tmp_path / "state")}
             with DaemonProcess(tmp_path, config) as parent:
+                began = time.monotonic()
                 parent.wait_ready(timeout=90)
                 code, body = parent.ready()
                 assert code == 200, body
@@ -90,6 +93,13 @@ async def test_two_shards_under_one_parent(
                     assert metric_value(text, "marketd_shard_up", shard=shard) == 1.0
                     frames = metric_value(text, "marketd_feed_frames_total", shard=shard)
                     assert frames > 0, shard
+                # The workers live on (a worker once got SIGTERM 10 s after its start:
+                # PR_SET_PDEATHSIG follows the forking thread, and trio retires idle ones).
+                time.sleep(max(0.0, WORKERS_LIVE_S - (time.monotonic() - began)))
+                lines = parent.ready()[1]["shards"]
+                assert {k: (v["pid"], v["restarts"]) for k, v in lines.items()} == {
+                    k: (pid, 0) for k, pid in pids.items()
+                }, lines
                 # A worker killed outright is started again and catches up.
                 os.kill(pids["1"], signal.SIGKILL)
                 poll_until_blocking(

@@ -31,6 +31,7 @@ import ctypes
 import functools
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -62,7 +63,8 @@ log = structlog.get_logger(__name__)
 
 EXIT_CONFIG = 2  # marketd's exit code for a configuration error (marketd.cli)
 KILL_AFTER_S = 15.0  # past the workers' own grace
-POLL_EVERY_S = 1.0  # each worker's /readyz
+POLL_EVERY_S = 1.0  # each worker's /api/status
+EXIT_POLL_S = 0.2  # how soon a worker's exit is noticed
 PROBE_TIMEOUT_S = 2.0
 # A worker not heard from for this long counts as not ready.
 STALE_AFTER_S = 3 * POLL_EVERY_S + PROBE_TIMEOUT_S
@@ -217,20 +219,23 @@ class ShardParent:
                 "MARKETD_ROLES": ",".join(r for r in self.settings.roles if r != GATEWAY),
             }
             began = trio.current_time()
-            process = await trio.lowlevel.open_process(
+            # Popen here, on the trio thread, not trio.lowlevel.open_process: that forks from
+            # one of trio's worker threads, and PR_SET_PDEATHSIG fires when the *thread*
+            # that forked exits — trio retires idle threads after 10 s, which SIGTERMed
+            # every worker 10 s after its start. This thread lives as long as the parent.
+            process = subprocess.Popen(  # noqa: ASYNC220 (a fork/exec: milliseconds)
                 self._command(), env=env, preexec_fn=_die_with_parent
             )
             worker.pid, worker.starts = process.pid, worker.starts + 1
             worker.heard_at, worker.status = None, None
             log.info("shard started", shard=worker.index, pid=process.pid, port=worker.port)
             try:
-                code = await process.wait()
+                while (code := process.poll()) is None:  # noqa: ASYNC110 (no fd to wait on)
+                    await trio.sleep(EXIT_POLL_S)
             finally:
                 if process.returncode is None:  # past the stop's deadline: killed
                     process.kill()
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
-                    worker.pid, worker.last_exit = None, process.returncode
+                    code = process.wait()
             worker.pid, worker.status, worker.last_exit = None, None, code
             if self.stopping:
                 log.info("shard stopped", shard=worker.index, code=code)
