@@ -34,6 +34,9 @@ class FrameBuffer:
         self._appended = 0  # data frames ever appended
         self._taken = 0  # ... and taken
         self._has_data = ParkingLot()
+        # Set by a task before it parks in ``_has_data``, cleared when they are woken: the
+        # per-frame check (``ParkingLot.__bool__`` is a Python call, this an attribute).
+        self._data_wanted = False
         self._has_space = ParkingLot()
 
     def __len__(self) -> int:
@@ -49,13 +52,15 @@ class FrameBuffer:
         self._frames.append(frame)
         self._received_ns.append(received_ns)
         self._appended += 1
-        if self._has_data:
+        if self._data_wanted:
+            self._data_wanted = False
             self._has_data.unpark_all()
 
     def append_control_nowait(self, text: str, received_ns: int) -> None:
         """Append a control frame (or marker) after the frames appended so far."""
         self._control.append((self._appended, received_ns, text))
-        if self._has_data:
+        if self._data_wanted:
+            self._data_wanted = False
             self._has_data.unpark_all()
 
     async def wait_space(self) -> None:
@@ -67,6 +72,7 @@ class FrameBuffer:
         """Wait for frames (or control frames), then remove and return up to ``limit`` of
         the oldest frames, with the control frames that came before the next one."""
         while not self._frames and not self._control:
+            self._data_wanted = True
             await self._has_data.park()
         if len(self._frames) <= limit:
             frames, self._frames = self._frames, []

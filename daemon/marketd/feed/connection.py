@@ -771,6 +771,7 @@ class Feed:
     ) -> NoReturn:
         busy = False
         parse_control = self.adapter.parse_control
+        current_time, time_ns = trio.current_time, time.time_ns
         while True:
             if queued:
                 message = queued.popleft()
@@ -784,12 +785,16 @@ class Feed:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     pass
                 busy = len(queued) > 1
+                if queued:
+                    # They were all read off the socket by now: one liveness stamp for
+                    # the lot (the messages are taken without a checkpoint in between).
+                    self._last_frame_at = link.alive_at = current_time()
                 continue
             else:
                 message = await get_message()
                 busy = True
-            received_ns = time.time_ns()
-            self._last_frame_at = link.alive_at = trio.current_time()
+                self._last_frame_at = link.alive_at = current_time()
+            received_ns = time_ns()
             self._frames_received += 1
             frame = message if isinstance(message, str) else message.decode("utf-8", "replace")
             control = parse_control(frame)
@@ -802,7 +807,7 @@ class Feed:
                     # The buffer may change while we wait (a successor is promoted).
                     while (buffer := link.buffer).full:
                         await buffer.wait_space()
-                    link.alive_at = trio.current_time()
+                    self._last_frame_at = link.alive_at = current_time()
                 buffer.append_nowait(frame, received_ns)
                 on_data = link.on_data
                 if on_data is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,7 @@ def _ns_bounds(bounds: Sequence[float]) -> list[int]:
 
 
 _BOUNDS_NS = _ns_bounds(LATENCY_BUCKETS_S)
+_RECEIVED_NS = operator.attrgetter("received_ns")
 _latency_children: dict[str, Any] = {}
 
 
@@ -293,7 +295,9 @@ def sort_out(
             continue
         exc = ProducerClosed() if fut.cancelled() else fut.exception()
         if exc is None:
-            received.setdefault(topic, []).extend([records[i].received_ns for i in indices])
+            received.setdefault(topic, []).extend(
+                map(_RECEIVED_NS, map(records.__getitem__, indices))
+            )
         else:
             rest.extend((i, exc, False) for i in indices)
     if chunk.handed < len(records):

@@ -269,12 +269,17 @@ class KafkaPublisher:
         for topic, times in received.items():
             observe_latencies(now_ns, times, topic)
         if self._on_settled is not None:
-            settled = [
-                item.records[i]
-                for fut, _, indices in item.batches
-                if fut.done() and not fut.cancelled() and fut.exception() is None
-                for i in indices
-            ]
+            settled: list[Record]
+            if not rest:
+                # All of them, acknowledged: in the order taken (the spool's, so that its
+                # ack window moves its head past them without looking each one up).
+                settled = list(item.records)
+            else:
+                settled = []
+                record_at = item.records.__getitem__
+                for fut, _, indices in item.batches:
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        settled.extend(map(record_at, indices))
         for record, exc, at_send in rest:  # in their original order
             if exc is not None:
                 self._fail(record, exc, at_send=at_send)

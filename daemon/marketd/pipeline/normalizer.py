@@ -14,6 +14,7 @@ backfill never stalls the feeds. Held records are bounded in total
 
 from __future__ import annotations
 
+import operator
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Protocol
@@ -23,7 +24,7 @@ import structlog
 import trio
 
 from marketd.data.events import DepthDiff
-from marketd.data.records import Event, FrameBatch, Record, RecordBatch
+from marketd.data.records import Event, FrameBatch, Market, Record, RecordBatch
 from marketd.exchanges.seam import DecodeResult
 from marketd.obs.logs import RateLimitedLog
 from marketd.obs.telemetry import span
@@ -35,6 +36,8 @@ log = structlog.get_logger(__name__)
 
 # Live records held behind trade gaps being backfilled, all symbols together.
 MAX_PARKED_RECORDS = 200_000
+
+_MARKET_KIND = operator.attrgetter("market", "kind")
 
 
 class BatchDecoder(Protocol):
@@ -173,28 +176,38 @@ class Normalizer:
         # The records go on with the events decoded beside them (for books and detector).
         out = RecordBatch()
         out_events = out.events
+        append, append_event = out.append, out_events.append
         new: list[SeqKey] = []
         check = self.sequencer.check
-        counts = self.events
+        # Records counted by (market, kind) once per batch: those published now in one
+        # C-level pass over ``out`` below, the parked ones here as they are held.
+        kept: Counter[tuple[Market, str]] = Counter()
         parked = self._parked
+        follow = self.status is not None
         for record, event in zip(decoded, decoded.events, strict=True):
             verdict = check(record)
+            if verdict is True and not parked:
+                append(record)
+                append_event(event)
+                if follow and type(event) is DepthDiff:
+                    self._follow(record, event)
+                continue
             if verdict is False:
                 continue
-            counts[(record.market.value, record.kind)] += 1
             if (
                 parked
                 and (queue := parked.get((record.market, record.kind, record.symbol))) is not None
             ):
+                kept[(record.market, record.kind)] += 1
                 if verdict is not True:  # another gap behind the one being filled
                     self.sequencer.advance(record)
                     queue.append(verdict)
                 queue.append((record, event))
                 self._parked_records += 1
             elif verdict is True:
-                out.append(record)
-                out_events.append(event)
-                if type(event) is DepthDiff and self.status is not None:
+                append(record)
+                append_event(event)
+                if follow and type(event) is DepthDiff:
                     self._follow(record, event)
             else:
                 self.sequencer.advance(record)
@@ -210,8 +223,14 @@ class Normalizer:
                     continue
                 key = (record.market, record.kind, record.symbol)
                 parked[key] = deque((verdict, (record, event)))
+                kept[(record.market, record.kind)] += 1
                 self._parked_records += 1
                 new.append(key)
+        if out:
+            kept.update(map(_MARKET_KIND, out))
+        counts = self.events
+        for (market_of, kind), n in kept.items():
+            counts[(market_of.value, kind)] += n
         return out, new
 
     def _follow(self, record: Record, diff: DepthDiff) -> None:

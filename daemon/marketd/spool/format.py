@@ -36,7 +36,6 @@ ENTRY_MAGIC: Final = b"\xd3MS\x01"
 _ENTRY = struct.Struct("<4sIIQ")
 ENTRY_HEADER_SIZE: Final = _ENTRY.size  # 20
 MAX_PAYLOAD: Final = 64 * 1024 * 1024
-_ZERO_HEADER: Final = bytes(ENTRY_HEADER_SIZE)
 _LENGTH_SEQ = struct.Struct("<IQ")
 _MAGIC_CRC = struct.Struct("<4sI")
 
@@ -49,6 +48,7 @@ if Record.__struct_fields__ != RECORD_FIELDS:  # pragma: no cover - a guard for 
     )
 
 _encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
 _decoder = msgspec.msgpack.Decoder(Record)  # array_like: the same bytes as a field tuple
 _crc32 = zlib.crc32
 
@@ -94,21 +94,23 @@ class EntryTooLarge(ValueError):
 
 def encode_entries(records: list[Record], first_seq: int, buf: bytearray) -> list[int]:
     """Append one entry per record to ``buf``; return each entry's end offset in it.
-    :class:`EntryTooLarge` for a record beyond the entry limit."""
+    :class:`EntryTooLarge` for a record beyond the entry limit (nothing appended then)."""
+    payloads = list(map(_encode, records))
+    if payloads and max(map(len, payloads)) > MAX_PAYLOAD:
+        index = next(i for i, p in enumerate(payloads) if len(p) > MAX_PAYLOAD)
+        raise EntryTooLarge(index, len(payloads[index]))
     ends: list[int] = []
-    encode_into = _encoder.encode_into
-    for index, (seq, record) in enumerate(enumerate(records, first_seq)):
-        start = len(buf)
-        buf += _ZERO_HEADER
-        encode_into(record, buf, start + ENTRY_HEADER_SIZE)
-        end = len(buf)
-        length = end - start - ENTRY_HEADER_SIZE
-        if length > MAX_PAYLOAD:
-            raise EntryTooLarge(index, length)
-        _LENGTH_SEQ.pack_into(buf, start + 8, length, seq)
-        # A slice copy of ~200 B is cheaper than a memoryview made and released per entry.
-        _MAGIC_CRC.pack_into(buf, start, ENTRY_MAGIC, _crc32(buf[start + 8 : end]))
-        ends.append(end)
+    append = ends.append
+    pack_length_seq, pack_magic_crc, crc32 = _LENGTH_SEQ.pack, _MAGIC_CRC.pack, _crc32
+    seq = first_seq
+    for payload in payloads:
+        length_seq = pack_length_seq(len(payload), seq)
+        seq += 1
+        # The crc of length | seq | payload, without joining them first.
+        buf += pack_magic_crc(ENTRY_MAGIC, crc32(payload, crc32(length_seq)))
+        buf += length_seq
+        buf += payload
+        append(len(buf))
     return ends
 
 

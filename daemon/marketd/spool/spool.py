@@ -54,6 +54,7 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import itertools
 import os
 import threading
 import time
@@ -290,10 +291,18 @@ class Spool:
                     lo = ends[a - 1] if a else 0
                     if hot is not None:
                         first, base, seq0 = seg.first, seg.size - lo, self._next_seq
-                        placed += [
-                            (Position(seq0 + i, first, base + ends[i]), records[i])
-                            for i in range(a, b)
-                        ]
+                        # (Position(seq0 + i, first, base + ends[i]), records[i]) for i in
+                        # a..b-1, made by C-level maps rather than a Python step each.
+                        placed += zip(
+                            map(
+                                Position,
+                                range(seq0 + a, seq0 + b),
+                                itertools.repeat(first, b - a),
+                                map(base.__add__, ends[a:b]),
+                            ),
+                            records[a:b],
+                            strict=True,
+                        )
                     self._write(seg, buf, lo, ends[b - 1])
         except OSError as exc:
             self._undo(n_before, size_before)
@@ -374,8 +383,11 @@ class Spool:
         self._check_usable()
         hot = self._hot
         if hot:
-            n = min(max_records, len(hot))
-            out = [hot.popleft() for _ in range(n)]
+            if len(hot) <= max_records:  # all of it (the reader keeps up)
+                out = list(hot)
+                hot.clear()
+            else:
+                out = [hot.popleft() for _ in range(max_records)]
             last = out[-1][0]
             self._read_at, self._read_seq = (last.segment, last.end), last.seq
             return out
