@@ -349,3 +349,28 @@ async def test_the_daemon_exports_the_shared_budget_with_or_without_books(books:
     ):
         assert f"# TYPE {family} counter" in text, family
     assert text.count("# HELP marketd_rest_weight_used ") == 1  # one family, not per user
+
+
+async def test_acquire_under_the_fake_clock_never_spins_on_a_rounding_residue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At 1000 s a budget of 7 a minute left a wait of 1.6e-14 s after the first refill,
+    below the clock's resolution there: ``acquire`` slept it, time did not move, and it
+    spun forever. A guard turns such a spin into a failure instead of a hang."""
+    b = RestBudgets({Market.SPOT: 7, Market.USDM: 7}, wall=wall)
+    weight_budget = b.budget(Market.SPOT)
+    delay = weight_budget.delay
+    calls = 0
+
+    def guarded(weight: int, now: float, wall_s: float) -> float:
+        nonlocal calls
+        calls += 1
+        assert calls < 100, "acquire spins"
+        return delay(weight, now, wall_s)
+
+    weight_budget.delay = guarded  # type: ignore[method-assign]
+    await trio.sleep(1000)
+    for _ in range(3):
+        await b.acquire(Market.SPOT, 1, user=SNAPSHOTS)
+    assert trio.current_time() == pytest.approx(1000 + 2 * 60 / 7, abs=0.01)
+    assert calls < 10

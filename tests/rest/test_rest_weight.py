@@ -6,7 +6,7 @@ import pytest
 
 from marketd.data.records import Market
 from marketd.exchanges.binance.endpoints import depth_weight, trades_weight
-from marketd.rest.weight import WeightBudget, retry_after
+from marketd.rest.weight import MIN_DELAY_S, WeightBudget, retry_after
 
 
 def test_depth_weights() -> None:
@@ -193,3 +193,26 @@ def test_an_earlier_now_does_not_credit_the_same_seconds_twice() -> None:
     b.charge(0, 7.0)  # a caller that read the clock before t=10
     # From t=10 to t=13, 30 weight came back, not 30 plus the 3 s before t=10 again.
     assert b.delay(60, 13.0, wall) == pytest.approx(3.0)
+
+
+def test_a_positive_delay_is_never_below_the_clock_resolution() -> None:
+    """Float rounding leaves a token deficit of ~1e-16; its wait (~1e-14 s) vanishes when
+    added to a clock at 1000 s (``now + wait == now``): a caller sleeping it would find
+    the same deficit again, forever. Positive waits are rounded up to MIN_DELAY_S."""
+    b = WeightBudget(7)  # burst 1, 7/60 a second
+    now = 1000.0
+    b.charge(1, now)
+    wait = b.delay(1, now, W0)
+    assert wait == pytest.approx(60 / 7)
+    now += wait
+    tiny = b.delay(1, now, W0 + wait)
+    assert tiny == 0 or (tiny >= MIN_DELAY_S and now + tiny > now)
+    for budget in range(1, 200):  # no positive wait below the floor, at any budget
+        b = WeightBudget(budget)
+        now = 1000.0
+        for _ in range(20):
+            wait = b.delay(1, now, W0)
+            assert wait == 0 or wait >= MIN_DELAY_S, (budget, now, wait)
+            now += wait
+            if wait == 0:
+                b.charge(1, now)

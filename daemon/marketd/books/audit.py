@@ -23,6 +23,16 @@ is checked against the exchange: a REST snapshot is requested at low priority an
   does it). ``skipped``: no verdict — the snapshot could not be aligned (older than the
   diffs kept since the request, a gap or a crossed shadow), the book resynced meanwhile,
   the request failed, or no verdict came in time.
+
+**Shallow books, deepening.** A book synced from a shallow snapshot (``books.
+sync_snapshot_limit``, e.g. 100 levels) knows only that snapshot's price range; an audit
+asks for ``books.snapshot_limit`` levels (``limit``), and the comparison stays within the
+shallower of the two regions, so only the levels the shallow book can know are compared:
+nothing it never saw counts as a mismatch. An ``ok`` then gives the book the fresh, deeper
+region: *deepening* a book is an audit (``kind`` ``deepen``: started by the books stage
+for a shallow book, ahead of the periodic audits, one weight step deeper than the
+snapshot the book's region comes from) whose verdict ``ok`` leaves the book as deep as
+the snapshot.
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ OK = "ok"
 MISMATCH = "mismatch"
 SKIPPED = "skipped"
 RESULTS = (OK, MISMATCH, SKIPPED)
+
+# What an audit is for: a periodic check, or deepening a book synced shallow (a check too).
+AUDIT = "audit"
+DEEPEN = "deepen"
 
 # Why an audit gave no verdict.
 UNALIGNED = "unaligned"  # the snapshot did not bridge the diffs (stale, gap, crossed, bad)
@@ -76,6 +90,7 @@ class AuditResult:
     differing: int = 0  # levels that differ, in all
     differences: tuple[LevelDiff, ...] = ()  # the first REPORTED of each side, best first
     reason: str = ""  # skipped: why (unaligned, behind, resynced, failed, timeout)
+    kind: str = AUDIT  # audit | deepen (an ok deepen left the book as deep as the snapshot)
 
 
 def _qty_key(quantity: str) -> int | None:
@@ -128,16 +143,25 @@ class Audit:
     """
 
     def __init__(
-        self, market: Market, symbol: str, live: SymbolSync, *, deadline: float = 0.0
+        self,
+        market: Market,
+        symbol: str,
+        live: SymbolSync,
+        *,
+        deadline: float = 0.0,
+        limit: int | None = None,
+        kind: str = AUDIT,
     ) -> None:
         self.market = market
         self.symbol = symbol
         self.live = live
         self.deadline = deadline
+        self.kind = kind
         self.shadow = SymbolSync(
             chained=live.chained,
             depth=live.book.depth,
-            snapshot_limit=live.snapshot_limit,
+            # The levels the audit's snapshot is asked for (default: the sync snapshot's).
+            snapshot_limit=limit or live.snapshot_limit,
             max_buffered=live.max_buffered,
         )
         self.shadow.pending = True  # the shadow never asks for snapshots: it gets one
@@ -197,6 +221,7 @@ class Audit:
             compared,
             differing,
             tuple(diffs),
+            kind=self.kind,
         )
 
     def skipped(self, reason: str) -> AuditResult:
@@ -208,11 +233,13 @@ class Audit:
             self.live.last_update_id,
             self.snapshot_id,
             reason=reason,
+            kind=self.kind,
         )
 
     def adopt(self) -> None:
         """After an ``ok``: the book takes the shadow's sides (equal where both know, and
-        known as deep as the fresh snapshot)."""
+        known as deep as the fresh snapshot: a shallow book is deepened)."""
         book, shadow = self.live.book, self.shadow.book
         if shadow.last_update_id == book.last_update_id:
             book.bids, book.asks = shadow.bids, shadow.asks
+            book.limit = shadow.limit

@@ -28,6 +28,14 @@ the audit's fresh region (levels it held past the snapshot's deepest price are d
 A published ``BookSnapshot`` is the top ``publish_levels`` of this region: a prefix of the
 exchange's book at its ``last_update_id``, no holes, nothing past the known region; a
 bounded side that knows fewer than ``publish_levels`` levels resyncs (``shallow``).
+
+**Shallow books.** The region is as deep as the snapshot it came from (``Book.limit``, the
+levels asked for): a book synced from a 100-level snapshot knows the exchange's book to
+its 100th level at that time, and diffs only change levels inside that price range, so
+its top ``publish_levels`` stay exact while the region holds that many. Deepening does not
+extend the region with diffs (nothing tells what lies past it): a deeper snapshot, aligned
+at the book's update id and checked against it, replaces the region
+(:meth:`marketd.books.audit.Audit.adopt`).
 """
 
 from __future__ import annotations
@@ -160,13 +168,14 @@ def _check_quantity(quantity: str) -> None:
 class Book:
     """Bids, asks and the update id they include; at most ``depth`` levels per side."""
 
-    __slots__ = ("asks", "bids", "depth", "last_update_id", "pruned")
+    __slots__ = ("asks", "bids", "depth", "last_update_id", "limit", "pruned")
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
         self.bids = Side(bids=True)
         self.asks = Side(bids=False)
         self.last_update_id = 0
+        self.limit = 0  # levels asked for by the snapshot the known region comes from
         self.pruned = 0
 
     def load(
@@ -176,6 +185,7 @@ class Book:
         self.bids.load(bids, limit)
         self.asks.load(asks, limit)
         self.last_update_id = last_update_id
+        self.limit = limit
         self.pruned += self.bids.prune(self.depth) + self.asks.prune(self.depth)
 
     def apply(self, final_update_id: int, bids: Iterable[Level], asks: Iterable[Level]) -> None:
@@ -199,6 +209,11 @@ class Book:
             len(a.keys) < levels and a.bound != UNBOUNDED
         )
 
+    def known_levels(self) -> int | None:
+        """The levels known on the thinner bounded side (None: both sides are complete)."""
+        sides = [len(s.keys) for s in (self.bids, self.asks) if s.bound != UNBOUNDED]
+        return min(sides) if sides else None
+
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
         """``(bids, asks)``, best first, up to ``n`` levels each."""
         return self.bids.top(n), self.asks.top(n)
@@ -207,3 +222,4 @@ class Book:
         self.bids.clear()
         self.asks.clear()
         self.last_update_id = 0
+        self.limit = 0

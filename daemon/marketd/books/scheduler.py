@@ -9,14 +9,31 @@ head of the queue. A network error or another status retries that symbol alone a
 capped, jittered backoff. Snapshots go to ``deliver``, which answers whether another one is
 needed (a stale snapshot).
 
-Audit snapshots (:mod:`marketd.books.audit`) come last: :meth:`SnapshotScheduler.
-request_audit` queues one, which is sent only when no sync snapshot is queued (one that
-arrives while an audit waits for the budget takes its place; the wait charges nothing) and
-no backfill waits (the budget's ``urgent`` requests go first); their weight is charged to
-the ``audit`` user. :meth:`SnapshotScheduler.audit_blocker` tells the caller to pass a round
-up when the lane is busy or the budget tight (over ``AUDIT_BUDGET_SHARE`` of it in use,
-blocked, or the pacing bucket short). A failed audit request is not retried: the audit is
-skipped (``audited`` gets None).
+**Two depths.** A book (re)syncs from a *sync snapshot* of ``Lane.sync_limit`` levels
+(:func:`sync_limit`: ``books.sync_snapshot_limit``, by default the deepest limit that
+weighs what ``publish_levels`` weighs: spot 100 levels for weight 5, USD-M 50 for 2),
+so that every book of a full market is synced within the first minute or two; audits ask
+for ``Lane.deep_limit`` (``books.snapshot_limit``: spot 50, USD-M 20 at 1000 levels), a
+deepening for the next of ``Lane.tiers`` (:func:`depth_tiers`: the deepest limit of each
+weight step, spot 100 → 500 → 1000, USD-M 50 → 100 → 500 → 1000) up to it. A book that
+ran out of levels (``shallow``: the price moved past its snapshot's range) resyncs from
+the step above the snapshot it had (the books stage tells each symbol's limit,
+``sync_limit_of``): the books that move fast pay for depth, the others stay cheap.
+
+**Low priority: deepening, then audits.** :meth:`SnapshotScheduler.request_audit` queues
+a snapshot for the books stage's :mod:`marketd.books.audit` (``user`` ``deepen``: a
+shallow book to be deepened by one weight step; ``audit``: a periodic check at
+``deep_limit``). They are sent only when no sync snapshot is queued (one that arrives
+while such a request waits for the budget takes its place; the wait charges nothing) and
+no backfill waits (the budget's ``urgent`` requests go first); deepening goes before
+audits. Their weight is charged to their user. :meth:`SnapshotScheduler.deepen_blocker`
+and :meth:`audit_blocker` tell the caller to hold back when the lane is busy (a sync
+snapshot queued or waiting for the budget; for audits also one in flight; another
+low-priority request under way) or the budget tight: over ``books.deepen_budget_fraction``
+(deepening) or ``AUDIT_BUDGET_SHARE`` (audits) of it in use, blocked, or the pacing bucket
+short. So deepening spends only what the sync snapshots and the backfill leave, and never
+more than its share of the window: the rest stays free for resyncs and backfill bursts.
+A failed low-priority request is not retried (``audited`` gets None).
 """
 
 from __future__ import annotations
@@ -36,7 +53,7 @@ from marketd.data.records import Market
 from marketd.errors import RestError
 from marketd.exchanges.seam import Exchange
 from marketd.obs.telemetry import span
-from marketd.rest.budget import AUDIT, SNAPSHOTS, RestBudgets
+from marketd.rest.budget import AUDIT, DEEPEN, SNAPSHOTS, RestBudgets
 from marketd.rest.client import HttpGet, http_get
 from marketd.rest.weight import WeightBudget
 from marketd.runtime.backoff import BackoffPolicy
@@ -51,6 +68,42 @@ Audited = Callable[[Market, str, DepthSnapshot | None], None]
 
 # Audits start only while less than this share of the market's budget is in use.
 AUDIT_BUDGET_SHARE = 0.5
+# The low-priority users, first first.
+LOW_USERS = (DEEPEN, AUDIT)
+
+
+def _step_top(exchange: Exchange, low: int, high: int) -> int:
+    """The deepest limit in ``[low, high]`` that weighs what ``low`` weighs (weights grow
+    with the limit in steps: the last limit of ``low``'s step, or ``high``)."""
+    weight = exchange.depth_snapshot(low).weight
+    lo, hi = low, high
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if exchange.depth_snapshot(mid).weight <= weight:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def sync_limit(settings: BookSettings, exchange: Exchange) -> int:
+    """The levels of the snapshot a book (re)syncs from: the deepest limit weighing what
+    ``sync_snapshot_limit`` (0: ``publish_levels``) weighs — the same weight, more levels,
+    and a limit USD-M serves — at least ``publish_levels``, at most the deep limit
+    (``snapshot_limit``, as the market serves it)."""
+    deep = exchange.depth_snapshot(settings.snapshot_limit).page
+    low = min(max(settings.sync_snapshot_limit, settings.publish_levels), deep)
+    return _step_top(exchange, low, deep)
+
+
+def depth_tiers(exchange: Exchange, low: int, high: int) -> tuple[int, ...]:
+    """``low``, then the deepest limit of each heavier weight step up to ``high``: the sync
+    limits a book goes through as it runs out of levels (spot 100, 500, 1000; USD-M 50,
+    100, 500, 1000: limits USD-M serves)."""
+    tiers = [low]
+    while tiers[-1] < high:
+        tiers.append(_step_top(exchange, tiers[-1] + 1, high))
+    return tuple(tiers)
 
 
 @attrs.define(eq=False)
@@ -58,20 +111,47 @@ class Lane:
     market: Market
     base_url: str
     path: str
-    limit: int
-    weight: int
+    sync_limit: int  # levels of the snapshots books (re)sync from ...
+    sync_weight: int  # ... and their weight
+    deep_limit: int  # levels of the deepening and audit snapshots ...
+    deep_weight: int  # ... and their weight
     budget: WeightBudget  # shared: see RestBudgets
     slots: trio.Semaphore
+    # The sync limits from ``sync_limit`` to ``deep_limit`` (see :func:`depth_tiers`).
+    tiers: tuple[int, ...] = ()
     queue: deque[str] = attrs.field(factory=deque)
-    queued: set[str] = attrs.field(factory=set)
+    queued: set[str] = attrs.field(factory=set)  # in ``queue`` or ``sending``
+    sending: str | None = None  # taken from the queue, waiting for the budget
     wake: trio.Event = attrs.field(factory=trio.Event)
     in_flight: int = 0
     statuses: Counter[str] = attrs.field(factory=Counter)
     failures: Counter[str] = attrs.field(factory=Counter)  # per symbol, for backoff
-    audits: deque[str] = attrs.field(factory=deque)  # symbols waiting for an audit snapshot
-    audit_wait: trio.CancelScope | None = None  # an audit waiting for the budget
-    audits_in_flight: int = 0
-    audit_statuses: Counter[str] = attrs.field(factory=Counter)
+    # Symbols waiting for a low-priority (deep) snapshot, by user: deepen, audit.
+    low: dict[str, deque[str]] = attrs.field(factory=lambda: {u: deque() for u in LOW_USERS})
+    low_limits: dict[tuple[str, str], int] = attrs.field(factory=dict)  # (user, symbol) → levels
+    low_wait: trio.CancelScope | None = None  # a low-priority request waiting for the budget
+    low_waiting: tuple[str, str] | None = None  # ... (user, symbol)
+    low_in_flight: int = 0
+    low_statuses: dict[str, Counter[str]] = attrs.field(
+        factory=lambda: {u: Counter() for u in LOW_USERS}
+    )
+
+    @property
+    def limit(self) -> int:
+        """The levels of the ``snapshot_limit`` snapshots, as the market serves them."""
+        return self.deep_limit
+
+    @property
+    def weight(self) -> int:
+        """The weight of a ``snapshot_limit`` snapshot."""
+        return self.deep_weight
+
+    def low_head(self) -> tuple[str, str] | None:
+        """The next low-priority request: (user, symbol)."""
+        for user in LOW_USERS:
+            if self.low[user]:
+                return user, self.low[user][0]
+        return None
 
 
 @attrs.frozen
@@ -85,6 +165,10 @@ class LaneStatistics:
     requests: dict[str, int]  # by status: ok, 429, 418, http_error, network, bad_body
     audit_requests: dict[str, int]  # audit snapshots, by status (not in ``requests``)
     audit_weight: int  # requested by the audit snapshots, since start
+    deepen_requests: dict[str, int] = attrs.field(factory=dict)  # deepening, by status
+    deepen_weight: int = 0  # requested by the deepening snapshots, since start
+    sync_limit: int = 0  # levels of the sync snapshots
+    deep_limit: int = 0  # levels of the deepening and audit snapshots
 
 
 class SnapshotScheduler:
@@ -101,8 +185,11 @@ class SnapshotScheduler:
         retry: BackoffPolicy | None = None,
         budgets: RestBudgets | None = None,
         adapter: Callable[[Market], Exchange] = exchanges.adapter,
+        sync_limit_of: Callable[[Market, str], int] | None = None,
     ) -> None:
         self.adapter = adapter
+        # The levels of a symbol's next sync snapshot (default: the lane's sync limit).
+        self.sync_limit_of = sync_limit_of
         self.settings = settings
         self.budgets = budgets or RestBudgets.from_settings(settings, wall=wall)
         self.deliver = deliver
@@ -113,62 +200,92 @@ class SnapshotScheduler:
         self.retry = retry or BackoffPolicy(initial=1.0, cap=30.0)
         self.lanes: dict[Market, Lane] = {}
         for market, url in rest_urls.items():
-            endpoint = adapter(market).depth_snapshot(settings.snapshot_limit)
+            exchange = adapter(market)
+            deep = exchange.depth_snapshot(settings.snapshot_limit)
+            shallow = exchange.depth_snapshot(sync_limit(settings, exchange))
             self.lanes[market] = Lane(
+                tiers=depth_tiers(exchange, shallow.page, deep.page),
                 market=market,
                 base_url=url,
-                path=endpoint.path,
-                limit=endpoint.page,
-                weight=endpoint.weight,
+                path=deep.path,
+                sync_limit=shallow.page,
+                sync_weight=shallow.weight,
+                deep_limit=deep.page,
+                deep_weight=deep.weight,
                 budget=self.budgets.budget(market),
                 slots=trio.Semaphore(settings.max_concurrent_snapshots),
             )
 
     def request(self, market: Market, symbol: str) -> None:
-        """Queue ``symbol`` for a snapshot (no-op when it is already queued)."""
+        """Queue ``symbol`` for a sync snapshot (no-op when it is already queued)."""
         lane = self.lanes[market]
         if symbol in lane.queued:
             return
         lane.queued.add(symbol)
         lane.queue.append(symbol)
         lane.wake.set()
-        if lane.audit_wait is not None:
-            lane.audit_wait.cancel()  # the sync snapshot goes first
+        if lane.low_wait is not None:
+            lane.low_wait.cancel()  # the sync snapshot goes first
 
-    # -- audits ---------------------------------------------------------------------------
+    # -- deepening and audits -------------------------------------------------------------
 
-    def audit_blocker(self, market: Market) -> str | None:
-        """Why an audit of ``market`` should not start now (None: it may).
-
-        ``busy``: sync snapshots are queued or in flight, or an audit is; ``budget``: the
-        market is blocked, a backfill waits, over ``AUDIT_BUDGET_SHARE`` of the budget is
-        in use, or the pacing would hold the request back."""
+    def _low_blocker(
+        self, market: Market, share: float, limit: int | None, *, strict: bool
+    ) -> str | None:
         lane = self.lanes[market]
-        if lane.queue or lane.in_flight or lane.audits or lane.audits_in_flight:
+        weight = lane.deep_weight
+        if limit is not None:
+            weight = self.adapter(market).depth_snapshot(limit).weight
+        if lane.queued or (strict and lane.in_flight):
+            return "busy"
+        if lane.low_head() is not None or lane.low_in_flight:
             return "busy"
         st = self.budgets.statistics()[market]
         if st.blocked_s > 0 or st.urgent_waiting:
             return "budget"
-        if st.weight_used + lane.weight > st.budget * AUDIT_BUDGET_SHARE:
+        if st.weight_used + weight > st.budget * share:
             return "budget"
-        if self.budgets.delay(market, lane.weight) > 0:
+        if self.budgets.delay(market, weight) > 0:
             return "budget"
         return None
 
-    def request_audit(self, market: Market, symbol: str) -> None:
-        """Queue an audit snapshot of ``symbol`` (sent after every sync snapshot)."""
+    def audit_blocker(self, market: Market) -> str | None:
+        """Why an audit of ``market`` should not start now (None: it may).
+
+        ``busy``: sync snapshots are queued or in flight, or a deepening or an audit is;
+        ``budget``: the market is blocked, a backfill waits, over ``AUDIT_BUDGET_SHARE`` of
+        the budget is in use, or the pacing would hold the request back."""
+        return self._low_blocker(market, AUDIT_BUDGET_SHARE, None, strict=True)
+
+    def deepen_blocker(self, market: Market, limit: int | None = None) -> str | None:
+        """Why a book of ``market`` should not be deepened now with a snapshot of ``limit``
+        levels (default ``deep_limit``); None: it may. As :meth:`audit_blocker`, with
+        ``books.deepen_budget_fraction`` of the budget, and sync snapshots in flight (their
+        weight charged already) do not hold it back: only those still waiting do."""
+        return self._low_blocker(market, self.settings.deepen_budget_fraction, limit, strict=False)
+
+    def request_audit(
+        self, market: Market, symbol: str, *, user: str = AUDIT, limit: int | None = None
+    ) -> None:
+        """Queue a snapshot of ``symbol`` of ``limit`` levels (default ``deep_limit``) for an
+        audit (``user`` ``audit``) or to deepen its book (``deepen``): sent after every sync
+        snapshot, deepening first."""
         lane = self.lanes[market]
-        if symbol not in lane.audits:
-            lane.audits.append(symbol)
+        waiting = lane.low[user]
+        if symbol not in waiting:
+            waiting.append(symbol)
+            lane.low_limits[(user, symbol)] = limit or lane.deep_limit
             lane.wake.set()
 
     def cancel_audit(self, market: Market, symbol: str) -> None:
-        """Forget a queued audit request of ``symbol`` (no-op once sent)."""
+        """Forget a queued audit or deepening request of ``symbol`` (no-op once sent)."""
         lane = self.lanes[market]
-        if symbol in lane.audits:
-            lane.audits.remove(symbol)
-            if not lane.audits and lane.audit_wait is not None:
-                lane.audit_wait.cancel()
+        for user, waiting in lane.low.items():
+            if symbol in waiting:
+                waiting.remove(symbol)
+                lane.low_limits.pop((user, symbol), None)
+                if lane.low_waiting == (user, symbol) and lane.low_wait is not None:
+                    lane.low_wait.cancel()
 
     def statistics(self) -> dict[Market, LaneStatistics]:
         try:
@@ -178,15 +295,19 @@ class SnapshotScheduler:
         wall = self.budgets.wall()
         return {
             m: LaneStatistics(
-                queued=len(lane.queue),
+                queued=len(lane.queued),
                 in_flight=lane.in_flight,
                 weight_used=lane.budget.used(now, wall),
                 weight_requested=self.budgets.requested(m, SNAPSHOTS),
                 budget=lane.budget.budget,
                 blocked_s=0.0 if now < 0 else max(0.0, lane.budget.blocked_until - now),
                 requests=dict(lane.statuses),
-                audit_requests=dict(lane.audit_statuses),
+                audit_requests=dict(lane.low_statuses[AUDIT]),
                 audit_weight=self.budgets.requested(m, AUDIT),
+                deepen_requests=dict(lane.low_statuses[DEEPEN]),
+                deepen_weight=self.budgets.requested(m, DEEPEN),
+                sync_limit=lane.sync_limit,
+                deep_limit=lane.deep_limit,
             )
             for m, lane in self.lanes.items()
         }
@@ -199,55 +320,84 @@ class SnapshotScheduler:
 
     async def _run_lane(self, lane: Lane, nursery: trio.Nursery) -> None:
         while True:
-            while not lane.queue and not lane.audits:
+            while not lane.queue and lane.low_head() is None:
                 lane.wake = trio.Event()
                 await lane.wake.wait()
             await lane.slots.acquire()
+            low: tuple[str, str, int] | None = None
             try:
                 if lane.queue:
-                    await self.budgets.acquire(lane.market, lane.weight, user=SNAPSHOTS)
-                elif not await self._acquire_audit(lane):
-                    lane.slots.release()  # a sync snapshot came, or the audit was cancelled
+                    symbol, limit = await self._acquire_sync(lane)
+                elif (low := await self._acquire_low(lane)) is None:
+                    lane.slots.release()  # a sync snapshot came, or the request was cancelled
                     continue
             except BaseException:
                 lane.slots.release()
                 raise
-            if lane.queue:
-                symbol = lane.queue.popleft()
-                lane.queued.discard(symbol)
+            if low is None:
                 lane.in_flight += 1
-                nursery.start_soon(self._fetch, lane, symbol, nursery)
+                nursery.start_soon(self._fetch, lane, symbol, limit, nursery)
             else:
-                symbol = lane.audits.popleft()
-                lane.audits_in_flight += 1
-                nursery.start_soon(self._fetch_audit, lane, symbol)
+                user, symbol, limit = low
+                lane.low[user].remove(symbol)
+                lane.low_limits.pop((user, symbol), None)
+                lane.low_in_flight += 1
+                nursery.start_soon(self._fetch_audit, lane, symbol, user, limit)
 
-    async def _acquire_audit(self, lane: Lane) -> bool:
-        """Wait for the budget for an audit; False when cancelled (nothing charged)."""
+    async def _acquire_sync(self, lane: Lane) -> tuple[str, int]:
+        """Take the next symbol, wait for the budget for its sync snapshot (its own limit:
+        see ``sync_limit_of``) and charge it; (symbol, limit)."""
+        symbol = lane.sending = lane.queue.popleft()  # still in ``queued``: not asked twice
+        try:
+            limit = lane.sync_limit
+            if self.sync_limit_of is not None:
+                limit = self.sync_limit_of(lane.market, symbol)
+            endpoint = self.adapter(lane.market).depth_snapshot(limit)
+            await self.budgets.acquire(lane.market, endpoint.weight, user=SNAPSHOTS)
+        except BaseException:
+            lane.queue.appendleft(symbol)
+            raise
+        finally:
+            lane.sending = None
+        lane.queued.discard(symbol)
+        return symbol, endpoint.page
+
+    async def _acquire_low(self, lane: Lane) -> tuple[str, str, int] | None:
+        """Wait for the budget for the next low-priority request and charge it to its user;
+        (user, symbol, limit), or None when cancelled (nothing charged) or no longer wanted."""
+        head = lane.low_head()
+        if head is None:
+            return None
+        user, symbol = head
+        endpoint = self.adapter(lane.market).depth_snapshot(
+            lane.low_limits.get(head, lane.deep_limit)
+        )
         with trio.CancelScope() as scope:
-            lane.audit_wait = scope
+            lane.low_wait, lane.low_waiting = scope, head
             try:
-                await self.budgets.acquire(lane.market, lane.weight, user=AUDIT)
+                await self.budgets.acquire(lane.market, endpoint.weight, user=user)
             finally:
-                lane.audit_wait = None
-        return not scope.cancelled_caught and bool(lane.audits) and not lane.queue
+                lane.low_wait = lane.low_waiting = None
+        if scope.cancelled_caught or lane.queue or symbol not in lane.low[user]:
+            return None
+        return user, symbol, endpoint.page
 
-    async def _fetch_audit(self, lane: Lane, symbol: str) -> None:
-        with span("book.audit", market=lane.market.value, symbol=symbol) as sp:
+    async def _fetch_audit(self, lane: Lane, symbol: str, user: str, limit: int) -> None:
+        with span(f"book.{user}", market=lane.market.value, symbol=symbol) as sp:
             try:
-                status, snapshot = await self._get(lane, symbol, user=AUDIT)
+                status, snapshot = await self._get(lane, symbol, limit, user=user)
             finally:
-                lane.audits_in_flight -= 1
+                lane.low_in_flight -= 1
                 lane.slots.release()
             sp.set_attribute("status", status)
-        lane.audit_statuses[status] += 1
+        lane.low_statuses[user][status] += 1
         if self.audited is not None:
             self.audited(lane.market, symbol, snapshot)
 
-    async def _fetch(self, lane: Lane, symbol: str, nursery: trio.Nursery) -> None:
+    async def _fetch(self, lane: Lane, symbol: str, limit: int, nursery: trio.Nursery) -> None:
         with span("book.resync", market=lane.market.value, symbol=symbol) as sp:
             try:
-                status, snapshot = await self._get(lane, symbol)
+                status, snapshot = await self._get(lane, symbol, limit)
             finally:
                 lane.in_flight -= 1
                 lane.slots.release()
@@ -275,9 +425,9 @@ class SnapshotScheduler:
         self.request(market, symbol)
 
     async def _get(
-        self, lane: Lane, symbol: str, *, user: str = SNAPSHOTS
+        self, lane: Lane, symbol: str, limit: int, *, user: str = SNAPSHOTS
     ) -> tuple[str, DepthSnapshot | None]:
-        params: dict[str, str | int] = {"symbol": symbol, "limit": lane.limit}
+        params: dict[str, str | int] = {"symbol": symbol, "limit": limit}
         try:
             resp = await self.get(lane.base_url, lane.path, params, time_limit=self.timeout)
         except RestError as exc:

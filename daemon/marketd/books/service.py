@@ -13,14 +13,40 @@ snapshot — never for a book that is not synced.
 Books keep at most ``min(depth, snapshot limit)`` levels a side: every level kept is one a
 snapshot shows (see :mod:`marketd.books.book`, "Deep levels").
 
+**Shallow first, then deepening.** A book (re)syncs from a shallow snapshot (the lane's
+``sync_limit``: by default spot 100 levels for weight 5, USD-M 50 for weight 2, against 50
+and 20 at 1000 levels), so a full market is synced, and ready, in a minute or two instead
+of a quarter of an hour. Such a book knows the levels of that snapshot's price range only
+(:mod:`marketd.books.book`, "Known region"); its published top ``publish_levels`` are
+exact, and it resyncs (``shallow``) if the price moves so far that fewer remain — from a
+snapshot one weight step deeper than the one it had (spot 100 → 500 → 1000, USD-M 50 →
+100 → 500 → 1000: the books that move fast pay for depth; any other loss resyncs from
+``sync_limit``, so a mass resync stays cheap).
+
+Every ``DEEPEN_POLL_S`` each market with no audit under way picks the synced shallow book
+that knows the fewest levels (the nearest to a ``shallow`` resync; then the order of the
+subscriptions) and, unless the lane is busy or the budget tight
+(:meth:`SnapshotScheduler.deepen_blocker`: a sync snapshot queued or waiting for the
+budget, a backfill waiting, over ``books.deepen_budget_fraction`` of the budget in use),
+deepens it one weight step (:meth:`Books.deepen_to`; up to ``snapshot_limit``): an
+:class:`~marketd.books.audit.Audit` of kind ``deepen``, which compares the levels both
+know and, if they agree, gives the book the snapshot's deeper region (a mismatch resyncs
+it, as an audit's does). The book stays synced and published throughout. A book is
+deepened once it has stayed synced for ``DEEPEN_SETTLE_S``, then at most once per
+``DEEPEN_RETRY_S`` (one without a verdict holds the others back for no longer). Counted in
+``marketd_book_deepens_total{market,result}``; the books still shallow in
+``marketd_book_shallow{market}``; the weight is the ``deepen`` user's.
+
 **Audits.** Every ``audit_interval_s`` each market picks its next synced book (round robin)
 and, unless the lane is busy or the budget tight (:meth:`SnapshotScheduler.audit_blocker`:
-the round is then ``deferred``), requests an audit snapshot at the lowest priority; the
-:class:`~marketd.books.audit.Audit` aligns it with the book and compares them. At most one
-audit per market is under way. A mismatch discards the book and resyncs it (reason
-``audit``). Each verdict is counted (``marketd_book_audits_total{market,result}``), logged
-and handed to ``on_audit`` (an :class:`~marketd.books.audit.AuditResult`); the weight is
-the ``audit`` user's of ``marketd_rest_weight_requested_total``.
+the round is then ``deferred``), requests an audit snapshot (``snapshot_limit`` levels) at
+the lowest priority; the :class:`~marketd.books.audit.Audit` aligns it with the book and
+compares them. At most one audit or deepening per market is under way. A mismatch discards
+the book and resyncs it (reason ``audit``). Each verdict is counted
+(``marketd_book_audits_total{market,result}``), logged and handed to ``on_audit`` (an
+:class:`~marketd.books.audit.AuditResult`, with ``kind`` ``audit`` or ``deepen``: the
+deepenings' verdicts too); the weight is the ``audit`` user's of
+``marketd_rest_weight_requested_total``.
 """
 
 from __future__ import annotations
@@ -38,7 +64,17 @@ from google.protobuf.message import DecodeError
 from prometheus_client.core import Metric
 
 from marketd import exchanges
-from marketd.books.audit import FAILED, MISMATCH, OK, RESULTS, TIMEOUT, Audit, AuditResult
+from marketd.books.audit import (
+    AUDIT,
+    DEEPEN,
+    FAILED,
+    MISMATCH,
+    OK,
+    RESULTS,
+    TIMEOUT,
+    Audit,
+    AuditResult,
+)
 from marketd.books.scheduler import SnapshotScheduler
 from marketd.books.sync import Reason, State, SymbolSync
 from marketd.config.settings import Settings
@@ -61,6 +97,13 @@ _parse = MarketEvent.FromString
 Key = tuple[Market, str]
 # Seconds an audit may take beyond the REST timeout (the book reaching the snapshot's id).
 AUDIT_GRACE_S = 20.0
+# Seconds between deepening rounds (each starts at most one per market).
+DEEPEN_POLL_S = 0.25
+# Seconds between two deepenings of one book (one without a verdict holds no other back).
+DEEPEN_RETRY_S = 30.0
+# Seconds a book stays synced before it is deepened: a book just synced knows its whole
+# snapshot range, and deepening one that loses sync again soon would be wasted.
+DEEPEN_SETTLE_S = 30.0
 
 
 @attrs.frozen
@@ -80,6 +123,9 @@ class BookStatistics:
     audits: dict[tuple[str, str], int] = attrs.field(factory=dict)  # (market, result) → n
     audits_deferred: dict[str, int] = attrs.field(factory=dict)  # market → rounds passed up
     audit_weight: dict[str, int] = attrs.field(factory=dict)  # market → weight requested
+    deepens: dict[tuple[str, str], int] = attrs.field(factory=dict)  # (market, result) → n
+    deepen_weight: dict[str, int] = attrs.field(factory=dict)  # market → weight requested
+    shallow: dict[str, int] = attrs.field(factory=dict)  # market → synced books to deepen
 
     @property
     def not_synced(self) -> list[str]:
@@ -136,6 +182,9 @@ class Books:
         self.audit_counts: Counter[tuple[str, str]] = Counter()  # (market, result)
         self.audits_deferred: Counter[str] = Counter()  # market
         self._audit_next: dict[Market, int] = {}  # round-robin position per market
+        self.deepen_counts: Counter[tuple[str, str]] = Counter()  # (market, result)
+        self._deepen_after: dict[Key, float] = {}  # no deepening of a book before
+        self._deepen_seen: dict[Key, int] = {}  # the book's snapshot count when first seen
         self.topic = settings.kafka.topics.orderbook
         self.scheduler = SnapshotScheduler(
             settings.books,
@@ -147,6 +196,7 @@ class Books:
             get=get,
             budgets=budgets,
             adapter=adapter,
+            sync_limit_of=self._sync_limit_of,
         )
         self.syncs: dict[Key, SymbolSync] = {}
         for key in book_symbols(settings, adapter):
@@ -157,20 +207,29 @@ class Books:
         self.invalid = 0
 
     def _add(self, key: Key) -> SymbolSync:
-        limit = self.scheduler.lanes[key[0]].limit
+        lane = self.scheduler.lanes[key[0]]
         sync = self.syncs[key] = SymbolSync(
             chained=self.adapter(key[0]).chained_diffs,
             # Never more levels than a snapshot shows: all of the book can be audited.
-            depth=min(self.settings.depth, limit),
-            snapshot_limit=limit,
+            depth=min(self.settings.depth, lane.deep_limit),
+            # Synced shallow (cheap), deepened later.
+            snapshot_limit=lane.sync_limit,
             min_levels=self.settings.publish_levels,
             max_buffered=self.settings.max_buffered_diffs,
+            tiers=lane.tiers,
         )
         if (status := self.status) is not None:
             market, symbol = key
             sync.on_lost = lambda reason, last: status.book_resync(market, symbol, reason, last)
             sync.on_synced = lambda snapshot: status.book_synced(market, symbol, snapshot)
         return sync
+
+    def _sync_limit_of(self, market: Market, symbol: str) -> int:
+        """The levels of the next sync snapshot of a book (deeper once it ran out of them).
+        It cannot change while the snapshot is under way (only a synced book goes
+        ``shallow``), so the delivered snapshot is loaded with the limit it was asked for."""
+        sync = self.syncs.get((market, symbol))
+        return self.scheduler.lanes[market].sync_limit if sync is None else sync.snapshot_limit
 
     # -- statistics, metrics, readiness ---------------------------------------------------
 
@@ -191,6 +250,9 @@ class Books:
         requests: Counter[str] = Counter()
         for lane in lanes.values():
             requests.update(lane.requests)
+        shallow: Counter[str] = Counter()
+        for market, _ in self._shallow_books():
+            shallow[market.value] += 1
         return BookStatistics(
             symbols=symbols,
             states=dict(states),
@@ -207,6 +269,9 @@ class Books:
             audits=dict(self.audit_counts),
             audits_deferred=dict(self.audits_deferred),
             audit_weight={m.value: st.audit_weight for m, st in lanes.items()},
+            deepens=dict(self.deepen_counts),
+            deepen_weight={m.value: st.deepen_weight for m, st in lanes.items()},
+            shallow={m.value: shallow[m.value] for m in lanes},
         )
 
     def out_of_sync(self, limit: int) -> list[UnsyncedBook]:
@@ -280,6 +345,24 @@ class Books:
             ),
         )
         yield counter(
+            "marketd_book_deepens_total",
+            "Shallow books deepened one weight step (a deeper snapshot checked against the "
+            "book), by market and result (ok: deepened, mismatch: the book resynced, "
+            "skipped: no verdict).",
+            ("market", "result"),
+            seeded(
+                [(m.value, r) for m in Market for r in RESULTS],
+                {(m, r): n for (m, r), n in st.deepens.items()},
+            ),
+        )
+        yield gauge(
+            "marketd_book_shallow",
+            "Synced books known to fewer levels than books.snapshot_limit (synced from a "
+            "shallower snapshot), waiting to be deepened, by market.",
+            ("market",),
+            {(m.value,): float(st.shallow.get(m.value, 0)) for m in Market},
+        )
+        yield counter(
             "marketd_book_audits_deferred_total",
             "Audit rounds passed up because sync snapshots were under way or the REST "
             "budget was tight, by market.",
@@ -302,6 +385,10 @@ class Books:
             await nursery.start(self.scheduler.serve)
             if self.settings.audit_interval_s > 0:
                 nursery.start_soon(self._audit_loop)
+            if self.settings.deepen_budget_fraction > 0 and any(
+                lane.sync_limit < lane.deep_limit for lane in self.scheduler.lanes.values()
+            ):
+                nursery.start_soon(self._deepen_loop)
             task_status.started()
             deadline = trio.current_time() + interval
             while True:
@@ -387,12 +474,23 @@ class Books:
             await trio.sleep(interval)
             self.audit_round(trio.current_time())
 
-    def audit_round(self, now: float) -> list[Key]:
-        """Expire overdue audits; start one per market where none is under way, unless
-        the lane is busy or the budget tight. Return the books whose audit started."""
+    def _expire_audits(self, now: float) -> None:
         for audit in list(self.audits.values()):
             if now >= audit.deadline:
                 self._audit_done(audit, audit.skipped(TIMEOUT))
+
+    def _start_audit(self, key: Key, now: float, kind: str, limit: int | None = None) -> None:
+        market, symbol = key
+        deadline = now + self.scheduler.timeout + AUDIT_GRACE_S
+        limit = limit or self.scheduler.lanes[market].deep_limit
+        audit = Audit(market, symbol, self.syncs[key], deadline=deadline, limit=limit, kind=kind)
+        self.audits[key] = audit
+        self.scheduler.request_audit(market, symbol, user=kind, limit=limit)
+
+    def audit_round(self, now: float) -> list[Key]:
+        """Expire overdue audits; start one per market where none is under way, unless
+        the lane is busy or the budget tight. Return the books whose audit started."""
+        self._expire_audits(now)
         started: list[Key] = []
         busy = {market for market, _ in self.audits}
         for market in dict.fromkeys(market for market, _ in self.syncs):
@@ -404,9 +502,66 @@ class Books:
             key = self._next_synced(market)
             if key is None:
                 continue
-            deadline = now + self.scheduler.timeout + AUDIT_GRACE_S
-            self.audits[key] = Audit(market, key[1], self.syncs[key], deadline=deadline)
-            self.scheduler.request_audit(*key)
+            self._start_audit(key, now, AUDIT)
+            started.append(key)
+        return started
+
+    # -- deepening ------------------------------------------------------------------------
+
+    async def _deepen_loop(self) -> None:
+        while True:
+            await trio.sleep(DEEPEN_POLL_S)
+            self.deepen_round(trio.current_time())
+
+    def _shallow_books(self) -> Iterable[Key]:
+        """The synced books that a deeper snapshot would tell more: known only to a
+        shallower snapshot than the lane's deep limit (and the book's depth), with a
+        bounded side (a side the snapshot showed in full is complete already)."""
+        lanes = self.scheduler.lanes
+        for key, sync in self.syncs.items():
+            book = sync.book
+            if (
+                sync.synced
+                and book.limit < min(lanes[key[0]].deep_limit, book.depth)
+                and book.known_levels() is not None
+            ):
+                yield key
+
+    def deepen_to(self, key: Key) -> int:
+        """The levels a deepening of book ``key`` asks for: the next weight step above the
+        snapshot its region comes from (spot 100 → 500 → 1000, USD-M 50 → 100 → 500 →
+        1000), so the leftover budget protects as many books as it can first."""
+        lane = self.scheduler.lanes[key[0]]
+        had = self.syncs[key].book.limit
+        return next((t for t in lane.tiers if t > had), lane.deep_limit)
+
+    def deepen_round(self, now: float) -> list[Key]:
+        """Expire overdue audits; in each market with none under way, deepen the shallow
+        book knowing the fewest levels by one weight step, unless the lane is busy or the
+        budget tight. Return the books whose deepening started."""
+        self._expire_audits(now)
+        busy = {market for market, _ in self.audits}
+        best: dict[Market, tuple[int, int, Key]] = {}
+        for order, key in enumerate(self._shallow_books()):
+            market = key[0]
+            synced = self.syncs[key].snapshots  # a new sync: a new count
+            if self._deepen_seen.get(key) != synced:
+                self._deepen_seen[key] = synced
+                after = self._deepen_after.get(key, 0.0)
+                self._deepen_after[key] = max(after, now + DEEPEN_SETTLE_S)
+            if market in busy or self._deepen_after.get(key, 0.0) > now:
+                continue
+            known = self.syncs[key].book.known_levels() or 0
+            if market not in best or (known, order) < best[market][:2]:
+                best[market] = (known, order, key)
+        started: list[Key] = []
+        for market, (_, _, key) in best.items():
+            limit = self.deepen_to(key)
+            if self.scheduler.deepen_blocker(market, limit) is not None:
+                continue
+            self._start_audit(key, now, DEEPEN, limit)
+            # Should this one give no verdict, the others go first for a while.
+            self._deepen_after[key] = now + DEEPEN_RETRY_S
             started.append(key)
         return started
 
@@ -437,8 +592,10 @@ class Books:
         if self.audits.get(key) is audit:
             del self.audits[key]
         self.scheduler.cancel_audit(market, symbol)
-        self.audit_counts[(market.value, result.result)] += 1
+        counts = self.deepen_counts if result.kind == DEEPEN else self.audit_counts
+        counts[(market.value, result.result)] += 1
         fields = {
+            "kind": result.kind,
             "market": market.value,
             "symbol": symbol,
             "update_id": result.update_id,
@@ -461,7 +618,7 @@ class Books:
                 self.scheduler.request(market, symbol)
         elif result.result == OK:
             audit.adopt()
-            log.debug("book audit: ok", **fields)
+            log.debug("book audit: ok", levels=audit.live.book.limit, **fields)
         else:
             log.info("book audit: skipped", reason=result.reason, **fields)
         if self.on_audit is not None:

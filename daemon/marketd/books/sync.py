@@ -18,6 +18,13 @@ two forms; the exchange adapter says which one a market's diffs follow
 Once synced, a diff whose ``u`` is not beyond the book's id is a duplicate (a reconnect
 overlap) and is dropped: everything in it is already in the book.
 
+The snapshot a book syncs from has ``snapshot_limit`` levels (the books stage passes its
+*sync* limit, often shallower than the book's ``depth``: the book then knows that
+snapshot's price range only, see :mod:`marketd.books.book`, and is deepened later by an
+audit-like check, see :mod:`marketd.books.service`). A book that ran out of levels
+(``shallow``) resyncs from one of ``tiers`` deeper than the snapshot it had; after any
+other loss, from ``snapshot_limit`` again.
+
 The machine asks for snapshots but never fetches: :meth:`SymbolSync.on_diff` and
 :meth:`SymbolSync.on_snapshot` return True when the caller should request one (at most one
 request is outstanding per symbol).
@@ -61,10 +68,15 @@ class SymbolSync:
         snapshot_limit: int = 1000,
         min_levels: int = 0,
         max_buffered: int = 10_000,
+        tiers: Sequence[int] = (),
     ) -> None:
         self.chained = chained
         self.book = Book(depth)
-        self.snapshot_limit = snapshot_limit
+        # The levels of the next snapshot this book syncs from: ``base_limit``, but after
+        # it ran out of levels (``shallow``) the next of ``tiers`` (ascending) above those
+        # it had — only then: a mass resync (reconnect) stays cheap.
+        self.snapshot_limit = self.base_limit = snapshot_limit
+        self.tiers = tuple(tiers)
         # Resync when a bounded side knows fewer levels (at most what a snapshot gives).
         self.min_levels = min(min_levels, depth, snapshot_limit)
         self.state = State.SYNCING
@@ -120,6 +132,10 @@ class SymbolSync:
         if self.book.crossed():
             return self._lose(Reason.CROSSED, None)
         if self.min_levels and self.book.shallow(self.min_levels):
+            # Its snapshot was too shallow for how far this price moved: go one step deeper.
+            had = self.book.limit
+            deepest = self.tiers[-1] if self.tiers else self.snapshot_limit
+            self.snapshot_limit = next((t for t in self.tiers if t > had), deepest)
             return self._lose(Reason.SHALLOW, None)
         return False
 
@@ -163,6 +179,8 @@ class SymbolSync:
         """Discard the synced book; keep ``diff`` (the one past a gap) as the first buffered.
 
         Only a synced book is lost, and a synced machine has nothing buffered or loaded."""
+        if reason is not Reason.SHALLOW:
+            self.snapshot_limit = self.base_limit
         self.resyncs[reason.value] += 1
         self.state = State.RESYNCING
         if self.on_lost is not None:

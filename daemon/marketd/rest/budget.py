@@ -2,7 +2,10 @@
 
 The exchange counts request weight per IP and API (Binance: spot, USD-M), so the book snapshot
 scheduler and the trade backfiller spend from one allowance: one
-:class:`~marketd.rest.weight.WeightBudget` per market, held here.
+:class:`~marketd.rest.weight.WeightBudget` per market, held here. Who goes first: the
+backfill (``urgent``), then the snapshots books sync from, then the snapshots that deepen
+shallow books, then audits (the scheduler orders the last three; see
+:mod:`marketd.books.scheduler`).
 
 * :meth:`RestBudgets.acquire` waits until the budget admits a request, then charges it.
   An ``urgent`` request (backfill: a symbol's live trades wait for it) goes first: while one
@@ -33,10 +36,11 @@ from marketd.rest.weight import DEFAULT_BAN_S, DEFAULT_RETRY_AFTER_S, WeightBudg
 log = structlog.get_logger(__name__)
 
 # The users of the budget, as they appear in metric labels.
-SNAPSHOTS = "snapshots"
+SNAPSHOTS = "snapshots"  # the snapshots books (re)sync from
 BACKFILL = "backfill"
-AUDIT = "audit"  # book audits: the lowest priority (see marketd.books.scheduler)
-USERS = (SNAPSHOTS, BACKFILL, AUDIT)
+DEEPEN = "deepen"  # deeper snapshots for books synced shallow (see marketd.books.scheduler)
+AUDIT = "audit"  # book audits: the lowest priority
+USERS = (SNAPSHOTS, BACKFILL, DEEPEN, AUDIT)
 
 
 @attrs.define(eq=False)
@@ -187,7 +191,7 @@ class RestBudgets:
         )
         yield counter(
             "marketd_rest_weight_requested_total",
-            "REST request weight spent, by market and user (snapshots, backfill, audit).",
+            "REST request weight spent, by market and user (snapshots, backfill, deepen, audit).",
             ("market", "user"),
             {(m.value, u): s.weight_requested.get(u, 0) for m, s in st.items() for u in USERS},
         )

@@ -14,6 +14,10 @@ snapshots, trade backfill: see :mod:`marketd.rest.budget`), and keeps to it thre
   at once.
 
 A 429 or 418 blocks the whole API until its ``Retry-After`` has passed.
+
+A positive wait is never shorter than ``MIN_DELAY_S``: float rounding can leave a token
+deficit of ~1e-16 whose wait (~1e-14 s) is below the resolution of the clock at that time
+(``now + wait == now``); a caller sleeping it would find the same deficit, and spin.
 Times: ``now`` is monotonic seconds, ``wall`` is Unix seconds (minute boundaries).
 """
 
@@ -28,6 +32,8 @@ MINUTE_MARGIN_S = 1.0
 BURST_FRACTION = 0.1
 DEFAULT_RETRY_AFTER_S = 60.0
 DEFAULT_BAN_S = 120.0
+# The shortest positive wait :meth:`WeightBudget.delay` returns (see above).
+MIN_DELAY_S = 1e-3
 
 
 class WeightBudget:
@@ -83,7 +89,9 @@ class WeightBudget:
         need = min(float(weight), self.burst)
         if self._tokens < need:
             waits.append((need - self._tokens) * WINDOW_S / self.budget)
-        return max(0.0, *waits)
+        wait = max(waits)
+        # Rounded up, so that sleeping it always moves the clock and refills the bucket.
+        return 0.0 if wait <= 0 else max(wait, MIN_DELAY_S)
 
     def charge(self, weight: int, now: float) -> None:
         """A request of ``weight`` is being sent (call only when :meth:`delay` is 0)."""
