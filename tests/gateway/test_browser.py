@@ -43,6 +43,12 @@ async def test_live_alert_card_link_chart_and_sound() -> None:
             assert card["pct"] == "+2.57 %"
             assert (card["price"], card["base"]) == ("65432.10", "63800.00")
             assert card["href"] == "https://www.tradingview.com/chart/?symbol=BINANCE:BTCUSDT.P"
+            # Chromium (which negotiates permessage-deflate) read it as written by the
+            # fan-out writer, uncompressed, after its replay compressed through Quart.
+            assert server.served is not None
+            fanout = trio.from_thread.run_sync(server.served.gateway.fanout.statistics)
+            assert fanout.clients == 1, fanout
+            assert fanout.writes >= 1, fanout
             # The page tried to play the beep (an oscillator started) once for the alert.
             wait_js(page, "window.__oscillatorStarts === 1")
             assert page.get_attribute("body", "data-beeps") == "1"

@@ -2,9 +2,10 @@
 
 ``AlertHub.publish`` is called by the detector and never blocks: each alert is kept in a
 bounded history (every alert: the replay and ``/api/alerts`` see them all), then offered
-live to every client's bounded queue with ``send_nowait``, encoded to JSON once. A client
-whose queue is full is dropped (reason ``slow``) on the spot, counted, and told to go; it
-never slows the detector or the other clients.
+live to every client's bounded queue (:class:`ClientQueue`), encoded to JSON once; the
+gateway's writer (:mod:`marketd.gateway.fanout`), woken by :meth:`AlertHub.wait_queued`,
+takes it from there. A client whose queue is full is dropped (reason ``slow``) on the
+spot, counted, and told to go; it never slows the detector or the other clients.
 
 At most ``max_alerts_per_s`` alerts are offered live in any second (:class:`LiveCap`; 0:
 no cap). The excess is counted (``suppressed``) and, once a second while it lasts, each
@@ -123,6 +124,30 @@ Queued: TypeAlias = str | Notice
 """What a client's queue holds: an encoded alert (batched on send), or a notice."""
 
 
+def live_messages(items: Iterable[Queued]) -> tuple[list[str], int]:
+    """The WebSocket messages for ``items`` taken from a client's queue, in order: each run
+    of alerts in messages of at most ``MAX_BATCH`` (:func:`alerts_message`), each notice as
+    it is; and how many alerts they carry."""
+    messages: list[str] = []
+    run: list[str] = []
+    alerts = 0
+    for item in items:
+        if isinstance(item, Notice):
+            if run:
+                messages.append(alerts_message(run))
+                run = []
+            messages.append(item.text)
+            continue
+        run.append(item)
+        alerts += 1
+        if len(run) == MAX_BATCH:
+            messages.append(alerts_message(run))
+            run = []
+    if run:
+        messages.append(alerts_message(run))
+    return messages, alerts
+
+
 @attrs.frozen
 class HubStatistics:
     clients: int
@@ -145,6 +170,77 @@ class HubStatistics:
     muted: int = 0
 
 
+class ClientQueue:
+    """One client's bounded queue of messages, oldest first, with one reader at a time:
+    the fan-out writer (:meth:`take`) or the connection's own task (:meth:`receive`, or
+    ``async for``). Offering to every client is the hub's cost per alert, so it is a plain
+    deque; once the hub closes it, what it holds can still be read, then it ends
+    (:class:`trio.EndOfChannel`), like a trio memory channel.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: collections.deque[Queued] = collections.deque()
+        self._closed = False
+        self._readable: trio.Event | None = None  # a reader waits in receive()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, messages: list[Queued]) -> bool:
+        """Queue ``messages``; False when they do not all fit (those that fit are queued)."""
+        items = self._items
+        room = self.capacity - len(items)
+        fits = len(messages) <= room
+        items.extend(messages if fits else messages[:room])
+        if self._readable is not None:
+            self._readable.set()
+        return fits
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readable is not None:
+            self._readable.set()
+
+    def take(self, limit: int) -> list[Queued]:
+        """Up to ``limit`` messages, without waiting ([] when none is queued, and once the
+        queue is closed: the client is gone, or dropped)."""
+        items = self._items
+        if self._closed or not items:
+            return []
+        if len(items) <= limit:
+            taken = list(items)
+            items.clear()
+            return taken
+        return [items.popleft() for _ in range(limit)]
+
+    def receive_nowait(self) -> Queued:
+        if self._items:
+            return self._items.popleft()
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> Queued:
+        await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                self._readable = readable = trio.Event()
+                await readable.wait()
+                self._readable = None
+
+    def __aiter__(self) -> ClientQueue:
+        return self
+
+    async def __anext__(self) -> Queued:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
 class HubClient:
     """One client's view of the hub: the replay taken at subscribe time, then live messages.
 
@@ -156,7 +252,7 @@ class HubClient:
 
     def __init__(self, replay: list[Alert], capacity: int, reported: int, since_ms: int) -> None:
         self.replay = replay
-        self._send, self.messages = trio.open_memory_channel[Queued](capacity)
+        self.messages = ClientQueue(capacity)
         self.kicked = trio.Event()
         self.dropped: str | None = None
         # The hub's suppressed count already reported to this client, and since when
@@ -165,17 +261,17 @@ class HubClient:
         self._since_ms = since_ms
 
     def _offer(self, messages: list[Queued]) -> bool:
-        """Queue ``messages``; False (and nothing more queued) when the queue is full."""
-        try:
-            for message in messages:
-                self._send.send_nowait(message)
-        except trio.WouldBlock:
-            return False
-        return True
+        """Queue ``messages``; False when the queue is full (what fitted is queued)."""
+        return self.messages.offer(messages)
+
+    def take(self, limit: int) -> list[Queued]:
+        """Up to ``limit`` queued messages, oldest first, without waiting ([] when none is
+        queued, and once the hub dropped the client)."""
+        return self.messages.take(limit)
 
     def _kick(self, reason: str) -> None:
         self.dropped = reason
-        self._send.close()
+        self.messages.close()
         self.kicked.set()
 
 
@@ -223,6 +319,8 @@ class AlertHub:
         self._muted = 0
         # Outcomes of alerts in the history: id -> {after_s: outcome JSON}.
         self._outcomes: dict[str, dict[str, dict[str, Any]]] = {}
+        # Set when messages were queued for clients: wakes the fan-out writer.
+        self._queued = trio.Event()
 
     @property
     def history_size(self) -> int:
@@ -292,7 +390,7 @@ class AlertHub:
         for alert in live:
             self._latency.observe(max(0, offered_ns - alert.price_time_ms * 1_000_000) / 1e9)
         messages: list[Queued] = [encode_alert(alert) for alert in live]
-        self._fan_out(lambda _: messages)
+        self._broadcast(messages)
 
     def publish_outcomes(self, outcomes: list[Outcome]) -> None:
         """Remember what happened after alerts in the history and push it to every
@@ -308,7 +406,14 @@ class AlertHub:
             body = known[key] = outcome.to_json()
             messages.append(Notice(orjson.dumps({"type": "outcome", "outcome": body}).decode()))
         if messages:
-            self._fan_out(lambda _: messages)
+            self._broadcast(messages)
+
+    def _broadcast(self, messages: list[Queued]) -> None:
+        """Offer the same ``messages`` to every client (the cost of an alert per client)."""
+        slow = [client for client in self._clients if not client.messages.offer(messages)]
+        for client in slow:
+            self._drop(client, SLOW)
+        self._queued.set()
 
     def _fan_out(self, messages_for: Callable[[HubClient], list[Queued] | None]) -> None:
         slow = []
@@ -318,6 +423,17 @@ class AlertHub:
                 slow.append(client)
         for client in slow:
             self._drop(client, SLOW)
+        self._queued.set()
+
+    def mark_queued(self) -> None:
+        """Wake :meth:`wait_queued` (as when messages are queued for clients)."""
+        self._queued.set()
+
+    async def wait_queued(self) -> None:
+        """Wait until messages were queued for clients since the last call returned (for
+        the writer of :mod:`marketd.gateway.fanout`)."""
+        await self._queued.wait()
+        self._queued = trio.Event()
 
     def _hold(self, n: int, now: float) -> None:
         self._suppressed += n
@@ -391,7 +507,7 @@ class AlertHub:
             yield client
         finally:
             self._clients.discard(client)
-            client._send.close()
+            client.messages.close()
 
     def record_delivered(self, n: int = 1) -> None:
         self._delivered += n

@@ -2,8 +2,9 @@
 
 ``install_gateway`` adds them to the app :func:`marketd.obs.web.create_app` returns, plus
 hooks that refuse a foreign Host on the gateway's routes (:mod:`marketd.gateway.guard`),
-set the security headers and time every HTTP request, and a task, for as long as the app
-serves, that sends the hub's suppression summaries.
+set the security headers and time every HTTP request, and tasks, for as long as the app
+serves, that send the hub's suppression summaries and write the live alerts to the
+WebSocket clients (:mod:`marketd.gateway.fanout`).
 
 API (JSON; errors are ``{"error": "<message>"}``):
 
@@ -51,6 +52,7 @@ from quart_trio import QuartTrio
 from marketd.config.alerts import GatewaySettings, RuleSettings
 from marketd.errors import ConfigError
 from marketd.gateway import policy
+from marketd.gateway.fanout import Fanout
 from marketd.gateway.guard import (
     HTTP_REFUSED_REASONS,
     TOKEN_REASONS,
@@ -129,8 +131,9 @@ class Gateway:
         self.ui_dir = ui_dir
         self.timings = RouteTimings()
         self.guard = Guard(settings, hub, listen=listen)
-        self.socket = AlertSocket(hub, self.guard, shutdown)
-        self._summaries: trio.CancelScope | None = None
+        self.fanout = Fanout(hub)
+        self.socket = AlertSocket(hub, self.guard, shutdown, self.fanout)
+        self._background: trio.CancelScope | None = None
 
     def metrics(self) -> Iterable[Metric]:
         st = self.hub.statistics()
@@ -210,16 +213,22 @@ class Gateway:
     async def serve_client(self) -> Response | None:
         return await self.socket.serve()
 
-    async def serve_summaries(
+    async def serve_background(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """The hub's suppression summaries, until :meth:`stop_summaries`."""
-        with trio.CancelScope() as self._summaries:
-            await self.hub.serve_summaries(task_status=task_status)
+        """The hub's suppression summaries and the fan-out writer, until
+        :meth:`stop_background`."""
+        with trio.CancelScope() as self._background:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.fanout.serve)
+                await nursery.start(self.hub.serve_summaries)
+                task_status.started()
 
-    def stop_summaries(self) -> None:
-        if self._summaries is not None:
-            self._summaries.cancel()
+    async def stop_background(self) -> None:
+        # Async: Quart runs a plain function hook in a worker thread, where cancelling a
+        # trio scope is not allowed.
+        if self._background is not None:
+            self._background.cancel()
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -388,12 +397,12 @@ def install_gateway(
             return gateway.guard.check_host()
         return None
 
-    async def start_summaries() -> None:
+    async def start_background() -> None:
         # QuartTrio's lifespan nursery: a task there lives as long as the app serves.
-        await app.nursery.start(gateway.serve_summaries)
+        await app.nursery.start(gateway.serve_background)
 
-    app.before_serving(start_summaries)
-    app.after_serving(gateway.stop_summaries)
+    app.before_serving(start_background)
+    app.after_serving(gateway.stop_background)
     app.before_request(_mark_start)
     app.before_request(refuse_foreign_host)
     app.after_request(gateway.after_request)

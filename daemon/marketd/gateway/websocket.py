@@ -11,6 +11,10 @@ Messages to the client (JSON text):
   alerts this client did not get live since T (wall-clock ms); ``GET /api/alerts`` and
   the next replay have them all.
 
+Live messages are written by the gateway's fan-out writer (:mod:`marketd.gateway.fanout`)
+while the client keeps up, and by the connection's own task, through Quart, while it does
+not (and where the writer has no direct path); the messages are the same either way.
+
 The client sends nothing; text messages are read and ignored. The gateway disconnects a
 client, counted in ``marketd_gateway_clients_dropped_total{reason}`` and logged (one
 line per reason per ``LOG_INTERVAL_S`` at most):
@@ -43,6 +47,7 @@ import trio
 from quart import Response
 
 from marketd.gateway import policy
+from marketd.gateway.fanout import TAKE_LIMIT, Fanout, Outlet
 from marketd.gateway.guard import LOG_INTERVAL_S, Guard, json_error, peer_of
 from marketd.gateway.hub import (
     DROP_REASONS,
@@ -57,6 +62,7 @@ from marketd.gateway.hub import (
     Notice,
     Queued,
     alerts_message,
+    live_messages,
     replay_message,
 )
 from marketd.obs.logs import RateLimitedLog
@@ -97,12 +103,16 @@ class _Connection:
 
 
 class AlertSocket:
-    """Serves ``/ws/alerts`` for one gateway."""
+    """Serves ``/ws/alerts`` for one gateway (live messages through ``fanout`` when it
+    serves, see :mod:`marketd.gateway.fanout`)."""
 
-    def __init__(self, hub: AlertHub, guard: Guard, shutdown: trio.Event) -> None:
+    def __init__(
+        self, hub: AlertHub, guard: Guard, shutdown: trio.Event, fanout: Fanout | None = None
+    ) -> None:
         self.hub = hub
         self.guard = guard
         self.shutdown = shutdown
+        self.fanout = fanout
         self._logs = {reason: RateLimitedLog(interval=LOG_INTERVAL_S) for reason in DROP_REASONS}
 
     async def serve(self) -> Response | None:
@@ -174,6 +184,11 @@ class AlertSocket:
     async def _push(self, client: HubClient, conn: _Connection) -> None:
         await self._send(conn, replay_message(map(self.hub.alert_json, client.replay)))
         self.hub.record_delivered(len(client.replay))
+        if self.fanout is not None:
+            outlet = self.fanout.attach(client, quart.websocket)
+            if outlet is not None:
+                await self._push_handed_over(self.fanout, outlet, conn)
+        # No direct path (or no longer: the writer stopped): this task sends everything.
         async for first in client.messages:
             pending: list[Queued] = [first]
             with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
@@ -185,6 +200,38 @@ class AlertSocket:
                 self.hub.record_delivered(len(alerts))
             if isinstance(pending[-1], Notice):
                 await self._send(conn, pending[-1].text)
+
+    async def _push_handed_over(self, fanout: Fanout, outlet: Outlet, conn: _Connection) -> None:
+        """While the writer serves the client, write what it hands over (see
+        :class:`marketd.gateway.fanout.Outlet`), then the queue until it is empty, and
+        give the client back. Returns when the writer stops."""
+        try:
+            while True:
+                attached = await outlet.handed_over()
+                if outlet.rest is not None:
+                    rest, outlet.rest = outlet.rest, None
+                    conn.send_started(trio.current_time())
+                    try:
+                        await outlet.direct.write_rest(rest)
+                    finally:
+                        conn.send_ended(trio.current_time())
+                for message in outlet.unsent:
+                    await self._send(conn, message)
+                outlet.unsent = []
+                self.hub.record_delivered(outlet.alerts)
+                outlet.alerts = 0
+                if not attached:
+                    return
+                while items := outlet.client.take(TAKE_LIMIT):
+                    messages, alerts = live_messages(items)
+                    for message in messages:
+                        await self._send(conn, message)
+                    self.hub.record_delivered(alerts)
+                fanout.give_back(outlet)
+        finally:
+            fanout.detach(outlet)
+            if outlet.rest is not None:  # cancelled before it was written: the frame is
+                await outlet.direct.write_rest(outlet.rest)  # finished first (shielded)
 
     @staticmethod
     async def _send(conn: _Connection, text: str) -> None:
