@@ -33,7 +33,7 @@ def test_a_spot_book_starts_at_a_snapshot_from_the_diffs_buffered_before_it() ->
     book.diff(spot_diff(95, 99, [["10.0", "1"]], []))  # before the snapshot: dropped
     book.diff(spot_diff(100, 104, [["10.5", "2"]], [["11.0", "3"]]))  # bridges 101
     assert not book.synced
-    book.snapshot(100, [["10.0", "5"], ["9.0", "1"]], [["11.5", "1"]])
+    book.snapshot(100, [["10.0", "5"], ["9.0", "1"]], [["11.5", "1"]], 100)
     assert book.synced
     assert book.last_id == 104
     book.diff(spot_diff(105, 106, [["9.0", "0"]], [["11.5", "0.00000000"]]))
@@ -43,14 +43,14 @@ def test_a_spot_book_starts_at_a_snapshot_from_the_diffs_buffered_before_it() ->
 
 def test_a_hole_in_the_spot_diffs_breaks_the_book_until_the_next_snapshot() -> None:
     book = ReplayBook(chained=False)
-    book.snapshot(100, [["10", "1"]], [["12", "1"]])
+    book.snapshot(100, [["10", "1"]], [["12", "1"]], 100)
     book.diff(spot_diff(101, 101, [["10", "2"]], []))
     book.diff(spot_diff(103, 104, [["10", "9"]], []))  # 102 is missing
     assert not book.synced
     assert book.breaks == 1
     assert book.levels(1)[0] == [["10", "2"]]  # not applied
     book.diff(spot_diff(105, 106, [["9", "1"]], []))
-    book.snapshot(105, [["10", "7"]], [["12", "1"]])  # the recorded resync
+    book.snapshot(105, [["10", "7"]], [["12", "1"]], 100)  # the recorded resync
     assert book.synced
     assert book.last_id == 106
     assert book.levels(5)[0] == [["10", "7"], ["9", "1"]]
@@ -58,7 +58,7 @@ def test_a_hole_in_the_spot_diffs_breaks_the_book_until_the_next_snapshot() -> N
 
 def test_a_usdm_book_follows_the_chained_ids() -> None:
     book = ReplayBook(chained=True)
-    book.snapshot(200, [["5", "1"]], [])
+    book.snapshot(200, [["5", "1"]], [], 100)
     book.diff(usdm_diff(190, 200, 185, [["6", "1"]]))  # U <= 200 <= u: the first applied
     book.diff(usdm_diff(201, 210, 200, [["7", "1"]]))  # pu == previous u
     assert book.synced
@@ -71,10 +71,49 @@ def test_a_usdm_book_follows_the_chained_ids() -> None:
     assert sorted(book.bids) == ["5", "6", "7"]
 
 
+def test_a_side_cut_by_its_snapshot_ignores_diffs_beyond_it_and_refuses_deeper_requests() -> None:
+    book = ReplayBook(chained=False)
+    # Asked for 2 levels: the bids came back full (cut at 9), the asks short (complete).
+    book.snapshot(100, [["10", "1"], ["9", "1"]], [["11", "1"]], 2)
+    book.diff(spot_diff(101, 101, [["8", "4"], ["9.5", "2"]], [["30", "1"]]))
+    assert book.bids == {"10": "1", "9.5": "2", "9": "1"}  # 8 lies past what is known
+    assert book.asks == {"11": "1", "30": "1"}  # a complete side takes any level
+    assert book.levels(3) == ([["10", "1"], ["9.5", "2"], ["9", "1"]],
+                              [["11", "1"], ["30", "1"]])  # fmt: skip
+    assert book.levels(4) is None  # 4 bids would need what lies past 9
+    book.diff(spot_diff(102, 102, [["10", "0"], ["9.5", "0"]], []))
+    assert book.levels(1) == ([["9", "1"]], [["11", "1"]])
+    assert book.levels(2) is None
+
+
+def test_depth_skips_recorded_snapshots_shallower_than_the_limit_asked() -> None:
+    state = MarketState(Market.USDM)
+    rest = ReplayRest(state)
+    cut = {"lastUpdateId": 100, "bids": [["10", "1"], ["9", "1"]], "asks": [["11", "1"], ["12", "1"]]}
+    deep = {"lastUpdateId": 120, "bids": [["10", "2"], ["9", "1"], ["8", "1"]],
+            "asks": [["11", "2"], ["12", "1"]]}  # fmt: skip
+    state.read_ahead("/fapi/v1/depth?symbol=ETHUSDT&limit=2", json.dumps(cut).encode(), 5_000)
+    state.read_ahead("/fapi/v1/depth?symbol=ETHUSDT&limit=5", json.dumps(deep).encode(), 6_000)
+    assert answer(rest, "/fapi/v1/depth", 4_000, symbol="ETHUSDT", limit="2")[1] == cut
+    # 5 levels: the first snapshot was cut at 2, so the next one answers (complete at 5).
+    assert answer(rest, "/fapi/v1/depth", 4_000, symbol="ETHUSDT", limit="5")[1] == deep
+    assert answer(rest, "/fapi/v1/depth", 4_000, symbol="ETHUSDT", limit="1000")[1] == deep
+    # Past both: the book started from the cut snapshot refuses more than it knows.
+    state.passed("/fapi/v1/depth?symbol=ETHUSDT&limit=2", 5_000)
+    state.forget_before(5_500)
+    state.passed("/fapi/v1/depth?symbol=ETHUSDT&limit=5", 6_000)
+    state.forget_before(10_000)
+    assert answer(rest, "/fapi/v1/depth", 10_000, symbol="ETHUSDT", limit="2")[1]["bids"] == [
+        ["10", "1"], ["9", "1"]]  # fmt: skip
+    status, body = answer(rest, "/fapi/v1/depth", 10_000, symbol="ETHUSDT", limit="5")
+    assert (status, body["code"]) == (503, -1008)  # type: ignore[index]
+    assert "fewer than 5 levels" in body["msg"]  # type: ignore[index]
+
+
 def test_a_snapshot_older_than_every_buffered_diff_leaves_the_book_broken() -> None:
     book = ReplayBook(chained=False)
     book.diff(spot_diff(150, 151, [["1", "1"]], []))
-    book.snapshot(100, [["2", "1"]], [])
+    book.snapshot(100, [["2", "1"]], [], 100)
     assert not book.synced
 
 

@@ -10,13 +10,19 @@ recorded after them still starts the book. A diff that does not continue the boo
 recording has a hole: marketd was disconnected) makes the book *broken* until the next
 recorded snapshot: a broken book is never served.
 
+A recorded snapshot is as deep as marketd asked (``limit``): a side it returned with that many
+levels was cut there, and what lies past its worst price is unknown. As marketd's own book
+does, such a side ignores diff levels beyond that price, and a depth request deeper than
+the levels it still knows is refused (:meth:`ReplayBook.levels` returns ``None``) rather
+than answered short — a short side reads as the whole book to a client.
+
 Prices and quantities stay the exchange's strings; levels are sorted only when asked for.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -41,6 +47,9 @@ class ReplayBook:
         self.chained = chained
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
+        # The worst price each side knows when the snapshot cut it (None: known in full).
+        self.bid_bound: float | None = None
+        self.ask_bound: float | None = None
         self.last_id: int | None = None  # of the last diff applied (or the snapshot)
         self.synced = False
         self.event_ms = self.transaction_ms = 0
@@ -48,13 +57,17 @@ class ReplayBook:
         self._fresh = False  # synced from a snapshot, no diff applied since
         self._buffer: deque[Diff] = deque(maxlen=BUFFERED_DIFFS)
 
-    def snapshot(self, last_id: int, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """A recorded snapshot starts the book unless it is already synced (then the diffs
-        already carry it further than the snapshot can)."""
+    def snapshot(
+        self, last_id: int, bids: Sequence[Level], asks: Sequence[Level], limit: int
+    ) -> None:
+        """A recorded snapshot (``limit`` levels asked for) starts the book unless it is
+        already synced (then the diffs already carry it further than the snapshot can)."""
         if self.synced:
             return
         self.bids = {p: q for p, q, *_ in bids}
         self.asks = {p: q for p, q, *_ in asks}
+        self.bid_bound = min(map(float, self.bids)) if len(bids) >= limit and bids else None
+        self.ask_bound = max(map(float, self.asks)) if len(asks) >= limit and asks else None
         self.last_id = last_id
         self.synced = self._fresh = True
         buffered, self._buffer = self._buffer, deque(maxlen=BUFFERED_DIFFS)
@@ -82,17 +95,33 @@ class ReplayBook:
             self._buffer.append(diff)
             return
         self._fresh = False
-        for side, levels in ((self.bids, diff.bids), (self.asks, diff.asks)):
+        for side, levels, beyond in (
+            (self.bids, diff.bids, self._below(self.bid_bound)),
+            (self.asks, diff.asks, self._above(self.ask_bound)),
+        ):
             for price, quantity, *_ in levels:
                 if float(quantity) == 0.0:
                     side.pop(price, None)
-                else:
+                elif price in side or not beyond(float(price)):
                     side[price] = quantity
         self.last_id = diff.last_id
         self.event_ms, self.transaction_ms = diff.event_ms, diff.transaction_ms
 
-    def levels(self, limit: int) -> tuple[list[list[str]], list[list[str]]]:
-        """The best ``limit`` bids (highest first) and asks (lowest first)."""
+    @staticmethod
+    def _below(bound: float | None) -> Callable[[float], bool]:
+        return (lambda price: False) if bound is None else (lambda price: price < bound)
+
+    @staticmethod
+    def _above(bound: float | None) -> Callable[[float], bool]:
+        return (lambda price: False) if bound is None else (lambda price: price > bound)
+
+    def levels(self, limit: int) -> tuple[list[list[str]], list[list[str]]] | None:
+        """The best ``limit`` bids (highest first) and asks (lowest first), or ``None`` when
+        a side cut by its snapshot knows fewer levels than that."""
+        if (self.bid_bound is not None and len(self.bids) < limit) or (
+            self.ask_bound is not None and len(self.asks) < limit
+        ):
+            return None
         bids = sorted(self.bids, key=float, reverse=True)[:limit]
         asks = sorted(self.asks, key=float)[:limit]
         return [[p, self.bids[p]] for p in bids], [[p, self.asks[p]] for p in asks]

@@ -185,7 +185,7 @@ class ReplayRest:
     def _depth(self, query: Mapping[str, str], now: int) -> Any:
         name, state = self._symbol(query)
         limit = _limit(query, 100, 5000 if self.spot else 1000)
-        recorded = self.state.snapshot_ahead(name, now)
+        recorded = self.state.snapshot_ahead(name, now, limit)
         if recorded is not None:
             body = dict(recorded.body)
             body["bids"] = body["bids"][:limit]
@@ -199,7 +199,16 @@ class ReplayRest:
                 f"the replay has no book of {name} at this moment (no recorded snapshot "
                 "ahead, and the recorded diffs are broken since the last one); try again",
             )
-        bids, asks = book.levels(limit)
+        levels = book.levels(limit)
+        if levels is None:
+            raise RestError(
+                503,
+                -1008,
+                f"the replay knows fewer than {limit} levels of a side of {name} at this "
+                "moment (the snapshots marketd recorded were shallower); ask for fewer "
+                "levels or try again",
+            )
+        bids, asks = levels
         if self.spot:
             return {"lastUpdateId": book.last_id, "bids": bids, "asks": asks}
         return {"lastUpdateId": book.last_id, "E": book.event_ms, "T": book.transaction_ms,

@@ -10,6 +10,7 @@ handler (:mod:`.rest`) asks it questions at the replay's clock.
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import Any
 
 import msgspec
@@ -61,15 +62,31 @@ def _is_depth_diff(channel: str) -> bool:
     return channel == "depth" or channel.startswith("depth@")
 
 
+# Binance's depth ``limit`` when a request gives none.
+DEFAULT_DEPTH_LIMIT = {Market.SPOT: 100, Market.USDM: 500}
+
+
 class RecordedSnapshot:
-    """A depth snapshot marketd received: served again, truncated to a client's limit."""
+    """A depth snapshot marketd received: served again, truncated to a client's limit.
 
-    __slots__ = ("body", "last_id", "received_ns")
+    ``limit`` is the depth marketd asked for. A side with that many levels was cut there (the
+    exchange may hold more), so the snapshot answers a deeper request only if neither side
+    was cut: otherwise its shorter answer would read as a complete book.
+    """
 
-    def __init__(self, received_ns: int, last_id: int, body: dict[str, Any]) -> None:
+    __slots__ = ("body", "last_id", "limit", "received_ns")
+
+    def __init__(self, received_ns: int, last_id: int, body: dict[str, Any], limit: int) -> None:
         self.received_ns = received_ns
         self.last_id = last_id
         self.body = body
+        self.limit = limit
+
+    def answers(self, limit: int) -> bool:
+        """Whether this snapshot is the exchange's book to ``limit`` levels a side."""
+        return limit <= self.limit or (
+            len(self.body["bids"]) < self.limit and len(self.body["asks"]) < self.limit
+        )
 
 
 class SymbolState:
@@ -148,8 +165,9 @@ class MarketState:
                 state = self.symbol(symbol)
                 at = bisect.bisect_right(state.snapshot_times, received_ns)
                 state.snapshot_times.insert(at, received_ns)
+                limit = int(params.get("limit") or DEFAULT_DEPTH_LIMIT[self.market])
                 state.snapshots.insert(
-                    at, RecordedSnapshot(received_ns, int(rows["lastUpdateId"]), rows)
+                    at, RecordedSnapshot(received_ns, int(rows["lastUpdateId"]), rows, limit)
                 )
             elif path.endswith("/aggTrades"):
                 held = self.symbol(symbol).aggs
@@ -173,7 +191,7 @@ class MarketState:
         at = bisect.bisect_left(state.snapshot_times, received_ns)
         if at < len(state.snapshots):
             snap = state.snapshots[at]
-            state.book.snapshot(snap.last_id, snap.body["bids"], snap.body["asks"])
+            state.book.snapshot(snap.last_id, snap.body["bids"], snap.body["asks"], snap.limit)
 
     def forget_before(self, received_ns: int) -> None:
         """Drop recorded snapshots the clock passed more than a moment ago (memory)."""
@@ -185,10 +203,16 @@ class MarketState:
 
     # -- questions ------------------------------------------------------------------------
 
-    def snapshot_ahead(self, symbol: str, clock_ns: int) -> RecordedSnapshot | None:
-        """The first recorded snapshot of ``symbol`` received at or after ``clock_ns``."""
+    def snapshot_ahead(
+        self, symbol: str, clock_ns: int, limit: int = 0
+    ) -> RecordedSnapshot | None:
+        """The first recorded snapshot of ``symbol`` received at or after ``clock_ns`` that
+        holds the exchange's book ``limit`` levels deep (a shallower one is skipped)."""
         state = self.symbols.get(symbol.upper())
         if state is None:
             return None
         at = bisect.bisect_left(state.snapshot_times, clock_ns)
-        return state.snapshots[at] if at < len(state.snapshots) else None
+        for snap in itertools.islice(state.snapshots, at, None):
+            if snap.answers(limit):
+                return snap
+        return None
