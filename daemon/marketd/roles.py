@@ -117,9 +117,11 @@ def describe_roles(
     alerts_source: str,
     kafka_enabled: bool,
     recording: str | None = None,
+    sharded: bool = False,
 ) -> str:
     """One line saying what this configuration runs (``marketd check-config`` prints it);
-    ``recording``: the recorder's directory when it is enabled."""
+    ``recording``: the recorder's directory when it is enabled; ``sharded``: the parent of
+    shard workers, whose gateway reads the workers' alerts from Kafka."""
     given = set(roles)
     parts = []
     recorded = "" if recording is None else f", recorded in {recording}"
@@ -134,10 +136,12 @@ def describe_roles(
             parts.append("detector off (alerts.enabled: false)")
         elif alerts_source == "kafka":
             parts.append("detector (kafka.topics.raw → kafka.topics.alerts)")
+        elif sharded:
+            parts.append("detector (each shard's stream, in its worker)")
         else:
             parts.append("detector (this process's stream)")
     if GATEWAY in given:
-        if DETECTOR in given:
+        if DETECTOR in given and not sharded:
             parts.append("gateway (alerts of this process's detector)")
         else:
             parts.append("gateway (alerts from kafka.topics.alerts)")

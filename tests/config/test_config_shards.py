@@ -148,6 +148,11 @@ def test_check_config_says_what_each_shard_collects() -> None:
     environ = {**KAFKA, "MARKETD_COLLECTOR__SHARDS": "2"}
     assert check_config(None, environ, out, notes=describe_shards) == 0
     lines = out.getvalue().splitlines()
+    # The parent's own gateway reads the workers' alerts, not a detector of its own.
+    assert lines[0] == (
+        "# roles: collector (feeds → Kafka), detector (each shard's stream, in its worker), "
+        "gateway (alerts from kafka.topics.alerts)"
+    )
     assert lines[1:4] == [
         "# shards: 2 worker processes (collector, detector); this parent runs the gateway "
         "(alerts from kafka.topics.alerts) and the probes of all",

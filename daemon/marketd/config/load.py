@@ -692,4 +692,5 @@ def describe(settings: Settings) -> str:
         alerts_source=settings.alerts.source,
         kafka_enabled=settings.kafka.enabled,
         recording=settings.recorder.directory if settings.recorder.enabled else None,
+        sharded=settings.collector.shards > 1 and not settings.collector.worker,
     )
