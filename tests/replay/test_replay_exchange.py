@@ -45,10 +45,17 @@ SUBSCRIPTIONS = [
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 5 s of a real ``marketd run`` recording the fake exchange."""
+    """About 5 s of a real ``marketd run`` recording the fake exchange.
+
+    The fake's books are 40 levels a side, fewer than the shallowest snapshot marketd asks
+    for (USD-M 50): every recorded snapshot is a whole book, so the replay can answer a
+    depth request of any limit at any moment (a recording of books cut at the limit asked
+    is refused deeper than it knows: ``test_replay_parts``)."""
     tmp = tmp_path_factory.mktemp("recorded")
     directory = tmp / "recording"
-    with FakeExchangeProcess(tmp, "--symbols", "3", "--seed", "9", "--rate", "300") as fx:
+    with FakeExchangeProcess(
+        tmp, "--symbols", "3", "--seed", "9", "--rate", "300", "--book-levels", "40"
+    ) as fx:
         config = {
             "binance": binance_config(fx),
             "subscriptions": SUBSCRIPTIONS,
