@@ -86,6 +86,29 @@ def test_a_side_cut_by_its_snapshot_ignores_diffs_beyond_it_and_refuses_deeper_r
     assert book.levels(2) is None
 
 
+def test_a_synced_book_takes_a_later_snapshot_the_recent_diffs_carry_up_to_it() -> None:
+    book = ReplayBook(chained=False)
+    book.snapshot(100, [["10", "1"], ["9", "1"]], [["11", "1"], ["12", "1"]], 2)
+    book.diff(spot_diff(101, 102, [["10", "0"]], [["11", "0"]]))  # one level left a side
+    book.diff(spot_diff(103, 103, [["9", "3"]], []))
+    assert book.levels(2) is None
+    # An audit's deeper snapshot at 102: the diff after it (103) carries it up to the book.
+    deep = [["9", "1"], ["8", "1"], ["7", "1"]], [["12", "1"], ["13", "1"], ["14", "1"]]
+    book.snapshot(102, *deep, 1000)
+    assert book.levels(3) == ([["9", "3"], ["8", "1"], ["7", "1"]],
+                              [["12", "1"], ["13", "1"], ["14", "1"]])  # fmt: skip
+    assert (book.bid_bound, book.ask_bound) == (None, None)  # whole sides now
+    # A shallower one (cut at 1 level) would know less: the book keeps what it has.
+    book.snapshot(103, [["9", "3"]], [["12", "1"]], 1)
+    assert book.levels(3) is not None
+    # One the kept diffs do not reach (from before them) is not taken.
+    book = ReplayBook(chained=False)
+    book.snapshot(100, [["10", "1"]], [["11", "1"]], 1)
+    book.diff(spot_diff(101, 101, [["10", "0"]], []))
+    book.snapshot(99, [["10", "5"], ["9", "5"]], [["11", "5"]], 1000)
+    assert book.bids == {} and book.levels(1) is None
+
+
 def test_depth_skips_recorded_snapshots_shallower_than_the_limit_asked() -> None:
     state = MarketState(Market.USDM)
     rest = ReplayRest(state)

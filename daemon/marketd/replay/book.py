@@ -14,7 +14,10 @@ A recorded snapshot is as deep as marketd asked (``limit``): a side it returned 
 levels was cut there, and what lies past its worst price is unknown. As marketd's own book
 does, such a side ignores diff levels beyond that price, and a depth request deeper than
 the levels it still knows is refused (:meth:`ReplayBook.levels` returns ``None``) rather
-than answered short — a short side reads as the whole book to a client.
+than answered short — a short side reads as the whole book to a client. A synced book takes
+each later recorded snapshot (an audit's or a deepening's, deeper or just fresher) that the
+diffs it applied lately carry up to its own update id, unless the snapshot knows less of a
+side than the book does: so it learns its region afresh whenever marketd did.
 
 Prices and quantities stay the exchange's strings; levels are sorted only when asked for.
 """
@@ -27,6 +30,9 @@ from collections.abc import Callable, Sequence
 import attrs
 
 BUFFERED_DIFFS = 10_000  # diffs kept per symbol while no snapshot has started the book
+# Diffs applied lately, kept to carry a later recorded snapshot up to the book (20 s of
+# depth@100ms): a snapshot's update id lies a REST round trip behind the diffs around it.
+KEPT_DIFFS = 200
 
 Level = Sequence[str]  # [price, quantity] as the exchange prints them
 
@@ -56,13 +62,15 @@ class ReplayBook:
         self.breaks = 0  # diffs that did not continue a synced book
         self._fresh = False  # synced from a snapshot, no diff applied since
         self._buffer: deque[Diff] = deque(maxlen=BUFFERED_DIFFS)
+        self._applied: deque[Diff] = deque(maxlen=KEPT_DIFFS)
 
     def snapshot(
         self, last_id: int, bids: Sequence[Level], asks: Sequence[Level], limit: int
     ) -> None:
-        """A recorded snapshot (``limit`` levels asked for) starts the book unless it is
-        already synced (then the diffs already carry it further than the snapshot can)."""
+        """A recorded snapshot (``limit`` levels asked for) starts the book; a synced book
+        takes it only as :meth:`_rebase` says."""
         if self.synced:
+            self._rebase(last_id, bids, asks, limit)
             return
         self.bids = {p: q for p, q, *_ in bids}
         self.asks = {p: q for p, q, *_ in asks}
@@ -70,9 +78,32 @@ class ReplayBook:
         self.ask_bound = max(map(float, self.asks)) if len(asks) >= limit and asks else None
         self.last_id = last_id
         self.synced = self._fresh = True
+        self._applied.clear()
         buffered, self._buffer = self._buffer, deque(maxlen=BUFFERED_DIFFS)
         for diff in buffered:
             self.diff(diff)
+
+    def _rebase(
+        self, last_id: int, bids: Sequence[Level], asks: Sequence[Level], limit: int
+    ) -> None:
+        """Take a snapshot the recent diffs carry up to this book's update id, if it knows
+        each side at least as well (a complete side, or as many levels as the book's)."""
+        if self.last_id is None or last_id > self.last_id:
+            return  # ahead of the diffs: the book carries on as it is
+        other = ReplayBook(chained=self.chained)
+        other.snapshot(last_id, bids, asks, limit)
+        for diff in self._applied:
+            other.diff(diff)
+        if not other.synced or other.last_id != self.last_id:
+            return  # not carried up to the book: the diffs kept start after the snapshot
+        for mine, theirs, mine_bound, their_bound in (
+            (self.bids, other.bids, self.bid_bound, other.bid_bound),
+            (self.asks, other.asks, self.ask_bound, other.ask_bound),
+        ):
+            if their_bound is not None and (mine_bound is None or len(theirs) < len(mine)):
+                return
+        self.bids, self.asks = other.bids, other.asks
+        self.bid_bound, self.ask_bound = other.bid_bound, other.ask_bound
 
     def diff(self, diff: Diff) -> None:
         if not self.synced:
@@ -93,8 +124,10 @@ class ReplayBook:
             self.synced = False
             self.breaks += 1
             self._buffer.append(diff)
+            self._applied.clear()
             return
         self._fresh = False
+        self._applied.append(diff)
         for side, levels, beyond in (
             (self.bids, diff.bids, self._below(self.bid_bound)),
             (self.asks, diff.asks, self._above(self.ask_bound)),
