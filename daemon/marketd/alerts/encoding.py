@@ -193,9 +193,15 @@ def alert_record(alert: Alert, topic: str) -> Record:
     )
 
 
+# Parses between renewals of the reused message (see TickReader.tick).
+RENEW_PARSES = 1024
+
+
 class TickReader:
     """Turns serialized ``MarketEvent`` values into ticks, for the configured kinds and
-    markets only; counts what it skips. One reused message: call from one thread."""
+    markets only; counts what it skips. One reused message, renewed every
+    ``RENEW_PARSES`` parses (with upb a message's arena keeps everything ever parsed into it
+    until the message is freed): call from one thread."""
 
     def __init__(self, kinds: Iterable[str], markets: Iterable[str]) -> None:
         unknown = [k for k in kinds if k not in PRICE_FIELDS]
@@ -205,6 +211,7 @@ class TickReader:
         self.markets = frozenset(markets)
         self._pb_markets = frozenset(_PB_MARKET[m] for m in self.markets)
         self._event = MarketEvent()
+        self._parses = 0  # since the message was renewed (upb's arena grows per parse)
         self.malformed = 0
 
     def wanted(self, kind: str, market: str) -> bool:
@@ -213,6 +220,11 @@ class TickReader:
     def tick(self, value: bytes) -> Tick | None:
         """The tick of one event value, or None (malformed, or a kind/market not watched)."""
         event = self._event
+        self._parses += 1
+        if self._parses >= RENEW_PARSES:
+            # A fresh message frees the old one's arena, which every parse grows.
+            self._event = event = MarketEvent()
+            self._parses = 0
         try:
             event.ParseFromString(value)
         except DecodeError:

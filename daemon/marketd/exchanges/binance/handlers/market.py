@@ -7,7 +7,12 @@ from collections.abc import Iterable
 
 from marketd.data.records import Market
 from marketd.exchanges.binance import vocabulary
-from marketd.exchanges.binance.handlers.common import ArrayHandler, EventHandler, Handler
+from marketd.exchanges.binance.handlers.common import (
+    ArrayHandler,
+    EventHandler,
+    Handler,
+    KindHandler,
+)
 from marketd.exchanges.binance.handlers.depth import (
     DepthDiffs,
     SpotPartialDepth,
@@ -101,6 +106,8 @@ class MarketHandlers:
             partial = UsdmPartialDepth(market, _PARTIAL, partial_topic)
         for c in partial_channels:
             self.channels[c] = partial.for_channel(c)
+        # Every handler owning a reused message (renew_messages).
+        self.owners: list[KindHandler] = [*self.kinds.values(), partial]
         # All-market streams (``!...``), by full name.
         self.all_market: dict[str, Handler] = {
             s: self._all_market_handler(s, row) for s, row in by_all_market.items() if row.decoded
@@ -113,6 +120,11 @@ class MarketHandlers:
         if not isinstance(handler, ArrayHandler):
             raise TypeError(f"{stream} sends an array of {row.kind}, which has no array handler")
         return handler.handle_array
+
+    def renew_messages(self) -> None:
+        """Replace every handler's reused message (see :class:`KindHandler`)."""
+        for owner in self.owners:
+            owner.renew()
 
     def resolve(self, stream: str) -> Handler | None:
         """The handler for ``stream`` (None: not supported), remembered for next time."""
