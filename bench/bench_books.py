@@ -4,7 +4,8 @@
 levels, deletions), spot sequencing. Measures the state machine alone
 (``SymbolSync.on_diff``: sequence checks, apply, crossed check) and the books stage's
 per-record path (``Books.take``: Protobuf decode of the depth record + the same), then the
-memory of one 1000-level book (tracemalloc). Prints a table and one JSON line.
+memory of one 1000-level book (tracemalloc, the strings it keeps included): after its
+snapshot, and after 20,000 diffs. Prints a table and one JSON line.
 
     .venv/bin/python bench/bench_books.py [--symbols 100] [--levels 1000] [--diffs 200000]
 """
@@ -131,23 +132,31 @@ def bench_take(symbols: int, levels: int, n: int) -> float:
     return n / dt
 
 
-def book_memory(levels: int) -> int:
-    bids, asks = make_book(levels, 2_712_345)
-    # Strings as they arrive from a decoder: fresh objects, not the literals above.
-    bids = [(p.encode().decode(), q.encode().decode()) for p, q in bids]
-    asks = [(p.encode().decode(), q.encode().decode()) for p, q in asks]
+def _fresh(levels: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Strings as they arrive from a decoder: new objects, not shared literals."""
+    return [(p.encode().decode(), q.encode().decode()) for p, q in levels]
+
+
+def book_memory(levels: int, diffs: int = 20_000) -> tuple[int, int, int]:
+    """``(bytes after the snapshot, bytes after diffs, levels then)`` of one book."""
+    mid = 2_712_345
+    bids, asks = make_book(levels, mid)
+    pool = make_diffs(random.Random(3), diffs, levels, mid)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     s = SymbolSync(chained=False, depth=levels, snapshot_limit=5000)
     s.on_diff(DepthDiff(1, 1, None, [], []))
-    s.on_snapshot(1, bids, asks)
-    del bids, asks
+    s.on_snapshot(1, _fresh(bids), _fresh(asks))
+    gc.collect()
+    loaded = tracemalloc.get_traced_memory()[0] - before
+    for u, (b, a) in enumerate(pool, start=2):
+        s.on_diff(DepthDiff(u, u, None, _fresh(b), _fresh(a)))
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert s.synced or s.loaded
-    return used
+    assert s.synced
+    return loaded, used, len(s.book.bids) + len(s.book.asks)
 
 
 def main() -> None:
@@ -158,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     sync_rate, level_count = bench_sync(args.symbols, args.levels, args.diffs)
     take_rate = bench_take(args.symbols, args.levels, min(args.diffs, 100_000))
-    mem = book_memory(args.levels)
+    loaded, used, held = book_memory(args.levels)
     levels_per_diff = level_count / args.diffs
     rows = [
         ("symbols x levels/side", f"{args.symbols} x {args.levels}"),
@@ -166,7 +175,9 @@ def main() -> None:
         ("state machine: diffs/s", f"{sync_rate:,.0f}"),
         ("state machine: levels/s", f"{sync_rate * levels_per_diff:,.0f}"),
         ("stage (protobuf decode + apply): diffs/s", f"{take_rate:,.0f}"),
-        (f"memory per book ({args.levels} levels/side)", f"{mem / 1024:,.0f} KiB"),
+        (f"memory per book ({args.levels} levels/side)", f"{loaded / 1024:,.0f} KiB"),
+        ("  per level, after the snapshot", f"{loaded / (2 * args.levels):,.0f} B"),
+        ("  per level, after 20,000 diffs", f"{used / held:,.0f} B"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
@@ -180,7 +191,9 @@ def main() -> None:
                 "levels_per_diff": round(levels_per_diff, 2),
                 "sync_diffs_per_s": round(sync_rate),
                 "stage_diffs_per_s": round(take_rate),
-                "book_bytes": mem,
+                "book_bytes": loaded,
+                "level_bytes_loaded": round(loaded / (2 * args.levels)),
+                "level_bytes_after_diffs": round(used / held),
             }
         )
     )

@@ -1,17 +1,21 @@
 """Memory of one ``marketd run``: N synced order books of L levels plus C browser clients.
 
     .venv/bin/python bench/bench_memory.py [--books 400] [--levels 1000] [--clients 100]
-                                           [--hold 20]
+                                           [--hold 20] [--shallow-first]
 
 The fake exchange serves ``--books`` symbols per market with ``--levels`` levels per side;
 marketd (embedded bus, no Kafka: the books and the gateway are what is measured) keeps a
 book for each — half on spot, half on USD-M, ``depth@100ms`` — plus the default alert
 rule over ``!miniTicker@arr``. The REST weight limits of both the fake and marketd are
 raised so the snapshots come at once (time to ready is ``bench_books_ready``'s subject, not
-this one). Once every book is synced, ``--clients`` WebSocket clients connect to
-``/ws/alerts`` (in a separate process) and stay ``--hold`` seconds while the books take
-diffs. Prints a table and one JSON line: RSS when synced, with the clients, and the peak
-(VmHWM) — the issue's target is <= 250 MB per process.
+this one). The books sync straight from snapshots of ``--levels`` levels (at most 1000,
+``books.sync_snapshot_limit``), so they are as deep as they get once synced; with
+``--shallow-first`` they sync shallow as marketd does by default (spot 100, USD-M 50) and
+the bench waits until they are deepened (no book left in ``marketd_book_shallow``). Once
+every book is synced and deep, ``--clients`` WebSocket clients connect to ``/ws/alerts``
+(in a separate process) and stay ``--hold`` seconds while the books take diffs. Prints a
+table and one JSON line: RSS when synced, with the clients, and the peak (VmHWM) — the
+issue's target is <= 250 MB per process; ``--clients 0`` gives the books' share alone.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def _clients_main(port: int, clients: int, hold_s: float) -> None:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def config(fx: FakeExchangeProcess, books: int) -> dict[str, Any]:
+def config(fx: FakeExchangeProcess, books: int, sync_levels: int) -> dict[str, Any]:
     state = fx.state()["markets"]
     spot = sorted(state["spot"]["symbols"])[: books // 2]
     usdm = sorted(state["usdm"]["symbols"])[: books - books // 2]
@@ -99,12 +103,16 @@ def config(fx: FakeExchangeProcess, books: int) -> dict[str, Any]:
             "spot_weight_limit": WEIGHT,
             "futures_weight_limit": WEIGHT,
             "max_concurrent_snapshots": 8,
+            # 0: marketd's default (shallow first, deepened later).
+            "sync_snapshot_limit": sync_levels,
         },
         "log": {"format": "json", "stats_interval_s": 5.0},
     }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # A book keeps at most 1000 levels a side (USD-M snapshots have no more).
+    sync_levels = 0 if args.shallow_first else min(args.levels, 1000)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp_name:
         tmp = Path(tmp_name)
         fake = ["--symbols", str(args.books), "--book-levels", str(args.levels),
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--usdm-rest-weight", str(WEIGHT)]  # fmt: skip
         with (
             FakeExchangeProcess(tmp, *fake) as fx,
-            DaemonProcess(tmp, config(fx, args.books)) as daemon,
+            DaemonProcess(tmp, config(fx, args.books, sync_levels)) as daemon,
         ):
             pid, began = daemon.proc.pid, time.monotonic()
             while True:
@@ -123,14 +131,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 except OSError:  # not listening yet
                     time.sleep(0.5)
                     continue
+                markets = ("spot", "usdm")
                 synced = sum(
                     metric_value(text, "marketd_book_state", market=m, state="synced")
-                    for m in ("spot", "usdm")
+                    for m in markets
                 )
-                if synced >= args.books:
+                # Synced books still known to fewer levels than a deep snapshot shows.
+                shallow = sum(metric_value(text, "marketd_book_shallow", market=m) for m in markets)
+                if synced >= args.books and not shallow:
                     break
                 if time.monotonic() - began > args.sync_limit:
-                    raise SystemExit(f"only {synced} of {args.books} books synced")
+                    raise SystemExit(
+                        f"only {synced} of {args.books} books synced, {shallow} still shallow"
+                    )
                 time.sleep(0.5)
             synced_s = time.monotonic() - began
             time.sleep(5.0)  # a few diffs into every book
@@ -159,6 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": connected,
         "gateway_clients_seen": int(gateway_clients),
         "synced_after_s": round(synced_s, 1),
+        "sync_levels": sync_levels,  # 0: shallow first, then deepened
         "rss_synced_mib": round(rss_synced / MIB, 1),
         "rss_with_clients_mib": round(max(samples, default=0) / MIB, 1),
         "peak_rss_mib": round(peak / MIB, 1),
@@ -178,12 +192,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stay")
     parser.add_argument("--rate", type=float, default=2000.0, help="fake events/s per market")
-    parser.add_argument("--sync-limit", type=float, default=300.0)
+    parser.add_argument("--sync-limit", type=float, default=300.0, help="seconds to sync")
+    parser.add_argument(
+        "--shallow-first", action="store_true", help="sync shallow, wait for the deepening"
+    )
     result = run(parser.parse_args())
     rows = [
         ("books x levels", f"{result['books']} x {result['levels']}"),
         ("clients", f"{result['clients']} (gateway saw {result['gateway_clients_seen']})"),
         ("all synced after", f"{result['synced_after_s']} s"),
+        ("synced from", f"{result['sync_levels'] or 'shallow, deepened'} levels"),
         ("RSS synced", f"{result['rss_synced_mib']} MiB"),
         ("RSS with clients", f"{result['rss_with_clients_mib']} MiB"),
         ("peak RSS (VmHWM)", f"{result['peak_rss_mib']} MiB (target <= 250)"),

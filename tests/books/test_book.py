@@ -70,8 +70,8 @@ def test_a_complete_snapshot_side_takes_new_worse_levels() -> None:
 def test_a_cut_snapshot_side_ignores_levels_beyond_its_worst() -> None:
     book = Book(depth=10)
     book.load(1, [("10", "1"), ("9", "1")], [("11", "1"), ("12", "1")], limit=2)
-    assert book.bids.bound == -price_key("9")
-    assert book.asks.bound == price_key("12")
+    assert book.bids.bound == book.bids.key("9")
+    assert book.asks.bound == book.asks.key("12")
     book.apply(2, [("8", "1"), ("9.5", "3")], [("13", "1"), ("12", "4")])
     # 8 and 13 lie beyond what the snapshot showed: unknown territory, ignored.
     assert book.top(10) == ([("10", "1"), ("9.5", "3"), ("9", "1")], [("11", "1"), ("12", "4")])

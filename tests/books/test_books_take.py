@@ -15,6 +15,7 @@ from marketd.data.events import DepthDiff, DepthSnapshot, Tick
 from marketd.data.records import FrameBatch, Market, RecordBatch
 from marketd.pipeline.codecs import Codecs
 from marketd.pipeline.normalizer import Normalizer
+from marketd.v1.market_data_pb2 import MARKET_SPOT, MARKET_USDM, MarketEvent
 
 SNAPSHOT = DepthSnapshot(
     last_update_id=100,
@@ -132,3 +133,31 @@ def test_a_depth_stream_named_in_streams_gets_a_book_too() -> None:
     )
     settings = attrs.evolve(Settings(), subscriptions=subs)
     assert book_symbols(settings) == [(Market.USDM, "ETHUSDT"), (Market.SPOT, "XRPUSDT")]
+
+
+def test_each_published_snapshot_holds_its_own_book_and_nothing_of_the_last() -> None:
+    """Snapshots of several books, one batch after another: each record decodes to its
+    own market, symbol, times and levels (none left over from a record before it)."""
+    books = _books(Market.SPOT)
+    books._add((Market.USDM, "ETHUSDT"))
+    books._deliver(Market.USDM, "ETHUSDT", SNAPSHOT)
+    for market, symbol in books.syncs:
+        first = DepthDiff(101, 101, 100 if market is Market.USDM else None,
+                          [], [("100.50", "0")], 1_700_000_000_101, 42)  # fmt: skip
+        books.syncs[(market, symbol)].on_diff(first)
+    first_round = [MarketEvent.FromString(r.value) for r in books.snapshot_records()]
+    spot = books.syncs[(Market.SPOT, "BTCUSDT")]
+    spot.on_diff(DepthDiff(102, 102, None, [("100.00", "0"), ("99.50", "0")], [], 7, 8))
+    second_round = [MarketEvent.FromString(r.value) for r in books.snapshot_records()]
+    got = [
+        (ev.market, ev.symbol, ev.event_time_ms, ev.received_ns, ev.book_snapshot.last_update_id,
+         [(lv.price, lv.quantity) for lv in ev.book_snapshot.bids],
+         [(lv.price, lv.quantity) for lv in ev.book_snapshot.asks])
+        for ev in first_round + second_round
+    ]  # fmt: skip
+    asks = [("101.00", "2.5"), ("101.50", "3.5")]
+    assert got == [
+        (MARKET_SPOT, "BTCUSDT", 1_700_000_000_101, 42, 101, SNAPSHOT.bids, asks),
+        (MARKET_USDM, "ETHUSDT", 1_700_000_000_101, 42, 101, SNAPSHOT.bids, asks),
+        (MARKET_SPOT, "BTCUSDT", 7, 8, 102, [("99.00", "3.0")], asks),  # only what changed
+    ]

@@ -159,7 +159,8 @@ def test_a_deepening_compares_only_the_levels_the_shallow_book_knows_then_extend
 
 def test_a_deepening_still_catches_a_wrong_level_the_book_knows() -> None:
     sync = synced(3)
-    sync.book.bids.qty[sync.book.bids.key("99")] = "5"  # corrupted: the exchange says 1
+    bids = sync.book.bids
+    bids.qtys[bids.keys.index(bids.key("99"))] = "5"  # corrupted: the exchange says 1
     audit = Audit(Market.SPOT, "X", sync, limit=6, kind=DEEPEN)
     result = audit.on_snapshot(11, levels(BIDS6), levels(ASKS6))
     assert result is not None

@@ -55,9 +55,9 @@ def assert_true_prefix(sync: SymbolSync, books: list[TrueBook]) -> None:
     true_bids, true_asks = truth.levels()
     assert bids == true_bids[: len(bids)]
     assert asks == true_asks[: len(asks)]
-    if sync.book.bids.bound == 1 << 256:
+    if sync.book.bids.bound == UNBOUNDED:
         assert len(bids) == len(true_bids)
-    if sync.book.asks.bound == 1 << 256:
+    if sync.book.asks.bound == UNBOUNDED:
         assert len(asks) == len(true_asks)
 
 

@@ -37,7 +37,7 @@ the snapshot.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 
 import attrs
@@ -107,9 +107,10 @@ def _same(a: str, b: str) -> bool:
     return ka is not None and ka == _qty_key(b)
 
 
-def _known(side: Side, edge: int) -> list[int]:
-    keys = side.keys
-    return keys[: bisect_right(keys, edge)]
+def _known(side: Side, edge: int) -> dict[int, str]:
+    """Key → quantity of the levels of ``side`` from its best to ``edge``."""
+    i = bisect_left(side.keys, edge)
+    return dict(zip(side.keys[i:], side.qtys[i:], strict=True))
 
 
 def compare(ours: Book, theirs: Book, report: int = REPORTED) -> tuple[int, int, list[LevelDiff]]:
@@ -118,17 +119,18 @@ def compare(ours: Book, theirs: Book, report: int = REPORTED) -> tuple[int, int,
     compared = differing = 0
     out: list[LevelDiff] = []
     for name, a, b in (("bid", ours.bids, theirs.bids), ("ask", ours.asks, theirs.asks)):
-        edge = min(a.bound, b.bound)
-        keys = sorted(set(_known(a, edge)).union(_known(b, edge)))
+        edge = max(a.bound, b.bound)  # keys ascend towards the best
+        known_a, known_b = _known(a, edge), _known(b, edge)
+        keys = sorted(known_a.keys() | known_b.keys(), reverse=True)  # best first
         compared += len(keys)
         reported = 0
         for k in keys:
-            qa, qb = a.qty.get(k), b.qty.get(k)
+            qa, qb = known_a.get(k), known_b.get(k)
             if qa is not None and qb is not None and _same(qa, qb):
                 continue
             differing += 1
             if reported < report:
-                price = a.text[k] if qa is not None else b.text[k]
+                price = a.price(k) if qa is not None else b.price(k)
                 out.append(LevelDiff(name, price, qa, qb))
                 reported += 1
     return compared, differing, out

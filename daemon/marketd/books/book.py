@@ -1,13 +1,24 @@
 """One side-by-side order book: exact prices and quantities, sorted numerically (pure).
 
 Prices are keyed by an integer: the decimal string scaled by ``10**SCALE`` (exact; no
-floats, no Decimal arithmetic on the hot path). Bid keys are stored negated so that, on
-both sides, ``keys[0]`` is the best level and pruning cuts the tail. Each side is a dict
-key → quantity string plus a sorted ``list`` of keys (``bisect``): at the 20 to 5000 levels a
-Binance book has, a list insert (a memmove of a few KiB) beats a tree.
+floats, no Decimal arithmetic on the hot path). Ask keys are stored negated so that, on
+both sides, the keys ascend towards the best level: ``keys[-1]`` is the best, ``keys[0]``
+the worst, where pruning cuts. A side is two parallel lists, the sorted ``keys`` and their
+quantity strings ``qtys``, searched with ``bisect``: at the 20 to 5000 levels a Binance
+book has, a list insert (a memmove of a few KiB) beats a tree, and with the best at the end
+the inserts and deletions near the top, where most changes are, move only a few slots.
+With no dict and no price text, a level costs its key, its quantity string and two list
+slots: about 120 bytes (a dict of quantities, one of price strings and a cache of price
+strings filled by every snapshot came to 270 to 380).
 
-The exchange's strings are kept byte for byte: the price as first seen, the quantity as last
-set; a published level is exactly what Binance printed.
+The exchange's strings are kept byte for byte: the quantity as last set, the price as first
+seen. A price is not stored as text: Binance prints all the prices of a symbol with the same
+number of decimals (spot 8, ``"27123.45000000"``; USD-M the symbol's precision), so a side
+keeps that number (``places``: the best level's in its last snapshot; on a side that never
+had one, its first level's) and writes a price back from its key. A price spelled any other
+way (other decimals, a leading zero, ``"7."``) is kept as text in ``odd``, by key, while its
+level lives. Either way :meth:`Side.top` gives what Binance printed, and so do the
+published ``BookSnapshot`` and an audit's reported levels.
 
 **Known region.** A REST snapshot holds at most ``limit`` levels per side, and pruning drops
 the worst ones, so the book does not know what lies beyond its worst level. Each side keeps
@@ -40,18 +51,21 @@ at the book's update id and checked against it, replaces the region
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 from marketd.data.events import Level
 
 # Decimal places of the integer price keys. Binance prints at most 8; 18 leaves room.
 SCALE = 18
 _PAD = tuple("0" * (SCALE - n) for n in range(SCALE + 1))
-# Price strings remembered per side (string → key); the cache starts over beyond this.
-CACHE_LIMIT = 16_384
-# The bound of a side known in full (larger than every key).
-UNBOUNDED = 1 << 256
+# Price strings remembered per side (string → key), to spare parsing the prices diffs
+# repeat; the cache starts over beyond this. Small: an entry holds a diff's string too
+# (about 110 bytes with its slot), and a snapshot's prices are not cached.
+CACHE_LIMIT = 128
+# The bound of a side known in full (smaller than every key).
+UNBOUNDED = -(1 << 256)
 
 
 class BookError(ValueError):
@@ -67,23 +81,35 @@ def price_key(text: str) -> int:
     return int(digits + _PAD[len(frac)])
 
 
-class Side:
-    """One side: ``qty[key]``, ``text[key]`` (the price string) and the sorted ``keys``."""
+def places_of(text: str) -> int:
+    """The decimals a (valid) price is printed with: ``"27123.450"`` → 3, ``"100"`` → 0."""
+    dot = text.find(".")
+    return 0 if dot < 0 else len(text) - dot - 1
 
-    __slots__ = ("_cache", "bound", "keys", "qty", "sign", "text")
+
+class Side:
+    """One side: the sorted ``keys`` (best last), their quantities ``qtys`` (the exchange's
+    strings), and the prices' spelling: ``places`` decimals, or the text in ``odd``."""
+
+    __slots__ = ("_cache", "_unit", "bound", "keys", "odd", "places", "qtys", "sign")
 
     def __init__(self, *, bids: bool) -> None:
-        self.sign = -1 if bids else 1
-        self.bound = UNBOUNDED  # the worst key known; levels beyond are unknown
-        self.qty: dict[int, str] = {}
-        self.text: dict[int, str] = {}
+        self.sign = 1 if bids else -1
+        self.bound = UNBOUNDED  # the worst key known; levels below it are unknown
         self.keys: list[int] = []
+        self.qtys: list[str] = []
+        # Decimals of the usual spelling (None: no level seen yet); ``_unit`` is
+        # ``10**(SCALE - places)``, a key's step at that spelling.
+        self.places: int | None = None
+        self._unit = 1
+        self.odd: dict[int, str] = {}  # key → price text, for levels spelled otherwise
         self._cache: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def key(self, price: str) -> int:
+        """The key of ``price`` on this side (negated for asks); BookError if not decimal."""
         cache = self._cache
         k = cache.get(price)
         if k is None:
@@ -92,41 +118,91 @@ class Side:
             k = cache[price] = self.sign * price_key(price)
         return k
 
+    def _set_places(self, places: int) -> None:
+        self.places = places
+        self._unit = 10 ** (SCALE - places)
+
+    def _usual(self, price: str) -> bool:
+        """``price`` (valid) is what :meth:`price` writes back from its key: exactly
+        ``places`` decimals, and a whole part without leading zeros."""
+        places = self.places
+        if places is None:
+            self._set_places(places := places_of(price))
+        dot = price.find(".")
+        if places:
+            return 0 < dot == len(price) - places - 1 and (dot == 1 or price[0] != "0")
+        return dot < 0 and (len(price) == 1 or price[0] != "0")
+
+    def price(self, k: int) -> str:
+        """The exchange's text of the price of level ``k`` (a key of this side)."""
+        text = self.odd.get(k)
+        if text is not None:
+            return text
+        places = self.places
+        units = str(k * self.sign // self._unit)
+        if not places:
+            return units
+        units = units.rjust(places + 1, "0")
+        return f"{units[:-places]}.{units[-places:]}"
+
     def apply(self, levels: Iterable[Level]) -> None:
         """Set each ``(price, quantity)``; a zero quantity deletes the level."""
-        qty, text, keys, cache, bound = self.qty, self.text, self.keys, self._cache, self.bound
+        keys, qtys, odd, cache, bound = self.keys, self.qtys, self.odd, self._cache, self.bound
         for price, quantity in levels:
             k = cache.get(price)
             if k is None:
                 k = self.key(price)
+            n = len(keys)
+            i = bisect_left(keys, k)
             if quantity.strip("0."):
-                if k not in qty:
-                    if k > bound:
-                        continue  # beyond the known region: cannot be placed truthfully
-                    insort(keys, k)
-                    text[k] = price
-                qty[k] = quantity
-            elif k in qty:
-                del qty[k]
-                del text[k]
-                del keys[bisect_left(keys, k)]
+                if i < n and keys[i] == k:
+                    qtys[i] = quantity
+                    continue
+                if k < bound:
+                    continue  # beyond the known region: cannot be placed truthfully
+                keys.insert(i, k)
+                qtys.insert(i, quantity)
+                if not self._usual(price):
+                    odd[k] = price
+            elif i < n and keys[i] == k:
+                del keys[i], qtys[i]
+                if odd:
+                    odd.pop(k, None)
 
     def load(self, levels: Sequence[Level], limit: int) -> None:
         """Replace the side with a snapshot's levels (zero quantities skipped).
 
         ``limit`` is the number of levels asked for: a side with fewer is complete.
         """
-        self.qty.clear()
-        self.text.clear()
+        sign = self.sign
+        keys: list[int] = []
+        qtys: list[str] = []
+        texts: list[str] = []
         for price, quantity in levels:
             if not quantity.strip("0."):
                 continue
             _check_quantity(quantity)
-            k = self.key(price)
-            self.qty[k] = quantity
-            self.text.setdefault(k, price)
-        self.keys[:] = sorted(self.qty)
-        self.bound = self.keys[-1] if len(levels) >= limit and self.keys else UNBOUNDED
+            keys.append(sign * price_key(price))
+            qtys.append(quantity)
+            texts.append(price)
+        if any(a <= b for a, b in pairwise(keys)):
+            # Not best first (Binance's order) or a price repeated: sort, and keep a
+            # repeated price's first spelling and last quantity.
+            first: dict[int, str] = {}
+            last: dict[int, str] = {}
+            for k, quantity, price in zip(keys, qtys, texts, strict=True):
+                first.setdefault(k, price)
+                last[k] = quantity
+            keys = sorted(last, reverse=True)
+            qtys = [last[k] for k in keys]
+            texts = [first[k] for k in keys]
+        if texts:
+            self._set_places(places_of(texts[0]))  # the best level's spelling
+        usual = self._usual
+        self.odd = {k: price for k, price in zip(keys, texts, strict=True) if not usual(price)}
+        # Worst first; a copy is exactly as long as needed (an appended list is not).
+        self.keys, self.qtys = keys[::-1], qtys[::-1]
+        self.bound = self.keys[0] if len(levels) >= limit and keys else UNBOUNDED
 
     def prune(self, depth: int) -> int:
         """Drop the levels beyond ``depth`` (the worst ones); return how many."""
@@ -134,27 +210,31 @@ class Side:
         extra = len(keys) - depth
         if extra <= 0:
             return 0
-        qty, text = self.qty, self.text
-        for k in keys[depth:]:
-            del qty[k]
-            del text[k]
-        del keys[depth:]
-        self.bound = keys[-1] if keys else self.bound
+        if self.odd:
+            odd = self.odd
+            for k in keys[:extra]:
+                odd.pop(k, None)
+        del keys[:extra], self.qtys[:extra]
+        self.bound = keys[0] if keys else self.bound
         return extra
 
     def best_key(self) -> int | None:
         """The best level's price key in natural sign (``None`` when empty)."""
-        return self.sign * self.keys[0] if self.keys else None
+        return self.sign * self.keys[-1] if self.keys else None
 
     def top(self, n: int) -> list[Level]:
         """Up to ``n`` levels, best first, as the exchange's strings."""
-        text, qty = self.text, self.qty
-        return [(text[k], qty[k]) for k in self.keys[:n]]
+        price, keys, qtys = self.price, self.keys, self.qtys
+        start = max(len(keys) - n, 0)
+        return [
+            (price(k), q)
+            for k, q in zip(reversed(keys[start:]), reversed(qtys[start:]), strict=True)
+        ]
 
     def clear(self) -> None:
-        self.qty.clear()
-        self.text.clear()
         self.keys.clear()
+        self.qtys.clear()
+        self.odd.clear()
         self.bound = UNBOUNDED
 
 
@@ -200,7 +280,7 @@ class Book:
     def crossed(self) -> bool:
         """Best bid ≥ best ask: the book cannot be the exchange's."""
         b, a = self.bids.keys, self.asks.keys
-        return bool(b) and bool(a) and -b[0] >= a[0]
+        return bool(b) and bool(a) and b[-1] >= -a[-1]
 
     def shallow(self, levels: int) -> bool:
         """A bounded side knows fewer than ``levels`` levels: resync to see deeper again."""

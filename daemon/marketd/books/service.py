@@ -202,7 +202,6 @@ class Books:
         for key in book_symbols(settings, adapter):
             self._add(key)
         self._published: dict[Key, int] = {}
-        self._events = {m: MarketEvent(market=pb) for m, pb in _PB_MARKET.items()}
         self.snapshots_published = 0
         self.invalid = 0
 
@@ -644,16 +643,20 @@ class Books:
                 continue
             published[key] = last
             market, symbol = key
-            ev = self._events[market]
-            ev.symbol = symbol
-            ev.event_time_ms = sync.event_time_ms
-            ev.received_ns = sync.received_ns or taken_ns
+            # A message per record, not one reused: upb (protobuf's C core, 7.36 here) puts
+            # every field set and level added in the message's arena, freed only with the
+            # message, so a reused message grew by each snapshot written into it (~3 KB).
+            ev = MarketEvent(
+                market=_PB_MARKET[market],
+                symbol=symbol,
+                event_time_ms=sync.event_time_ms,
+                received_ns=sync.received_ns or taken_ns,
+            )
             snap = ev.book_snapshot
             snap.last_update_id = last
             snap.depth = levels
             bids, asks = sync.book.top(levels)
             for side, side_levels in ((snap.bids, bids), (snap.asks, asks)):
-                del side[:]
                 add = side.add
                 for price, quantity in side_levels:
                     level = add()
