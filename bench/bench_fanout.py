@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_fanout.py [--clients 500] [--alerts 200] [--interval-ms 20]
                                            [--batch 1] [--queue 256] [--cap 0]
                                            [--client-procs 1] [--client raw|trio-websocket]
-                                           [--profile PATH]
+                                           [--read-every-ms 5] [--profile PATH]
 
 The gateway (create_app + install_gateway, Hypercorn's trio worker) runs in this
 process on 127.0.0.1:0; the clients run in ``--client-procs`` separate processes so that
@@ -15,11 +15,30 @@ daemon's default of 20 a second, most of 50 alerts/s would be held back and summ
 
 The clients: ``raw`` (default) are plain sockets in one ``selectors`` loop per process,
 which do the RFC 6455 handshake and check every frame the server sends (unmasked, no
-reserved bits, lengths, UTF-8 text, fragments reassembled; a ping is answered) at a few
-µs per message, so that what is measured is the server rather than the clients;
+reserved bits, lengths, UTF-8 text, fragments reassembled; a ping is answered);
 ``trio-websocket`` are trio-websocket connections, as a browser-independent library
 sees the stream, but one process of those reads at most ~28,000 messages/s (1,000
 clients at 50 alerts/s are 50,000), so at that scale they measure themselves.
+
+What the raw clients measure is marketd, not themselves (they are browsers on other
+machines, standing in on the gateway's own 2 cores):
+
+* A receipt is when the bytes arrived in the client's socket, as the kernel stamps them
+  (``SO_TIMESTAMPNS``), not when the client's process got round to reading them: one
+  process reading 1,000 sockets, on 2 cores shared with the gateway (and whatever else
+  runs), reads tens of ms late, at times over a hundred, and stamping on reading put
+  that lateness into the figures (``client_read_lag_ms`` reports it: arrival → read).
+  The stamp is an upper bound: bytes that arrive while earlier ones are unread can lend
+  them their later stamp.
+* They read in rounds, ``--read-every-ms`` apart (default 5; 0: as soon as anything
+  arrives, which is how they read before): a write to a socket whose reader sleeps in
+  ``epoll_wait`` wakes it from inside the gateway's system call, work that a browser on
+  another machine does not cost the gateway (3-15% of the gateway's CPU per write in
+  three paired runs on the loaded 2-core machine). Stamped by the kernel, an alert is
+  not counted later for being read later (unless a second message for that client
+  arrives within the same round, when the stamp can be up to a round late).
+* They read every ready socket first and parse (frames, UTF-8, JSON) only once nothing
+  is ready (or the round is read), so that a burst of parsing does not hold back reads.
 
 Prints a table and one JSON line: latency p50/p90/p99/max over every (alert, client)
 pair and, per alert, to the LAST client that received it (``last_client_ms``: what a
@@ -46,7 +65,9 @@ import json
 import os
 import resource
 import selectors
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -127,8 +148,9 @@ async def _trio_worker(host: str, port: int, clients: int, expect: int) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _report(receipts: dict[str, list[int]], cpu_s: float) -> None:
-    sys.stdout.write(json.dumps({"receipts": receipts, "cpu_s": cpu_s}) + "\n")
+def _report(receipts: dict[str, list[int]], cpu_s: float, lags: list[int] | None = None) -> None:
+    report = {"receipts": receipts, "cpu_s": cpu_s, "read_lag_ns": lags or []}
+    sys.stdout.write(json.dumps(report) + "\n")
     sys.stdout.flush()
 
 
@@ -240,30 +262,46 @@ def _raw_connect(host: str, port: int) -> RawClient:
     return RawClient(sock, leftover)
 
 
-def _raw_worker(host: str, port: int, clients: int, expect: int) -> None:
+# SO_TIMESTAMPNS and its control message (socket.h; Python 3.11 lacks the constants): the
+# kernel stamps each received segment with the wall clock as it arrives, and recvmsg()
+# returns the stamp of the last segment it read. A segment that arrives while earlier ones
+# are unread may be merged into them and give them its (later) stamp, so a read that comes
+# late can make the figures larger, never smaller.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+def _arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanos = struct.unpack_from("@qq", data)  # a 64-bit struct timespec
+            return int(seconds) * 1_000_000_000 + int(nanos)
+    return None
+
+
+def _raw_worker(host: str, port: int, clients: int, expect: int, read_every_ms: float) -> None:
     selector = selectors.DefaultSelector()
     conns = [_raw_connect(host, port) for _ in range(clients)]
     for conn in conns:
+        conn.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         selector.register(conn.sock, selectors.EVENT_READ, conn)
     receipts: dict[str, list[int]] = {}
+    lags: list[int] = []  # per read: the kernel's arrival stamp → this process read it, ns
     waiting_replay, waiting_alerts = clients, clients
     cpu0 = 0.0
     deadline = time.monotonic() + WAIT_S
-    pending = [c for c in conns if c.buf]  # bytes that came with the handshake response
-    while waiting_alerts and time.monotonic() < deadline:
-        ready = [(key.data, time.time_ns()) for key, _ in selector.select(1.0)]
-        ready += [(c, time.time_ns()) for c in pending]
-        pending = []
-        for conn, _ in ready:
-            now = time.time_ns()
-            try:
-                data = conn.sock.recv(262_144)
-            except BlockingIOError:
-                data = None
-            if data == b"":
-                raise FrameError("the server closed a connection")
-            if data:
-                conn.buf += data
+    # What was read and not yet parsed: (client, arrival ns, bytes). Reading comes first,
+    # so that the sockets are read as promptly as this process can (a read that comes
+    # late makes the stamps of what it reads late: see _arrival_ns); parsing waits until
+    # nothing is ready (or the round is read).
+    unparsed: list[tuple[RawClient, int, bytes]] = [(c, time.time_ns(), b"") for c in conns]
+    every_s = read_every_ms / 1000
+    next_round = time.monotonic()
+
+    def parse() -> None:
+        nonlocal waiting_replay, waiting_alerts, cpu0
+        for conn, arrived, data in unparsed:
+            conn.buf += data
             for text in conn.messages():
                 message = orjson.loads(text)
                 kind = message["type"]
@@ -275,6 +313,7 @@ def _raw_worker(host: str, port: int, clients: int, expect: int) -> None:
                     if not waiting_replay:
                         print("ready", flush=True)
                         cpu0 = time.process_time()
+                        lags.clear()
                 elif kind in ("alert", "alerts", "suppressed"):
                     if kind == "suppressed":  # held back by --cap: not coming
                         batch, count = [], message["count"]
@@ -282,14 +321,42 @@ def _raw_worker(host: str, port: int, clients: int, expect: int) -> None:
                         batch = [message["alert"]] if kind == "alert" else message["alerts"]
                         count = len(batch)
                     for alert in batch:
-                        receipts.setdefault(alert["id"], []).append(now)
+                        receipts.setdefault(alert["id"], []).append(arrived)
                     was_short = conn.got < expect
                     conn.got += count
                     if was_short and conn.got >= expect:
                         waiting_alerts -= 1
             if conn.closed:
                 raise FrameError("the server closed a connection (close frame)")
-    _report(receipts, time.process_time() - cpu0)
+        unparsed.clear()
+
+    while waiting_alerts and time.monotonic() < deadline:
+        if every_s:  # read in rounds: one wake-up per round, not one per message
+            next_round += every_s
+            time.sleep(max(0.0, next_round - time.monotonic()))
+        events = selector.select(0 if unparsed or every_s else 1.0)
+        if not events or len(unparsed) > 20 * clients:
+            parse()
+            continue
+        for key, _ in events:
+            conn = key.data
+            try:
+                data, ancillary, _, _ = conn.sock.recvmsg(262_144, TIMESTAMP_SPACE)
+            except BlockingIOError:
+                continue
+            read_ns = time.time_ns()
+            if not data:
+                raise FrameError("the server closed a connection")
+            arrived = _arrival_ns(ancillary)
+            if arrived is None:  # bytes that came before the stamps were asked for
+                arrived = read_ns
+            else:
+                lags.append(read_ns - arrived)
+            unparsed.append((conn, arrived, data))
+        if every_s:
+            parse()
+    parse()
+    _report(receipts, time.process_time() - cpu0, lags)
     time.sleep(3600)  # keep the connections open until the bench terminates this process
 
 
@@ -378,7 +445,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         procs = []
         for n in share:
             command = [sys.executable, __file__, "--worker", args.client, host, port, str(n)]
-            command.append(str(total))
+            command += [str(total), str(args.read_every_ms)]
             spawn = functools.partial(subprocess.Popen, command, stdout=subprocess.PIPE, text=True)
             procs.append(await trio.to_thread.run_sync(spawn))
         profiler = None
@@ -392,7 +459,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 await trio.sleep(0.01)
             if args.profile:
                 duration = str(max(1, round(args.alerts * args.interval_ms / 1000)))
-                command = ["py-spy", "record", "--pid", str(os.getpid()), "--duration", duration]
+                # The venv's own py-spy when it is not on PATH (the venv not activated).
+                beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+                spy = shutil.which("py-spy") or beside
+                command = [spy, "record", "--pid", str(os.getpid()), "--duration", duration]
                 command += ["--rate", "250", "--format", "raw", "--output", args.profile]
                 command += ["--nonblocking"]
                 spawn = functools.partial(subprocess.Popen, command, stdout=subprocess.DEVNULL)
@@ -413,12 +483,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             pairs: list[float] = []
             last: list[float] = []
             received, complete, client_cpu = 0, 0, 0.0
+            read_lags: list[float] = []
             receipts: dict[str, list[int]] = {}
             for proc in procs:
                 assert proc.stdout is not None
                 line = await trio.to_thread.run_sync(proc.stdout.readline)
                 report = json.loads(line)
                 client_cpu += report["cpu_s"]
+                read_lags += [lag / 1e6 for lag in report["read_lag_ns"]]
                 for alert_id, stamps in report["receipts"].items():
                     receipts.setdefault(alert_id, []).extend(stamps)
             cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -457,6 +529,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "fanout": None if fanout is None else attrs.asdict(fanout),
         "latency_ms": _figures(pairs),
         "last_client_ms": _figures(last),
+        "client_read_lag_ms": _figures(read_lags) if read_lags else None,
         "server_written_ms": _figures(_written_by(published, passes)) if passes else None,
         "publish_call_us": {
             "p50": round(_pct(publish_cost, 0.5) * 1e6, 1),
@@ -474,10 +547,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind, host, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
-        clients, expect = int(sys.argv[5]), int(sys.argv[6])
+        clients, expect, read_every_ms = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
         _raise_nofile(clients)
         if kind == "raw":
-            _raw_worker(host, port, clients, expect)
+            _raw_worker(host, port, clients, expect, read_every_ms)
         else:
             trio.run(_trio_worker, host, port, clients, expect)
         return
@@ -496,6 +569,12 @@ def main() -> None:
     )
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--client", choices=("raw", "trio-websocket"), default="raw")
+    parser.add_argument(
+        "--read-every-ms",
+        type=float,
+        default=5.0,
+        help="raw clients read in rounds this far apart (0: as soon as anything arrives)",
+    )
     parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks of the gateway")
     args = parser.parse_args()
     _raise_nofile(args.clients)

@@ -117,6 +117,22 @@ async def test_shutdown_closes_with_1001_counts_going_away_and_logs_it() -> None
     assert (line["reason"], line["log_level"], line["suppressed"]) == ("going_away", "info", 0)
 
 
+async def test_shutdown_closes_with_1001_without_the_gateways_watcher_too() -> None:
+    # One task watches shutdown for every connection; once it is stopped (as after
+    # serving), the connections open then and later ones watch for it themselves.
+    with trio.fail_after(15):
+        async with open_gateway() as served, open_ws(served) as before:
+            assert (await receive_json(before))["type"] == "replay"
+            await served.gateway.stop_serving()
+            async with open_ws(served) as after:
+                assert (await receive_json(after))["type"] == "replay"
+                served.shutdown.set()
+                for ws in (before, after):
+                    with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                        await receive_json(ws)
+                    assert closed.value.reason.code == 1001
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [(b"\x00\x01", 1003), ("x" * 5000, 1009)],

@@ -1,5 +1,5 @@
-"""The fan-out's pure parts: frames, the messages built from a client's queue, the queue
-itself, and the direct socket write (on a socket pair)."""
+"""The fan-out's pure parts: frames, the messages built from a client's queue, and the
+direct socket write (on a socket pair). The queue itself: test_livelog.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import types
 from collections.abc import Iterator
 
@@ -17,17 +19,12 @@ from hypothesis import strategies as st
 from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
+import marketd.gateway
+import marketd.gateway.hub
 from marketd.gateway.fanout import DirectSocket
 from marketd.gateway.frames import text_frame_header, text_frames
-from marketd.gateway.hub import (
-    MAX_BATCH,
-    ClientQueue,
-    Notice,
-    Queued,
-    alerts_message,
-    encode_alert,
-    live_messages,
-)
+from marketd.gateway.hub import MAX_BATCH, alerts_message, encode_alert, live_messages
+from marketd.gateway.livelog import Notice, Queued
 
 from .support import make_alert
 
@@ -80,6 +77,20 @@ def test_text_frames_round_trip(texts: list[str]) -> None:
     assert parsed(text_frames(texts)) == texts
 
 
+def test_the_frames_module_imports_without_the_rest_of_the_gateway() -> None:
+    # The fake exchange frames its messages with it, and is not to load Quart for that.
+    code = (
+        "import sys, marketd.gateway.frames, marketd.fakex.wsconn; "
+        "loaded = sorted(m for m in sys.modules if m.startswith(('quart', 'hypercorn', "
+        "'marketd.gateway.'))); print(loaded)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['marketd.gateway.frames']"
+    assert marketd.gateway.AlertHub is marketd.gateway.hub.AlertHub  # on first use
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        _ = marketd.gateway.Nothing  # type: ignore[attr-defined]
+
+
 # -- the messages of a client's queue -------------------------------------------------------
 
 
@@ -127,48 +138,6 @@ def test_live_messages_are_the_messages_the_connection_task_sent(items: list[Que
     messages, alerts = live_messages(items)
     assert messages == legacy_messages(items)
     assert alerts == sum(isinstance(item, str) for item in items)
-
-
-# -- a client's queue -----------------------------------------------------------------------
-
-
-def test_client_queue_is_bounded_and_keeps_what_fits() -> None:
-    queue = ClientQueue(3)
-    assert queue.offer(["a", "b"])
-    assert not queue.offer(["c", "d"])  # full: what fitted is queued
-    assert len(queue) == 3
-    assert queue.take(2) == ["a", "b"]
-    assert queue.receive_nowait() == "c"
-    with pytest.raises(trio.WouldBlock):
-        queue.receive_nowait()
-    assert queue.take(10) == []
-    assert queue.offer(["e", "f"])
-    queue.close()  # the client is gone, or dropped
-    assert queue.take(10) == []  # nothing more for the writer to write
-    assert queue.receive_nowait() == "e"  # what it held can still be read, then the end
-    assert queue.receive_nowait() == "f"
-    with pytest.raises(trio.EndOfChannel):
-        queue.receive_nowait()
-
-
-async def test_client_queue_wakes_its_reader_and_ends_when_closed() -> None:
-    queue = ClientQueue(8)
-    got: list[Queued] = []
-
-    async def reader() -> None:
-        async for item in queue:
-            got.append(item)
-
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader)
-            await trio.sleep(0.01)
-            queue.offer(["a"])
-            await trio.sleep(0.01)
-            queue.offer(["b", "c"])
-            await trio.sleep(0.01)
-            queue.close()
-    assert got == ["a", "b", "c"]
 
 
 # -- the direct write -----------------------------------------------------------------------

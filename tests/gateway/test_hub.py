@@ -59,6 +59,8 @@ def test_live_messages_are_json_in_publish_order() -> None:
 def test_full_queue_drops_only_the_slow_client_and_counts_it() -> None:
     hub = AlertHub(history=100, replay=0, client_queue=4)
     with hub.subscribe() as slow, hub.subscribe() as fast:
+        handler, late = trio.CancelScope(), trio.CancelScope()
+        slow.cancel_on_drop(handler)
         sent = []
         for i in range(10):
             alert = make_alert(f"X{i}USDT")
@@ -66,7 +68,9 @@ def test_full_queue_drops_only_the_slow_client_and_counts_it() -> None:
             hub.publish([alert])  # never blocks, whatever the clients do
             assert decoded(fast.messages.receive_nowait())["id"] == alert.id
         assert slow.dropped == "slow"
-        assert slow.kicked.is_set()
+        assert handler.cancel_called  # its handler is told to end the connection
+        slow.cancel_on_drop(late)  # (or at once, if it asks after the drop)
+        assert late.cancel_called
         assert fast.dropped is None
         st = hub.statistics()
         assert st.clients == 1

@@ -10,7 +10,8 @@ import trio
 import trio.testing
 
 from marketd.gateway import AlertHub
-from marketd.gateway.hub import HubClient, Notice
+from marketd.gateway.hub import HubClient
+from marketd.gateway.livelog import Notice
 
 from .support import make_alert
 

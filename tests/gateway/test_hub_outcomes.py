@@ -6,7 +6,7 @@ import json
 
 from marketd.alerts.model import Outcome
 from marketd.gateway import AlertHub
-from marketd.gateway.hub import Notice
+from marketd.gateway.livelog import Notice
 
 from .support import make_alert
 

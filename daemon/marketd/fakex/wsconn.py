@@ -2,8 +2,9 @@
 
 trio-websocket runs the connection (handshake, pings, pongs, close), but data frames do
 not go through its ``send_message``: the sender frames a batch of queued texts itself
-(:func:`text_frames`; a server's frames are unmasked, so a frame is a header and the UTF-8
-text) and writes the batch at once, about a twentieth of the per-frame cost. That is safe
+(:func:`marketd.gateway.frames.text_frames`, the gateway's fan-out framing: a server's
+frames are unmasked, so a frame is a header and the UTF-8 text) and writes the batch at
+once, about a twentieth of the per-frame cost. That is safe
 because each write is whole frames, appended to the stream's buffer without a pause (a
 pong or close trio-websocket writes in between lands between frames), and nothing is
 written once the connection is closing. The ``CorkedStream`` under both coalesces the
@@ -35,31 +36,12 @@ from marketd.fakex.protocol import (
     parse_stream,
     result_reply,
 )
+from marketd.gateway.frames import text_frames as text_frames  # re-exported: its old home
 
 CORK_BYTES = 64 * 1024
 LOW_WATER = 2_000
 CLOSE_TIMEOUT = 1.0
 SEND_BATCH = 256  # queued frames framed and written at a time
-
-_SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]  # FIN + text, unmasked, n < 126
-
-
-def text_frames(texts: list[str]) -> bytes:
-    """``texts`` as consecutive unfragmented, unmasked WebSocket text frames (RFC 6455
-    §5.2: the lengths of 126 and more take a 16- or 64-bit extended length)."""
-    parts: list[bytes] = []
-    add = parts.append
-    for text in texts:
-        data = text.encode()
-        n = len(data)
-        if n < 126:
-            add(_SHORT_HEADERS[n])
-        elif n < 65_536:
-            add(b"\x81\x7e" + n.to_bytes(2, "big"))
-        else:
-            add(b"\x81\x7f" + n.to_bytes(8, "big"))
-        add(data)
-    return b"".join(parts)
 
 
 class CorkedStream(trio.abc.Stream):

@@ -2,10 +2,11 @@
 
 ``AlertHub.publish`` is called by the detector and never blocks: each alert is kept in a
 bounded history (every alert: the replay and ``/api/alerts`` see them all), then offered
-live to every client's bounded queue (:class:`ClientQueue`), encoded to JSON once; the
-gateway's writer (:mod:`marketd.gateway.fanout`), woken by :meth:`AlertHub.wait_queued`,
-takes it from there. A client whose queue is full is dropped (reason ``slow``) on the
-spot, counted, and told to go; it never slows the detector or the other clients.
+live to every client's bounded queue, encoded to JSON once and appended once to the log
+all the queues read (:mod:`marketd.gateway.livelog`); the gateway's writer
+(:mod:`marketd.gateway.fanout`), woken by :meth:`AlertHub.wait_queued`, takes it from
+there. A client whose queue is full is dropped (reason ``slow``) on the spot, counted, and
+told to go; it never slows the detector or the other clients.
 
 At most ``max_alerts_per_s`` alerts are offered live in any second (:class:`LiveCap`; 0:
 no cap). The excess is counted (``suppressed``) and, once a second while it lasts, each
@@ -33,13 +34,21 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Any, Final, Protocol
 
 import attrs
 import orjson
 import trio
 
 from marketd.alerts.model import Alert, Outcome
+from marketd.gateway.livelog import (
+    ClientQueue,
+    Entry,
+    LiveLog,
+    Notice,
+    Queued,
+    Summary,
+)
 from marketd.gateway.policy import LiveCap
 from marketd.gateway.timing import Histogram, HistogramSnapshot
 
@@ -107,23 +116,6 @@ class SymbolMutes(Protocol):
     def muted(self, symbol: str, now_ms: int) -> bool: ...
 
 
-def suppressed_message(count: int, since_ms: int, limit_per_s: int) -> str:
-    return orjson.dumps(
-        {"type": "suppressed", "count": count, "since_ms": since_ms, "limit_per_s": limit_per_s}
-    ).decode()
-
-
-@attrs.frozen
-class Notice:
-    """A complete message other than alerts, queued for one client and sent as is."""
-
-    text: str
-
-
-Queued: TypeAlias = str | Notice
-"""What a client's queue holds: an encoded alert (batched on send), or a notice."""
-
-
 def live_messages(items: Iterable[Queued]) -> tuple[list[str], int]:
     """The WebSocket messages for ``items`` taken from a client's queue, in order: each run
     of alerts in messages of at most ``MAX_BATCH`` (:func:`alerts_message`), each notice as
@@ -170,109 +162,44 @@ class HubStatistics:
     muted: int = 0
 
 
-class ClientQueue:
-    """One client's bounded queue of messages, oldest first, with one reader at a time:
-    the fan-out writer (:meth:`take`) or the connection's own task (:meth:`receive`, or
-    ``async for``). Offering to every client is the hub's cost per alert, so it is a plain
-    deque; once the hub closes it, what it holds can still be read, then it ends
-    (:class:`trio.EndOfChannel`), like a trio memory channel.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: collections.deque[Queued] = collections.deque()
-        self._closed = False
-        self._readable: trio.Event | None = None  # a reader waits in receive()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def offer(self, messages: list[Queued]) -> bool:
-        """Queue ``messages``; False when they do not all fit (those that fit are queued)."""
-        items = self._items
-        room = self.capacity - len(items)
-        fits = len(messages) <= room
-        items.extend(messages if fits else messages[:room])
-        if self._readable is not None:
-            self._readable.set()
-        return fits
-
-    def close(self) -> None:
-        self._closed = True
-        if self._readable is not None:
-            self._readable.set()
-
-    def take(self, limit: int) -> list[Queued]:
-        """Up to ``limit`` messages, without waiting ([] when none is queued, and once the
-        queue is closed: the client is gone, or dropped)."""
-        items = self._items
-        if self._closed or not items:
-            return []
-        if len(items) <= limit:
-            taken = list(items)
-            items.clear()
-            return taken
-        return [items.popleft() for _ in range(limit)]
-
-    def receive_nowait(self) -> Queued:
-        if self._items:
-            return self._items.popleft()
-        if self._closed:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
-
-    async def receive(self) -> Queued:
-        await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                return self.receive_nowait()
-            except trio.WouldBlock:
-                self._readable = readable = trio.Event()
-                await readable.wait()
-                self._readable = None
-
-    def __aiter__(self) -> ClientQueue:
-        return self
-
-    async def __anext__(self) -> Queued:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-
-
 class HubClient:
     """One client's view of the hub: the replay taken at subscribe time, then live messages.
 
     ``messages`` yields each alert's JSON text in publish order (see
     :func:`alerts_message`) and :class:`Notice` s (the suppression summaries). When the hub
-    drops the client, ``dropped`` holds the reason and ``kicked`` is set; the handler
-    closes the socket.
+    drops the client, ``dropped`` holds the reason, its queue is closed and the scope
+    given to :meth:`cancel_on_drop` is cancelled; the handler closes the socket.
     """
 
-    def __init__(self, replay: list[Alert], capacity: int, reported: int, since_ms: int) -> None:
-        self.replay = replay
-        self.messages = ClientQueue(capacity)
-        self.kicked = trio.Event()
-        self.dropped: str | None = None
-        # The hub's suppressed count already reported to this client, and since when
-        # (wall ms) the next summary counts.
-        self._reported = reported
-        self._since_ms = since_ms
+    __slots__ = ("_scope", "dropped", "messages", "replay")
 
-    def _offer(self, messages: list[Queued]) -> bool:
-        """Queue ``messages``; False when the queue is full (what fitted is queued)."""
-        return self.messages.offer(messages)
+    def __init__(self, replay: list[Alert], messages: ClientQueue) -> None:
+        self.replay = replay
+        self.messages = messages
+        self.dropped: str | None = None
+        self._scope: trio.CancelScope | None = None
 
     def take(self, limit: int) -> list[Queued]:
         """Up to ``limit`` queued messages, oldest first, without waiting ([] when none is
         queued, and once the hub dropped the client)."""
         return self.messages.take(limit)
 
+    def take_replay(self) -> list[Alert]:
+        """The replay, forgotten here (it is sent once)."""
+        replay, self.replay = self.replay, []
+        return replay
+
+    def cancel_on_drop(self, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` when the hub drops the client (at once if it has already)."""
+        self._scope = scope
+        if self.dropped is not None:
+            scope.cancel()
+
     def _kick(self, reason: str) -> None:
         self.dropped = reason
         self.messages.close()
-        self.kicked.set()
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 class AlertHub:
@@ -300,7 +227,8 @@ class AlertHub:
         self._live = LiveCap(max_alerts_per_s)
         self._history: collections.deque[Alert] = collections.deque(maxlen=history)
         self._ids: set[str] = set()
-        self._clients: set[HubClient] = set()
+        self._log = LiveLog(client_queue)  # what is queued for the clients
+        self._clients: dict[ClientQueue, HubClient] = {}
         self._published = 0
         self._duplicates = 0
         self._delivered = 0
@@ -321,6 +249,11 @@ class AlertHub:
         self._outcomes: dict[str, dict[str, dict[str, Any]]] = {}
         # Set when messages were queued for clients: wakes the fan-out writer.
         self._queued = trio.Event()
+
+    @property
+    def log(self) -> LiveLog:
+        """What is queued for the clients: the log all their queues read."""
+        return self._log
 
     @property
     def history_size(self) -> int:
@@ -389,13 +322,13 @@ class AlertHub:
         offered_ns = self._wall_ns()
         for alert in live:
             self._latency.observe(max(0, offered_ns - alert.price_time_ms * 1_000_000) / 1e9)
-        messages: list[Queued] = [encode_alert(alert) for alert in live]
+        messages: list[Entry] = [encode_alert(alert) for alert in live]
         self._broadcast(messages)
 
     def publish_outcomes(self, outcomes: list[Outcome]) -> None:
         """Remember what happened after alerts in the history and push it to every
         client (an outcome of an alert not held, or already known, is ignored)."""
-        messages: list[Queued] = []
+        messages: list[Entry] = []
         for outcome in outcomes:
             if outcome.alert_id not in self._ids:
                 continue
@@ -408,21 +341,11 @@ class AlertHub:
         if messages:
             self._broadcast(messages)
 
-    def _broadcast(self, messages: list[Queued]) -> None:
-        """Offer the same ``messages`` to every client (the cost of an alert per client)."""
-        slow = [client for client in self._clients if not client.messages.offer(messages)]
-        for client in slow:
-            self._drop(client, SLOW)
-        self._queued.set()
-
-    def _fan_out(self, messages_for: Callable[[HubClient], list[Queued] | None]) -> None:
-        slow = []
-        for client in self._clients:
-            messages = messages_for(client)
-            if messages and not client._offer(messages):
-                slow.append(client)
-        for client in slow:
-            self._drop(client, SLOW)
+    def _broadcast(self, entries: list[Entry]) -> None:
+        """Queue the same ``entries`` for every client (once, in the log they all read);
+        drop the clients whose queue this overflowed."""
+        for queue in self._log.append(entries):
+            self._drop(self._clients[queue], SLOW)
         self._queued.set()
 
     def mark_queued(self) -> None:
@@ -447,19 +370,10 @@ class AlertHub:
         missed since its last summary (or since it subscribed); then close the window."""
         if self._summary_due is None or now < self._summary_due:
             return
-        total, since_ms = self._suppressed, self._summary_since_ms
-
-        def summary(client: HubClient) -> list[Queued] | None:
-            count = total - client._reported
-            client._reported = total
-            if count <= 0:
-                return None
-            start = max(since_ms, client._since_ms)
-            return [Notice(suppressed_message(count, start, self._live.per_s))]
-
+        summary = Summary(self._suppressed, self._summary_since_ms, self._live.per_s)
         self._summary_due = None
         self._window_opened = trio.Event()
-        self._fan_out(summary)
+        self._broadcast([summary])
 
     async def serve_summaries(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -499,15 +413,16 @@ class AlertHub:
         """
         replay = self.recent(self.replay_size)
         replay.reverse()
-        client = HubClient(
-            replay, self.client_queue, self._suppressed, self._wall_ns() // 1_000_000
+        queue = self._log.open_queue(
+            reported=self._suppressed, since_ms=self._wall_ns() // 1_000_000
         )
-        self._clients.add(client)
+        client = self._clients[queue] = HubClient(replay, queue)
+        del replay  # the client holds it until it is sent (HubClient.take_replay), not this frame
         try:
             yield client
         finally:
-            self._clients.discard(client)
-            client.messages.close()
+            self._clients.pop(queue, None)
+            queue.close()
 
     def record_delivered(self, n: int = 1) -> None:
         self._delivered += n
@@ -520,7 +435,7 @@ class AlertHub:
         self._dropped[reason] += 1
 
     def _drop(self, client: HubClient, reason: str) -> None:
-        self._clients.discard(client)
+        self._clients.pop(client.messages, None)
         self._dropped[reason] += 1
         client._kick(reason)
 

@@ -134,6 +134,7 @@ class Gateway:
         self.fanout = Fanout(hub)
         self.socket = AlertSocket(hub, self.guard, shutdown, self.fanout)
         self._background: trio.CancelScope | None = None
+        self._serving: trio.CancelScope | None = None
 
     def metrics(self) -> Iterable[Metric]:
         st = self.hub.statistics()
@@ -217,18 +218,28 @@ class Gateway:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The hub's suppression summaries and the fan-out writer, until
-        :meth:`stop_background`."""
-        with trio.CancelScope() as self._background:
+        :meth:`stop_background`; and the task that ends the WebSocket connections at
+        shutdown, until :meth:`stop_serving`."""
+        with trio.CancelScope() as self._serving:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.fanout.serve)
-                await nursery.start(self.hub.serve_summaries)
-                task_status.started()
+                await nursery.start(self.socket.serve_going_away)
+                with trio.CancelScope() as self._background:
+                    async with trio.open_nursery() as background:
+                        await background.start(self.fanout.serve)
+                        await background.start(self.hub.serve_summaries)
+                        task_status.started()
 
     async def stop_background(self) -> None:
+        """Stop the writer and the summaries (the clients' own tasks send from then on)."""
         # Async: Quart runs a plain function hook in a worker thread, where cancelling a
         # trio scope is not allowed.
         if self._background is not None:
             self._background.cancel()
+
+    async def stop_serving(self) -> None:
+        """Stop every task of :meth:`serve_background` (the app has stopped serving)."""
+        if self._serving is not None:
+            self._serving.cancel()
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -402,7 +413,7 @@ def install_gateway(
         await app.nursery.start(gateway.serve_background)
 
     app.before_serving(start_background)
-    app.after_serving(gateway.stop_background)
+    app.after_serving(gateway.stop_serving)
     app.before_request(_mark_start)
     app.before_request(refuse_foreign_host)
     app.after_request(gateway.after_request)

@@ -14,6 +14,9 @@ Messages to the client (JSON text):
 Live messages are written by the gateway's fan-out writer (:mod:`marketd.gateway.fanout`)
 while the client keeps up, and by the connection's own task, through Quart, while it does
 not (and where the writer has no direct path); the messages are the same either way.
+Besides the handler's own task a connection has one task of the gateway's, its reader;
+a drop (:meth:`marketd.gateway.hub.HubClient.cancel_on_drop`) and shutdown
+(:meth:`AlertSocket.serve_going_away`, one task for all the connections) cancel both.
 
 The client sends nothing; text messages are read and ignored. The gateway disconnects a
 client, counted in ``marketd_gateway_clients_dropped_total{reason}`` and logged (one
@@ -38,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
@@ -59,12 +63,11 @@ from marketd.gateway.hub import (
     SHUTTING_DOWN,
     AlertHub,
     HubClient,
-    Notice,
-    Queued,
     alerts_message,
     live_messages,
     replay_message,
 )
+from marketd.gateway.livelog import Notice, Queued
 from marketd.obs.logs import RateLimitedLog
 
 log = structlog.get_logger(__name__)
@@ -114,6 +117,43 @@ class AlertSocket:
         self.shutdown = shutdown
         self.fanout = fanout
         self._logs = {reason: RateLimitedLog(interval=LOG_INTERVAL_S) for reason in DROP_REASONS}
+        # The connections' nurseries, while serve_going_away watches shutdown for them.
+        self._watched: set[trio.Nursery] | None = None
+
+    async def serve_going_away(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """When shutdown is set, end every connection (``going_away``): one task watching
+        for all of them, rather than a task each (forever; cancel to stop, and the
+        connections open then, and later ones, watch for shutdown themselves)."""
+        watched: set[trio.Nursery] = set()
+        self._watched = watched
+        try:
+            task_status.started()
+            await self.shutdown.wait()
+            for nursery in watched:
+                nursery.cancel_scope.cancel()
+            await trio.sleep_forever()
+        finally:
+            self._watched = None
+            for nursery in watched:
+                nursery.start_soon(_cancel_when, self.shutdown, nursery.cancel_scope)
+
+    @contextlib.contextmanager
+    def _going_away(self, nursery: trio.Nursery) -> Iterator[None]:
+        """Cancel ``nursery`` (a connection's) when shutdown is set, while in the block."""
+        watched = self._watched
+        if watched is None:
+            nursery.start_soon(_cancel_when, self.shutdown, nursery.cancel_scope)
+            yield
+            return
+        watched.add(nursery)
+        if self.shutdown.is_set():  # set before this connection was watched
+            nursery.cancel_scope.cancel()
+        try:
+            yield
+        finally:
+            watched.discard(nursery)
 
     async def serve(self) -> Response | None:
         ws = quart.websocket
@@ -128,11 +168,14 @@ class AlertSocket:
         with self.hub.subscribe() as client:
             outcome = _Outcome.PEER_GONE
             try:
+                # This task pushes; one more reads. A drop, a violation and shutdown cancel
+                # both (a task each would hold a few KB per client for nothing).
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._push, client, conn)
-                    nursery.start_soon(self._read, conn, nursery.cancel_scope)
-                    nursery.start_soon(_cancel_when, self.shutdown, nursery.cancel_scope)
-                    nursery.start_soon(_cancel_when, client.kicked, nursery.cancel_scope)
+                    client.cancel_on_drop(nursery.cancel_scope)
+                    with self._going_away(nursery):
+                        nursery.start_soon(self._read, conn, nursery.cancel_scope)
+                        await self._push(client, conn)
+                        nursery.cancel_scope.cancel()  # its queue ended: it was dropped
                 outcome = _Outcome.ENDED
             except Exception:
                 outcome = _Outcome.FAILED
@@ -182,8 +225,11 @@ class AlertSocket:
         return reason
 
     async def _push(self, client: HubClient, conn: _Connection) -> None:
-        await self._send(conn, replay_message(map(self.hub.alert_json, client.replay)))
-        self.hub.record_delivered(len(client.replay))
+        """Send the replay, then the live messages, until the client's queue ends."""
+        replay = client.take_replay()
+        await self._send(conn, replay_message(map(self.hub.alert_json, replay)))
+        self.hub.record_delivered(len(replay))
+        del replay  # this frame lives as long as the connection; the replay need not
         if self.fanout is not None:
             outlet = self.fanout.attach(client, quart.websocket)
             if outlet is not None:
