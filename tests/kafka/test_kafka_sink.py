@@ -10,7 +10,7 @@ import pytest
 import trio
 from kit.wait import poll_until
 
-from marketd.config.settings import BackoffSettings, KafkaSettings
+from marketd.config.settings import BackoffSettings, KafkaSettings, TopicSettings
 from marketd.data.records import Market, Record
 from marketd.kafka.partition import partition_for
 from marketd.kafka.sink import KafkaDeliveryError, KafkaPublisher
@@ -354,3 +354,137 @@ async def test_cancelled_while_broker_down_keeps_records_for_next_serve(
         consumed = await consume_kafka([topic], until=until_all(source), bootstrap=broker.bootstrap)
     assert check_delivery(source, consumed) == 0
     assert publisher.statistics().acknowledged == 2700
+
+
+# --- the adaptive linger (kafka.linger_records / linger_max_ms) -----------------------
+
+
+async def test_trickling_input_is_gathered_into_one_hand_over(
+    kafka_broker, kafka_topic, consume_kafka
+):
+    topic = kafka_topic()
+    source = Source([topic])
+    settings = settings_for(kafka_broker.bootstrap, linger_records=100, linger_max_ms=30_000)
+    publisher = KafkaPublisher(settings)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):
+        await trio.to_thread.run_sync(create_topics, kafka_broker.bootstrap, [topic])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            async with send:
+                for _ in range(9):
+                    await send.send(source.batch(10))
+                    await trio.sleep(0.05)
+                # 90 records: below linger_records, so still gathering, nothing handed over.
+                assert publisher.statistics().sent == 0
+                await send.send(source.batch(10))  # the 100th record: handed over at once
+                await poll_until(
+                    lambda: publisher.statistics().acknowledged == 100,
+                    timeout=20,  # far below linger_max_ms
+                    what="100 records acknowledged",
+                )
+                st = publisher.statistics()
+                assert st.handovers == 1  # one produce cycle, not ten
+                # Its requests are counted (produce requests only: not the metadata, API
+                # versions and producer id requests of the start).
+                assert 1 <= st.produce_requests <= st.batches <= 3
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+
+
+async def test_a_small_chunk_waits_no_longer_than_linger_max_ms(
+    kafka_broker, kafka_topic, consume_kafka
+):
+    topic = kafka_topic()
+    source = Source([topic])
+    settings = settings_for(kafka_broker.bootstrap, linger_records=1000, linger_max_ms=2000)
+    publisher = KafkaPublisher(settings)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):
+        await trio.to_thread.run_sync(create_topics, kafka_broker.bootstrap, [topic])
+        async with send, trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            began = trio.current_time()
+            await send.send(source.batch(10))
+            await trio.sleep(0.5)
+            assert publisher.statistics().sent == 0  # waiting for more
+            await poll_until(
+                lambda: publisher.statistics().acknowledged == 10,
+                timeout=30,
+                what="10 records acknowledged without the 990 more they waited for",
+            )
+            assert trio.current_time() - began >= 2.0
+            nursery.cancel_scope.cancel()
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+
+
+async def test_end_of_input_ends_the_wait(kafka_broker, kafka_topic, consume_kafka):
+    topic = kafka_topic()
+    source = Source([topic])
+    settings = settings_for(kafka_broker.bootstrap, linger_records=1000, linger_max_ms=60_000)
+    publisher = KafkaPublisher(settings)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(30):  # well within linger_max_ms: the end of input sends them
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            async with send:
+                await send.send(source.batch(10))
+                await trio.sleep(0.2)
+                await send.send(source.batch(5))
+        assert publisher.statistics().acknowledged == 15
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+
+
+async def test_cancelled_while_gathering_keeps_the_records_for_next_serve(
+    kafka_broker, kafka_topic, consume_kafka
+):
+    topic = kafka_topic()
+    source = Source([topic])
+    settings = settings_for(kafka_broker.bootstrap, linger_records=1000, linger_max_ms=60_000)
+    publisher = KafkaPublisher(settings)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):
+        async with send, trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            await send.send(source.batch(20))
+            await send.send(source.batch(10))
+            await trio.sleep(0.3)
+            nursery.cancel_scope.cancel()  # a shutdown while they wait for more
+        st = publisher.statistics()
+        assert (st.sent, st.pending_retry) == (0, 30)
+        send2, recv2 = trio.open_memory_channel[list[Record]](1)
+        send2.close()
+        await publisher.serve(recv2)  # the next run sends what was kept, in order
+        consumed = await consume_kafka([topic], until=until_all(source))
+    assert check_delivery(source, consumed) == 0
+    assert publisher.statistics().acknowledged == 30
+
+
+async def test_an_alert_is_never_held_back_by_the_linger(kafka_broker, kafka_topic, consume_kafka):
+    raw, alerts = kafka_topic(), kafka_topic()
+    market, signals = Source([raw]), Source([alerts])
+    settings = settings_for(kafka_broker.bootstrap, linger_records=1000, linger_max_ms=60_000,
+                            topics=TopicSettings(alerts=alerts))  # fmt: skip
+    publisher = KafkaPublisher(settings)
+    send, recv = trio.open_memory_channel[list[Record]](4)
+    with trio.fail_after(60):  # far below linger_max_ms
+        await trio.to_thread.run_sync(create_topics, kafka_broker.bootstrap, [raw, alerts])
+        async with send, trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            # Arriving while 10 market records wait for more: all go at once.
+            await send.send(market.batch(10))
+            await trio.sleep(0.3)
+            assert publisher.statistics().sent == 0
+            await send.send(signals.batch(1))
+            await poll_until(lambda: publisher.statistics().acknowledged == 11, timeout=20,
+                             what="the waiting records sent with the alert")  # fmt: skip
+            # An alert first: handed over without waiting at all.
+            await send.send(signals.batch(1))
+            await poll_until(lambda: publisher.statistics().acknowledged == 12, timeout=20,
+                             what="a lone alert sent")  # fmt: skip
+            nursery.cancel_scope.cancel()
+        consumed = await consume_kafka([raw, alerts], until=lambda got: len(got) >= 12)
+    assert check_delivery(market, [c for c in consumed if c.topic == raw]) == 0
+    assert check_delivery(signals, [c for c in consumed if c.topic == alerts]) == 0

@@ -11,7 +11,7 @@ import asyncio
 import bisect
 import enum
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -38,6 +38,8 @@ from marketd.config.settings import BackoffSettings, KafkaSettings
 from marketd.data.records import Record
 from marketd.errors import ConfigError, PublishError
 from marketd.runtime.backoff import BackoffPolicy
+
+PRODUCE_API_KEY = 0  # Kafka protocol: ProduceRequest
 
 # Fine below 100 ms, where the latency objectives live; coarse above.
 LATENCY_BUCKETS_S = (
@@ -253,6 +255,11 @@ class PublisherStatistics:
     acknowledged_by_topic: dict[str, int]
     last_error: str | None
     last_error_at: float | None  # wall clock, time.time()
+    # Per-batch work, whatever the records: chunks handed over (trio→asyncio crossings),
+    # record batches in them (one per partition a chunk touches), produce requests sent.
+    handovers: int = 0
+    batches: int = 0
+    produce_requests: int = 0
 
     @property
     def delivered(self) -> int:
@@ -309,6 +316,24 @@ def sort_out(
         )
     rest.sort(key=lambda entry: entry[0])
     return received, [(records[i], exc, at_send) for i, exc, at_send in rest]
+
+
+def count_produce_requests(producer: Any, note: Callable[[], None]) -> None:
+    """Call ``note()`` for each produce request ``producer`` sends (asyncio side).
+
+    aiokafka 0.14 has no metric or hook for requests: this wraps the ``send`` method of
+    the producer's client instance (``producer.client``, an ``AIOKafkaClient``), through
+    which its sender sends every request (it looks ``send`` up at each call).
+    """
+    client = producer.client
+    send = client.send
+
+    async def counted(node_id: int, request: Any, **kwargs: Any) -> Any:
+        if getattr(request, "API_KEY", None) == PRODUCE_API_KEY:
+            note()
+        return await send(node_id, request, **kwargs)
+
+    client.send = counted
 
 
 def retrieve(fut: asyncio.Future[Any]) -> None:

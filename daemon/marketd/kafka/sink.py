@@ -2,17 +2,22 @@
 
 It implements :class:`~marketd.pipeline.sink.Sink`. An idempotent aiokafka producer
 (``acks=all``) runs on a trio-asyncio loop opened by :mod:`marketd.kafka.hosting`.
-Records cross the trio→asyncio boundary in chunks of up to ``max_records_per_send``
-(one crossing per chunk, never one per record), and up to ``max_inflight_batches``
-chunks may await their acks at once (pipelining). A chunk is handed over as record
-batches, one per partition (``kafka_partition``: the default partitioner's choice,
-cached), through ``send_batch()``, so aiokafka costs per batch, not per record (no
-per-record coroutine, partitioner or future). aiokafka sets the idempotence sequence
-numbers when it drains a batch, as for ``send()``; a partition's next batch waits until
-the previous one is drained, so per-partition order holds. Each acknowledged record is
-observed in the latency histogram, in bulk per settled chunk. ``on_settled`` hears of
-every record Kafka acknowledged (or can never take) as its chunk settles: the spool acks
-by it.
+Records cross the trio→asyncio boundary in chunks of up to ``max_records_per_send`` (one
+crossing per chunk, never one per record), and up to ``max_inflight_batches`` chunks may
+await their acks at once (pipelining). A chunk takes whatever input is queued; with
+fewer than ``linger_records`` it waits for more, up to ``linger_max_ms`` (the adaptive
+linger): each hand-over costs a produce cycle whatever its size, so the cycles per
+second follow the records, not the clock, and N shards at 1/N of the rate each make
+about 1/N of the cycles one process makes (while each takes in more than
+``linger_records`` per ``linger_max_ms``; below that, one cycle per ``linger_max_ms``).
+A chunk is handed over as record batches, one per partition (``kafka_partition``: the
+default partitioner's choice, cached), through ``send_batch()``, so aiokafka costs per
+batch, not per record (no per-record coroutine, partitioner or future). aiokafka sets
+the idempotence sequence numbers when it drains a batch, as for ``send()``; a
+partition's next batch waits until the previous one is drained, so per-partition order
+holds. Each acknowledged record is observed in the latency histogram, in bulk per
+settled chunk. ``on_settled`` hears of every record Kafka acknowledged (or can never
+take) as its chunk settles: the spool acks by it.
 
 Delivery: every batch's future is inspected. On a failure the publisher stops taking
 input, lets the in-flight chunks settle, replaces the producer if a sent batch failed
@@ -43,7 +48,7 @@ import attrs
 import structlog
 import trio
 from aiokafka import AIOKafkaProducer
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from marketd.config.settings import KafkaSettings
 from marketd.data.records import Record
@@ -57,6 +62,7 @@ from marketd.kafka.delivery import (
     acked_counter,
     backoff_policy,
     classify,
+    count_produce_requests,
     failure_counter,
     latency_histogram,
     observe_latencies,
@@ -72,6 +78,21 @@ from marketd.runtime.backoff import Backoff
 __all__ = ["KafkaDeliveryError", "KafkaPublisher", "PublisherStatistics"]
 
 log = structlog.get_logger(__name__)
+
+
+def _take_queued(
+    records: list[Record], batches: trio.abc.ReceiveChannel[list[Record]], limit: int
+) -> None:
+    """Extend ``records`` (a list of our own) by the batches already queued, up to about
+    ``limit`` records: one crossing for all of them."""
+    if isinstance(batches, trio.MemoryReceiveChannel):
+        with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+            while len(records) < limit:
+                records.extend(batches.receive_nowait())
+
+
+def _holds_topic(records: list[Record], topic: str) -> bool:
+    return any(r.topic == topic for r in records)
 
 
 class KafkaPublisher:
@@ -110,6 +131,9 @@ class KafkaPublisher:
         self._started = False
         self._sent = self._acked = self._failures = self._retried = self._rejected = 0
         self._starts = 0
+        # Per-batch work (the cost that does not scale with records): chunks handed over
+        # (trio→asyncio crossings), record batches in them, produce requests sent.
+        self._handovers = self._batches = self._requests = 0
         self._by_topic: dict[str, int] = {}
         # Every topic's series exist from the start (at 0), not after its first record.
         for topic in attrs.astuple(settings.topics):
@@ -140,6 +164,9 @@ class KafkaPublisher:
             oldest_in_flight_s=oldest,
             producer_starts=self._starts,
             acknowledged_by_topic=dict(self._by_topic),
+            handovers=self._handovers,
+            batches=self._batches,
+            produce_requests=self._requests,
             last_error=self._last_error,
             last_error_at=self._last_error_at,
         )
@@ -158,6 +185,15 @@ class KafkaPublisher:
              st.oldest_in_flight_s),
         ):  # fmt: skip
             yield GaugeMetricFamily(name, doc, value=value)
+        for name, doc, count in (
+            ("marketd_kafka_handovers", "Chunks of records handed to the producer (each one "
+             "trio→asyncio crossing).", st.handovers),
+            ("marketd_kafka_batches", "Record batches handed to the producer (one per "
+             "partition in a chunk).", st.batches),
+            ("marketd_kafka_produce_requests", "Produce requests the producer sent.",
+             st.produce_requests),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, doc, value=count)
 
     # -- serving ----------------------------------------------------------------------
 
@@ -195,6 +231,8 @@ class KafkaPublisher:
 
     async def _feed(self, batches: trio.abc.ReceiveChannel[list[Record]]) -> None:
         limit = self.settings.max_records_per_send
+        target = min(self.settings.linger_records, limit)
+        urgent = self.settings.topics.alerts
         while True:
             if self._failed:
                 await self._recover()
@@ -208,13 +246,46 @@ class KafkaPublisher:
             self._wake = None
             if records is None:
                 continue
-            # Coalesce queued small batches into one crossing.
-            if len(records) < limit and isinstance(batches, trio.MemoryReceiveChannel):
-                records = list(records)
-                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while len(records) < limit:
-                        records.extend(batches.receive_nowait())
+            ended = False
+            if len(records) < limit:
+                records = list(records)  # ours: what is queued behind it joins it
+                _take_queued(records, batches, limit)
+                if len(records) < target and not _holds_topic(records, urgent):
+                    ended = await self._gather(records, batches, target, urgent)
             await self._send(records)
+            if ended:
+                return
+
+    async def _gather(
+        self,
+        records: list[Record],
+        batches: trio.abc.ReceiveChannel[list[Record]],
+        target: int,
+        urgent: str,
+    ) -> bool:
+        """The adaptive linger: add input to ``records`` (a list of our own) until it holds
+        ``target`` records or a record of the ``urgent`` topic (alerts: a trader waits for
+        them), ``linger_max_ms`` has passed or a failure arrives. Returns whether the
+        input ended. A cancellation keeps what was gathered (``_held``)."""
+        limit = self.settings.max_records_per_send
+        deadline = trio.current_time() + self.settings.linger_max_ms / 1000
+        try:
+            with trio.move_on_at(deadline), trio.CancelScope() as self._wake:
+                while len(records) < target:
+                    try:
+                        more = await batches.receive()
+                    except trio.EndOfChannel:
+                        return True
+                    records.extend(more)
+                    _take_queued(records, batches, limit)
+                    if _holds_topic(more, urgent):
+                        break
+        except BaseException:
+            self._held = records  # not handed over: kept for the next serve
+            raise
+        finally:
+            self._wake = None
+        return False
 
     async def _send(self, records: list[Record]) -> None:
         step = self.settings.max_records_per_send
@@ -240,6 +311,8 @@ class KafkaPublisher:
                 await aio_as_trio(hand_over)(self._producer, self._router, item)
             finally:
                 self._sent += item.handed
+                self._handovers += 1
+                self._batches += len(item.batches)
                 assert self._tokens is not None
                 self._tokens.send_nowait(None)
             if item.error is not None:
@@ -415,7 +488,12 @@ class KafkaPublisher:
         log.info("kafka producer started", bootstrap=self.settings.bootstrap_servers)
 
     def _new_producer(self) -> Any:  # runs in asyncio
-        return AIOKafkaProducer(**self._kwargs)
+        producer = AIOKafkaProducer(**self._kwargs)
+        count_produce_requests(producer, self._count_request)
+        return producer
+
+    def _count_request(self) -> None:
+        self._requests += 1
 
     async def _stop_producer(self, within_s: float | None = None) -> None:
         producer, self._producer, self._started = self._producer, None, False
