@@ -18,8 +18,12 @@ Kafka broker the benchmark starts (:mod:`marketd.testing.devkafka`). Scenarios:
   ``KEEP_THREADS`` for how the parent is started).
 
 Per scenario: records/s acknowledged by Kafka, frames/s received, CPU cores of all of
-marketd's processes (parent + workers, from /proc) and of each, records per CPU-second,
-each process's main-thread CPU (near 1.0: its event loop is saturated), peak RSS per
+marketd's processes (parent + workers, from /proc) and of each, records per CPU-second
+(acknowledged; and "handled", the mean of those spooled and those acknowledged, which a
+spool backlog growing or draining does not skew; ``steady`` when the two are within 5 %),
+each process's main-thread CPU (near 1.0: its event loop is saturated) and its wake-ups
+and preemptions per second, the per-batch work per second and process (chunks handed to
+the producer, record batches, produce requests, spool appends, spool fsyncs), peak RSS per
 process, p50/p99 receipt→ack latency (marketd's histogram), books synced and the time
 from start until all were, book audits and resyncs, the feed's sent rate and CPU, the
 broker's CPU, the machine's busy cores and load (2 cores here, shared by the feed, the
@@ -28,12 +32,18 @@ scenario, then a summary: medians, the feed's headroom (flat out to the raw read
 most marketd received) and 2 shards / 1 process in records per CPU-second at each rate
 (a shard must stay within 10 %). Figures only: nothing here asserts.
 
+On a shared machine, read records per CPU-second with the load: a process short of CPU
+falls behind, takes its input in larger batches and so spends less per record; compare
+windows that are ``steady`` and runs at a similar load. ``--profile DIR`` samples every
+marketd process with py-spy (raw collapsed stacks per window and process).
+
 The REST weight limits are raised (``books.spot_weight_limit`` /
 ``futures_weight_limit``; the feed enforces none): the books' time to ready is not what
 this measures, though it is reported.
 
     python bench/bench_fullmarket.py [--rates 10000,0] [--duration 20] [--repeat 1]
         [--scenarios feed,single,shards] [--spot 300] [--usdm 500] [--levels 1000]
+        [--env MARKETD_KAFKA__LINGER_RECORDS=0] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +74,12 @@ ACKED = "marketd_kafka_records_acked_total"
 FRAMES = "marketd_feed_frames_total"
 LATENCY = "marketd_publish_latency_seconds"
 PENDING = "marketd_spool_records_pending"
+APPENDED = "marketd_spool_records_appended_total"
+SYNCS = "marketd_spool_syncs_total"
+APPENDS = "marketd_spool_appends_total"
+HANDOVERS = "marketd_kafka_handovers_total"
+BATCHES = "marketd_kafka_batches_total"
+REQUESTS = "marketd_kafka_produce_requests_total"
 BOOKS = "marketd_book_state"
 AUDITS = "marketd_book_audits_total"
 RESYNCS = "marketd_book_resyncs_total"
@@ -111,6 +128,17 @@ def main_thread_cpu(pid: int) -> float:
     """CPU seconds of process ``pid``'s main thread (its event loop)."""
     fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of process ``pid``'s main thread: its
+    event loop going idle and waking up again, and its being preempted."""
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines()
+        if line.endswith(tuple("0123456789"))
+    )
+    return int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
 
 
 def marketd_processes(daemon: DaemonProcess) -> dict[str, int]:
@@ -187,20 +215,46 @@ def wait_drained(daemon: DaemonProcess, timeout: float) -> float:
         time.sleep(0.5)
 
 
+def start_profiles(pids: dict[str, int], duration: float, out: Path | None) -> list[Any]:
+    """``py-spy record`` of each marketd process for the window (``--profile``): raw
+    collapsed stacks, sampled without pausing the process (``--nonblocking``)."""
+    if out is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    options = ["--duration", str(int(duration)), "--rate", "100", "--nonblocking"]
+    spies = []
+    for key, pid in pids.items():
+        if key != "parent":
+            command = [spy, "record", "--pid", str(pid), *options, "--format", "raw",
+                       "--output", str(out / f"{key}.txt")]  # fmt: skip
+            spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    return spies
+
+
 def measure(
-    daemon: DaemonProcess, feed: MarketFeedProcess, broker_pid: int, duration: float
+    daemon: DaemonProcess,
+    feed: MarketFeedProcess,
+    broker_pid: int,
+    duration: float,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """One measured window of ``duration`` seconds: the figures of every marketd process."""
     pids = marketd_processes(daemon)
     before, f0 = daemon.metrics(), feed.state()
     cpu0 = {k: cpu_or_none(p) for k, p in pids.items()}
     main0 = {k: main_thread_cpu(p) for k, p in pids.items()}
+    switches0 = {k: main_thread_switches(p) for k, p in pids.items()}
     b0, m0, t0 = cpu_seconds(broker_pid), machine_busy(), time.monotonic()
+    spies = start_profiles(pids, duration, profile)
     time.sleep(duration)
+    for spy in spies:
+        spy.wait(timeout=60)
     after, f1 = daemon.metrics(), feed.state()
     cpu1 = {k: cpu_or_none(p) for k, p in pids.items()}
     alive = [k for k in pids if cpu0[k] is not None and cpu1[k] is not None]
     main1 = {k: main_thread_cpu(pids[k]) for k in alive}
+    switches1 = {k: main_thread_switches(pids[k]) for k in alive}
     b1, m1, t1 = cpu_seconds(broker_pid), machine_busy(), time.monotonic()
     rss = {k: round(peak_rss_bytes(pids[k]) / 2**20, 1) for k in alive}
     same_pids = marketd_processes(daemon) == pids and len(alive) == len(pids)
@@ -212,9 +266,17 @@ def measure(
     def used(key: str) -> float:
         return (cpu1[key] or 0.0) - (cpu0[key] or 0.0)
 
-    acked, received = delta(ACKED), delta(FRAMES)
+    def per_s(name: str) -> dict[str, float]:
+        """A counter's rate per process (``shard`` label), and in all."""
+        out = {k: round(delta(name, shard=k[6:]) / wall, 1) for k in alive if k != "parent"}
+        if len(out) == 1:
+            return {"all": round(delta(name) / wall, 1)}
+        return {**out, "all": round(sum(out.values()), 1)}
+
+    acked, received, appended = delta(ACKED), delta(FRAMES), delta(APPENDED)
     # (A worker restarted meanwhile: its CPU is missing, the figures are not valid.)
     cpu = sum(used(k) for k in alive)
+    requests = delta(REQUESTS)
     return {
         "processes": len(pids),
         "received_msgs_per_s": round(received / wall),
@@ -226,7 +288,33 @@ def measure(
         "cpu_cores_by_process": {k: round(used(k) / wall, 2) for k in alive},
         # Near 1.0: that process's event loop (the GIL holder) is saturated.
         "main_thread_cores": {k: round((main1[k] - main0[k]) / wall, 2) for k in alive},
+        # The event loop going idle and waking (voluntary switches) and being preempted
+        # (involuntary: the machine's other load), per second: a loop that wakes for few
+        # records pays the wake-up (epoll, task switches) for few.
+        "main_thread_wakeups_per_s": {
+            k: round((switches1[k][0] - switches0[k][0]) / wall) for k in alive if k != "parent"
+        },
+        "main_thread_preempted_per_s": {
+            k: round((switches1[k][1] - switches0[k][1]) / wall) for k in alive if k != "parent"
+        },
         "acked_per_cpu_s": round(acked / cpu) if cpu > 0 else None,
+        # Records taken into the spool (frames' records and the books' snapshots).
+        "spooled_msgs_per_s": round(appended / wall),
+        # Records through the process (the mean of those spooled and those acked) per
+        # CPU-second: unlike acked_per_cpu_s, not skewed by a spool backlog growing (work
+        # done on records not acked yet) or draining (acks of records taken in earlier).
+        "handled_per_cpu_s": round((appended + acked) / 2 / cpu) if cpu > 0 else None,
+        # Steady: the spool neither grows nor drains by more than 5 % of the acks.
+        "steady": abs(appended - acked) <= 0.05 * max(acked, 1.0),
+        # The per-batch work, per second: chunks crossing to aiokafka, record batches in
+        # them, produce requests; the spool's fsyncs (group commits).
+        "kafka_handovers_per_s": per_s(HANDOVERS),
+        "kafka_batches_per_s": per_s(BATCHES),
+        "produce_requests_per_s": per_s(REQUESTS),
+        "acked_per_produce_request": round(acked / requests) if requests else None,
+        "spool_syncs_per_s": per_s(SYNCS),
+        # Batches through the intake (each one spool append): the pipeline's per-batch work.
+        "spool_appends_per_s": per_s(APPENDS),
         "peak_rss_mib": rss,
         "latency_p50_ms": round(histogram_quantile(after, LATENCY, 0.5, before) * 1e3, 1),
         "latency_p99_ms": round(histogram_quantile(after, LATENCY, 0.99, before) * 1e3, 1),
@@ -293,10 +381,11 @@ def run_marketd(
                     feed.set_rate(rate)
                     current = rate
                 time.sleep(args.settle)
+                profile = profile_dir(args, mode, rate)
                 result = {
                     "scenario": f"{mode}, " + ("flat-out" if rate == 0 else f"{rate:g} msg/s"),
                     "rate_offered": rate,
-                    **measure(daemon, feed, broker_pid, args.duration),
+                    **measure(daemon, feed, broker_pid, args.duration, profile),
                     "books_total": books_total,
                     "time_to_all_synced_s": round(synced_after, 1) if synced_after else None,
                     "books_synced_at_start": synced,
@@ -309,6 +398,13 @@ def run_marketd(
         for result in results:
             result["clean_exit"] = clean
         return results
+
+
+def profile_dir(args: argparse.Namespace, mode: str, rate: float) -> Path | None:
+    if args.profile is None:
+        return None
+    run = getattr(args, "run", 0)
+    return Path(args.profile) / f"run{run}-{mode.replace(' ', '')}-{rate:g}"
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -326,7 +422,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         out["medians"][scenario] = {
             k: med(scenario, k)
             for k in ("received_msgs_per_s", "acked_msgs_per_s", "cpu_cores", "acked_per_cpu_s",
-                      "spool_growth_per_s", "latency_p99_ms", "time_to_all_synced_s",
+                      "handled_per_cpu_s", "acked_per_produce_request", "spool_growth_per_s",
+                      "latency_p99_ms", "time_to_all_synced_s",
                       "feed_sent_msgs_per_s", "feed_cpu_cores", "broker_cpu_cores",
                       "machine_busy_cores", "load_1m")
         }  # fmt: skip
@@ -334,14 +431,17 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     taken = [r["received_msgs_per_s"] for r in results if r["processes"]]
     if feed and taken:
         out["feed_headroom"] = round(feed / max(taken), 2)  # must be >= 2
-    # Records per CPU-second, 2 shards / 1 process, at the same rate offered (>= 0.9 wanted).
-    out["shards_vs_single_per_cpu_s"] = {}
-    for scenario in by:
-        if scenario.startswith("2 shards, "):
-            one = med(scenario.replace("2 shards", "1 process"), "acked_per_cpu_s")
-            two = med(scenario, "acked_per_cpu_s")
-            if one and two:
-                out["shards_vs_single_per_cpu_s"][scenario[10:]] = round(two / one, 3)
+    # Records per CPU-second, 2 shards / 1 process, at the same rate offered (>= 0.9
+    # wanted): of those acked, and of those handled (robust to a spool backlog).
+    for key, name in (("acked_per_cpu_s", "shards_vs_single_per_cpu_s"),
+                      ("handled_per_cpu_s", "shards_vs_single_handled_per_cpu_s")):  # fmt: skip
+        out[name] = {}
+        for scenario in by:
+            if scenario.startswith("2 shards, "):
+                one = med(scenario.replace("2 shards", "1 process"), key)
+                two = med(scenario, key)
+                if one and two:
+                    out[name][scenario[10:]] = round(two / one, 3)
     return out
 
 
@@ -371,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], metavar="NAME=VALUE",
         help="extra MARKETD_* setting for marketd, e.g. MARKETD_KAFKA__LINGER_MS=25",
     )  # fmt: skip
+    parser.add_argument(
+        "--profile", metavar="DIR", default=None,
+        help="py-spy record each marketd process during each window, raw stacks into DIR",
+    )  # fmt: skip
     parser.add_argument("--spot", type=int, default=300)
     parser.add_argument("--usdm", type=int, default=500)
     parser.add_argument("--levels", type=int, default=1000, help="book levels a side")
@@ -383,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         with running_broker(tmp / "kafka") as broker:
             broker_pid = broker._proc.pid if broker._proc else 0  # the JVM (private there)
             for run in range(args.repeat):
+                args.run = run
                 for scenario in wanted:
                     run_dir = tmp / f"run{run}-{scenario}"
                     run_dir.mkdir()
@@ -399,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         ("acked_msgs_per_s", "acked rec/s"),
         ("cpu_cores", "CPU cores"),
         ("acked_per_cpu_s", "rec/CPU-s"),
+        ("handled_per_cpu_s", "handled/CPU-s"),
+        ("steady", "steady"),
+        ("produce_requests_per_s", "produce req/s"),
+        ("spool_syncs_per_s", "fsync/s"),
+        ("spool_appends_per_s", "appends/s"),
         ("peak_rss_mib", "peak RSS MiB"),
         ("spool_growth_per_s", "spool +/s"),
         ("latency_p99_ms", "p99 ms"),

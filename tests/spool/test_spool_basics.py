@@ -156,6 +156,28 @@ def test_sync_reports_the_durable_seq_and_runs_beside_appends(tmp_path: Path) ->
         assert spool.statistics().synced_seq == 3010
 
 
+def test_appends_and_syncs_are_counted(tmp_path: Path) -> None:
+    """The per-batch work, whatever the records: each append (one write), each sync that
+    had something to make durable (one that had nothing is not an fsync)."""
+    with Spool.open(settings(tmp_path)) as spool:
+        spool.sync()  # the new segment's directory entry
+        base = spool.statistics().syncs
+        spool.sync()  # nothing to do
+        assert spool.statistics().syncs == base
+        spool.append(records(1, 10))
+        spool.append(records(11, 1))
+        spool.append([])
+        st = spool.statistics()
+        assert (st.appends, st.appended, st.syncs) == (2, 11, base)
+        spool.sync()
+        spool.sync()  # nothing new
+        assert spool.statistics().syncs == base + 1
+        spool.ack(read_all(spool)[-1][0])  # the ack checkpoint to make durable
+        spool.sync()
+        spool.sync()
+        assert spool.statistics().syncs == base + 2
+
+
 def test_ack_window_acks_the_settled_prefix_only(tmp_path: Path) -> None:
     with Spool.open(settings(tmp_path)) as spool:
         spool.append(records(1, 6))
@@ -197,6 +219,10 @@ def test_metrics_pass_promtool(tmp_path: Path) -> None:
         text = generate_latest(registry)
         assert b"marketd_spool_records_pending 10.0" in text
         assert b"marketd_spool_records_appended_total 10.0" in text
+        assert b"marketd_spool_appends_total 1.0" in text
+        spool.sync()
+        text = generate_latest(registry)
+        assert b"marketd_spool_syncs_total 1.0" in text
         if (promtool := shutil.which("promtool")) is None:
             pytest.skip("promtool not installed")
         subprocess.run([promtool, "check", "metrics"], input=text, check=True)

@@ -25,6 +25,8 @@ def spool_metrics(st: SpoolStatistics) -> Iterable[Metric]:
         yield GaugeMetricFamily(name, doc, value=float(value))
     for name, doc, count in (
         ("marketd_spool_records_appended", "Records appended to the spool.", st.appended),
+        ("marketd_spool_appends", "Appends to the spool (batches of records, one write each).",
+         st.appends),
         ("marketd_spool_records_acknowledged", "Spooled records acknowledged by Kafka.",
          st.acknowledged),
         ("marketd_spool_appends_refused", "Appends refused because the spool was full.",
@@ -33,5 +35,7 @@ def spool_metrics(st: SpoolStatistics) -> Iterable[Metric]:
          st.corrupted_entries),
         ("marketd_spool_truncated_bytes", "Bytes of torn spool tail removed at start-up.",
          st.truncated_bytes),
+        ("marketd_spool_syncs", "fsyncs of the spool (group commits) that had data to sync.",
+         st.syncs),
     ):  # fmt: skip
         yield CounterMetricFamily(name, doc, value=count)

@@ -50,3 +50,5 @@ class SpoolStatistics:
     next_seq: int
     ack_seq: int
     synced_seq: int  # every record up to this seq survives an OS crash
+    syncs: int = 0  # sync() calls that fsynced something, since open
+    appends: int = 0  # append() calls that wrote records (each one write), since open

@@ -63,7 +63,9 @@ def write_checkpoint(directory: str, spool_seq: int, last_ids: dict[SeqKey, int]
             version=FORMAT_VERSION,
             spool_seq=spool_seq,
             written_at_ms=time.time_ns() // 1_000_000,
-            last_ids=[(m.value, k, s, i) for (m, k, s), i in sorted(last_ids.items(), key=str)],
+            # Sorted as tuples of strings (not by str() of each item: 5x the CPU, 5 times a
+            # second per process).
+            last_ids=sorted((m.value, k, s, i) for (m, k, s), i in last_ids.items()),
         )
     )
     path = os.path.join(directory, SEQUENCE_FILE)

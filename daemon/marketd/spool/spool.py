@@ -117,6 +117,7 @@ class Spool:
         self._seen_bad: set[tuple[int, int]] = set()
         self._dir_dirty = False
         self._synced_seq = 0
+        self._syncs = self._appends = 0
         self._appended = self._acked = self._refused = 0
         self._corrupted = self._corrupted_bytes = self._truncated = 0
         self._full = False
@@ -320,6 +321,7 @@ class Spool:
             self._hot.clear()  # fallen behind: read from the files until caught up
         self._bytes += needed
         self._appended += len(records)
+        self._appends += 1
         self._full = False
         if cuts:
             self._collect()
@@ -565,13 +567,14 @@ class Spool:
                 for seg in todo:
                     seg.dirty = False
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
+            ckpt = self._ckpt if self._ckpt is not None and self._ckpt.dirty else None
             try:
                 for seg in todo:
                     _fdatasync_path(seg.path)
                 if dir_dirty:
                     os.fsync(self._dir_fd)
-                if self._ckpt is not None and self._ckpt.dirty:
-                    self._ckpt.sync()
+                if ckpt is not None:
+                    ckpt.sync()
             except OSError as exc:
                 with self._lock:
                     self._dir_dirty = self._dir_dirty or dir_dirty
@@ -580,6 +583,8 @@ class Spool:
                 raise SpoolError(f"cannot fsync spool {self._dir!r}: {exc}") from exc
             with self._lock:
                 self._synced_seq = max(self._synced_seq, upto)
+                if todo or dir_dirty or ckpt is not None:
+                    self._syncs += 1
             return upto
 
     def close(self) -> None:
@@ -666,6 +671,8 @@ class Spool:
             next_seq=self._next_seq,
             ack_seq=self._ack_seq,
             synced_seq=self._synced_seq,
+            syncs=self._syncs,
+            appends=self._appends,
         )
 
     def metrics(self) -> Iterable[Metric]:
