@@ -106,13 +106,15 @@ def test_a_synced_book_takes_a_later_snapshot_the_recent_diffs_carry_up_to_it() 
     book.snapshot(100, [["10", "1"]], [["11", "1"]], 1)
     book.diff(spot_diff(101, 101, [["10", "0"]], []))
     book.snapshot(99, [["10", "5"], ["9", "5"]], [["11", "5"]], 1000)
-    assert book.bids == {} and book.levels(1) is None
+    assert book.bids == {}
+    assert book.levels(1) is None
 
 
 def test_depth_skips_recorded_snapshots_shallower_than_the_limit_asked() -> None:
     state = MarketState(Market.USDM)
     rest = ReplayRest(state)
-    cut = {"lastUpdateId": 100, "bids": [["10", "1"], ["9", "1"]], "asks": [["11", "1"], ["12", "1"]]}
+    cut = {"lastUpdateId": 100, "bids": [["10", "1"], ["9", "1"]],
+           "asks": [["11", "1"], ["12", "1"]]}  # fmt: skip
     deep = {"lastUpdateId": 120, "bids": [["10", "2"], ["9", "1"], ["8", "1"]],
             "asks": [["11", "2"], ["12", "1"]]}  # fmt: skip
     state.read_ahead("/fapi/v1/depth?symbol=ETHUSDT&limit=2", json.dumps(cut).encode(), 5_000)

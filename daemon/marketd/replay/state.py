@@ -203,9 +203,7 @@ class MarketState:
 
     # -- questions ------------------------------------------------------------------------
 
-    def snapshot_ahead(
-        self, symbol: str, clock_ns: int, limit: int = 0
-    ) -> RecordedSnapshot | None:
+    def snapshot_ahead(self, symbol: str, clock_ns: int, limit: int = 0) -> RecordedSnapshot | None:
         """The first recorded snapshot of ``symbol`` received at or after ``clock_ns`` that
         holds the exchange's book ``limit`` levels deep (a shallower one is skipped)."""
         state = self.symbols.get(symbol.upper())
