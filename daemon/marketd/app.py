@@ -162,6 +162,8 @@ class Daemon:
                 get=get,
             )
         self.normalizer = Normalizer(self.codec, self.backfiller)
+        self.normalizer.batch_interval_s = settings.pipeline.batch_interval_ms / 1000
+        self.normalizer.batch_frames = settings.binance.max_frames_per_batch
         # What the collector could not see, reported beside the data (topics.status).
         self.status: StatusStream | None = None
         if intake:

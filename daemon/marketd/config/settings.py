@@ -435,6 +435,12 @@ class KafkaSettings:
 class PipelineSettings:
     # Capacity, in batches, of each bounded channel between stages: the backpressure.
     channel_capacity: int = attrs.field(default=16, validator=at_least(1))
+    # Under load, the normalizer hands on at most one record batch per this interval, made
+    # of every frame batch that came in meanwhile (up to ``binance.max_frames_per_batch``
+    # frames): fewer, larger batches through the books, spool and sink (each costs per
+    # batch). Only batches that come faster than this wait, at most this long. 0: no wait
+    # (batches already queued still go on together).
+    batch_interval_ms: float = attrs.field(default=10.0, validator=within(0, 1000))
     # Backfill missed trades from REST after a reconnect (trade ids stay consecutive).
     backfill_trades: bool = True
     backfill_max_trades: int = attrs.field(default=10_000, validator=at_least(1))

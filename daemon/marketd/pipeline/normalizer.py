@@ -14,6 +14,7 @@ backfill never stalls the feeds. Held records are bounded in total
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import Counter, deque
 from collections.abc import Callable
@@ -89,6 +90,14 @@ class Normalizer:
     # neither received nor backfilled (the status stream).
     status: StatusStream | None = attrs.field(default=None, init=False)
     _chains: DepthChains = attrs.field(factory=DepthChains, init=False)
+    # Under load, at most one record batch per this many seconds (``pipeline.
+    # batch_interval_ms``): see :meth:`serve`.
+    batch_interval_s: float = attrs.field(default=0.0, init=False)
+    # ... of at most this many frames (or one frame batch, if larger).
+    batch_frames: int = attrs.field(default=500, init=False)
+    # Taken from the channel but past ``batch_frames``: the first of the next lot (kept
+    # here, so that a restart of the stage starts with it).
+    _carried: FrameBatch | None = attrs.field(default=None, init=False)
 
     def statistics(self) -> NormalizerStatistics:
         bf = self.backfiller
@@ -110,7 +119,7 @@ class Normalizer:
 
     async def serve(
         self,
-        frames_in: trio.abc.ReceiveChannel[FrameBatch],
+        frames_in: trio.MemoryReceiveChannel[FrameBatch],
         records_out: trio.abc.SendChannel[list[Record]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -122,24 +131,74 @@ class Normalizer:
             for key in self._parked:
                 backfills.start_soon(self._backfill, key, records_out)
             task_status.started()
-            async for batch in frames_in:
-                if self.record is not None:
-                    self.record(batch)
-                if not batch.frames:
-                    continue  # the connection's control frames alone: the recorder's only
-                while self._parked_records >= MAX_PARKED_RECORDS:
-                    self._room = trio.Event()
-                    await self._room.wait()
-                with span(
-                    "pipeline.normalize", connection=batch.connection, frames=len(batch.frames)
-                ):
-                    out, parked = self._normalize(batch)
+            last_out = -math.inf
+            while True:
+                try:
+                    batches = await self._next_batches(frames_in, last_out)
+                except trio.EndOfChannel:
+                    break
+                out = RecordBatch()
+                parked: list[SeqKey] = []
+                for batch in batches:
+                    if self.record is not None:
+                        self.record(batch)
+                    if not batch.frames:
+                        continue  # control frames alone: the recorder's only
+                    while self._parked_records >= MAX_PARKED_RECORDS:
+                        self._room = trio.Event()
+                        await self._room.wait()
+                    with span("pipeline.normalize", connection=batch.connection,
+                              frames=len(batch.frames)):  # fmt: skip
+                        part, new = self._normalize(batch)
+                    if part:
+                        out += part
+                        out.events += part.events
+                    parked += new
                 if out:
                     await self._emit(out, records_out)
+                last_out = trio.current_time()
                 # Started after the batch went out: its records of a parked key that came
                 # before the gap are ahead of the backfilled ones.
                 for key in parked:
                     backfills.start_soon(self._backfill, key, records_out)
+
+    async def _next_batches(
+        self, frames_in: trio.MemoryReceiveChannel[FrameBatch], last_out: float
+    ) -> list[FrameBatch]:
+        """The next frame batches to normalize as one: the first, and every other that
+        came before the batch interval since ``last_out`` ran out, up to ``batch_frames``
+        frames. Raises ``EndOfChannel`` when the feeds are done."""
+        if self._carried is not None:
+            batches, self._carried = [self._carried], None
+        else:
+            batches = [await frames_in.receive()]
+        frames = self._take_queued(frames_in, batches)
+        due = last_out + self.batch_interval_s
+        if frames < self.batch_frames and self._carried is None and trio.current_time() < due:
+            # Batches come faster than the interval: let more come in meanwhile.
+            await trio.sleep_until(due)
+            self._take_queued(frames_in, batches)
+        return batches
+
+    def _take_queued(
+        self, channel: trio.MemoryReceiveChannel[FrameBatch], into: list[FrameBatch]
+    ) -> int:
+        """Append to ``into`` the batches ``channel`` holds now while their frames stay
+        within ``batch_frames``; the one that would pass it is kept for next time
+        (``_carried``). Returns the frames in ``into``."""
+        frames, limit = sum(len(b.frames) for b in into), self.batch_frames
+        receive = channel.receive_nowait
+        while frames < limit:
+            try:
+                batch = receive()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break  # an ended channel: the next ``receive`` says so
+            if frames + len(batch.frames) > limit:
+                self._carried = batch
+                break
+            into.append(batch)
+            frames += len(batch.frames)
+        return frames
 
     async def _emit(
         self, records: RecordBatch, records_out: trio.abc.SendChannel[list[Record]]
