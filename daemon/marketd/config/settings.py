@@ -209,11 +209,6 @@ class ExchangeSettings:
     rest_timeout_s: float = attrs.field(default=10.0, validator=greater_than(0))
     # Frames read from one connection are handed on in batches of at most this many.
     max_frames_per_batch: int = attrs.field(default=500, validator=at_least(1))
-    # Under load, read each connection's socket at most once per this interval: what
-    # arrives meanwhile waits in the kernel and comes in one read (fewer wake-ups per
-    # message; see marketd.feed.paced). A quiet connection reads at once. 0: read as data
-    # arrives.
-    min_read_interval_ms: float = attrs.field(default=5.0, validator=within(0, 100))
     reconnect: BackoffSettings = attrs.field(factory=BackoffSettings)
 
     # The keys above name the market (the file's format predates the adapters); the

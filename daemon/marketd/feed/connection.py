@@ -80,7 +80,6 @@ from marketd.feed import ws_compat
 from marketd.feed.buffer import FrameBuffer, chunks, drop_prefix
 from marketd.feed.handover import Overlap
 from marketd.feed.link import Link
-from marketd.feed.paced import PacedStream
 from marketd.feed.stats import RECONNECT_REASONS, FeedStatistics
 from marketd.feed.streams import ConnectionPlan, SubscribeMessage
 from marketd.obs.telemetry import span
@@ -115,8 +114,7 @@ WS_RECEIVE_BUFFER_SIZE = 64 * 2**10
 _Stream: TypeAlias = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
 
-# Queued WebSocket messages taken per wake-up of the reader, and the wait under load
-# when reads are not paced.
+# Queued WebSocket messages taken per wake-up of the reader, and the wait under load.
 _DRAIN_MAX = 512
 _BATCH_WAIT_S = 0.001
 
@@ -589,12 +587,9 @@ class Feed:
                     )
                 else:
                     stream = await trio.open_tcp_stream(target.host, target.port)
-                interval_s = self.settings.min_read_interval_ms / 1000
-                # trio-websocket only reads, writes and closes its stream; its annotation
-                # names the two kinds whose endpoints it can show (we never ask).
                 ws = await wrap_client_stream(
                     nursery,
-                    PacedStream(stream, interval_s) if interval_s else stream,  # type: ignore[arg-type]
+                    stream,
                     target.host_header,
                     target.resource,
                     message_queue_size=WS_MESSAGE_QUEUE_SIZE,
@@ -777,16 +772,13 @@ class Feed:
         busy = False
         parse_control = self.adapter.parse_control
         current_time, time_ns = trio.current_time, time.time_ns
-        # With paced reads a whole read's messages are queued by the time the first one
-        # wakes us: take the rest at once. Without, let trio-websocket queue a
-        # millisecond of messages first, instead of a task switch per message.
-        batch_wait_s = 0.0 if self.settings.min_read_interval_ms else _BATCH_WAIT_S
         while True:
             if queued:
                 message = queued.popleft()
             elif busy:
-                if batch_wait_s:
-                    await trio.sleep(batch_wait_s)
+                # Under load, let trio-websocket queue a millisecond of messages and take
+                # them in one go, instead of a task switch per message.
+                await trio.sleep(_BATCH_WAIT_S)
                 try:
                     while len(queued) < _DRAIN_MAX:
                         queued.append(receive_nowait())
