@@ -6,46 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import trio
 import trio.testing
+from kit.scripted import Decoder, batch, trade
 
-from marketd.data.records import FrameBatch, Market, Record, RecordBatch
+from marketd.data.records import FrameBatch, Market, Record
 from marketd.pipeline.normalizer import Normalizer
 from marketd.pipeline.sequence import Gap
-
-
-def trade(symbol: str, tid: int, *, source: str = "live") -> Record:
-    return Record(
-        topic="marketdata.raw",
-        key=symbol.encode(),
-        value=source.encode(),
-        headers=(),
-        received_ns=0,
-        market=Market.SPOT,
-        kind="trade",
-        symbol=symbol,
-        seq=tid,
-    )
-
-
-@attrs.frozen
-class Decoded:
-    records: RecordBatch
-    malformed: int = 0
-    unknown: int = 0
-    error: str = ""
-
-
-class Decoder:
-    """Frames are ``"SYMBOL ID"``: one spot trade each."""
-
-    def decode_batch(self, batch: FrameBatch) -> Decoded:
-        out = []
-        for frame in batch.frames:
-            symbol, tid = frame.split()
-            out.append(trade(symbol, int(tid)))
-        return Decoded(RecordBatch(out))
 
 
 class Backfiller:
@@ -61,10 +28,6 @@ class Backfiller:
         await self.release.setdefault(gap.symbol, trio.Event()).wait()
         self.filled += gap.size
         return [trade(gap.symbol, i, source="rest") for i in range(gap.first, gap.last + 1)]
-
-
-def batch(*frames: str) -> FrameBatch:
-    return FrameBatch(Market.SPOT, "spot-0", list(frames), [0] * len(frames))
 
 
 async def test_a_gap_parks_only_its_symbol_and_comes_out_filled_in_order() -> None:
