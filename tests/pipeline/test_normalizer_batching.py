@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from test_pipeline_backfill import Decoder, batch
+from kit.scripted import Decoder, batch
 
 from marketd.data.records import FrameBatch, Market, Record
 from marketd.pipeline.normalizer import Normalizer
