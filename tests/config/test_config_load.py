@@ -277,6 +277,12 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
         ("kafka: {linger_ms: -1}", "kafka.linger_ms", "must be >= 0, got -1"),
         ("kafka: {linger_records: -1}", "kafka.linger_records", "must be >= 0, got -1"),
         ("kafka: {linger_max_ms: 60001}", "kafka.linger_max_ms", "must be in [0, 60000]"),
+        (
+            "pipeline: {batch_interval_ms: 1001}",
+            "pipeline.batch_interval_ms",
+            "must be in [0, 1000]",
+        ),
+        ("pipeline: {batch_interval_ms: -1}", "pipeline.batch_interval_ms", "must be in [0, 1000]"),
         ("kafka: {max_inflight_batches: 0}", "kafka.max_inflight_batches", "must be >= 1"),
         ("kafka: {client_id: ''}", "kafka.client_id", "must not be empty"),
         (
