@@ -106,7 +106,7 @@ class Health:
         (``components``) and those not ready (``not_ready``)."""
         books: tuple[bool, dict[str, Any]] | None = None
         if self.books is not None and self.settings.readiness.require_books_synced:
-            books = self.books.readiness()
+            books = self.books.readiness(self.settings.readiness.books_resync_grace_s)
         checks = list(self._readiness_checks(books_ready=None if books is None else books[0]))
         not_ready = [failing for _, ok, failing in checks if not ok]
         detail: dict[str, Any] = {

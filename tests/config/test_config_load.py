@@ -283,6 +283,11 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
             "must be in [0, 1000]",
         ),
         ("pipeline: {batch_interval_ms: -1}", "pipeline.batch_interval_ms", "must be in [0, 1000]"),
+        (
+            "readiness: {books_resync_grace_s: 3601}",
+            "readiness.books_resync_grace_s",
+            "must be in [0, 3600]",
+        ),
         ("kafka: {max_inflight_batches: 0}", "kafka.max_inflight_batches", "must be >= 1"),
         ("kafka: {client_id: ''}", "kafka.client_id", "must not be empty"),
         (

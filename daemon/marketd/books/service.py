@@ -284,10 +284,26 @@ class Books:
         books.sort(key=lambda b: (b.synced_until_ns, -b.resyncs, b.market.value, b.symbol))
         return books[:limit]
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when every book is synced; the detail lists those that are not."""
-        not_synced = self.statistics().not_synced
-        return not not_synced, {"books_not_synced": not_synced}
+    def readiness(
+        self, grace_s: float = 0.0, now: float | None = None
+    ) -> tuple[bool, dict[str, Any]]:
+        """Ready when every book is synced, or resyncing for less than ``grace_s`` after it
+        lost sync (``now``: ``time.monotonic()``); the detail lists the books that are not
+        synced and, of those, the ones resyncing within the grace."""
+        now = time.monotonic() if now is None else now
+        not_synced: list[str] = []
+        in_grace: list[str] = []
+        for (market, symbol), s in self.syncs.items():
+            if s.state is State.SYNCED:
+                continue
+            name = f"{market.value}:{symbol}"
+            not_synced.append(name)
+            if s.state is State.RESYNCING and now - s.lost_at < grace_s:
+                in_grace.append(name)
+        not_synced.sort()
+        in_grace.sort()
+        ready = len(in_grace) == len(not_synced)
+        return ready, {"books_not_synced": not_synced, "books_resyncing_in_grace": in_grace}
 
     def metrics(self) -> Iterable[Metric]:
         st = self.statistics()

@@ -33,6 +33,7 @@ request is outstanding per symbol).
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
@@ -92,6 +93,8 @@ class SymbolSync:
         self.resyncs: Counter[str] = Counter()
         self.event_time_ms = 0  # of the last diff applied
         self.received_ns = 0
+        # time.monotonic() when this book last lost sync (0: never lost)
+        self.lost_at = 0.0
         # Told when a synced book is lost (reason, its last update id) and when a book
         # syncs (the snapshot's lastUpdateId): the status stream, for the live books.
         self.on_lost: Callable[[str, int], None] | None = None
@@ -183,6 +186,7 @@ class SymbolSync:
             self.snapshot_limit = self.base_limit
         self.resyncs[reason.value] += 1
         self.state = State.RESYNCING
+        self.lost_at = time.monotonic()
         if self.on_lost is not None:
             self.on_lost(reason.value, self.book.last_update_id)
         self.book.clear()

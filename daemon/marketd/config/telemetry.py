@@ -33,3 +33,6 @@ class TelemetrySettings:
 class ReadinessSettings:
     # /readyz requires every book to be synced.
     require_books_synced: bool = False
+    # ... except a book that was synced and lost sync less than this long ago (a gap, a
+    # shallow book the price moved past: it resyncs in seconds); 0: none is excused.
+    books_resync_grace_s: float = attrs.field(default=30.0, validator=within(0, 3600))
