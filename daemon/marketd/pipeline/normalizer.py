@@ -4,6 +4,11 @@ It decodes with the codec, drops duplicate trades, backfills trade gaps from RES
 (see :mod:`marketd.pipeline.backfill`), and hands record batches to the sink. Both of its
 channels are bounded, so a slow sink slows the feeds rather than growing memory.
 
+Under load it hands on at most one record batch per ``batch_interval_s``
+(``pipeline.batch_interval_ms``), made of every frame batch that came in meanwhile from all
+connections, in arrival order, up to ``batch_frames`` frames: the stages behind it pay their
+per-batch work for many records. A batch that comes after a quiet interval goes on at once.
+
 A trade gap parks only its own (market, kind, symbol): the live records of that key are
 held, in order, while a background task fetches the missing trades (within the REST
 weight budget, which may take a while after a mass reconnect) and then publishes the
