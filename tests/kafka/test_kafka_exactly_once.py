@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import msgspec
 import pytest
 import trio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from kit.outage import ConnectionWatch
 from kit.wait import poll_until
 
 from marketd.config.load import load_settings
@@ -412,6 +414,43 @@ async def test_broker_crash_mid_stream_resumes_after_the_last_commit(
     assert st.producer_starts >= 2  # a new producer after the crash
     assert progress is not None
     assert progress.seq == 3300
+
+
+async def test_never_connected_while_every_transaction_fails(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """A record whose topic never resolves (an illegal name; in production a missing or
+    denied topic) fails every transaction. From the first failure on, the publisher
+    never says it is connected - not while it waits to retry, restarts its producer (it
+    reaches the broker: reachable is not delivering) or tries again."""
+    uid = uuid.uuid4().hex[:8]
+    topics = [f"test.eos.raw.{uid}", f"test.eos.depth.{uid}"]
+    settings = settings_for(kafka_broker.bootstrap, *topics, request_timeout_ms=1000)
+    stage = SpoolStage(spool_settings(tmp_path / "spool"))
+    publisher = ExactlyOncePublisher(settings, stage)
+    watch = ConnectionWatch(publisher)
+    bad = msgspec.structs.replace(Source(topics).batch(1)[0], topic="no such topic!")
+    in_send, in_recv = trio.open_memory_channel[list[Record]](16)
+    mid_send, mid_recv = trio.open_memory_channel[list[Record]](16)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, mid_recv)
+            await nursery.start(stage.serve, in_recv, mid_send)
+            assert publisher.statistics().connected
+            nursery.start_soon(watch.watch)
+            await in_send.send([bad])
+            await poll_until(
+                lambda: publisher.statistics().producer_starts >= 4,
+                timeout=40,
+                what="three producer restarts after failed transactions",
+            )
+            watch.stop()
+            nursery.cancel_scope.cancel()
+    await stage.close()
+    st = publisher.statistics()
+    assert (st.acknowledged, st.failed_attempts >= 3) == (0, True), st
+    assert len(watch.samples) > 20, watch.samples
+    assert watch.claimed_connected == 0, f"{watch.claimed_connected}/{len(watch.samples)}"
 
 
 def test_exactly_once_needs_the_spool() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 import trio
+from kit.outage import ConnectionWatch
 from kit.wait import poll_until
 
 from marketd.config.settings import BackoffSettings, KafkaSettings, TopicSettings
@@ -217,6 +218,33 @@ async def test_broker_restart_mid_stream_loses_nothing(
     # transactional producer's job (issue 15).
     settings = publisher.settings
     assert duplicates <= settings.max_inflight_batches * settings.max_records_per_send
+
+
+async def test_never_connected_while_every_attempt_fails(kafka_broker):
+    """Records whose topic never resolves (here an illegal name; in production a topic
+    that does not exist or is denied): every attempt fails at send time and is retried.
+    Between the first failure and the next acknowledgement the publisher never says it
+    is connected - not even while a resend waits for metadata (/readyz flapped to ready
+    on every retry)."""
+    publisher = KafkaPublisher(settings_for(kafka_broker.bootstrap, request_timeout_ms=1000))
+    watch = ConnectionWatch(publisher)
+    send, recv = trio.open_memory_channel[list[Record]](8)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.serve, recv)
+            nursery.start_soon(watch.watch)
+            await send.send([make_record("no such topic!", "BTCUSDT", 0)])
+            await poll_until(
+                lambda: publisher.statistics().retried >= 3,
+                timeout=40,
+                what="three resends of the unresolvable record",
+            )
+            watch.stop()
+            nursery.cancel_scope.cancel()
+    st = publisher.statistics()
+    assert (st.acknowledged, st.pending_retry) == (0, 1), st
+    assert len(watch.samples) > 20, watch.samples
+    assert watch.claimed_connected == 0, f"{watch.claimed_connected}/{len(watch.samples)}"
 
 
 async def test_end_of_input_flushes_lingering_records(kafka_broker, kafka_topic, consume_kafka):

@@ -242,7 +242,7 @@ def producer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
 class PublisherStatistics:
     """A snapshot of the publisher. Counts are records, since the publisher was made."""
 
-    connected: bool  # started, not recovering, and acks not overdue
+    connected: bool  # started, not recovering, acks on time, an ack since any failure
     sent: int  # records handed to the producer, re-sends included
     acknowledged: int  # records acknowledged by Kafka (acks=all)
     failed_attempts: int  # record deliveries that failed (each then retried or surfaced)

@@ -276,6 +276,10 @@ class ExactlyOncePublisher:
         self._verified = False  # the progress was checked against the spool
         self._skip_upto = 0  # records up to this seq are in Kafka: settled, not sent
         self._in_txn_since: float | None = None
+        # A failure was seen and no transaction committed since: not connected, also while
+        # retrying or restarting the producer (else /readyz flaps to ready during an
+        # outage, or while every transaction fails).
+        self._doubted = False
         self._sent = self._acked = self._failures = self._retried = self._rejected = 0
         self._starts = self._commits = self._aborts = self._skipped = 0
         self._by_topic: dict[str, int] = {}
@@ -292,7 +296,7 @@ class ExactlyOncePublisher:
         since = self._in_txn_since
         oldest = time.monotonic() - since if since is not None else 0.0
         return PublisherStatistics(
-            connected=self._started and oldest < self._timeout_s,
+            connected=self._started and not self._doubted and oldest < self._timeout_s,
             sent=self._sent,
             acknowledged=self._acked,
             failed_attempts=self._failures,
@@ -513,6 +517,7 @@ class ExactlyOncePublisher:
         finally:
             self._in_txn_since = None
         self._commits += 1
+        self._doubted = False
         self._skip_upto = max(self._skip_upto, last_seq)
         self._progress = Progress(last_seq, fingerprint(last))
         self._count(chunks)
@@ -541,9 +546,10 @@ class ExactlyOncePublisher:
         transaction is given up either way (raises :class:`_Retry`)."""
         exc = chunk.error
         assert exc is not None
-        self._note(exc)
-        if chunk.at_send and isinstance(exc, POISON) and chunk.error_at is not None:
-            seq, record = self._pending.pop(offset + chunk.error_at)
+        at = chunk.error_at if chunk.at_send and isinstance(exc, POISON) else None
+        self._note(exc, doubt=at is None)  # a record too large says nothing of Kafka
+        if at is not None:
+            seq, record = self._pending.pop(offset + at)
             self._rejected += 1
             RECORDS_REJECTED.inc()
             log.error("kafka rejects a record; dropped", topic=record.topic, key=record.key,
@@ -563,10 +569,11 @@ class ExactlyOncePublisher:
             self._by_topic[topic] = self._by_topic.get(topic, 0) + len(times)
             self._acked += len(times)
 
-    def _note(self, exc: BaseException) -> None:
+    def _note(self, exc: BaseException, *, doubt: bool = True) -> None:
         self._failures += 1
         failure_counter(type(exc).__name__).inc()
         self._last_error, self._last_error_at = repr(exc), time.time()
+        self._doubted = self._doubted or doubt
 
     def _was_fenced(self, exc: BaseException) -> bool:
         """Fenced, however aiokafka said it: once its sender task died of ProducerFenced
@@ -623,13 +630,13 @@ class ExactlyOncePublisher:
                         f"cannot start the transactional Kafka producer ({exc!r}); check "
                         "kafka.security_protocol, SASL settings and ACLs (transactional id)"
                     ) from exc
-                self._note(exc)
+                self._note(exc, doubt=False)  # not started: not connected already
                 delay = backoff.next_delay()
                 if (n := self._failure_log.ready()) is not None:
                     log.warning("kafka not reachable; retrying", error=repr(exc),
                                 retry_in_s=round(delay, 2), suppressed=n)  # fmt: skip
                 await trio.sleep(delay)
-        self._started = True
+        self._started = True  # a doubt stays until a commit: reachable is not delivering
         self._starts += 1
         self._progress, self._verified = progress, False
         log.info("kafka transactional producer started", transactional_id=self.transactional_id,

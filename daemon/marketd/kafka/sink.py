@@ -120,6 +120,10 @@ class KafkaPublisher:
         self._retry: list[Record] = []  # failed, in original order: sent before anything new
         self._held: list[Record] = []  # input not handed over yet (a failure or cancel came)
         self._failed = False  # a failure was seen: take no new input until recovered
+        # A delivery failed and nothing has been acknowledged since: not connected, even
+        # while a resend is in flight or a new producer started (else /readyz flaps to
+        # ready on every retry of an outage, for as long as the resend takes to fail).
+        self._doubted = False
         self._fatal: KafkaDeliveryError | None = None
         self._reset = False  # a sent batch failed: replace the producer before resending
         self._window: collections.deque[Chunk] = collections.deque()
@@ -153,7 +157,12 @@ class KafkaPublisher:
         # time.monotonic, not trio's clock: this may be called from outside trio.
         oldest = time.monotonic() - self._window[0].sent_at if self._window else 0.0
         return PublisherStatistics(
-            connected=self._started and not self._failed and oldest < self._timeout_s,
+            connected=(
+                self._started
+                and not self._failed
+                and not self._doubted
+                and oldest < self._timeout_s
+            ),
             sent=self._sent,
             acknowledged=self._acked,
             failed_attempts=self._failures,
@@ -366,6 +375,8 @@ class KafkaPublisher:
                 self._on_settled(settled)
         acked = sum(len(times) for times in received.values())
         self._acked += acked
+        if acked:
+            self._doubted = False
         totals = self._by_topic
         for topic, times in received.items():
             acked_counter(topic).inc(len(times))
@@ -395,6 +406,8 @@ class KafkaPublisher:
         self._failed = True
         self._reset = self._reset or not at_send
         kind = classify(exc, at_send=at_send)
+        if kind is not Failure.REJECT:  # a record too large says nothing of the connection
+            self._doubted = True
         if kind is Failure.REJECT:
             self._settled_extra.append(record)
             self._rejected += 1
@@ -483,7 +496,7 @@ class KafkaPublisher:
                         suppressed=n,
                     )
                 await trio.sleep(delay)
-        self._started = True
+        self._started = True  # a doubt stays until an ack: reachable is not delivering
         self._starts += 1
         log.info("kafka producer started", bootstrap=self.settings.bootstrap_servers)
 
