@@ -97,6 +97,9 @@ def test_a_worker_has_its_own_identity_and_share_of_the_budget() -> None:
     assert one.recorder.directory == "var/recording/shard-1"
     assert one.alerts.state_dir == "var/shard-1"
     assert one.books.weight_budget_fraction == settings.books.weight_budget_fraction / 2
+    # Each shard audits half the books: every 20 s, so each book as often as unsharded.
+    assert settings.books.audit_interval_s == 10.0
+    assert one.books.audit_interval_s == 20.0
     # The default subscriptions: BTCUSDT and !miniTicker@arr on 0, the other four on 1.
     assert [s.symbols for s in one.subscriptions] == [("ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")]
     zero = settings_of_shard(settings, 0)

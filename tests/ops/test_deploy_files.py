@@ -375,6 +375,10 @@ def test_sharded_collector_pods_split_the_subscriptions(tmp_path: Path) -> None:
     assert sum(p.books.weight_budget_fraction for p in pods) == pytest.approx(
         settings.books.weight_budget_fraction
     )
+    # Audits in all: one book per audit_interval_s and market, as one process audits.
+    assert sum(1 / p.books.audit_interval_s for p in pods) == pytest.approx(
+        1 / settings.books.audit_interval_s
+    )
 
 
 @pytest.mark.parametrize("index", ["", "{replicas}"])

@@ -3,7 +3,11 @@
 Its own subscriptions (:func:`marketd.config.shards.subscriptions_of_shard`), spool and
 recording directories, detector state, Kafka client id (and so its transactional id) and
 its share of the REST weight budget: the shards of one IP share Binance's limits, so
-together they never exceed them.
+together they never exceed them. Its book audits come ``collector.shards`` times less
+often: each market of a shard audits one of its books per ``audit_interval_s * shards``,
+so a book is audited as often, and the audits weigh as much in all, however many shards
+there are (at the same interval each shard would audit as often as one process does:
+N times the audits, and twice the share of each shard's halved budget).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def settings_of_shard(settings: Settings, shard: int) -> Settings:
         books=attrs.evolve(
             settings.books,
             weight_budget_fraction=settings.books.weight_budget_fraction / shards,
+            audit_interval_s=settings.books.audit_interval_s * shards,
         ),
     )
 
