@@ -29,8 +29,9 @@ from start until all were, book audits and resyncs, the feed's sent rate and CPU
 broker's CPU, the machine's busy cores and load (2 cores here, shared by the feed, the
 broker, marketd and everything else on the machine) — as a table and one JSON line per
 scenario, then a summary: medians, the feed's headroom (flat out to the raw reader / the
-most marketd received) and 2 shards / 1 process in records per CPU-second at each rate
-(a shard must stay within 10 %). Figures only: nothing here asserts.
+most marketd received), 2 shards / 1 process in records per CPU-second at each rate
+(a shard must stay within 10 %) and at capacity (each at the highest rate of ``--rates``
+it sustained: steady in most runs). Figures only: nothing here asserts.
 
 On a shared machine, read records per CPU-second with the load: a process short of CPU
 falls behind, takes its input in larger batches and so spends less per record; compare
@@ -442,6 +443,33 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
                 two = med(scenario, key)
                 if one and two:
                     out[name][scenario[10:]] = round(two / one, 3)
+    # At capacity: each configuration at the highest paced rate it sustained (steady in
+    # most runs: it delivers what it takes in), and its records per CPU-second there -
+    # the comparison for a market one process cannot carry, which is what shards are for.
+    capacity: dict[str, Any] = {}
+    for label in ("1 process", "2 shards"):
+        sustained = [
+            (runs[0]["rate_offered"], scenario)
+            for scenario, runs in by.items()
+            if scenario.startswith(label + ", ")
+            and runs[0]["rate_offered"] > 0
+            and 2 * sum(bool(r.get("steady")) for r in runs) > len(runs)
+        ]
+        if sustained:
+            rate, scenario = max(sustained)
+            capacity[label] = {
+                "rate": rate,
+                **{k: med(scenario, k) for k in ("received_msgs_per_s", "cpu_cores",
+                                                 "acked_per_cpu_s", "handled_per_cpu_s",
+                                                 "latency_p99_ms", "machine_busy_cores")},
+            }  # fmt: skip
+    if len(capacity) == 2:
+        one, two = capacity["1 process"], capacity["2 shards"]
+        capacity["shards_vs_single_per_cpu_s"] = round(
+            two["acked_per_cpu_s"] / one["acked_per_cpu_s"], 3
+        )
+        capacity["shards_vs_single_rate"] = round(two["rate"] / one["rate"], 3)
+    out["at_capacity"] = capacity
     return out
 
 
