@@ -21,7 +21,8 @@ from marketd.config.shards import subscriptions_of_shard
 from marketd.roles import GATEWAY
 
 
-def _sub_dir(directory: str, shard: int) -> str:
+def shard_dir(directory: str, shard: int) -> str:
+    """Shard ``shard``'s own directory under ``directory`` (spool, recording, state)."""
     return str(Path(directory) / f"shard-{shard}")
 
 
@@ -42,11 +43,11 @@ def settings_of_shard(settings: Settings, shard: int) -> Settings:
             client_id=kafka.client_id + suffix,
             transactional_id=kafka.transactional_id + suffix if kafka.transactional_id else "",
         ),
-        spool=attrs.evolve(settings.spool, directory=_sub_dir(settings.spool.directory, shard)),
+        spool=attrs.evolve(settings.spool, directory=shard_dir(settings.spool.directory, shard)),
         recorder=attrs.evolve(
-            settings.recorder, directory=_sub_dir(settings.recorder.directory, shard)
+            settings.recorder, directory=shard_dir(settings.recorder.directory, shard)
         ),
-        alerts=attrs.evolve(settings.alerts, state_dir=_sub_dir(settings.alerts.state_dir, shard)),
+        alerts=attrs.evolve(settings.alerts, state_dir=shard_dir(settings.alerts.state_dir, shard)),
         books=attrs.evolve(
             settings.books,
             weight_budget_fraction=settings.books.weight_budget_fraction / shards,
