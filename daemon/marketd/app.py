@@ -270,14 +270,17 @@ class Daemon:
             spool_send, sink_recv = ch.open("sink", _records_channel(cap))
             spool = [
                 sup.stage("spool", self.spool.serve, main_recv, spool_send,
-                          close=self.spool.close, metrics=self.spool.metrics)
+                          metrics=self.spool.metrics)
             ]  # fmt: skip
         else:
             sink_recv = main_recv
             ch.show("sink", sink_recv)
         # Behind the spool the sink may wait for Kafka: the spool takes everything meanwhile.
+        # The spool closes when the sink ends, not when the spool stage does: that one ends
+        # once it has handed the last records on, and their acknowledgements come after.
         sink = sup.stage("sink", self.sink.serve, sink_recv, metrics=self.sink.metrics,
-                         waited=self.spool is None)  # fmt: skip
+                         waited=self.spool is None,
+                         close=self.spool.close if self.spool is not None else None)  # fmt: skip
         books: list[Stage] = []
         if self.books is not None:
             books = [sup.stage("books", self.books.serve, records_recv, out,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -128,3 +129,41 @@ async def test_sigterm_with_kafka_down_spools_everything_and_the_next_start_deli
     assert facts["gaps_closed"] == facts["gaps"], facts
 
     await assert_trades_complete(consume_kafka, raw, broker.bootstrap, spot_last, usdm_last)
+
+
+async def test_sigterm_with_kafka_up_leaves_nothing_to_deliver_again(
+    tmp_path: Path,
+    kafka_broker: KafkaBroker,
+    kafka_topic: Callable[[str], str],
+) -> None:
+    """A stop under load with the broker up: the drain ends only once Kafka acknowledged
+    everything the spool handed on, and the spool knows it — nothing left pending for the
+    next start to send again (the spool once closed as soon as it had handed the last
+    records on, and the acknowledgements that came after were lost: every stop left the
+    records in flight to be delivered twice)."""
+    raw, depth, orderbook = kafka_topic("raw"), kafka_topic("depth"), kafka_topic("book")
+    spool_dir = tmp_path / "spool"
+
+    def scenario() -> dict[str, Any]:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "38", "--rate", "600") as fx:
+            config = daemon_config(fx, kafka_broker.bootstrap, raw, depth, orderbook)
+            with DaemonProcess(tmp_path, config) as daemon:
+                daemon.wait_ready()
+                poll_until_blocking(
+                    lambda: (
+                        metric_value(daemon.metrics(), "marketd_kafka_records_acked_total") > 500
+                    ),
+                    timeout=30,
+                    what="500 records acknowledged by Kafka",
+                )
+                code = daemon.stop(timeout=GRACE_S + 10)
+                log = daemon.log_tail(200)
+        with Spool.open(SpoolSettings(directory=str(spool_dir))) as spool:
+            stats = spool.statistics()
+        return {"code": code, "log": log, "pending": stats.records_pending, "next": stats.next_seq}
+
+    facts = await trio.to_thread.run_sync(scenario)
+    assert facts["code"] == 0, facts["log"]
+    assert '"drained": true' in facts["log"], facts["log"]
+    assert facts["next"] > 500  # it spooled what it delivered
+    assert facts["pending"] == 0, facts["log"]
