@@ -19,11 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from marketd.cli import build_parser
+from marketd.data.records import Market, Record
 from marketd.demo import add_arguments as add_demo_arguments
+from marketd.spool import Spool, SpoolSettings
 
 # Every subprocess here must end by itself within a few seconds (start-up is about 1 s).
 TIMEOUT_S = 20
@@ -214,6 +217,35 @@ def test_demo_on_a_port_in_use_fails_fast_with_one_line(busy_port: int) -> None:
         f"error: cannot listen on 127.0.0.1:{busy_port}: address already in use; stop the "
         f"other process or choose another port with {_HTTP_FIX}",
     )
+
+
+def test_run_refuses_the_spool_another_shard_count_left_undelivered(tmp_path: Path) -> None:
+    """One process stopped with records not yet in Kafka; started again as two shards, it
+    would never deliver them (marketd.shards.spools): refused, naming them, before anything
+    starts."""
+    root = tmp_path / "spool"
+    spool_settings = SpoolSettings(directory=str(root))
+    with Spool.open(spool_settings) as spool:
+        spool.append(
+            [
+                Record(
+                    "marketdata.raw", b"BTCUSDT", b"v", (), 1, Market.SPOT, "trade", "BTCUSDT", i
+                )
+                for i in (1, 2)
+            ]
+        )
+        spool.sync()
+    env = {"MARKETD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9", "MARKETD_SPOOL__DIRECTORY": str(root)}
+    result = run("run", env={**env, "MARKETD_COLLECTOR__SHARDS": "2"})
+    line = assert_one_error(
+        result,
+        1,
+        f"error: spools of another collector layout: {root} holds 2 records not yet in Kafka, "
+        "written by one unsharded process (collector.shards: 1). This layout would never "
+        "deliver them: start with the collector.shards that wrote them",
+    )
+    assert line.endswith("or move a directory away to discard what it holds")
+    assert not (root / "shard-0").exists()  # no worker started
 
 
 def test_run_on_a_port_in_use_fails_with_one_line(busy_port: int) -> None:

@@ -62,6 +62,7 @@ from marketd.runtime.backoff import policy_from_settings
 from marketd.runtime.lifecycle import Lifecycle
 from marketd.runtime.stage import Channels, Stage, Supervisor
 from marketd.runtime.supervisor import wait_for_signal
+from marketd.shards.spools import ids_left_elsewhere
 from marketd.spool.stage import SpoolStage
 from marketd.status import StatusStream
 
@@ -176,7 +177,11 @@ class Daemon:
             if settings.spool.enabled:
                 # Trades missed while the daemon was down are backfilled from the ids
                 # that reached the spool before.
-                self.spool = SpoolStage(settings.spool, on_recovered=self.normalizer.sequencer.seed)
+                self.spool = SpoolStage(
+                    settings.spool,
+                    on_recovered=self.normalizer.sequencer.seed,
+                    ids_elsewhere=ids_left_elsewhere(settings),
+                )
                 self.spool.status = self.status
             if settings.kafka.exactly_once and self.spool is not None:
                 self.publisher = ExactlyOncePublisher(settings.kafka, self.spool)

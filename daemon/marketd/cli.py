@@ -44,6 +44,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from marketd.obs.telemetry import tracing
 
     settings = _load(args)
+    from marketd.shards.spools import refuse_stray_spools
+
+    refuse_stray_spools(settings)  # what another shard count left undelivered
     if settings.collector.parent:  # N worker processes, one per shard
         from marketd.shards.parent import run_parent
 

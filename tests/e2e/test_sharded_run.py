@@ -185,3 +185,68 @@ def test_workers_do_not_outlive_a_parent_killed_outright(tmp_path: Path) -> None
             poll_until_blocking(
                 lambda: not any(alive(p) for p in pids), timeout=30, what="the workers gone"
             )
+
+
+async def test_resharding_keeps_every_trade(
+    tmp_path: Path, kafka_broker: KafkaBroker, consume_kafka: Consume
+) -> None:
+    """One process, stopped; then two shards on the same spool directory. Every symbol now
+    belongs to a shard's own directory, which has never seen it: each starts from the last
+    trade id the one process left (its sequence.json, marketd.shards.spools), so the trades
+    made while nothing ran are backfilled — not one missing across the resharding."""
+    uid = uuid.uuid4().hex[:8]
+    topics = {n: f"test.reshard.{n}.{uid}" for n in ("raw", "depth", "orderbook", "status")}
+    facts: dict[str, Any] = {}
+
+    def scenario() -> tuple[dict[str, int], dict[str, int]]:
+        with FakeExchangeProcess(tmp_path, "--symbols", "3", "--seed", "48", "--rate", "300") as fx:
+            config = collector_config(
+                fx, bootstrap=kafka_broker.bootstrap, topics=topics, symbols=SYMBOLS
+            )
+            config["roles"] = ["collector"]
+            with DaemonProcess(tmp_path, config) as one:
+                one.wait_ready(timeout=90)
+                poll_until_blocking(
+                    lambda: metric_value(one.metrics(), "marketd_kafka_records_acked_total") > 300,
+                    timeout=60,
+                    what="one process delivering",
+                )
+                facts["one"] = one.stop(timeout=60)
+            facts["stopped_at"] = last_trade_ids(fx)
+            time.sleep(2.0)  # the exchange trades on while nothing collects
+            config["collector"] = {"shards": 2}
+            with DaemonProcess(tmp_path, config) as parent:
+                parent.wait_ready(timeout=90)
+                time.sleep(3.0)
+                fx.control("pause")
+                spot, usdm = last_trade_ids(fx)
+
+                def drained() -> bool:
+                    text = parent.metrics()
+                    return all(
+                        metric_value(text, "marketd_spool_records_pending", shard=s) == 0
+                        and metric_value(text, "marketd_backfills_running", shard=s) == 0
+                        for s in ("0", "1")
+                    )
+
+                poll_until_blocking(drained, timeout=90, what="both shards drained")
+                facts["gaps"] = [
+                    metric_value(parent.metrics(), "marketd_trades_backfilled_total", shard=s)
+                    for s in ("0", "1")
+                ]
+                facts["code"] = parent.stop(timeout=60)
+                facts["log"] = parent.log_tail(80)
+        return spot, usdm
+
+    with trio.fail_after(400):
+        spot_last, usdm_last = await trio.to_thread.run_sync(scenario)
+    assert facts["one"] == 0
+    assert facts["code"] == 0, facts["log"]
+    # The exchange traded while nothing ran, and both shards backfilled what it missed.
+    stopped_spot, stopped_usdm = facts["stopped_at"]
+    assert all(spot_last[s] > stopped_spot[s] for s in SYMBOLS), (stopped_spot, spot_last)
+    assert all(usdm_last[s] > stopped_usdm[s] for s in SYMBOLS), (stopped_usdm, usdm_last)
+    assert all(g > 0 for g in facts["gaps"]), facts["gaps"]
+    await assert_trades_complete(
+        consume_kafka, topics["raw"], kafka_broker.bootstrap, spot_last, usdm_last
+    )

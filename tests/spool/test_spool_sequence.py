@@ -143,3 +143,35 @@ async def test_stage_checkpoints_ids_and_hands_them_to_the_next_start(tmp_path: 
     assert ckpt2 is not None
     assert ckpt2[1][(Market.SPOT, "trade", "BTCUSDT")] == 9
     assert ckpt2[1][(Market.SPOT, "trade", "ETHUSDT")] == 1005
+
+
+async def test_stage_takes_higher_ids_from_elsewhere_and_keeps_its_own(tmp_path: Path) -> None:
+    """A symbol that moved here from another shard (marketd.shards.spools): its id from the
+    other spool directory seeds the sequencer, unless this spool's own is higher."""
+    first_run = SpoolStage(settings(tmp_path, sync_interval_s=0))
+    with trio.fail_after(10):
+        await _run_stage(first_run, [[trade("BTCUSDT", 50), trade("ETHUSDT", 70)]])
+    elsewhere = {
+        (Market.SPOT, "trade", "BTCUSDT"): 40,  # older than this spool's 50: ignored
+        (Market.SPOT, "trade", "ETHUSDT"): 90,  # newer: it collected ETHUSDT last
+        (Market.USDM, "aggTrade", "SOLUSDT"): 7,  # never here
+    }
+    seeded: list[dict[tuple[Market, str, str], int]] = []
+    second_run = SpoolStage(
+        settings(tmp_path, sync_interval_s=0),
+        on_recovered=seeded.append,
+        ids_elsewhere=lambda: dict(elsewhere),
+    )
+    with trio.fail_after(10):
+        await _run_stage(second_run, [[trade("BTCUSDT", 51)]])
+    assert seeded == [
+        {
+            (Market.SPOT, "trade", "BTCUSDT"): 50,
+            (Market.SPOT, "trade", "ETHUSDT"): 90,
+            (Market.USDM, "aggTrade", "SOLUSDT"): 7,
+        }
+    ]
+    # And they are this spool's now: its checkpoint carries them to the next start.
+    ckpt = read_checkpoint(str(tmp_path))
+    assert ckpt is not None
+    assert ckpt[1][(Market.SPOT, "trade", "ETHUSDT")] == 90

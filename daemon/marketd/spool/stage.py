@@ -66,6 +66,7 @@ class SpoolStage:
         self,
         settings: SpoolSettings,
         on_recovered: Callable[[dict[SeqKey, int]], None] | None = None,
+        ids_elsewhere: Callable[[], dict[SeqKey, int]] | None = None,
     ) -> None:
         self.settings = settings
         # Hand on SpooledRecords (records with their spool seqs) instead of plain lists.
@@ -78,6 +79,9 @@ class SpoolStage:
         self.last_ids: dict[SeqKey, int] = {}
         self._ids_moved = False  # since the last checkpoint
         self._on_recovered = on_recovered
+        # Blocking: last trade ids that other spool directories hold for this process's
+        # symbols (a symbol that changed shards; see marketd.shards.spools).
+        self._ids_elsewhere = ids_elsewhere
         self._wake = trio.Event()
         self._sync_lock = trio.Lock()  # one fsync + checkpoint at a time, in order
         # Where intake stopping (spool full) and resuming are reported; when it stopped.
@@ -146,6 +150,12 @@ class SpoolStage:
         if self.spool is None:
             self.spool = await trio.to_thread.run_sync(Spool.open, self.settings)
             recovered = await trio.to_thread.run_sync(recover_last_ids, self.spool)
+            if self._ids_elsewhere is not None:
+                elsewhere = await trio.to_thread.run_sync(self._ids_elsewhere)
+                taken = {k: i for k, i in elsewhere.items() if i > recovered.get(k, -1)}
+                if taken:
+                    log.info("last trade ids taken from other spool directories", keys=len(taken))
+                    recovered.update(taken)
             self.last_ids.update(recovered)
             if self._on_recovered is not None:
                 self._on_recovered(recovered)
