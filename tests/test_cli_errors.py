@@ -221,7 +221,7 @@ def test_demo_on_a_port_in_use_fails_fast_with_one_line(busy_port: int) -> None:
 
 def test_run_refuses_the_spool_another_shard_count_left_undelivered(tmp_path: Path) -> None:
     """One process stopped with records not yet in Kafka; started again as two shards, it
-    would never deliver them (marketd.shards.spools): refused, naming them, before anything
+    would never deliver them (marketd.spool.layout): refused, naming them, before anything
     starts."""
     root = tmp_path / "spool"
     spool_settings = SpoolSettings(directory=str(root))

@@ -62,7 +62,7 @@ from marketd.runtime.backoff import policy_from_settings
 from marketd.runtime.lifecycle import Lifecycle
 from marketd.runtime.stage import Channels, Stage, Supervisor
 from marketd.runtime.supervisor import wait_for_signal
-from marketd.shards.spools import ids_left_elsewhere
+from marketd.spool.layout import ids_left_elsewhere
 from marketd.spool.stage import SpoolStage
 from marketd.status import StatusStream
 

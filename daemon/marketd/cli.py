@@ -44,7 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from marketd.obs.telemetry import tracing
 
     settings = _load(args)
-    from marketd.shards.spools import refuse_stray_spools
+    from marketd.spool.layout import refuse_stray_spools
 
     refuse_stray_spools(settings)  # what another shard count left undelivered
     if settings.collector.parent:  # N worker processes, one per shard

@@ -192,7 +192,7 @@ async def test_resharding_keeps_every_trade(
 ) -> None:
     """One process, stopped; then two shards on the same spool directory. Every symbol now
     belongs to a shard's own directory, which has never seen it: each starts from the last
-    trade id the one process left (its sequence.json, marketd.shards.spools), so the trades
+    trade id the one process left (its sequence.json, marketd.spool.layout), so the trades
     made while nothing ran are backfilled — not one missing across the resharding."""
     uid = uuid.uuid4().hex[:8]
     topics = {n: f"test.reshard.{n}.{uid}" for n in ("raw", "depth", "orderbook", "status")}

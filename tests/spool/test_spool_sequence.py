@@ -146,7 +146,7 @@ async def test_stage_checkpoints_ids_and_hands_them_to_the_next_start(tmp_path: 
 
 
 async def test_stage_takes_higher_ids_from_elsewhere_and_keeps_its_own(tmp_path: Path) -> None:
-    """A symbol that moved here from another shard (marketd.shards.spools): its id from the
+    """A symbol that moved here from another shard (marketd.spool.layout): its id from the
     other spool directory seeds the sequencer, unless this spool's own is higher."""
     first_run = SpoolStage(settings(tmp_path, sync_interval_s=0))
     with trio.fail_after(10):

@@ -3,14 +3,17 @@
 A (market, symbol) belongs to shard ``crc32("<market>:<SYMBOL>") % shards``: stable across
 processes, machines and versions (Python's ``hash`` is salted per process), so every shard
 of a StatefulSet and every restart agrees, and each symbol's order holds within one shard.
-All-market streams (``!miniTicker@arr``) go to shard 0. The rest of a worker's settings:
-:mod:`marketd.shards.worker`.
+All-market streams (``!miniTicker@arr``) go to shard 0. Shard i keeps its files in
+``<directory>/shard-<i>`` (:func:`shard_dir`). The rest of a worker's settings:
+:mod:`marketd.shards.worker`; the spool directories of different shard counts:
+:mod:`marketd.spool.layout`.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import attrs
@@ -35,12 +38,19 @@ class _Subscription(Protocol):
 
 S = TypeVar("S", bound=_Subscription)
 
+SHARD_DIR_PREFIX = "shard-"  # shard i's directories: <directory>/shard-<i>
+
 
 def shard_of(market: Market, symbol: str, shards: int) -> int:
     """The shard of ``symbol`` on ``market`` ("" — an all-market stream — is shard 0)."""
     if shards <= 1 or not symbol:
         return 0
     return zlib.crc32(f"{market.value}:{symbol.upper()}".encode()) % shards
+
+
+def shard_dir(directory: str, shard: int) -> str:
+    """Shard ``shard``'s own directory under ``directory`` (spool, recording, state)."""
+    return str(Path(directory) / f"{SHARD_DIR_PREFIX}{shard}")
 
 
 def stream_symbol(stream: str) -> str:

@@ -12,18 +12,11 @@ N times the audits, and twice the share of each shard's halved budget).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 
 from marketd.config.settings import Settings
-from marketd.config.shards import subscriptions_of_shard
+from marketd.config.shards import shard_dir, subscriptions_of_shard
 from marketd.roles import GATEWAY
-
-
-def shard_dir(directory: str, shard: int) -> str:
-    """Shard ``shard``'s own directory under ``directory`` (spool, recording, state)."""
-    return str(Path(directory) / f"shard-{shard}")
 
 
 def settings_of_shard(settings: Settings, shard: int) -> Settings:

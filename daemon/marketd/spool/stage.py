@@ -80,7 +80,7 @@ class SpoolStage:
         self._ids_moved = False  # since the last checkpoint
         self._on_recovered = on_recovered
         # Blocking: last trade ids that other spool directories hold for this process's
-        # symbols (a symbol that changed shards; see marketd.shards.spools).
+        # symbols (a symbol that changed shards; see marketd.spool.layout).
         self._ids_elsewhere = ids_elsewhere
         self._wake = trio.Event()
         self._sync_lock = trio.Lock()  # one fsync + checkpoint at a time, in order

@@ -1,4 +1,4 @@
-"""Resharding (marketd.shards.spools): a spool another shard count left with records is
+"""Resharding (marketd.spool.layout): a spool another shard count left with records is
 refused by name, and a symbol that moved to another shard starts from its last trade id."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from marketd.config.load import load_settings
 from marketd.config.settings import Settings
 from marketd.config.shards import shard_of
 from marketd.data.records import Market, Record
-from marketd.shards.spools import ids_left_elsewhere, refuse_stray_spools, spool_dirs
 from marketd.shards.worker import settings_of_shard
 from marketd.spool import Spool, SpoolError
+from marketd.spool.layout import ids_left_elsewhere, refuse_stray_spools, spool_dirs
 from marketd.spool.sequence import write_checkpoint
 
 SYMBOLS = [f"COIN{i}USDT" for i in range(12)]

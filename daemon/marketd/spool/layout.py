@@ -30,15 +30,13 @@ from pathlib import Path
 import attrs
 
 from marketd.config.settings import Settings
-from marketd.config.shards import shard_of
+from marketd.config.shards import SHARD_DIR_PREFIX, shard_dir, shard_of
 from marketd.pipeline.sequence import SeqKey
 from marketd.roles import COLLECTOR
 from marketd.spool import format as fmt
 from marketd.spool.model import SpoolError
 from marketd.spool.sequence import SEQUENCE_FILE, read_checkpoint
 from marketd.spool.spool import Spool
-
-SHARD_PREFIX = "shard-"
 
 
 def layout_root(settings: Settings) -> str:
@@ -59,8 +57,8 @@ def spool_dirs(root: str) -> list[str]:
     except OSError:
         return []
     for name in names:
-        index = name.removeprefix(SHARD_PREFIX)
-        if name.startswith(SHARD_PREFIX) and index.isascii() and index.isdigit():
+        index = name.removeprefix(SHARD_DIR_PREFIX)
+        if name.startswith(SHARD_DIR_PREFIX) and index.isascii() and index.isdigit():
             path = os.path.join(root, name)
             if os.path.isdir(path) and _holds_spool(path):
                 found.append((int(index), path))
@@ -81,13 +79,13 @@ def _holds_spool(directory: str, *, segments_only: bool = False) -> bool:
 def _layout(root: str, shards: int) -> set[str]:
     if shards <= 1:
         return {root}
-    return {os.path.join(root, f"{SHARD_PREFIX}{i}") for i in range(shards)}
+    return {shard_dir(root, i) for i in range(shards)}
 
 
 def _written_by(root: str, directory: str) -> str:
     if directory == root:
         return "one unsharded process (collector.shards: 1)"
-    shard = int(Path(directory).name.removeprefix(SHARD_PREFIX))
+    shard = int(Path(directory).name.removeprefix(SHARD_DIR_PREFIX))
     return f"shard {shard} of an earlier collector.shards ({shard + 1} or more)"
 
 
