@@ -15,7 +15,7 @@ from marketd.data.records import Market, Record
 from marketd.shards.worker import settings_of_shard
 from marketd.spool import Spool, SpoolError
 from marketd.spool.layout import ids_left_elsewhere, refuse_stray_spools, spool_dirs
-from marketd.spool.sequence import write_checkpoint
+from marketd.spool.sequence import open_spool, write_checkpoint
 
 SYMBOLS = [f"COIN{i}USDT" for i in range(12)]
 
@@ -161,3 +161,20 @@ def test_spool_dirs_ignores_what_is_not_a_shard_spool(tmp_path: Path) -> None:
     os.makedirs(root / "shard-5")  # empty: nothing of a spool in it
     assert spool_dirs(str(root)) == [str(root / "shard-1")]
     assert spool_dirs(str(tmp_path / "missing")) == []
+
+
+def test_ids_a_stray_spool_holds_past_its_checkpoint_reach_the_new_layout(tmp_path: Path) -> None:
+    """The unsharded process died after its last checkpoint (BTCUSDT 5) with trades up to
+    9 spooled and acknowledged. Two shards start: the parent's look at that spool
+    checkpoints what it holds, so the shard owning BTCUSDT goes on from 9, not 5."""
+    root = tmp_path / "spool"
+    spool, _ = open_spool(_settings(root).spool)
+    with spool:
+        spool.append([_trade("BTCUSDT", i) for i in range(1, 6)])
+        write_checkpoint(str(root), spool.sync(), {(Market.SPOT, "trade", "BTCUSDT"): 5})
+        spool.append([_trade("BTCUSDT", i) for i in range(6, 10)])
+        spool.ack(spool.read(100)[-1][0])
+    refuse_stray_spools(_settings(root, shards=2))  # nothing pending: no refusal
+    shard = shard_of(Market.SPOT, "BTCUSDT", 2)
+    got = ids_left_elsewhere(_settings(root, shards=2, shard=shard))()
+    assert got == {(Market.SPOT, "trade", "BTCUSDT"): 9}

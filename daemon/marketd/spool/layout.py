@@ -15,7 +15,8 @@ things in them matter:
   start there without its last id, and the trades made while the collector restarted
   would never be backfilled. Every process takes, for the symbols it collects, the highest
   id that any layout's checkpoint under the root holds (:func:`ids_left_elsewhere`) — the
-  symbol's old shard wrote it at its clean stop.
+  symbol's old shard wrote it at its clean stop; after a crash, the parent's look at the
+  stray spools rewrites each one's checkpoint with the ids its records hold.
 
 Only what one machine sees: a StatefulSet's pods each have their own volume, so there a
 symbol that changes shards starts without its last id (say so when resharding one).
@@ -35,8 +36,7 @@ from marketd.pipeline.sequence import SeqKey
 from marketd.roles import COLLECTOR
 from marketd.spool import format as fmt
 from marketd.spool.model import SpoolError
-from marketd.spool.sequence import SEQUENCE_FILE, read_checkpoint
-from marketd.spool.spool import Spool
+from marketd.spool.sequence import SEQUENCE_FILE, open_spool, read_checkpoint, write_checkpoint
 
 
 def layout_root(settings: Settings) -> str:
@@ -106,9 +106,13 @@ def stray_spools(settings: Settings) -> list[StraySpool]:
     for directory in spool_dirs(root):
         if directory in mine or not _holds_spool(directory, segments_only=True):
             continue
-        spool = Spool.open(attrs.evolve(settings.spool, directory=directory))
+        spool, ids = open_spool(attrs.evolve(settings.spool, directory=directory))
         try:
             pending = spool.statistics().records_pending
+            if ids:
+                # Its ids as recovery found them, past a crash's last checkpoint: where
+                # ids_left_elsewhere reads them, before the acked records go.
+                write_checkpoint(directory, spool.last_seq, ids)
         finally:
             spool.close()
         if pending:

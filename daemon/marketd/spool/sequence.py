@@ -7,11 +7,15 @@ while it was down would be silently missing from Kafka. The spool stage writes
 id appended, and ``spool_seq``, the spool sequence number up to which those appends
 reach. The file is replaced atomically (temporary file, fsync, rename).
 
-At start-up :func:`recover_last_ids` reads the file and then the records the spool
+At start-up :func:`open_spool` reads the file, opens the spool and reads the records it
 holds beyond ``spool_seq`` (appended after the last checkpoint; a ``kill -9`` keeps them
 in the page cache), so the result is exactly the highest id that is either in Kafka or
-will be delivered from the spool. The normalizer starts from these ids: the first live
-trade of each symbol opens a gap that is backfilled from REST (``pipeline.backfill``).
+will be delivered from the spool. For that, the spool must still hold those records
+when Kafka has already acknowledged them: it is opened holding every record above the
+checkpoint's ``spool_seq`` (``hold_after``), and the stage releases records only up to
+the ``spool_seq`` of a checkpoint written. The normalizer starts from these ids: the
+first live trade of each symbol opens a gap that is backfilled from REST
+(``pipeline.backfill``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import structlog
 
 from marketd.data.records import Market, Record
 from marketd.pipeline.sequence import SEQUENCED_KINDS, SeqKey
+from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
 
 log = structlog.get_logger(__name__)
@@ -98,12 +103,24 @@ def read_checkpoint(directory: str) -> tuple[int, dict[SeqKey, int]] | None:
     return data.spool_seq, {(Market(m), k, s): i for m, k, s, i in data.last_ids}
 
 
-def recover_last_ids(spool: Spool) -> dict[SeqKey, int]:
-    """The highest trade/aggTrade id per key that reached the spool before this start.
+def open_spool(settings: SpoolSettings) -> tuple[Spool, dict[SeqKey, int]]:
+    """Open the spool holding what the checkpoint does not cover, and recover the highest
+    trade/aggTrade id per key that reached it before this start.
 
-    Blocking (reads the spool's tail): run in a thread, before the spool is written to.
+    Blocking (reads the spool's tail): run in a thread.
     """
-    found = read_checkpoint(spool.settings.directory)
+    found = read_checkpoint(settings.directory)
+    spool = Spool.open(settings, hold_after=found[0] if found is not None else 0)
+    try:
+        return spool, _recover_last_ids(spool, found)
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _recover_last_ids(
+    spool: Spool, found: tuple[int, dict[SeqKey, int]] | None
+) -> dict[SeqKey, int]:
     spool_seq, last_ids = found if found is not None else (0, {})
     scanned = 0
     while batch := spool.peek_after(spool_seq, _SCAN_BATCH):

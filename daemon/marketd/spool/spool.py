@@ -47,6 +47,11 @@ Guarantees (``append`` returned ⇒ "accepted"):
   would pass ``max_bytes`` (or the disk is full) and writes nothing. Acked entries in
   the oldest segment occupy space until the whole segment is acked, so at least
   ``max_bytes - segment_bytes`` are usable.
+* Hold: opened with ``hold_after``, the spool keeps acked segments holding records
+  above that seq on disk until :meth:`~Spool.release` moves it on. The spool stage
+  holds what its last trade ids checkpoint (:mod:`marketd.spool.sequence`) does not
+  cover yet, so that recovery after a ``kill -9`` can still read those records' ids.
+  Held bytes count towards ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -98,8 +103,10 @@ class _Segment:
 class Spool:
     """See the module documentation. Make one with :meth:`open`."""
 
-    def __init__(self, settings: SpoolSettings) -> None:
+    def __init__(self, settings: SpoolSettings, hold_after: int | None = None) -> None:
         self.settings = settings
+        # Acked segments with records above this seq stay on disk (None: no hold).
+        self._hold = hold_after
         self._dir = settings.directory
         self._lock = threading.Lock()  # segment list, dirty flags, descriptors vs sync()
         self._sync_lock = threading.Lock()  # one sync() at a time
@@ -132,9 +139,10 @@ class Spool:
     # -- opening and recovery -----------------------------------------------------------
 
     @classmethod
-    def open(cls, settings: SpoolSettings) -> Spool:
-        """Open (creating it if missing) and recover the spool in ``settings.directory``."""
-        spool = cls(settings)
+    def open(cls, settings: SpoolSettings, *, hold_after: int | None = None) -> Spool:
+        """Open (creating it if missing) and recover the spool in ``settings.directory``;
+        with ``hold_after``, acked records above it stay on disk until :meth:`release`."""
+        spool = cls(settings, hold_after)
         try:
             spool._recover()
         except BaseException:
@@ -168,7 +176,7 @@ class Spool:
         for first in firsts:
             path = os.path.join(d, fmt.segment_name(first))
             self._segments.append(_Segment(first, path, os.stat(path).st_size))
-        while len(self._segments) >= 2 and self._segments[1].first <= ack + 1:
+        while len(self._segments) >= 2 and self._segments[1].first <= self._deletable() + 1:
             self._unlink(self._segments.pop(0))  # acked before the crash, not deleted yet
         last_seq, keep = self._recover_tail()
         self._next_seq = max(ack + 1, last_seq + 1)
@@ -525,9 +533,26 @@ class Spool:
             reason=reason,
         )
 
+    def release(self, seq: int) -> None:
+        """Stop holding acked records up to ``seq`` (see "Hold"): delete the segments whose
+        every entry is now acked and released."""
+        if self._hold is not None and seq > self._hold and not self._closed:
+            self._hold = seq
+            self._collect()
+
+    @property
+    def holds_acked(self) -> bool:
+        """Whether acked records are held on disk (see "Hold")."""
+        return self._hold is not None and self._hold < self._ack_seq
+
+    def _deletable(self) -> int:
+        """Segments wholly at or below this seq may be deleted."""
+        return self._ack_seq if self._hold is None else min(self._ack_seq, self._hold)
+
     def _collect(self) -> None:
-        """Delete the segments whose every entry is acked (never the active one)."""
-        while len(self._segments) >= 2 and self._segments[1].first <= self._ack_seq + 1:
+        """Delete the segments whose every entry is acked and not held (never the active
+        one)."""
+        while len(self._segments) >= 2 and self._segments[1].first <= self._deletable() + 1:
             seg = self._segments[0]
             if self._read_fd is not None and self._read_fd[0] == seg.first:
                 os.close(self._read_fd[1])

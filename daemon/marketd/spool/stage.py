@@ -38,7 +38,7 @@ from marketd.spool.acks import AckWindow
 from marketd.spool.format import EntryTooLarge
 from marketd.spool.identity import spool_identity
 from marketd.spool.model import SpoolFull, SpoolStatistics
-from marketd.spool.sequence import note_ids, recover_last_ids, write_checkpoint
+from marketd.spool.sequence import note_ids, open_spool, write_checkpoint
 from marketd.spool.settings import SpoolSettings
 from marketd.spool.spool import Spool
 from marketd.status import StatusStream
@@ -148,8 +148,8 @@ class SpoolStage:
     ) -> None:
         """Run until ``records_in`` ends and everything spooled was handed on."""
         if self.spool is None:
-            self.spool = await trio.to_thread.run_sync(Spool.open, self.settings)
-            recovered = await trio.to_thread.run_sync(recover_last_ids, self.spool)
+            opened, recovered = await trio.to_thread.run_sync(open_spool, self.settings)
+            self.spool = opened
             if self._ids_elsewhere is not None:
                 elsewhere = await trio.to_thread.run_sync(self._ids_elsewhere)
                 taken = {k: i for k, i in elsewhere.items() if i > recovered.get(k, -1)}
@@ -157,6 +157,9 @@ class SpoolStage:
                     log.info("last trade ids taken from other spool directories", keys=len(taken))
                     recovered.update(taken)
             self.last_ids.update(recovered)
+            # The first sync writes a checkpoint covering what recovery read: only then
+            # may the spool delete the acked records it read them from.
+            self._ids_moved = True
             if self._on_recovered is not None:
                 self._on_recovered(recovered)
         spool = self.spool
@@ -200,7 +203,6 @@ class SpoolStage:
                         while len(batch) < _COALESCE_RECORDS:
                             batch.extend(records_in.receive_nowait())
                 await self._append(spool, batch)
-                self._ids_moved |= note_ids(self.last_ids, batch)
                 if interval == 0:
                     await self._sync(spool)
             syncer.cancel_scope.cancel()
@@ -228,6 +230,10 @@ class SpoolStage:
                 parts[0:1] = [p for p in (part[: exc.index], part[exc.index + 1 :]) if p]
                 continue
             except SpoolFull:
+                if spool.holds_acked:
+                    # Acked segments wait for a checkpoint of their trade ids: write it.
+                    await self._sync(spool)
+                    continue
                 if len(part) > 1:
                     half = len(part) // 2
                     parts[0:1] = [part[:half], part[half:]]
@@ -245,6 +251,9 @@ class SpoolStage:
                         self.status.intake_stopped("spool_full", spool.statistics().records_pending)
                 await trio.sleep(_FULL_RETRY_S)
                 continue
+            # Noted per part: a sync while a later part waits for room must find the ids
+            # of every record it covers.
+            self._ids_moved |= note_ids(self.last_ids, part)
             del parts[0]
             self._wake.set()  # the reader hands it on: its acks are what frees space
         if self.full:
@@ -255,12 +264,13 @@ class SpoolStage:
     async def _sync_every(self, spool: Spool, interval: float) -> None:
         while True:
             began = trio.current_time()
-            if spool.last_seq > spool.synced_seq or self._ids_moved:
+            if spool.last_seq > spool.synced_seq or self._ids_moved or spool.holds_acked:
                 await self._sync(spool)
             await trio.sleep_until(began + interval)
 
     async def _sync(self, spool: Spool) -> None:
-        """fsync the spool, then checkpoint the trade ids it now holds durably.
+        """fsync the spool, then checkpoint the trade ids it now holds durably, then let
+        the spool delete the acked records that checkpoint covers.
 
         The ids and ``upto`` are taken together here, in the trio thread that appends:
         they describe the same records, and the fsync (which covers everything appended
@@ -281,6 +291,9 @@ class SpoolStage:
             except BaseException:
                 self._ids_moved = self._ids_moved or ids is not None  # written next time
                 raise
+            # Without new ids, the checkpoint on disk already covers the records up to
+            # upto: none of those appended since it moved an id.
+            spool.release(upto)
 
     async def _read(
         self,
