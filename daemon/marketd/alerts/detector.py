@@ -55,8 +55,9 @@ latest 24 h quote volume (carried by the 24 h ticker ticks; unknown until one ar
 when a jump is found: a jump below the minimum is not sent, but it still resets the base
 and starts the quiet period, so a rule's alerts are exactly the unfiltered rule's alerts
 whose instrument had the volume at that moment, and a volume that becomes known (or grows)
-enables the rule from then on. :meth:`Detector.replay` cannot see such a withheld jump (it
-was never sent), so after a restart the replayed state of a volume-filtered rule may differ.
+enables the rule from then on. :meth:`Detector.replay_tick` cannot see such a withheld price
+jump (it was never sent), so after a restart the replayed state of a volume-filtered price
+rule may differ (rules of the other kinds are evaluated where their filter withholds).
 
 Alert ids are a digest of market, symbol, rule name, and base and current price with
 their event times, so re-processing the same ticks (a restart that replays its input)
@@ -153,6 +154,24 @@ def alert_id(
     """The stable id of a jump: 24 hex digits of a SHA-1 over its defining values."""
     text = f"{market}|{symbol}|{rule}|{base_time_ms}|{base_price}|{price_time_ms}|{price}"
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:24]
+
+
+def _values(
+    p: Decimal, quantity: str, index_price: str, funding_rate: str
+) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """What the volume, premium and funding rules read from a tick at price ``p``: its
+    notional, premium (percent) and funding rate (percent), each None if absent or bad."""
+    notional = premium = funding = None
+    if quantity and (q := parse_price(quantity)) is not None:
+        notional = _mul(p, q)
+    if index_price and (i := parse_price(index_price)) is not None:
+        premium = premium_pct(p, i)
+    if funding_rate:
+        with contextlib.suppress(decimal.InvalidOperation, ValueError):
+            rate = Decimal(funding_rate)
+            if rate.is_finite():
+                funding = funding_pct(rate)
+    return notional, premium, funding
 
 
 def parse_price(text: str) -> Decimal | None:
@@ -558,16 +577,7 @@ class Detector:
     ) -> list[Alert] | None:
         """The volume, premium and funding rules of one tick."""
         time_ms, p, price = tick
-        notional = premium = funding = None
-        if quantity and (q := parse_price(quantity)) is not None:
-            notional = _mul(p, q)
-        if index_price and (i := parse_price(index_price)) is not None:
-            premium = premium_pct(p, i)
-        if funding_rate:
-            with contextlib.suppress(decimal.InvalidOperation, ValueError):
-                rate = Decimal(funding_rate)
-                if rate.is_finite():
-                    funding = funding_pct(rate)
+        notional, premium, funding = _values(p, quantity, index_price, funding_rate)
         for rule, state in inst.others:
             kind = rule.kind
             if kind is AlertKind.VOLUME:
@@ -648,28 +658,44 @@ class Detector:
         alerted: Iterable[str] = (),
         quote_volume: str = "",
     ) -> None:
-        """Rebuild state from a tick seen before a restart, without evaluating it: the
-        tick enters every price rule's window; for each rule named in ``alerted`` (it
+        """:meth:`replay_tick` of a plain price tick."""
+        self.replay_tick(Tick(market, symbol, time_ms, price, quote_volume), alerted)
+
+    def replay_tick(self, t: Tick, alerted: Iterable[str] = ()) -> None:
+        """Rebuild state from a tick seen before a restart, without evaluating it. The
+        tick enters every window it entered then; for each rule named in ``alerted`` (it
         raised an alert on this tick last time) the tick is the alert again: window reset
-        to it, quiet from it. Same checks as :meth:`observe` (duplicates, order). Rules of
-        the other kinds start afresh after a restart (their state is not rebuilt)."""
-        inst = self._known(market, symbol)
-        if (
-            inst is not None
-            and time_ms <= inst.last_time
-            and (time_ms < inst.last_time or price == inst.last_price)
-        ):
+        to it, quiet from it. Same checks as :meth:`observe_tick` (duplicates, order, each
+        input on its own clock). A premium or funding value outside its band that did not
+        alert disarms its rule (it must have been disarmed then); a rule whose volume
+        filter withholds its alerts is evaluated, since a withheld signal is recorded
+        nowhere but moves the state (price rules excepted: see the module doc)."""
+        fired = set(alerted)
+        if t.side:
+            self._replay_liquidation(t, fired)
             return
+        market, symbol, time_ms, price = t.market, t.symbol, t.time_ms, t.price
+        inst = self._known(market, symbol)
+        if inst is not None:
+            seen_time, seen_price = (
+                (inst.mark.time, inst.mark.price) if t.index_price
+                else (inst.last_time, inst.last_price)
+            )  # fmt: skip
+            if time_ms <= seen_time and (time_ms < seen_time or price == seen_price):
+                return
         p = parse_price(price)
         if p is None:
             return
         inst = self._instrument(market, symbol)
-        inst.last_time = time_ms
-        inst.last_price = price
-        if quote_volume:
-            inst.volume = _volume(quote_volume, inst.volume)
+        if t.index_price:
+            inst.mark.time = time_ms
+            inst.mark.price = price
+        else:
+            inst.last_time = time_ms
+            inst.last_price = price
+        if t.quote_volume:
+            inst.volume = _volume(t.quote_volume, inst.volume)
         tick = (time_ms, p, price)
-        fired = set(alerted)
         for rule, state in inst.active:
             window = state.window
             if rule.settings.name in fired:
@@ -679,13 +705,69 @@ class Detector:
             horizon = time_ms - rule.window_ms
             while window[0][0] < horizon:
                 window.popleft()
+        if not inst.others or not (t.quantity or t.index_price):
+            return
+        notional, premium, funding = _values(p, t.quantity, t.index_price, t.funding_rate)
+        for rule, other in inst.others:
+            name = rule.settings.name
+            withheld = bool(rule.min_volume and inst.volume < rule.min_volume)
+            if isinstance(other, VolumeState):
+                assert isinstance(rule.params, VolumeParams)
+                if notional is None:
+                    continue
+                if withheld:
+                    other.observe(rule.params, time_ms, p, price, notional)
+                else:
+                    other.replay(rule.params, time_ms, p, price, notional, name in fired)
+                continue
+            value = premium if rule.kind is AlertKind.PREMIUM else funding
+            if value is None:
+                continue
+            assert isinstance(other, ThresholdState)
+            assert isinstance(rule.params, ThresholdParams)
+            other.replay(rule.params, time_ms, value, name in fired, withheld)
 
-    def restore_alert(self, market: str, symbol: str, rule: str, time_ms: int) -> None:
-        """Set the time of a price rule's last alert on an instrument (state kept elsewhere)."""
+    def _replay_liquidation(self, t: Tick, fired: set[str]) -> None:
+        inst = self._known(t.market, t.symbol)
+        text = f"{t.side} {t.price} {t.quantity}"
+        if inst is not None:
+            clock = inst.liquidation_clock
+            if t.time_ms <= clock.time and (t.time_ms < clock.time or text == clock.price):
+                return
+        p = parse_price(t.price)
+        q = parse_price(t.quantity)
+        if p is None or q is None or t.side not in ("BUY", "SELL"):
+            return
+        inst = self._instrument(t.market, t.symbol)
+        inst.liquidation_clock.time = t.time_ms
+        inst.liquidation_clock.price = text
+        notional = _mul(p, q)
+        for rule, state in inst.liquidations:
+            assert isinstance(rule.params, LiquidationParams)
+            if rule.min_volume and inst.volume < rule.min_volume:
+                state.observe(rule.params, t.time_ms, t.side, p, t.price, notional)
+            else:
+                state.replay(
+                    rule.params, t.time_ms, t.side, t.price, notional, rule.settings.name in fired
+                )
+
+    def restore_alert(
+        self, market: str, symbol: str, rule: str, time_ms: int, direction: str = ""
+    ) -> None:
+        """Set the time of a rule's last alert (of ``direction``, ``up`` or ``down``) on an
+        instrument (state kept elsewhere), so its quiet period holds. A liquidation rule
+        is quiet per side: without a direction it is left as it is."""
         inst = self._instrument(market, symbol)
         for (name, _), state in zip(inst.names, inst.states, strict=True):
-            if name == rule and isinstance(state, _RuleState):
+            if name != rule:
+                continue
+            if isinstance(state, _RuleState):
                 state.last_alert_ms = time_ms
+            elif isinstance(state, LiquidationState):
+                if direction:
+                    state.restore("BUY" if direction == Direction.UP.value else "SELL", time_ms)
+            else:
+                state.restore(time_ms)
 
     def _known(self, market: str, symbol: str) -> _Instrument | None:
         symbols = self._instruments.get(market)

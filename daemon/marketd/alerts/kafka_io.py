@@ -15,12 +15,14 @@ Consume-transform-produce with a transactional aiokafka producer, hosted by trio
 * **Detector state across a restart.** Each offset commit carries, as its metadata, the
   partition's last alert per (market, symbol, rule) that still matters (younger than the
   longest window or cooldown) with the raw offset that raised it. A (re)assigned
-  partition is re-read from ``longest window + REPLAY_MARGIN_S`` before its committed
-  offset (by record timestamp) up to that offset *without evaluating*: the ticks refill
-  the windows, and the recorded alerts are re-applied on the very records that raised
-  them (window reset, cooldown). The detector then continues in the state it had when the
-  commit was made, so it raises exactly the alerts (same ids) an uninterrupted detector
-  would have raised, each committed once.
+  partition is re-read from ``horizon + REPLAY_MARGIN_S`` before its committed offset (by
+  record timestamp; the horizon is the longest window or cooldown, for a volume rule its
+  window plus its baseline) up to that offset *without evaluating*: the ticks refill the
+  windows of every rule kind, and the recorded alerts are re-applied on the very records
+  that raised them (window reset, cooldown; :meth:`~marketd.alerts.detector.Detector.replay_tick`).
+  The detector then continues in the state it had when the commit was made, so it raises
+  exactly the alerts (same ids) an uninterrupted detector would have raised, each
+  committed once. Outcomes still pending at the commit are not recovered.
 
 Not covered: Kafka's KIP-447 zombie fencing by consumer-group generation (aiokafka sends
 offsets by group id only), so two replicas that both believe they own a partition during
@@ -53,8 +55,9 @@ MARGIN_MS = round(REPLAY_MARGIN_S * 1000)
 MAX_METADATA_BYTES = 4000  # Kafka's offset.metadata.max.bytes default is 4096
 POLL_TIMEOUT_MS = 500
 
-# (market, symbol, rule) -> (event time ms, raw offset) of the last alert
-AlertState = dict[tuple[str, str, str], tuple[int, int]]
+# (market, symbol, rule, direction) -> (event time ms, raw offset) of the last alert (per
+# direction: a liquidation rule's two sides have a window and a quiet period each)
+AlertState = dict[tuple[str, str, str, str], tuple[int, int]]
 
 
 def transactional_id(service: DetectorService) -> str:
@@ -66,15 +69,16 @@ def transactional_id(service: DetectorService) -> str:
 def encode_metadata(state: AlertState, newest_ms: int, horizon_ms: int) -> str:
     """The still-relevant last alerts of one partition, compact JSON within Kafka's limit
     (the oldest are left out first if it would not fit, logged)."""
+    edge = newest_ms - horizon_ms
     items = sorted(
-        ((t, o, m, s, r) for (m, s, r), (t, o) in state.items() if t >= newest_ms - horizon_ms),
+        ((t, o, m, s, r, d) for (m, s, r, d), (t, o) in state.items() if t >= edge),
         reverse=True,
     )
-    rows = [[m, s, r, t, o] for t, o, m, s, r in items]
-    text = json.dumps({"v": 1, "a": rows}, separators=(",", ":"))
+    rows = [[m, s, r, d, t, o] for t, o, m, s, r, d in items]
+    text = json.dumps({"v": 2, "a": rows}, separators=(",", ":"))
     while len(text) > MAX_METADATA_BYTES and rows:
         rows.pop()
-        text = json.dumps({"v": 1, "a": rows}, separators=(",", ":"))
+        text = json.dumps({"v": 2, "a": rows}, separators=(",", ":"))
         log.warning("detector offset metadata full; oldest alert state left out")
     return text
 
@@ -83,8 +87,10 @@ def decode_metadata(text: str) -> AlertState:
     if not text:
         return {}
     try:
-        rows = json.loads(text)["a"]
-        return {(m, s, r): (int(t), int(o)) for m, s, r, t, o in rows}
+        data = json.loads(text)
+        if data["v"] == 1:  # before directions were kept
+            return {(m, s, r, ""): (int(t), int(o)) for m, s, r, t, o in data["a"]}
+        return {(m, s, r, d): (int(t), int(o)) for m, s, r, d, t, o in data["a"]}
     except (ValueError, KeyError, TypeError):
         log.warning("unreadable detector offset metadata; state starts empty", metadata=text)
         return {}
@@ -127,6 +133,18 @@ class _KafkaDetector:
 
     @property
     def horizon_ms(self) -> int:
+        """How far back the ticks that make a rule's state reach: its window or cooldown,
+        for a volume rule its window and baseline together (replayed after a restart)."""
+        rules = self.service.detector.rules
+        reach = (
+            max(r.window_s + (r.baseline_s if r.kind == "volume" else 0.0), r.cooldown_s)
+            for r in rules
+        )
+        return round(max(reach) * 1000)
+
+    @property
+    def alert_reach_ms(self) -> int:
+        """How long an alert still matters: its rule's window (which it reset) or cooldown."""
         rules = self.service.detector.rules
         return round(max(max(r.window_s, r.cooldown_s) for r in rules) * 1000)
 
@@ -254,22 +272,18 @@ class _KafkaDetector:
                     service.replayed += 1
                     fired = seeded.get(m.offset, ())
                     names = [r for (mk, sym, r) in fired if (mk, sym) == (tick.market, tick.symbol)]
-                    if not tick.side:  # liquidations enter no price window
-                        detector.replay(
-                            tick.market, tick.symbol, tick.time_ms, tick.price, names,
-                            tick.quote_volume,
-                        )  # fmt: skip
+                    detector.replay_tick(tick, names)
                     continue
                 found = detector.observe_tick(tick)
                 for alert in found:
                     alerts.append(alert)
-                    state[(alert.market, alert.symbol, alert.rule)] = (
+                    state[(alert.market, alert.symbol, alert.rule, alert.direction.value)] = (
                         alert.price_time_ms,
                         m.offset,
                     )
             self.newest_ms[tp] = newest
             if last_offset >= replay_until and last_offset >= 0:
-                metadata = encode_metadata(state, newest, self.horizon_ms + MARGIN_MS)
+                metadata = encode_metadata(state, newest, self.alert_reach_ms + MARGIN_MS)
                 offsets[tp] = OffsetAndMetadata(last_offset + 1, metadata)
             elif last_offset >= 0 and last_offset + 1 >= replay_until:
                 self.replay_until.pop(tp, None)
@@ -301,8 +315,8 @@ class _KafkaDetector:
             self.alert_state[tp] = state
             self.replay_until[tp] = committed
             by_offset: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-            for (market, symbol, rule), (time_ms, offset) in state.items():
-                detector.restore_alert(market, symbol, rule, time_ms)
+            for (market, symbol, rule, direction), (time_ms, offset) in state.items():
+                detector.restore_alert(market, symbol, rule, time_ms, direction)
                 by_offset[offset].append((market, symbol, rule))
             self.seeded[tp] = dict(by_offset)
             log.info("detector partition assigned", partition=tp.partition, replay_from=start,

@@ -302,6 +302,74 @@ class VolumeState:
     ) -> VolumeSignal | None:
         """Feed one trade of quote notional ``notional`` (price * quantity); return the
         signal it raises, if any."""
+        horizon = self._slide(p, time_ms, price, price_text, notional)
+        first = self._first_ms
+        if first is None:
+            self._first_ms = first = time_ms
+        if first > horizon:
+            return None  # warming up
+        last = self._last_signal_ms
+        if last is not None and time_ms < last + p.cooldown_ms:
+            return None
+        wsum, bsum = self._window_sum, self._baseline_sum
+        if bsum <= _ZERO or wsum < p.min_notional:
+            return None
+        if _mul(wsum, p.baseline_ms) <= _mul(p.scaled_multiple, bsum):
+            return None
+        window = self._window
+        base = window[0]
+        signal = VolumeSignal(
+            direction=Direction.UP if price >= base[2] else Direction.DOWN,
+            base_time_ms=base[1],
+            base_price=base[3],
+            time_ms=time_ms,
+            price=price_text,
+            window_notional=wsum,
+            baseline_notional=bsum,
+            trades=len(window),
+            ratio=_CTX.divide(_mul(wsum, p.baseline_ms), _mul(bsum, p.window_ms)),
+            # Each trade is in at most one signal's window (the reset), so the path costs
+            # O(1) amortised per trade.
+            path=downsample([(t[1], t[3]) for t in window]),
+        )
+        self._signalled(time_ms)
+        return signal
+
+    def replay(
+        self,
+        p: VolumeParams,
+        time_ms: int,
+        price: Decimal,
+        price_text: str,
+        notional: Decimal,
+        fired: bool,
+    ) -> None:
+        """Rebuild state from a trade seen before a restart, without evaluating it;
+        ``fired``: it raised this rule's signal last time (the window resets on it)."""
+        self._slide(p, time_ms, price, price_text, notional)
+        if self._first_ms is None:
+            self._first_ms = time_ms
+        if fired:
+            self._signalled(time_ms)
+
+    def restore(self, time_ms: int) -> None:
+        """The rule's last signal was at ``time_ms`` (its cooldown runs from there)."""
+        if self._last_signal_ms is None or time_ms > self._last_signal_ms:
+            self._last_signal_ms = time_ms
+
+    def _signalled(self, time_ms: int) -> None:
+        """The window's trades are spent: the next signal needs new ones."""
+        self._spent.extend(self._window)
+        self._window.clear()
+        self._window_sum = _ZERO
+        self._reset_seq = self._seq
+        self._last_signal_ms = time_ms
+
+    def _slide(
+        self, p: VolumeParams, time_ms: int, price: Decimal, price_text: str, notional: Decimal
+    ) -> int:
+        """Take in one trade and move the runs' edges to its time; return the baseline's
+        far edge."""
         self._seq += 1
         window = self._window
         spent = self._spent
@@ -336,39 +404,7 @@ class VolumeState:
             bsum = _ZERO  # exact anyway; this keeps "no baseline" from depending on it
         self._window_sum = wsum
         self._baseline_sum = bsum
-        first = self._first_ms
-        if first is None:
-            self._first_ms = first = time_ms
-        if first > horizon:
-            return None  # warming up
-        last = self._last_signal_ms
-        if last is not None and time_ms < last + p.cooldown_ms:
-            return None
-        if bsum <= _ZERO or wsum < p.min_notional:
-            return None
-        if _mul(wsum, p.baseline_ms) <= _mul(p.scaled_multiple, bsum):
-            return None
-        base = window[0]
-        signal = VolumeSignal(
-            direction=Direction.UP if price >= base[2] else Direction.DOWN,
-            base_time_ms=base[1],
-            base_price=base[3],
-            time_ms=time_ms,
-            price=price_text,
-            window_notional=wsum,
-            baseline_notional=bsum,
-            trades=len(window),
-            ratio=_CTX.divide(_mul(wsum, p.baseline_ms), _mul(bsum, p.window_ms)),
-            # Each trade is in at most one signal's window (the reset), so the path costs
-            # O(1) amortised per trade.
-            path=downsample([(t[1], t[3]) for t in window]),
-        )
-        spent.extend(window)
-        window.clear()
-        self._window_sum = _ZERO
-        self._reset_seq = self._seq
-        self._last_signal_ms = time_ms
-        return signal
+        return horizon
 
 
 # (event time ms, price text, quote notional)
@@ -384,6 +420,12 @@ class _Side:
         self.window: collections.deque[_Order] = collections.deque()
         self.total = _ZERO
         self.last_signal_ms: int | None = None
+
+    def signalled(self, time_ms: int) -> None:
+        """The window's orders are spent: the next signal needs new ones."""
+        self.window.clear()
+        self.total = _ZERO
+        self.last_signal_ms = time_ms
 
     def evict(self, edge: int) -> None:
         window = self.window
@@ -414,17 +456,7 @@ class LiquidationState:
         """Feed one liquidation order (``side`` as Binance writes it, ``notional`` its
         quote notional); return the signal it raises, if any. ``price`` is not needed for
         the decision (the side gives the direction; the signal carries the text)."""
-        if side == "SELL":
-            mine, other, direction = self._sell, self._buy, Direction.DOWN
-        elif side == "BUY":
-            mine, other, direction = self._buy, self._sell, Direction.UP
-        else:
-            raise ValueError(f"a liquidation side is BUY or SELL, not {side!r}")
-        edge = time_ms - p.window_ms
-        other.evict(edge)  # not needed for the decision; bounds the quiet side's memory
-        mine.window.append((time_ms, price_text, notional))
-        mine.total = _add(mine.total, notional)
-        mine.evict(edge)
+        mine, direction = self._take(p, time_ms, side, price_text, notional)
         last = mine.last_signal_ms
         if last is not None and time_ms < last + p.cooldown_ms:
             return None
@@ -443,10 +475,41 @@ class LiquidationState:
             count=len(window),
             path=downsample([(o[0], o[1]) for o in window]),
         )
-        window.clear()
-        mine.total = _ZERO
-        mine.last_signal_ms = time_ms
+        mine.signalled(time_ms)
         return signal
+
+    def replay(
+        self, p: LiquidationParams, time_ms: int, side: str, price_text: str, notional: Decimal,
+        fired: bool,
+    ) -> None:  # fmt: skip
+        """Rebuild state from an order seen before a restart, without evaluating it;
+        ``fired``: it raised this rule's signal last time (its side's window resets)."""
+        mine, _ = self._take(p, time_ms, side, price_text, notional)
+        if fired:
+            mine.signalled(time_ms)
+
+    def restore(self, side: str, time_ms: int) -> None:
+        """The last signal of ``side`` (BUY or SELL) was at ``time_ms``."""
+        mine = self._buy if side == "BUY" else self._sell
+        if mine.last_signal_ms is None or time_ms > mine.last_signal_ms:
+            mine.last_signal_ms = time_ms
+
+    def _take(
+        self, p: LiquidationParams, time_ms: int, side: str, price_text: str, notional: Decimal
+    ) -> tuple[_Side, Direction]:
+        """Add one order to its side's window, move both windows' edges to its time."""
+        if side == "SELL":
+            mine, other, direction = self._sell, self._buy, Direction.DOWN
+        elif side == "BUY":
+            mine, other, direction = self._buy, self._sell, Direction.UP
+        else:
+            raise ValueError(f"a liquidation side is BUY or SELL, not {side!r}")
+        edge = time_ms - p.window_ms
+        other.evict(edge)  # not needed for the decision; bounds the quiet side's memory
+        mine.window.append((time_ms, price_text, notional))
+        mine.total = _add(mine.total, notional)
+        mine.evict(edge)
+        return mine, direction
 
 
 class ThresholdState:
@@ -471,3 +534,24 @@ class ThresholdState:
         self._armed = False
         self._last_signal_ms = time_ms
         return ThresholdSignal(Direction.UP if value > _ZERO else Direction.DOWN, time_ms, value)
+
+    def replay(
+        self, p: ThresholdParams, time_ms: int, value: Decimal, fired: bool, withheld: bool
+    ) -> None:
+        """Rebuild state from a value seen before a restart: ``fired``, it raised this
+        rule's signal last time; ``withheld``, a signal now would have been withheld by
+        the rule's filters (the state moves as for any signal). A value outside the band
+        that did not signal while this state would signal proves the rule was disarmed
+        then (by a signal older than what is replayed): it is disarmed again."""
+        last = self._last_signal_ms
+        if self.observe(p, time_ms, value) is None:
+            if fired:  # the state differs from the one that signalled: take its word
+                self._armed = False
+                self._last_signal_ms = time_ms
+        elif not fired and not withheld:
+            self._last_signal_ms = last  # disarmed, by a signal not replayed
+
+    def restore(self, time_ms: int) -> None:
+        """The rule's last signal was at ``time_ms`` (its cooldown runs from there)."""
+        if self._last_signal_ms is None or time_ms > self._last_signal_ms:
+            self._last_signal_ms = time_ms
