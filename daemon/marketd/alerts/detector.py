@@ -55,9 +55,8 @@ latest 24 h quote volume (carried by the 24 h ticker ticks; unknown until one ar
 when a jump is found: a jump below the minimum is not sent, but it still resets the base
 and starts the quiet period, so a rule's alerts are exactly the unfiltered rule's alerts
 whose instrument had the volume at that moment, and a volume that becomes known (or grows)
-enables the rule from then on. :meth:`Detector.replay_tick` cannot see such a withheld price
-jump (it was never sent), so after a restart the replayed state of a volume-filtered price
-rule may differ (rules of the other kinds are evaluated where their filter withholds).
+enables the rule from then on. Such a jump is recorded nowhere, so :meth:`Detector.replay_tick`
+evaluates a rule wherever its filter withholds.
 
 Alert ids are a digest of market, symbol, rule name, and base and current price with
 their event times, so re-processing the same ticks (a restart that replays its input)
@@ -259,6 +258,25 @@ class _RuleState:
         self.window: collections.deque[tuple[int, Decimal, str]] = collections.deque()
         self.last_alert_ms: int | None = None
         self.forget_limits()
+
+    def jumped(self, rule: _Rule, base: Decimal, p: Decimal) -> bool:
+        """Whether ``p`` moved beyond the rule's threshold from ``base`` (what the hot path
+        in :meth:`Detector.observe_tick` decides inline, the kept limits first)."""
+        if p > base:
+            return not (base >= self.low and p <= self.up) and self.beyond_up(rule, base, p)
+        return not (base <= self.high and p >= self.down) and self.beyond_down(rule, base, p)
+
+    def beyond_up(self, rule: _Rule, base: Decimal, p: Decimal) -> bool:
+        """Keep ``base``'s up limit (the kept limits could not decide); is ``p`` above it?"""
+        self.low = base
+        self.up = limit = _mul(rule.up_factor, base)
+        return p > limit
+
+    def beyond_down(self, rule: _Rule, base: Decimal, p: Decimal) -> bool:
+        """Keep ``base``'s down limit; is ``p`` below it?"""
+        self.high = base
+        self.down = limit = _mul(rule.down_factor, base)
+        return p < limit
 
     def forget_limits(self) -> None:
         """Drop the kept limits: the rule's threshold may have changed."""
@@ -492,19 +510,11 @@ class Detector:
             # A price equal to the base takes the second branch and never alerts there:
             # the threshold is positive, so the down factor is below 1.
             if p > base:
-                if base >= state.low and p <= state.up:
-                    continue
-                state.low = base
-                state.up = limit = _mul(rule.up_factor, base)
-                if p <= limit:
+                if (base >= state.low and p <= state.up) or not state.beyond_up(rule, base, p):
                     continue
                 direction = Direction.UP
             else:
-                if base <= state.high and p >= state.down:
-                    continue
-                state.high = base
-                state.down = limit = _mul(rule.down_factor, base)
-                if p >= limit:
+                if (base <= state.high and p >= state.down) or not state.beyond_down(rule, base, p):
                     continue
                 direction = Direction.DOWN
             state.last_alert_ms = time_ms
@@ -669,7 +679,7 @@ class Detector:
         input on its own clock). A premium or funding value outside its band that did not
         alert disarms its rule (it must have been disarmed then); a rule whose volume
         filter withholds its alerts is evaluated, since a withheld signal is recorded
-        nowhere but moves the state (price rules excepted: see the module doc)."""
+        nowhere but moves the state."""
         fired = set(alerted)
         if t.side:
             self._replay_liquidation(t, fired)
@@ -705,6 +715,14 @@ class Detector:
             horizon = time_ms - rule.window_ms
             while window[0][0] < horizon:
                 window.popleft()
+            if rule.min_volume and inst.volume < rule.min_volume:
+                # Withheld now: a jump here was recorded nowhere, but reset the rule.
+                last = state.last_alert_ms
+                quiet = last is not None and time_ms < last + rule.cooldown_ms
+                if not quiet and state.jumped(rule, window[0][1], p):
+                    state.last_alert_ms = time_ms
+                    window.clear()
+                    window.append(tick)
         if not inst.others or not (t.quantity or t.index_price):
             return
         notional, premium, funding = _values(p, t.quantity, t.index_price, t.funding_rate)
