@@ -306,8 +306,10 @@ async def test_gaps_in_every_symbol_at_once_are_filled_in_order_within_the_budge
         assert spent[m][BACKFILL] > 0
         assert spent[m][SNAPSHOTS] > 0
         assert spent[m][BACKFILL] + spent[m][SNAPSHOTS] > 2 * burst[m]
+        # Every request went through the budget: audits and deepenings too (a slow run
+        # outlasts books.audit_interval_s).
         charged_here = sum(h.weight for h in hits if h.market is m)
-        assert charged_here <= spent[m][BACKFILL] + spent[m][SNAPSHOTS]
+        assert charged_here <= sum(spent[m].values())
     assert sum(bf.budget_wait_s.values()) > 0
     print(
         f"\n{elapsed:.1f} s; gaps {p.normalizer.sequencer.gaps}, trades backfilled {backfilled}"
